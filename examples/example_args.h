@@ -1,0 +1,72 @@
+/* Command-line options shared by the examples: --data DIR, --epochs N,
+ * --seed N, --threads N, --help. Header-only, for the examples only. */
+#ifndef NNKIT_EXAMPLE_ARGS_H
+#define NNKIT_EXAMPLE_ARGS_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct example_args {
+  const char *data;
+  long epochs;
+  long seed;
+  long threads;
+} example_args;
+
+static int parse_long(const char *opt, const char *s, long lo, long hi, long *out)
+{
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || end == s || v < lo || v > hi) {
+    fprintf(stderr, "%s: '%s' is not an integer in [%ld, %ld]\n", opt, s, lo, hi);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+/* Returns 1 to run, 0 to exit successfully (--help), -1 on a usage error. */
+static int example_parse(example_args *a, int argc, char **argv, const char *usage)
+{
+  for (int i = 1; i < argc; i++) {
+    const char *o = argv[i];
+    if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+      printf("%s", usage);
+      printf("options:\n"
+             "  --data DIR     directory with the four MNIST-named IDX files "
+             "(default %s)\n"
+             "  --epochs N     training epochs (default %ld)\n"
+             "  --seed N       seed of initialization and data order (default %ld)\n"
+             "  --threads N    math threads, 0 = all cores (default %ld)\n"
+             "  --help         this text\n",
+             a->data, a->epochs, a->seed, a->threads);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "%s: missing value (see --help)\n", o);
+      return -1;
+    }
+    const char *v = argv[++i];
+    if (!strcmp(o, "--data")) {
+      a->data = v;
+    } else if (!strcmp(o, "--epochs")) {
+      if (!parse_long(o, v, 1, 100000, &a->epochs))
+        return -1;
+    } else if (!strcmp(o, "--seed")) {
+      if (!parse_long(o, v, 0, 2147483647L, &a->seed))
+        return -1;
+    } else if (!strcmp(o, "--threads")) {
+      if (!parse_long(o, v, 0, 1024, &a->threads))
+        return -1;
+    } else {
+      fprintf(stderr, "unknown option %s (see --help)\n", o);
+      return -1;
+    }
+  }
+  return 1;
+}
+
+#endif

@@ -1,0 +1,265 @@
+/**
+ * @file nnkit/model.h
+ * Sequential networks, their layers, losses and parameter initializers.
+ *
+ * Tensors are float32, sample-major, NCHW. A net's parameters live in one
+ * contiguous buffer with a twin gradient buffer of the same length, so
+ * optimizers are flat loops that know nothing of layers.
+ */
+#ifndef NNKIT_MODEL_H
+#define NNKIT_MODEL_H
+
+#include "nnkit/core.h"
+#include "nnkit/data.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Initializers                                                         */
+/* ------------------------------------------------------------------ */
+
+/** Kinds of initializer. Values are fixed forever. */
+typedef enum nnkit_init_kind {
+  NNKIT_INIT_ZEROS = 0,
+  NNKIT_INIT_CONSTANT = 1,       /**< every value = a */
+  NNKIT_INIT_NORMAL = 2,         /**< N(mean a, std b) */
+  NNKIT_INIT_UNIFORM = 3,        /**< U(lo a, hi b) */
+  NNKIT_INIT_XAVIER_NORMAL = 4,  /**< N(0, gain^2 * 2 / (fan_in + fan_out)) */
+  NNKIT_INIT_XAVIER_UNIFORM = 5, /**< U(+-gain * sqrt(6 / (fan_in + fan_out))) */
+  NNKIT_INIT_HE_NORMAL = 6,      /**< N(0, 2 / ((1 + s^2) fan_in)) */
+  NNKIT_INIT_HE_UNIFORM = 7      /**< U(+-sqrt(6 / ((1 + s^2) fan_in))) */
+} nnkit_init_kind;
+
+/** A recipe for drawing initial parameter values. Immutable. */
+typedef struct nnkit_init nnkit_init;
+
+/**
+ * Creates an initializer. The meaning of a and b depends on kind:
+ * CONSTANT: a = value; NORMAL: a = mean, b = std (>= 0); UNIFORM: a = lo,
+ * b = hi (lo <= hi); XAVIER_*: a = gain (> 0; 0 means 1); HE_*: a = the
+ * negative slope s of the following leaky ReLU (0 for ReLU, >= 0).
+ * Unused values must be 0.
+ * @param out receives the initializer; free it with nnkit_init_free().
+ * @return NNKIT_E_INVALID for an unknown kind, a negative std or gain,
+ *         lo > hi, or a non-finite value.
+ */
+NNKIT_API nnkit_status nnkit_init_create(nnkit_init **out, nnkit_init_kind kind,
+                                         double a, double b);
+
+/** Frees an initializer; NULL is ignored. */
+NNKIT_API void nnkit_init_free(nnkit_init *init);
+
+/** The initializer's kind. */
+NNKIT_API nnkit_init_kind nnkit_init_get_kind(const nnkit_init *init);
+
+/**
+ * Fills n floats with draws from the initializer for a layer with the given
+ * fans. The draw is a pure function of (seed, stream, index): the same
+ * arguments give the same values on every machine and thread count.
+ * @return NNKIT_E_INVALID for NULL buf with n > 0, or a zero fan for
+ *         the Xavier/He kinds.
+ */
+NNKIT_API nnkit_status nnkit_init_fill(const nnkit_init *init, float *buf,
+                                       size_t n, size_t fan_in, size_t fan_out,
+                                       uint64_t seed, uint64_t stream);
+
+/* ------------------------------------------------------------------ */
+/* Networks                                                             */
+/* ------------------------------------------------------------------ */
+
+/** Activation functions. Values are fixed forever. */
+typedef enum nnkit_activation {
+  NNKIT_ACT_RELU = 1,
+  NNKIT_ACT_LEAKY_RELU = 2, /**< slope 0.01 unless nnkit_net_add_leaky_relu() */
+  NNKIT_ACT_TANH = 3,
+  NNKIT_ACT_SIGMOID = 4,
+  NNKIT_ACT_SOFTMAX = 5     /**< over each sample's features */
+} nnkit_activation;
+
+/** Losses. Values are fixed forever. */
+typedef enum nnkit_loss {
+  /** Softmax followed by cross-entropy, fused and numerically stable
+   *  (log-sum-exp). Takes logits; when the net ends in a softmax layer the
+   *  loss uses that layer's input, so the softmax is not applied twice.
+   *  Needs labels. The reported loss is the batch mean. */
+  NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY = 1,
+  /** Mean over batch and outputs of (y - t)^2 (PyTorch's MSELoss). Takes
+   *  float targets, or one-hot vectors made from labels. */
+  NNKIT_LOSS_MSE = 2
+} nnkit_loss;
+
+/** A sequential network. Owns its layers, parameters, gradients and all
+ *  working memory. */
+typedef struct nnkit_net nnkit_net;
+
+/**
+ * Creates an empty network for samples of the given shape.
+ * @param shape  sample shape, e.g. {784} or {1, 28, 28} (copied).
+ * @param ndim   1..NNKIT_MAX_SAMPLE_DIMS.
+ * @param seed   every random draw of this net (initialization, and later
+ *               dropout) derives from it.
+ * The loss defaults to NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY; the net starts in
+ * training mode.
+ * @return NNKIT_E_INVALID for a NULL/zero dimension or bad ndim; NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_net_create(nnkit_net **out, const size_t *shape,
+                                        size_t ndim, uint64_t seed);
+
+/** Frees the network and everything it owns; NULL is ignored. */
+NNKIT_API void nnkit_net_free(nnkit_net *net);
+
+/**
+ * Appends a fully connected layer y = x W^T + b with W of shape
+ * [units, in] (PyTorch's layout) and b of shape [units]. Any input shape is
+ * flattened to in = prod(shape). Default initialization: He-normal when the
+ * next layer is a ReLU or leaky ReLU, Xavier-uniform otherwise; zero bias.
+ * @return NNKIT_E_INVALID for units == 0 or above 2^24.
+ */
+NNKIT_API nnkit_status nnkit_net_add_dense(nnkit_net *net, size_t units);
+
+/** Appends an activation layer. @return NNKIT_E_INVALID for an unknown kind. */
+NNKIT_API nnkit_status nnkit_net_add_activation(nnkit_net *net,
+                                                nnkit_activation act);
+
+/** Appends a leaky ReLU with the given negative slope (finite, >= 0). */
+NNKIT_API nnkit_status nnkit_net_add_leaky_relu(nnkit_net *net, float slope);
+
+/**
+ * Sets the initializers of layer `layer`'s weights and biases (copied; NULL
+ * keeps the current choice). Takes effect at the next
+ * nnkit_net_init_params(), or at first use if the layer has never been
+ * initialized.
+ * @return NNKIT_E_INVALID if the layer has no parameters or is out of range.
+ */
+NNKIT_API nnkit_status nnkit_net_set_init(nnkit_net *net, size_t layer,
+                                          const nnkit_init *weights,
+                                          const nnkit_init *bias);
+
+/** (Re)draws every parameter from the layers' initializers and the net's
+ *  seed. Layer i always uses stream i, so results do not depend on what was
+ *  drawn before. @return NNKIT_E_NOMEM. */
+NNKIT_API nnkit_status nnkit_net_init_params(nnkit_net *net);
+
+/** Chooses the loss. @return NNKIT_E_INVALID for an unknown kind. */
+NNKIT_API nnkit_status nnkit_net_set_loss(nnkit_net *net, nnkit_loss loss);
+/** The current loss kind. */
+NNKIT_API nnkit_loss nnkit_net_get_loss(const nnkit_net *net);
+
+/** Training mode (1, the default) or evaluation mode (0). Predict and
+ *  evaluate always run in evaluation mode and restore the previous mode. */
+NNKIT_API void nnkit_net_set_training(nnkit_net *net, int training);
+/** 1 in training mode, 0 in evaluation mode. */
+NNKIT_API int nnkit_net_is_training(const nnkit_net *net);
+
+/** Number of layers (an activation counts as one layer). */
+NNKIT_API size_t nnkit_net_num_layers(const nnkit_net *net);
+
+/** Floats in one input sample. */
+NNKIT_API size_t nnkit_net_input_size(const nnkit_net *net);
+/** Floats in one output sample (the last layer's output). */
+NNKIT_API size_t nnkit_net_output_size(const nnkit_net *net);
+
+/**
+ * Writes the output shape of layer `layer` (up to NNKIT_MAX_SAMPLE_DIMS
+ * values) into dims_out and its rank into ndim_out.
+ * @return NNKIT_E_INVALID for a layer out of range or len too small.
+ */
+NNKIT_API nnkit_status nnkit_net_layer_shape(size_t *dims_out, size_t len,
+                                             size_t *ndim_out,
+                                             const nnkit_net *net, size_t layer);
+
+/**
+ * A one-line description of layer `layer`, e.g.
+ * "dense 784 -> 128 (100480 params)". Borrowed from the net; valid until
+ * the next call of this function on the same net. "" when out of range.
+ */
+NNKIT_API const char *nnkit_net_layer_describe(nnkit_net *net, size_t layer);
+
+/**
+ * Where layer `layer`'s parameters live in the contiguous buffer: floats
+ * [offset, offset + count). Weights come first, then the bias.
+ * @return NNKIT_E_INVALID for a layer out of range.
+ */
+NNKIT_API nnkit_status nnkit_net_layer_params(size_t *offset_out,
+                                              size_t *count_out,
+                                              const nnkit_net *net,
+                                              size_t layer);
+
+/** Total number of parameters. */
+NNKIT_API size_t nnkit_net_num_params(const nnkit_net *net);
+
+/** Borrowed pointer to the contiguous parameter buffer (num_params floats),
+ *  writable; initializes parameters first if needed. Valid until a layer is
+ *  added or the net is freed. NULL when the net has no parameters or an
+ *  allocation failed. */
+NNKIT_API float *nnkit_net_params(nnkit_net *net);
+
+/** Borrowed pointer to the gradient buffer, the twin of nnkit_net_params(). */
+NNKIT_API float *nnkit_net_grads(nnkit_net *net);
+
+/**
+ * Runs the net on `batch` samples (batch * input_size floats, borrowed) in
+ * the current mode, and keeps what backward needs. When out is not NULL it
+ * receives batch * output_size floats (out_len must be at least that).
+ * The first call for a batch size larger than any before allocates working
+ * memory; later calls allocate nothing.
+ * @return NNKIT_E_INVALID for NULL x, batch 0 or a short out_len;
+ *         NNKIT_E_STATE for a net without layers; NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
+                                         size_t batch, float *out,
+                                         size_t out_len);
+
+/**
+ * Computes the mean loss of the last forward batch and back-propagates it,
+ * overwriting the gradient buffer with d(mean loss)/d(params).
+ * @param labels   batch class ids (for softmax cross-entropy, or MSE against
+ *                 one-hot vectors), or NULL.
+ * @param targets  batch * output_size floats (MSE), or NULL.
+ * @param loss_out receives the mean data loss (may be NULL).
+ * @return NNKIT_E_STATE without a preceding forward; NNKIT_E_INVALID when
+ *         the loss needs labels/targets that are missing or a label is out of
+ *         range (named).
+ */
+NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
+                                          const float *targets,
+                                          double *loss_out);
+
+/**
+ * Predicts class ids (argmax of the output) for count samples of x, in
+ * evaluation mode, in chunks. classes_out receives count ids.
+ * @return NNKIT_E_INVALID for NULL buffers or count 0; NNKIT_E_STATE for a net
+ *         without layers.
+ */
+NNKIT_API nnkit_status nnkit_net_predict(int32_t *classes_out,
+                                         nnkit_net *net, const float *x,
+                                         size_t count);
+
+/**
+ * Class probabilities for count samples: softmax of the outputs for a
+ * softmax cross-entropy net (or the outputs unchanged when the net already
+ * ends in softmax), the raw outputs for MSE. probs_out receives
+ * count * output_size floats; probs_len must be at least that.
+ */
+NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out,
+                                               size_t probs_len,
+                                               nnkit_net *net, const float *x,
+                                               size_t count);
+
+/**
+ * Mean loss and accuracy (fraction of argmax == label) of the net on a
+ * labelled dataset, in evaluation mode. For a regression set acc_out gets 0.
+ * Either out pointer may be NULL.
+ * @return NNKIT_E_SHAPE when the dataset's sample size differs from the
+ *         net's input size, or its class count exceeds the output size.
+ */
+NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
+                                          nnkit_net *net,
+                                          const nnkit_dataset *ds);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NNKIT_MODEL_H */

@@ -1,0 +1,128 @@
+/* Element-wise activations and the per-sample softmax. Shape-preserving. */
+#include <math.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+static nnkit_status act_setup(nnkit__layer *l)
+{
+  l->out = l->in;
+  l->num_params = 0;
+  return NNKIT_OK;
+}
+
+void nnkit__softmax_rows(const float *x, float *y, size_t rows, size_t cols)
+{
+  for (size_t i = 0; i < rows; i++) {
+    const float *xr = x + i * cols;
+    float *yr = y + i * cols;
+    float m = xr[0];
+    for (size_t j = 1; j < cols; j++)
+      if (xr[j] > m)
+        m = xr[j];
+    double s = 0;
+    for (size_t j = 0; j < cols; j++) {
+      yr[j] = expf(xr[j] - m);
+      s += yr[j];
+    }
+    float inv = (float)(1.0 / s);
+    for (size_t j = 0; j < cols; j++)
+      yr[j] *= inv;
+  }
+}
+
+static void act_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+{
+  size_t n = batch * nnkit__shape_size(&l->in);
+  float s = l->slope;
+  switch (l->act) {
+  case NNKIT_ACT_RELU:
+    for (size_t i = 0; i < n; i++)
+      y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    break;
+  case NNKIT_ACT_LEAKY_RELU:
+    for (size_t i = 0; i < n; i++)
+      y[i] = x[i] > 0.0f ? x[i] : s * x[i];
+    break;
+  case NNKIT_ACT_TANH:
+    for (size_t i = 0; i < n; i++)
+      y[i] = tanhf(x[i]);
+    break;
+  case NNKIT_ACT_SIGMOID:
+    for (size_t i = 0; i < n; i++)
+      y[i] = 1.0f / (1.0f + expf(-x[i]));
+    break;
+  case NNKIT_ACT_SOFTMAX:
+    nnkit__softmax_rows(x, y, batch, nnkit__shape_size(&l->in));
+    break;
+  }
+}
+
+static void act_backward(nnkit__layer *l, const float *x, const float *y,
+                         const float *dy, float *dx, size_t batch)
+{
+  if (!dx)
+    return;
+  size_t cols = nnkit__shape_size(&l->in), n = batch * cols;
+  float s = l->slope;
+  switch (l->act) {
+  case NNKIT_ACT_RELU:
+    for (size_t i = 0; i < n; i++)
+      dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    break;
+  case NNKIT_ACT_LEAKY_RELU:
+    for (size_t i = 0; i < n; i++)
+      dx[i] = x[i] > 0.0f ? dy[i] : s * dy[i];
+    break;
+  case NNKIT_ACT_TANH:
+    for (size_t i = 0; i < n; i++)
+      dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+    break;
+  case NNKIT_ACT_SIGMOID:
+    for (size_t i = 0; i < n; i++)
+      dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+    break;
+  case NNKIT_ACT_SOFTMAX:
+    /* dx_j = y_j (dy_j - sum_k dy_k y_k) */
+    for (size_t r = 0; r < batch; r++) {
+      const float *yr = y + r * cols, *gr = dy + r * cols;
+      double dot = 0;
+      for (size_t j = 0; j < cols; j++)
+        dot += (double)gr[j] * yr[j];
+      for (size_t j = 0; j < cols; j++)
+        dx[r * cols + j] = yr[j] * (gr[j] - (float)dot);
+    }
+    break;
+  }
+}
+
+static const char *act_name(nnkit_activation a)
+{
+  switch (a) {
+  case NNKIT_ACT_RELU: return "relu";
+  case NNKIT_ACT_LEAKY_RELU: return "leaky_relu";
+  case NNKIT_ACT_TANH: return "tanh";
+  case NNKIT_ACT_SIGMOID: return "sigmoid";
+  case NNKIT_ACT_SOFTMAX: return "softmax";
+  }
+  return "?";
+}
+
+static void act_describe(const nnkit__layer *l, char *buf, size_t len)
+{
+  if (l->act == NNKIT_ACT_LEAKY_RELU)
+    snprintf(buf, len, "leaky_relu(%g) %zu", (double)l->slope,
+             nnkit__shape_size(&l->in));
+  else
+    snprintf(buf, len, "%s %zu", act_name(l->act), nnkit__shape_size(&l->in));
+}
+
+const nnkit__layer_ops nnkit__activation_ops = {
+  .name = "activation",
+  .setup = act_setup,
+  .fans = NULL,
+  .forward = act_forward,
+  .backward = act_backward,
+  .describe = act_describe,
+  .destroy = NULL,
+};

@@ -1,0 +1,738 @@
+/* The sequential network: layer list, one contiguous parameter buffer with
+ * a twin gradient buffer, working memory sized at first use, forward,
+ * backward through the loss, predict and evaluate. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Samples per chunk in predict/evaluate. */
+#define EVAL_CHUNK 256
+
+size_t nnkit__shape_size(const nnkit__shape *s)
+{
+  size_t n = 1;
+  for (size_t i = 0; i < s->ndim; i++)
+    n *= s->d[i];
+  return n;
+}
+
+static int shape_from_user(nnkit__shape *s, const size_t *shape, size_t ndim,
+                           const char *fn)
+{
+  if (!shape || ndim < 1 || ndim > NNKIT_MAX_SAMPLE_DIMS) {
+    nnkit__err(NNKIT_E_INVALID, "%s: sample shape needs 1 to %d dimensions (got %zu)",
+               fn, NNKIT_MAX_SAMPLE_DIMS, ndim);
+    return 0;
+  }
+  int ovf = 0;
+  size_t total = 1;
+  for (size_t i = 0; i < ndim; i++) {
+    if (shape[i] == 0) {
+      nnkit__err(NNKIT_E_INVALID, "%s: sample dimension %zu is 0; every dimension "
+                 "must be positive", fn, i);
+      return 0;
+    }
+    total = nnkit__mul_size(total, shape[i], &ovf);
+    s->d[i] = shape[i];
+  }
+  if (ovf || total > ((size_t)1 << 31)) {
+    nnkit__err(NNKIT_E_INVALID, "%s: a sample of more than 2^31 floats is not "
+               "supported", fn);
+    return 0;
+  }
+  s->ndim = ndim;
+  return 1;
+}
+
+NNKIT_API nnkit_status nnkit_net_create(nnkit_net **out, const size_t *shape,
+                                        size_t ndim, uint64_t seed)
+{
+  if (!out)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_create: out is NULL");
+  *out = NULL;
+  nnkit__shape in;
+  if (!shape_from_user(&in, shape, ndim, "nnkit_net_create"))
+    return NNKIT_E_INVALID;
+  nnkit_net *net = nnkit__calloc(1, sizeof *net);
+  if (!net)
+    return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_create: out of memory");
+  net->in = in;
+  net->seed = seed;
+  net->loss = NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY;
+  net->training = 1;
+  *out = net;
+  return NNKIT_OK;
+}
+
+static void free_work(nnkit_net *net)
+{
+  if (net->acts)
+    for (size_t i = 0; i < net->num_layers; i++)
+      nnkit__free(net->acts[i]);
+  nnkit__free(net->acts);
+  net->acts = NULL;
+  nnkit__free(net->input);
+  nnkit__free(net->dbuf[0]);
+  nnkit__free(net->dbuf[1]);
+  nnkit__free(net->probs);
+  nnkit__free(net->dinput);
+  net->input = net->dbuf[0] = net->dbuf[1] = net->probs = net->dinput = NULL;
+  net->batch_cap = 0;
+  net->last_batch = 0;
+  net->have_dinput = 0;
+}
+
+NNKIT_API void nnkit_net_free(nnkit_net *net)
+{
+  if (!net)
+    return;
+  free_work(net);
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    if (l->ops->destroy)
+      l->ops->destroy(l);
+    nnkit_init_free(l->w_init);
+    nnkit_init_free(l->b_init);
+  }
+  nnkit__free(net->layers);
+  nnkit__free(net->params);
+  nnkit__free(net->grads);
+  nnkit__free(net);
+}
+
+static const nnkit__shape *current_out(const nnkit_net *net)
+{
+  return net->num_layers ? &net->layers[net->num_layers - 1].out : &net->in;
+}
+
+/* Appends a layer whose kind-specific fields are in *proto. Shape inference
+ * runs now; on failure nothing changes. */
+static nnkit_status add_layer(nnkit_net *net, const nnkit__layer *proto)
+{
+  nnkit__layer l = *proto;
+  l.in = *current_out(net);
+  nnkit_status st = l.ops->setup(&l);
+  if (st != NNKIT_OK) {
+    if (l.ops->destroy)
+      l.ops->destroy(&l);
+    return st;
+  }
+  if (net->num_layers == net->cap_layers) {
+    size_t cap = net->cap_layers ? 2 * net->cap_layers : 8;
+    nnkit__layer *nl = nnkit__realloc(net->layers, cap * sizeof *nl);
+    if (!nl) {
+      if (l.ops->destroy)
+        l.ops->destroy(&l);
+      return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_add_%s: out of memory", l.ops->name);
+    }
+    net->layers = nl;
+    net->cap_layers = cap;
+  }
+  /* Working memory is per layer list; drop it and rebuild at next use. */
+  free_work(net);
+  l.param_offset = net->num_params;
+  l.params = l.grads = NULL;
+  net->layers[net->num_layers++] = l;
+  net->num_params += l.num_params;
+  net->built = 0;
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_add_dense(nnkit_net *net, size_t units)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_dense: net is NULL");
+  if (units == 0 || units > ((size_t)1 << 24))
+    return nnkit__err(NNKIT_E_INVALID,
+                      "dense layer %zu: %zu units is outside [1, 2^24]",
+                      net->num_layers, units);
+  nnkit__layer l = {0};
+  l.ops = &nnkit__dense_ops;
+  l.units = units;
+  return add_layer(net, &l);
+}
+
+static nnkit_status add_act(nnkit_net *net, nnkit_activation act, float slope)
+{
+  nnkit__layer l = {0};
+  l.ops = &nnkit__activation_ops;
+  l.act = act;
+  l.slope = slope;
+  return add_layer(net, &l);
+}
+
+NNKIT_API nnkit_status nnkit_net_add_activation(nnkit_net *net,
+                                                nnkit_activation act)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_activation: net is NULL");
+  if (act < NNKIT_ACT_RELU || act > NNKIT_ACT_SOFTMAX)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "layer %zu: unknown activation %d; use an NNKIT_ACT_* value",
+                      net->num_layers, (int)act);
+  return add_act(net, act, 0.01f);
+}
+
+NNKIT_API nnkit_status nnkit_net_add_leaky_relu(nnkit_net *net, float slope)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_leaky_relu: net is NULL");
+  if (!isfinite(slope) || slope < 0)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "layer %zu: leaky ReLU slope %g must be finite and >= 0",
+                      net->num_layers, (double)slope);
+  return add_act(net, NNKIT_ACT_LEAKY_RELU, slope);
+}
+
+static nnkit_status copy_init(nnkit_init **dst, const nnkit_init *src)
+{
+  if (!src)
+    return NNKIT_OK;
+  nnkit_init *c = NULL;
+  nnkit_status st = nnkit_init_create(&c, src->kind, src->a, src->b);
+  if (st != NNKIT_OK)
+    return st;
+  nnkit_init_free(*dst);
+  *dst = c;
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_set_init(nnkit_net *net, size_t layer,
+                                          const nnkit_init *weights,
+                                          const nnkit_init *bias)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_set_init: net is NULL");
+  if (layer >= net->num_layers)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_set_init: layer %zu does not exist (the net has %zu)",
+                      layer, net->num_layers);
+  nnkit__layer *l = &net->layers[layer];
+  if (!l->ops->fans)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_set_init: layer %zu (%s) has no parameters", layer,
+                      l->ops->name);
+  nnkit_init *w = NULL, *b = NULL;
+  nnkit_status st = copy_init(&w, weights);
+  if (st == NNKIT_OK)
+    st = copy_init(&b, bias);
+  if (st != NNKIT_OK) {
+    nnkit_init_free(w);
+    nnkit_init_free(b);
+    return st;
+  }
+  if (w) {
+    nnkit_init_free(l->w_init);
+    l->w_init = w;
+  }
+  if (b) {
+    nnkit_init_free(l->b_init);
+    l->b_init = b;
+  }
+  return NNKIT_OK;
+}
+
+/* Draws layer i's parameters: weights from its initializer (or the default
+ * for what follows it), bias from its bias initializer (or zeros). */
+static nnkit_status init_layer(nnkit_net *net, size_t i)
+{
+  nnkit__layer *l = &net->layers[i];
+  if (!l->ops->fans || l->num_params == 0) {
+    l->initialized = 1;
+    return NNKIT_OK;
+  }
+  size_t fan_in, fan_out, nw;
+  l->ops->fans(l, &fan_in, &fan_out, &nw);
+  nnkit_status st;
+  if (l->w_init) {
+    st = nnkit_init_fill(l->w_init, l->params, nw, fan_in, fan_out, net->seed,
+                         2 * i);
+  } else {
+    const nnkit__layer *next = i + 1 < net->num_layers ? &net->layers[i + 1] : NULL;
+    int relu = next && next->ops == &nnkit__activation_ops &&
+               (next->act == NNKIT_ACT_RELU || next->act == NNKIT_ACT_LEAKY_RELU);
+    nnkit_init def = {NNKIT_INIT_XAVIER_UNIFORM, 1.0, 0.0};
+    if (relu) {
+      def.kind = NNKIT_INIT_HE_NORMAL;
+      def.a = next->act == NNKIT_ACT_LEAKY_RELU ? next->slope : 0.0;
+    }
+    st = nnkit_init_fill(&def, l->params, nw, fan_in, fan_out, net->seed, 2 * i);
+  }
+  if (st != NNKIT_OK)
+    return st;
+  size_t nb = l->num_params - nw;
+  if (l->b_init)
+    st = nnkit_init_fill(l->b_init, l->params + nw, nb, fan_in, fan_out, net->seed,
+                         2 * i + 1);
+  else
+    memset(l->params + nw, 0, nb * sizeof(float));
+  if (st == NNKIT_OK)
+    l->initialized = 1;
+  return st;
+}
+
+nnkit_status nnkit__net_build(nnkit_net *net)
+{
+  if (net->built)
+    return NNKIT_OK;
+  if (net->num_params > 0) {
+    /* Layers are only appended, so existing offsets stay valid and realloc
+     * keeps the values of layers already initialized. */
+    float *p = nnkit__realloc(net->params, net->num_params * sizeof *p);
+    if (!p)
+      return nnkit__err(NNKIT_E_NOMEM, "net: out of memory for %zu parameters",
+                        net->num_params);
+    net->params = p;
+    float *g = nnkit__realloc(net->grads, net->num_params * sizeof *g);
+    if (!g)
+      return nnkit__err(NNKIT_E_NOMEM, "net: out of memory for %zu gradients",
+                        net->num_params);
+    net->grads = g;
+  }
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    l->params = l->num_params ? net->params + l->param_offset : NULL;
+    l->grads = l->num_params ? net->grads + l->param_offset : NULL;
+    if (l->params && !l->initialized) {
+      memset(l->grads, 0, l->num_params * sizeof(float));
+      nnkit_status st = init_layer(net, i);
+      if (st != NNKIT_OK)
+        return st;
+    }
+  }
+  net->built = 1;
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_init_params(nnkit_net *net)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_init_params: net is NULL");
+  nnkit_status st = nnkit__net_build(net);
+  if (st != NNKIT_OK)
+    return st;
+  for (size_t i = 0; i < net->num_layers; i++) {
+    st = init_layer(net, i);
+    if (st != NNKIT_OK)
+      return st;
+  }
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_set_loss(nnkit_net *net, nnkit_loss loss)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_set_loss: net is NULL");
+  if (loss != NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY && loss != NNKIT_LOSS_MSE)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_set_loss: unknown loss %d; use an NNKIT_LOSS_* value",
+                      (int)loss);
+  net->loss = loss;
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_loss nnkit_net_get_loss(const nnkit_net *net) { return net->loss; }
+
+NNKIT_API void nnkit_net_set_training(nnkit_net *net, int training)
+{
+  net->training = training != 0;
+}
+
+NNKIT_API int nnkit_net_is_training(const nnkit_net *net) { return net->training; }
+
+NNKIT_API size_t nnkit_net_num_layers(const nnkit_net *net) { return net->num_layers; }
+
+NNKIT_API size_t nnkit_net_input_size(const nnkit_net *net)
+{
+  return nnkit__shape_size(&net->in);
+}
+
+NNKIT_API size_t nnkit_net_output_size(const nnkit_net *net)
+{
+  return nnkit__shape_size(current_out(net));
+}
+
+NNKIT_API nnkit_status nnkit_net_layer_shape(size_t *dims_out, size_t len,
+                                             size_t *ndim_out,
+                                             const nnkit_net *net, size_t layer)
+{
+  if (!net || !dims_out || !ndim_out)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_layer_shape: NULL argument");
+  if (layer >= net->num_layers)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_layer_shape: layer %zu does not exist (the net has %zu)",
+                      layer, net->num_layers);
+  const nnkit__shape *s = &net->layers[layer].out;
+  if (len < s->ndim)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_layer_shape: dims_out holds %zu values, layer %zu "
+                      "needs %zu", len, layer, s->ndim);
+  for (size_t i = 0; i < s->ndim; i++)
+    dims_out[i] = s->d[i];
+  *ndim_out = s->ndim;
+  return NNKIT_OK;
+}
+
+NNKIT_API const char *nnkit_net_layer_describe(nnkit_net *net, size_t layer)
+{
+  if (!net || layer >= net->num_layers)
+    return "";
+  const nnkit__layer *l = &net->layers[layer];
+  l->ops->describe(l, net->describe_buf, sizeof net->describe_buf);
+  return net->describe_buf;
+}
+
+NNKIT_API nnkit_status nnkit_net_layer_params(size_t *offset_out,
+                                              size_t *count_out,
+                                              const nnkit_net *net, size_t layer)
+{
+  if (!net || !offset_out || !count_out)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_layer_params: NULL argument");
+  if (layer >= net->num_layers)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_layer_params: layer %zu does not exist (the net has %zu)",
+                      layer, net->num_layers);
+  *offset_out = net->layers[layer].param_offset;
+  *count_out = net->layers[layer].num_params;
+  return NNKIT_OK;
+}
+
+NNKIT_API size_t nnkit_net_num_params(const nnkit_net *net) { return net->num_params; }
+
+NNKIT_API float *nnkit_net_params(nnkit_net *net)
+{
+  if (!net || net->num_params == 0 || nnkit__net_build(net) != NNKIT_OK)
+    return NULL;
+  return net->params;
+}
+
+NNKIT_API float *nnkit_net_grads(nnkit_net *net)
+{
+  if (!net || net->num_params == 0 || nnkit__net_build(net) != NNKIT_OK)
+    return NULL;
+  return net->grads;
+}
+
+static size_t max_width(const nnkit_net *net)
+{
+  size_t w = nnkit__shape_size(&net->in);
+  for (size_t i = 0; i < net->num_layers; i++) {
+    size_t o = nnkit__shape_size(&net->layers[i].out);
+    if (o > w)
+      w = o;
+  }
+  return w;
+}
+
+nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
+{
+  if (batch <= net->batch_cap)
+    return NNKIT_OK;
+  free_work(net);
+  size_t in = nnkit__shape_size(&net->in), width = max_width(net);
+  size_t outw = nnkit_net_output_size(net);
+  net->acts = nnkit__calloc(net->num_layers, sizeof *net->acts);
+  if (!net->acts)
+    goto nomem;
+  for (size_t i = 0; i < net->num_layers; i++) {
+    net->acts[i] = nnkit__malloc(batch * nnkit__shape_size(&net->layers[i].out) *
+                                 sizeof(float));
+    if (!net->acts[i])
+      goto nomem;
+  }
+  net->input = nnkit__malloc(batch * in * sizeof(float));
+  net->dbuf[0] = nnkit__malloc(batch * width * sizeof(float));
+  net->dbuf[1] = nnkit__malloc(batch * width * sizeof(float));
+  net->probs = nnkit__malloc(batch * outw * sizeof(float));
+  net->dinput = nnkit__malloc(batch * in * sizeof(float));
+  if (!net->input || !net->dbuf[0] || !net->dbuf[1] || !net->probs || !net->dinput)
+    goto nomem;
+  net->batch_cap = batch;
+  net->max_width = width;
+  return NNKIT_OK;
+nomem:
+  free_work(net);
+  return nnkit__err(NNKIT_E_NOMEM, "net: out of memory for a batch of %zu samples",
+                    batch);
+}
+
+const float *nnkit__net_output(const nnkit_net *net)
+{
+  return net->acts[net->num_layers - 1];
+}
+
+NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
+                                         size_t batch, float *out,
+                                         size_t out_len)
+{
+  if (!net || !x || batch == 0)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_forward: net and x must be non-NULL and batch > 0");
+  if (net->num_layers == 0)
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_net_forward: the net has no layers; add some first");
+  size_t outw = nnkit_net_output_size(net);
+  if (out && out_len < batch * outw)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_forward: out holds %zu floats, %zu x %zu are needed",
+                      out_len, batch, outw);
+  nnkit_status st = nnkit__net_build(net);
+  if (st == NNKIT_OK)
+    st = nnkit__net_reserve(net, batch);
+  if (st != NNKIT_OK)
+    return st;
+  memcpy(net->input, x, batch * nnkit__shape_size(&net->in) * sizeof(float));
+  const float *cur = net->input;
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    l->training = net->training;
+    l->ops->forward(l, cur, net->acts[i], batch);
+    cur = net->acts[i];
+  }
+  net->last_batch = batch;
+  net->have_dinput = 0;
+  if (out)
+    memcpy(out, cur, batch * outw * sizeof(float));
+  return NNKIT_OK;
+}
+
+/* Softmax cross-entropy folds a trailing softmax layer into the loss. */
+static int fused_softmax(const nnkit_net *net)
+{
+  const nnkit__layer *last = &net->layers[net->num_layers - 1];
+  return net->loss == NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY &&
+         last->ops == &nnkit__activation_ops && last->act == NNKIT_ACT_SOFTMAX;
+}
+
+/* Loss of the last forward batch; gradient w.r.t. the loss input goes to
+ * net->probs. *first_out receives the index of the last layer to
+ * back-propagate through (num_layers when the whole net, i.e. one past). */
+static nnkit_status compute_loss(nnkit_net *net, const int32_t *labels,
+                                 const float *targets, double *loss_out,
+                                 size_t *first_out)
+{
+  size_t batch = net->last_batch, L = net->num_layers;
+  size_t outw = nnkit_net_output_size(net);
+  if (batch == 0)
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_net_backward: no forward batch to compute a loss on; "
+                      "call nnkit_net_forward first");
+  int ce = net->loss == NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY;
+  if (ce && !labels)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "softmax cross-entropy needs labels; pass them, or use "
+                      "NNKIT_LOSS_MSE for float targets");
+  if (!ce && !labels && !targets)
+    return nnkit__err(NNKIT_E_INVALID, "mean squared error needs targets or labels");
+  if (labels && (ce || !targets))
+    for (size_t i = 0; i < batch; i++)
+      if (labels[i] < 0 || (size_t)labels[i] >= outw)
+        return nnkit__err(NNKIT_E_INVALID,
+                          "sample %zu of the batch: label %d is outside [0, %zu) "
+                          "(the net has %zu outputs)", i, (int)labels[i], outw, outw);
+  const float *y = net->acts[L - 1];
+  size_t first = L;
+  if (ce) {
+    if (fused_softmax(net)) {
+      first = L - 1;
+      y = L >= 2 ? net->acts[L - 2] : net->input;
+    }
+    *loss_out = nnkit__softmax_ce(y, labels, net->probs, batch, outw);
+  } else {
+    *loss_out = nnkit__mse(y, targets, targets ? NULL : labels, net->probs, batch,
+                           outw);
+  }
+  size_t correct = 0;
+  if (labels)
+    for (size_t i = 0; i < batch; i++) {
+      const float *r = y + i * outw;
+      size_t best = 0;
+      for (size_t j = 1; j < outw; j++)
+        if (r[j] > r[best])
+          best = j;
+      correct += best == (size_t)labels[i];
+    }
+  net->last_correct = correct;
+  *first_out = first;
+  return NNKIT_OK;
+}
+
+nnkit_status nnkit__net_batch_loss(nnkit_net *net, const int32_t *labels,
+                                   const float *targets, double *loss_out,
+                                   size_t *correct_out)
+{
+  size_t first;
+  double loss = 0;
+  nnkit_status st = compute_loss(net, labels, targets, &loss, &first);
+  if (st != NNKIT_OK)
+    return st;
+  if (loss_out)
+    *loss_out = loss;
+  if (correct_out)
+    *correct_out = net->last_correct;
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
+                                          const float *targets, double *loss_out)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_backward: net is NULL");
+  if (net->num_layers == 0 || net->last_batch == 0)
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_net_backward: no forward batch; call nnkit_net_forward first");
+  size_t first;
+  double loss = 0;
+  nnkit_status st = compute_loss(net, labels, targets, &loss, &first);
+  if (st != NNKIT_OK)
+    return st;
+  size_t batch = net->last_batch;
+  if (net->num_params)
+    memset(net->grads, 0, net->num_params * sizeof(float));
+  /* Walk back from layer first-1 to 0; dy starts as the loss gradient. */
+  const float *dy = net->probs;
+  int flip = 0;
+  for (size_t k = first; k-- > 0;) {
+    nnkit__layer *l = &net->layers[k];
+    const float *x = k ? net->acts[k - 1] : net->input;
+    float *dx;
+    if (k == 0)
+      dx = net->want_dinput ? net->dinput : NULL;
+    else
+      dx = net->dbuf[flip];
+    l->ops->backward(l, x, net->acts[k], dy, dx, batch);
+    dy = dx;
+    flip ^= 1;
+  }
+  net->have_dinput = net->want_dinput && first > 0;
+  if (loss_out)
+    *loss_out = loss;
+  return NNKIT_OK;
+}
+
+static nnkit_status check_predict_args(const void *dst, nnkit_net *net,
+                                       const float *x, size_t count,
+                                       const char *fn)
+{
+  if (!dst || !net || !x || count == 0)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "%s: buffers must be non-NULL and count > 0", fn);
+  if (net->num_layers == 0)
+    return nnkit__err(NNKIT_E_STATE, "%s: the net has no layers; add some first", fn);
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_predict(int32_t *classes_out, nnkit_net *net,
+                                         const float *x, size_t count)
+{
+  nnkit_status st = check_predict_args(classes_out, net, x, count,
+                                       "nnkit_net_predict");
+  if (st != NNKIT_OK)
+    return st;
+  size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
+  int mode = net->training;
+  net->training = 0;
+  for (size_t s = 0; s < count && st == NNKIT_OK; s += EVAL_CHUNK) {
+    size_t n = count - s < EVAL_CHUNK ? count - s : EVAL_CHUNK;
+    st = nnkit_net_forward(net, x + s * in, n, NULL, 0);
+    if (st != NNKIT_OK)
+      break;
+    const float *y = nnkit__net_output(net);
+    for (size_t i = 0; i < n; i++) {
+      const float *r = y + i * outw;
+      size_t best = 0;
+      for (size_t j = 1; j < outw; j++)
+        if (r[j] > r[best])
+          best = j;
+      classes_out[s + i] = (int32_t)best;
+    }
+  }
+  net->training = mode;
+  return st;
+}
+
+NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out, size_t probs_len,
+                                               nnkit_net *net, const float *x,
+                                               size_t count)
+{
+  nnkit_status st = check_predict_args(probs_out, net, x, count,
+                                       "nnkit_net_predict_proba");
+  if (st != NNKIT_OK)
+    return st;
+  size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
+  if (probs_len / outw < count)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_predict_proba: probs_out holds %zu floats, %zu x %zu "
+                      "are needed", probs_len, count, outw);
+  int softmax = net->loss == NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY && !fused_softmax(net);
+  int mode = net->training;
+  net->training = 0;
+  for (size_t s = 0; s < count; s += EVAL_CHUNK) {
+    size_t n = count - s < EVAL_CHUNK ? count - s : EVAL_CHUNK;
+    st = nnkit_net_forward(net, x + s * in, n, NULL, 0);
+    if (st != NNKIT_OK)
+      break;
+    const float *y = nnkit__net_output(net);
+    if (softmax)
+      nnkit__softmax_rows(y, probs_out + s * outw, n, outw);
+    else
+      memcpy(probs_out + s * outw, y, n * outw * sizeof(float));
+  }
+  net->training = mode;
+  return st;
+}
+
+NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
+                                          nnkit_net *net, const nnkit_dataset *ds)
+{
+  if (!net || !ds)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_evaluate: net and ds must be non-NULL");
+  if (net->num_layers == 0)
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_net_evaluate: the net has no layers; add some first");
+  size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
+  if (ds->sample_size != in)
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "nnkit_net_evaluate: dataset samples have %zu values, the net "
+                      "takes %zu", ds->sample_size, in);
+  if (ds->num_classes > outw)
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "nnkit_net_evaluate: dataset has %u classes, the net only %zu "
+                      "outputs", ds->num_classes, outw);
+  if (ds->target_dim && ds->target_dim != outw)
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "nnkit_net_evaluate: dataset targets have %zu values, the net "
+                      "outputs %zu", ds->target_dim, outw);
+  if (!ds->labels && !ds->targets)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_evaluate: the dataset has no labels or targets");
+  int mode = net->training;
+  net->training = 0;
+  double total = 0;
+  size_t correct = 0;
+  nnkit_status st = NNKIT_OK;
+  for (size_t s = 0; s < ds->count; s += EVAL_CHUNK) {
+    size_t n = ds->count - s < EVAL_CHUNK ? ds->count - s : EVAL_CHUNK;
+    st = nnkit_net_forward(net, ds->x + s * in, n, NULL, 0);
+    double loss = 0;
+    size_t c = 0;
+    if (st == NNKIT_OK)
+      st = nnkit__net_batch_loss(net, ds->labels ? ds->labels + s : NULL,
+                                 ds->targets ? ds->targets + s * outw : NULL, &loss,
+                                 &c);
+    if (st != NNKIT_OK)
+      break;
+    total += loss * (double)n;
+    correct += c;
+  }
+  net->training = mode;
+  if (st != NNKIT_OK)
+    return st;
+  if (loss_out)
+    *loss_out = total / (double)ds->count;
+  if (acc_out)
+    *acc_out = ds->labels ? (double)correct / (double)ds->count : 0.0;
+  return NNKIT_OK;
+}

@@ -1,0 +1,582 @@
+/* Model: initializers, dense and activation layers, losses, the net's
+ * forward/backward/predict/evaluate, with finite-difference gradient
+ * checks and closed-form references. */
+#include "testutil.h"
+
+/* ---- helpers ------------------------------------------------------ */
+
+static void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
+{
+  nnkit__rng r;
+  nnkit__rng_init(&r, seed, 99);
+  for (size_t i = 0; i < n; i++)
+    x[i] = lo + (hi - lo) * (float)nnkit__rng_uniform(&r);
+}
+
+static double mean_of(const float *x, size_t n)
+{
+  double s = 0;
+  for (size_t i = 0; i < n; i++)
+    s += x[i];
+  return s / (double)n;
+}
+
+static double std_of(const float *x, size_t n)
+{
+  double m = mean_of(x, n), s = 0;
+  for (size_t i = 0; i < n; i++)
+    s += (x[i] - m) * (x[i] - m);
+  return sqrt(s / (double)n);
+}
+
+/* Loss of the current parameters on (x, labels/targets), no backward. */
+static double loss_at(nnkit_net *net, const float *x, size_t batch,
+                      const int32_t *labels, const float *targets)
+{
+  double loss;
+  ck_ok(nnkit_net_forward(net, x, batch, NULL, 0));
+  ck_ok(nnkit__net_batch_loss(net, labels, targets, &loss, NULL));
+  return loss;
+}
+
+/* Central differences in float with eps = 1e-2 on a loss accumulated in
+ * double; float rounding of the forward pass bounds the attainable
+ * agreement to about 1e-3 relative, so the tolerance is 2e-2 relative
+ * (on |a| + |n|) or 2e-4 absolute. Checks every parameter and every input. */
+static void grad_check(nnkit_net *net, const float *x0, size_t batch,
+                       const int32_t *labels, const float *targets)
+{
+  const double eps = 1e-2;
+  size_t in = nnkit_net_input_size(net), np = nnkit_net_num_params(net);
+  float *x = malloc(batch * in * sizeof *x);
+  memcpy(x, x0, batch * in * sizeof *x);
+  net->want_dinput = 1;
+  ck_ok(nnkit_net_forward(net, x, batch, NULL, 0));
+  double loss;
+  ck_ok(nnkit_net_backward(net, labels, targets, &loss));
+  ck_assert(isfinite(loss));
+  float *p = nnkit_net_params(net);
+  float *g = malloc((np ? np : 1) * sizeof *g);
+  if (np)
+    memcpy(g, nnkit_net_grads(net), np * sizeof *g);
+  float *dx = malloc(batch * in * sizeof *dx);
+  memcpy(dx, net->dinput, batch * in * sizeof *dx);
+  for (size_t i = 0; i < np; i++) {
+    float keep = p[i];
+    p[i] = keep + (float)eps;
+    double lp = loss_at(net, x, batch, labels, targets);
+    p[i] = keep - (float)eps;
+    double lm = loss_at(net, x, batch, labels, targets);
+    p[i] = keep;
+    double num = (lp - lm) / (2 * eps), an = g[i];
+    double err = fabs(num - an), scale = fabs(num) + fabs(an);
+    ck_assert_msg(err <= 2e-4 || err <= 2e-2 * scale,
+                  "param %zu: analytic %.6g vs numeric %.6g", i, an, num);
+  }
+  for (size_t i = 0; i < batch * in; i++) {
+    float keep = x[i];
+    x[i] = keep + (float)eps;
+    double lp = loss_at(net, x, batch, labels, targets);
+    x[i] = keep - (float)eps;
+    double lm = loss_at(net, x, batch, labels, targets);
+    x[i] = keep;
+    double num = (lp - lm) / (2 * eps), an = dx[i];
+    double err = fabs(num - an), scale = fabs(num) + fabs(an);
+    ck_assert_msg(err <= 2e-4 || err <= 2e-2 * scale,
+                  "input %zu: analytic %.6g vs numeric %.6g", i, an, num);
+  }
+  free(x);
+  free(g);
+  free(dx);
+}
+
+static nnkit_net *make_net(size_t in, uint64_t seed)
+{
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, &in, 1, seed));
+  return net;
+}
+
+/* ---- initializers ------------------------------------------------- */
+
+START_TEST(init_create_rejects_bad_values)
+{
+  nnkit_init *in = (nnkit_init *)1;
+  ck_fails(nnkit_init_create(&in, NNKIT_INIT_NORMAL, 0, -1), NNKIT_E_INVALID, "std");
+  ck_assert_ptr_null(in);
+  ck_fails(nnkit_init_create(&in, NNKIT_INIT_UNIFORM, 2, 1), NNKIT_E_INVALID, "lo");
+  ck_fails(nnkit_init_create(&in, NNKIT_INIT_XAVIER_NORMAL, -1, 0), NNKIT_E_INVALID,
+           "gain");
+  ck_fails(nnkit_init_create(&in, NNKIT_INIT_HE_NORMAL, -0.5, 0), NNKIT_E_INVALID,
+           "slope");
+  ck_fails(nnkit_init_create(&in, (nnkit_init_kind)42, 0, 0), NNKIT_E_INVALID,
+           "unknown");
+  ck_fails(nnkit_init_create(&in, NNKIT_INIT_CONSTANT, NAN, 0), NNKIT_E_INVALID,
+           "finite");
+  ck_fails(nnkit_init_create(NULL, NNKIT_INIT_ZEROS, 0, 0), NNKIT_E_INVALID, "NULL");
+  ck_ok(nnkit_init_create(&in, NNKIT_INIT_HE_UNIFORM, 0, 0));
+  ck_assert_int_eq(nnkit_init_get_kind(in), NNKIT_INIT_HE_UNIFORM);
+  float buf[4];
+  ck_fails(nnkit_init_fill(in, buf, 4, 0, 5, 1, 0), NNKIT_E_INVALID, "fan");
+  ck_fails(nnkit_init_fill(in, NULL, 4, 5, 5, 1, 0), NNKIT_E_INVALID, "NULL");
+  nnkit_init_free(in);
+  nnkit_init_free(NULL);
+}
+END_TEST
+
+/* For a 500 x 500 layer (250,000 draws) the sample mean lies within
+ * 5 standard errors (5 std / 500 = 0.01 std) of the formula's mean and
+ * the sample std within 1.5% of the formula's std. */
+static void check_init_stats(nnkit_init_kind kind, double a, double b,
+                             double want_mean, double want_std)
+{
+  const size_t fan = 500, n = fan * fan;
+  float *w = malloc(n * sizeof *w);
+  nnkit_init *in = NULL;
+  ck_ok(nnkit_init_create(&in, kind, a, b));
+  ck_ok(nnkit_init_fill(in, w, n, fan, fan, 1234, 0));
+  double m = mean_of(w, n), s = std_of(w, n);
+  double tol_m = want_std > 0 ? 0.01 * want_std : 1e-12;
+  ck_assert_msg(fabs(m - want_mean) <= tol_m, "kind %d: mean %g, want %g", kind, m,
+                want_mean);
+  ck_assert_msg(fabs(s - want_std) <= 0.015 * want_std + 1e-12,
+                "kind %d: std %g, want %g", kind, s, want_std);
+  nnkit_init_free(in);
+  free(w);
+}
+
+START_TEST(init_statistics_match_formulas)
+{
+  const double fan = 500;
+  check_init_stats(NNKIT_INIT_ZEROS, 0, 0, 0, 0);
+  check_init_stats(NNKIT_INIT_CONSTANT, 0.25, 0, 0.25, 0);
+  check_init_stats(NNKIT_INIT_NORMAL, 0.5, 2.0, 0.5, 2.0);
+  check_init_stats(NNKIT_INIT_NORMAL, 0.0, 0.01, 0.0, 0.01);
+  check_init_stats(NNKIT_INIT_UNIFORM, -1.0, 3.0, 1.0, 4.0 / sqrt(12.0));
+  check_init_stats(NNKIT_INIT_XAVIER_NORMAL, 0, 0, 0, sqrt(2.0 / (2 * fan)));
+  check_init_stats(NNKIT_INIT_XAVIER_NORMAL, 2.0, 0, 0, 2.0 * sqrt(2.0 / (2 * fan)));
+  check_init_stats(NNKIT_INIT_XAVIER_UNIFORM, 1.0, 0, 0,
+                   sqrt(6.0 / (2 * fan)) / sqrt(3.0));
+  check_init_stats(NNKIT_INIT_HE_NORMAL, 0, 0, 0, sqrt(2.0 / fan));
+  check_init_stats(NNKIT_INIT_HE_NORMAL, 0.2, 0, 0, sqrt(2.0 / (1.04 * fan)));
+  check_init_stats(NNKIT_INIT_HE_UNIFORM, 0, 0, 0, sqrt(6.0 / fan) / sqrt(3.0));
+}
+END_TEST
+
+START_TEST(init_fill_is_reproducible)
+{
+  nnkit_init *in = NULL;
+  ck_ok(nnkit_init_create(&in, NNKIT_INIT_NORMAL, 0, 1));
+  float a[64], b[64], c[64];
+  ck_ok(nnkit_init_fill(in, a, 64, 8, 8, 5, 2));
+  ck_ok(nnkit_init_fill(in, b, 64, 8, 8, 5, 2));
+  ck_ok(nnkit_init_fill(in, c, 64, 8, 8, 5, 3));
+  ck_assert_mem_eq(a, b, sizeof a);
+  ck_assert(memcmp(a, c, sizeof a) != 0);
+  nnkit_init_free(in);
+}
+END_TEST
+
+/* ---- dense kernels ------------------------------------------------ */
+
+START_TEST(dense_blas_matches_naive_twin)
+{
+  enum { B = 7, IN = 13, OUT = 5 };
+  nnkit_net *net = make_net(IN, 3);
+  ck_ok(nnkit_net_add_dense(net, OUT));
+  float x[B * IN], dy[B * OUT], y[B * OUT], yn[B * OUT];
+  fill_uniform(x, B * IN, 1, -1, 1);
+  fill_uniform(dy, B * OUT, 2, -1, 1);
+  float *p = nnkit_net_params(net);
+  fill_uniform(p + IN * OUT, OUT, 3, -1, 1); /* non-zero bias */
+  nnkit__layer *l = &net->layers[0];
+  l->ops->forward(l, x, y, B);
+  nnkit__dense_forward_naive(x, p, p + IN * OUT, yn, B, IN, OUT);
+  for (size_t i = 0; i < B * OUT; i++)
+    ck_assert_float_eq_tol(y[i], yn[i], 1e-5);
+  float dx[B * IN], dxn[B * IN], dwn[IN * OUT], dbn[OUT];
+  memset(l->grads, 0, l->num_params * sizeof(float));
+  l->ops->backward(l, x, y, dy, dx, B);
+  nnkit__dense_backward_naive(x, p, dy, dxn, dwn, dbn, B, IN, OUT);
+  for (size_t i = 0; i < B * IN; i++)
+    ck_assert_float_eq_tol(dx[i], dxn[i], 1e-5);
+  for (size_t i = 0; i < IN * OUT; i++)
+    ck_assert_float_eq_tol(l->grads[i], dwn[i], 1e-5);
+  for (size_t i = 0; i < OUT; i++)
+    ck_assert_float_eq_tol(l->grads[IN * OUT + i], dbn[i], 1e-5);
+  /* backward accumulates into parameter gradients */
+  l->ops->backward(l, x, y, dy, NULL, B);
+  for (size_t i = 0; i < IN * OUT; i++)
+    ck_assert_float_eq_tol(l->grads[i], 2 * dwn[i], 2e-5);
+  nnkit_net_free(net);
+}
+END_TEST
+
+/* ---- gradient checks ---------------------------------------------- */
+
+static void check_activation(nnkit_activation act, nnkit_loss loss)
+{
+  enum { B = 4, IN = 5 };
+  nnkit_net *net = make_net(IN, 11);
+  ck_ok(nnkit_net_add_dense(net, 6));
+  ck_ok(nnkit_net_add_activation(net, act));
+  ck_ok(nnkit_net_add_dense(net, 3));
+  ck_ok(nnkit_net_set_loss(net, loss));
+  float *p = nnkit_net_params(net);
+  fill_uniform(p, nnkit_net_num_params(net), 5, -0.8f, 0.8f);
+  float x[B * IN], t[B * 3];
+  fill_uniform(x, B * IN, 6, -1.5f, 1.5f);
+  fill_uniform(t, B * 3, 7, -1, 1);
+  int32_t labels[B] = {0, 2, 1, 2};
+  grad_check(net, x, B, labels, loss == NNKIT_LOSS_MSE ? t : NULL);
+  nnkit_net_free(net);
+}
+
+START_TEST(gradcheck_activations_with_cross_entropy)
+{
+  check_activation(NNKIT_ACT_RELU, NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY);
+  check_activation(NNKIT_ACT_LEAKY_RELU, NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY);
+  check_activation(NNKIT_ACT_TANH, NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY);
+  check_activation(NNKIT_ACT_SIGMOID, NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY);
+  check_activation(NNKIT_ACT_SOFTMAX, NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY);
+}
+END_TEST
+
+START_TEST(gradcheck_activations_with_mse)
+{
+  check_activation(NNKIT_ACT_RELU, NNKIT_LOSS_MSE);
+  check_activation(NNKIT_ACT_TANH, NNKIT_LOSS_MSE);
+  check_activation(NNKIT_ACT_SIGMOID, NNKIT_LOSS_MSE);
+  check_activation(NNKIT_ACT_SOFTMAX, NNKIT_LOSS_MSE);
+}
+END_TEST
+
+START_TEST(gradcheck_leaky_slope_and_mse_labels)
+{
+  enum { B = 3, IN = 4 };
+  nnkit_net *net = make_net(IN, 12);
+  ck_ok(nnkit_net_add_dense(net, 5));
+  ck_ok(nnkit_net_add_leaky_relu(net, 0.3f));
+  ck_ok(nnkit_net_add_dense(net, 4));
+  ck_ok(nnkit_net_set_loss(net, NNKIT_LOSS_MSE));
+  float x[B * IN];
+  fill_uniform(x, B * IN, 8, -1, 1);
+  int32_t labels[B] = {3, 0, 1};
+  grad_check(net, x, B, labels, NULL); /* MSE against one-hot labels */
+  nnkit_net_free(net);
+}
+END_TEST
+
+/* The fused softmax + cross-entropy: a trailing softmax layer is folded
+ * into the loss, so loss and gradients equal those of the logits net. */
+START_TEST(softmax_cross_entropy_fusion)
+{
+  enum { B = 5, IN = 6 };
+  nnkit_net *a = make_net(IN, 21), *b = make_net(IN, 21);
+  ck_ok(nnkit_net_add_dense(a, 4));
+  ck_ok(nnkit_net_add_dense(b, 4));
+  ck_ok(nnkit_net_add_activation(b, NNKIT_ACT_SOFTMAX));
+  float x[B * IN];
+  fill_uniform(x, B * IN, 9, -2, 2);
+  int32_t labels[B] = {0, 1, 2, 3, 1};
+  double la, lb;
+  ck_ok(nnkit_net_forward(a, x, B, NULL, 0));
+  ck_ok(nnkit_net_backward(a, labels, NULL, &la));
+  ck_ok(nnkit_net_forward(b, x, B, NULL, 0));
+  ck_ok(nnkit_net_backward(b, labels, NULL, &lb));
+  ck_assert_double_eq_tol(la, lb, 1e-9);
+  ck_assert_mem_eq(nnkit_net_grads(a), nnkit_net_grads(b),
+                   nnkit_net_num_params(a) * sizeof(float));
+  /* predict_proba: softmax applied once in both. */
+  float pa[B * 4], pb[B * 4];
+  ck_ok(nnkit_net_predict_proba(pa, B * 4, a, x, B));
+  ck_ok(nnkit_net_predict_proba(pb, B * 4, b, x, B));
+  for (size_t i = 0; i < B * 4; i++)
+    ck_assert_float_eq_tol(pa[i], pb[i], 1e-6);
+  grad_check(b, x, B, labels, NULL);
+  nnkit_net_free(a);
+  nnkit_net_free(b);
+}
+END_TEST
+
+START_TEST(loss_closed_forms)
+{
+  /* CE of logits [1,2,3], label 2 = log(e + e^2 + e^3) - 3. */
+  float z[6] = {1, 2, 3, 1000, 0, -1000}, g[6];
+  int32_t lab[2] = {2, 1};
+  double want0 = log(exp(1) + exp(2) + exp(3)) - 3;
+  double l1 = nnkit__softmax_ce(z, lab, g, 1, 3);
+  ck_assert_double_eq_tol(l1, want0, 1e-6);
+  double s = exp(1) + exp(2) + exp(3);
+  ck_assert_double_eq_tol(g[0], exp(1) / s, 1e-6);
+  ck_assert_double_eq_tol(g[2], exp(3) / s - 1, 1e-6);
+  /* Stable for huge logits: sample 2 has loss 1000 exactly. */
+  double l2 = nnkit__softmax_ce(z, lab, g, 2, 3);
+  ck_assert(isfinite(l2));
+  ck_assert_double_eq_tol(l2, (want0 + 1000.0) / 2, 1e-3);
+  /* MSE: mean of squares and gradient 2 d / n. */
+  float y[4] = {1, 2, 3, 4}, t[4] = {0, 2, 5, 4}, gm[4];
+  ck_assert_double_eq_tol(nnkit__mse(y, t, NULL, gm, 2, 2), (1.0 + 4.0) / 4, 1e-9);
+  ck_assert_float_eq_tol(gm[0], 2.0f * 1 / 4, 1e-7);
+  ck_assert_float_eq_tol(gm[2], 2.0f * -2 / 4, 1e-7);
+}
+END_TEST
+
+/* ---- the net ------------------------------------------------------ */
+
+START_TEST(net_shapes_and_descriptions)
+{
+  size_t shape[3] = {1, 28, 28};
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, shape, 3, 1));
+  ck_assert_uint_eq(nnkit_net_input_size(net), 784);
+  ck_assert_uint_eq(nnkit_net_output_size(net), 784);
+  ck_ok(nnkit_net_add_dense(net, 32));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_TANH));
+  ck_ok(nnkit_net_add_dense(net, 10));
+  ck_assert_uint_eq(nnkit_net_num_layers(net), 3);
+  ck_assert_uint_eq(nnkit_net_output_size(net), 10);
+  ck_assert_uint_eq(nnkit_net_num_params(net), 784 * 32 + 32 + 32 * 10 + 10);
+  size_t dims[3], nd;
+  ck_ok(nnkit_net_layer_shape(dims, 3, &nd, net, 1));
+  ck_assert_uint_eq(nd, 1);
+  ck_assert_uint_eq(dims[0], 32);
+  ck_fails(nnkit_net_layer_shape(dims, 3, &nd, net, 3), NNKIT_E_INVALID, "layer 3");
+  ck_fails(nnkit_net_layer_shape(dims, 0, &nd, net, 0), NNKIT_E_INVALID, "holds 0");
+  ck_assert_str_eq(nnkit_net_layer_describe(net, 0), "dense 784 -> 32 (25120 params)");
+  ck_assert_str_eq(nnkit_net_layer_describe(net, 1), "tanh 32");
+  ck_assert_str_eq(nnkit_net_layer_describe(net, 9), "");
+  size_t off, cnt;
+  ck_ok(nnkit_net_layer_params(&off, &cnt, net, 2));
+  ck_assert_uint_eq(off, 25120);
+  ck_assert_uint_eq(cnt, 330);
+  ck_ok(nnkit_net_layer_params(&off, &cnt, net, 1));
+  ck_assert_uint_eq(cnt, 0);
+  ck_fails(nnkit_net_layer_params(&off, &cnt, net, 5), NNKIT_E_INVALID, "layer 5");
+  ck_ok(nnkit_net_add_leaky_relu(net, 0.2f));
+  ck_assert_str_eq(nnkit_net_layer_describe(net, 3), "leaky_relu(0.2) 10");
+  nnkit_net_free(net);
+  nnkit_net_free(NULL);
+}
+END_TEST
+
+START_TEST(net_rejects_bad_arguments)
+{
+  nnkit_net *net = (nnkit_net *)1;
+  size_t zero = 0, four[4] = {1, 2, 3, 4};
+  ck_fails(nnkit_net_create(&net, &zero, 1, 0), NNKIT_E_INVALID, "dimension 0");
+  ck_assert_ptr_null(net);
+  ck_fails(nnkit_net_create(&net, four, 4, 0), NNKIT_E_INVALID, "1 to 3");
+  net = make_net(4, 0);
+  ck_fails(nnkit_net_add_dense(net, 0), NNKIT_E_INVALID, "units");
+  ck_fails(nnkit_net_add_activation(net, (nnkit_activation)77), NNKIT_E_INVALID,
+           "unknown activation");
+  ck_fails(nnkit_net_add_leaky_relu(net, -1.0f), NNKIT_E_INVALID, "slope");
+  ck_fails(nnkit_net_set_loss(net, (nnkit_loss)9), NNKIT_E_INVALID, "unknown loss");
+  float x[8] = {0};
+  int32_t cls[2];
+  ck_fails(nnkit_net_forward(net, x, 2, NULL, 0), NNKIT_E_STATE, "no layers");
+  ck_fails(nnkit_net_predict(cls, net, x, 2), NNKIT_E_STATE, "no layers");
+  ck_ok(nnkit_net_add_dense(net, 3));
+  ck_fails(nnkit_net_backward(net, cls, NULL, NULL), NNKIT_E_STATE, "forward");
+  float out[6];
+  ck_fails(nnkit_net_forward(net, x, 2, out, 5), NNKIT_E_INVALID, "out holds 5");
+  ck_fails(nnkit_net_forward(net, NULL, 2, NULL, 0), NNKIT_E_INVALID, "non-NULL");
+  ck_ok(nnkit_net_forward(net, x, 2, out, 6));
+  int32_t bad[2] = {0, 3};
+  ck_fails(nnkit_net_backward(net, bad, NULL, NULL), NNKIT_E_INVALID, "label 3");
+  ck_fails(nnkit_net_backward(net, NULL, NULL, NULL), NNKIT_E_INVALID, "needs labels");
+  ck_ok(nnkit_net_set_loss(net, NNKIT_LOSS_MSE));
+  ck_assert_int_eq(nnkit_net_get_loss(net), NNKIT_LOSS_MSE);
+  ck_fails(nnkit_net_backward(net, NULL, NULL, NULL), NNKIT_E_INVALID, "targets");
+  ck_fails(nnkit_net_set_init(net, 7, NULL, NULL), NNKIT_E_INVALID, "layer 7");
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  ck_fails(nnkit_net_set_init(net, 1, NULL, NULL), NNKIT_E_INVALID, "no parameters");
+  float probs[6];
+  ck_fails(nnkit_net_predict_proba(probs, 5, net, x, 2), NNKIT_E_INVALID, "holds 5");
+  nnkit_net_free(net);
+}
+END_TEST
+
+START_TEST(net_set_init_and_defaults)
+{
+  nnkit_net *net = make_net(500, 77);
+  ck_ok(nnkit_net_add_dense(net, 500));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  ck_ok(nnkit_net_add_dense(net, 500));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_TANH));
+  const float *p = nnkit_net_params(net);
+  size_t nw = 500 * 500;
+  /* Default: He-normal before a ReLU, Xavier-uniform otherwise, bias 0. */
+  ck_assert_double_eq_tol(std_of(p, nw), sqrt(2.0 / 500), 0.015 * sqrt(2.0 / 500));
+  ck_assert_double_eq_tol(std_of(p + nw + 500, nw), sqrt(6.0 / 1000) / sqrt(3.0),
+                          0.015 * sqrt(6.0 / 1000) / sqrt(3.0));
+  for (size_t i = 0; i < 500; i++)
+    ck_assert_float_eq(p[nw + i], 0.0f);
+  nnkit_init *c = NULL, *n = NULL;
+  ck_ok(nnkit_init_create(&c, NNKIT_INIT_CONSTANT, 0.5, 0));
+  ck_ok(nnkit_init_create(&n, NNKIT_INIT_NORMAL, 0, 0.01));
+  ck_ok(nnkit_net_set_init(net, 0, n, c));
+  nnkit_init_free(c); /* the net keeps its own copies */
+  nnkit_init_free(n);
+  ck_ok(nnkit_net_init_params(net));
+  p = nnkit_net_params(net);
+  ck_assert_double_eq_tol(std_of(p, nw), 0.01, 0.00015);
+  for (size_t i = 0; i < 500; i++)
+    ck_assert_float_eq(p[nw + i], 0.5f);
+  nnkit_net_free(net);
+}
+END_TEST
+
+START_TEST(net_same_seed_same_params)
+{
+  nnkit_net *a = make_net(20, 5), *b = make_net(20, 5), *c = make_net(20, 6);
+  nnkit_net *nets[3] = {a, b, c};
+  for (int i = 0; i < 3; i++) {
+    ck_ok(nnkit_net_add_dense(nets[i], 8));
+    ck_ok(nnkit_net_add_activation(nets[i], NNKIT_ACT_RELU));
+    ck_ok(nnkit_net_add_dense(nets[i], 3));
+  }
+  size_t np = nnkit_net_num_params(a);
+  ck_assert_mem_eq(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float));
+  ck_assert(memcmp(nnkit_net_params(a), nnkit_net_params(c), np * sizeof(float)) != 0);
+  /* Appending a layer keeps the values of the layers already built. */
+  float keep[20 * 8];
+  memcpy(keep, nnkit_net_params(a), sizeof keep);
+  ck_ok(nnkit_net_add_activation(a, NNKIT_ACT_TANH));
+  ck_ok(nnkit_net_add_dense(a, 2));
+  ck_assert_mem_eq(nnkit_net_params(a), keep, sizeof keep);
+  ck_assert_ptr_nonnull(nnkit_net_grads(a));
+  for (int i = 0; i < 3; i++)
+    nnkit_net_free(nets[i]);
+}
+END_TEST
+
+START_TEST(net_predict_and_evaluate)
+{
+  const size_t N = 300, IN = 3; /* > EVAL_CHUNK, so chunking is exercised */
+  nnkit_net *net = make_net(IN, 31);
+  ck_ok(nnkit_net_add_dense(net, 7));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_SIGMOID));
+  ck_ok(nnkit_net_add_dense(net, 4));
+  float *x = malloc(N * IN * sizeof *x), *probs = malloc(N * 4 * sizeof *probs);
+  int32_t *labels = malloc(N * sizeof *labels), *cls = malloc(N * sizeof *cls);
+  fill_uniform(x, N * IN, 12, -2, 2);
+  for (size_t i = 0; i < N; i++)
+    labels[i] = (int32_t)(i % 4);
+  ck_ok(nnkit_net_predict(cls, net, x, N));
+  ck_ok(nnkit_net_predict_proba(probs, N * 4, net, x, N));
+  double loss_sum = 0;
+  size_t correct = 0;
+  for (size_t i = 0; i < N; i++) {
+    double s = 0;
+    size_t best = 0;
+    for (size_t j = 0; j < 4; j++) {
+      s += probs[i * 4 + j];
+      if (probs[i * 4 + j] > probs[i * 4 + best])
+        best = j;
+    }
+    ck_assert_double_eq_tol(s, 1.0, 1e-5);
+    ck_assert_int_eq(cls[i], (int32_t)best);
+    loss_sum += -log(probs[i * 4 + labels[i]]);
+    correct += cls[i] == labels[i];
+  }
+  size_t shape[1] = {IN};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, labels, N, shape, 1, 4));
+  double loss, acc;
+  nnkit_net_set_training(net, 1);
+  ck_ok(nnkit_net_evaluate(&loss, &acc, net, ds));
+  ck_assert_int_eq(nnkit_net_is_training(net), 1); /* mode restored */
+  ck_assert_double_eq_tol(loss, loss_sum / N, 1e-4);
+  ck_assert_double_eq_tol(acc, (double)correct / N, 1e-12);
+  /* A dataset of the wrong width is a shape error. */
+  size_t shape2[1] = {2};
+  nnkit_dataset *bad = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&bad, x, labels, N, shape2, 1, 4));
+  ck_fails(nnkit_net_evaluate(&loss, &acc, net, bad), NNKIT_E_SHAPE, "takes 3");
+  nnkit_dataset_free(bad);
+  nnkit_dataset_free(ds);
+  free(x);
+  free(probs);
+  free(labels);
+  free(cls);
+  nnkit_net_free(net);
+}
+END_TEST
+
+START_TEST(net_forward_allocates_nothing_after_first_batch)
+{
+  nnkit_net *net = make_net(16, 1);
+  ck_ok(nnkit_net_add_dense(net, 32));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  ck_ok(nnkit_net_add_dense(net, 4));
+  float x[8 * 16];
+  int32_t y[8] = {0, 1, 2, 3, 0, 1, 2, 3};
+  fill_uniform(x, 8 * 16, 2, -1, 1);
+  ck_ok(nnkit_net_forward(net, x, 8, NULL, 0));
+  ck_ok(nnkit_net_backward(net, y, NULL, NULL));
+  uint64_t before = nnkit__alloc_count();
+  for (int i = 0; i < 10; i++) {
+    ck_ok(nnkit_net_forward(net, x, 8 - (size_t)(i % 3), NULL, 0));
+    ck_ok(nnkit_net_backward(net, y, NULL, NULL));
+  }
+  ck_assert_uint_eq(nnkit__alloc_count(), before);
+  nnkit_net_free(net);
+}
+END_TEST
+
+START_TEST(net_survives_allocation_failures)
+{
+  /* Fail the k-th allocation for every k: each call either succeeds or
+   * reports NNKIT_E_NOMEM; nothing leaks (checked under valgrind/ASan). */
+  for (uint64_t k = 1; k < 40; k++) {
+    nnkit_net *net = NULL;
+    size_t in = 6;
+    nnkit__alloc_fail_after(k);
+    nnkit_status st = nnkit_net_create(&net, &in, 1, 1);
+    if (st == NNKIT_OK)
+      st = nnkit_net_add_dense(net, 4);
+    if (st == NNKIT_OK)
+      st = nnkit_net_add_activation(net, NNKIT_ACT_RELU);
+    float x[12] = {0};
+    if (st == NNKIT_OK)
+      st = nnkit_net_forward(net, x, 2, NULL, 0);
+    nnkit__alloc_fail_after(0);
+    ck_assert(st == NNKIT_OK || st == NNKIT_E_NOMEM);
+    if (st == NNKIT_E_NOMEM)
+      ck_assert(strstr(nnkit_last_error(), "memory") != NULL);
+    nnkit_net_free(net);
+  }
+}
+END_TEST
+
+static Suite *model_suite(void)
+{
+  Suite *s = suite_create("model");
+  TCase *ti = tcase_create("init");
+  tcase_add_test(ti, init_create_rejects_bad_values);
+  tcase_add_test(ti, init_statistics_match_formulas);
+  tcase_add_test(ti, init_fill_is_reproducible);
+  suite_add_tcase(s, ti);
+  TCase *tg = tcase_create("gradients");
+  tcase_add_test(tg, dense_blas_matches_naive_twin);
+  tcase_add_test(tg, gradcheck_activations_with_cross_entropy);
+  tcase_add_test(tg, gradcheck_activations_with_mse);
+  tcase_add_test(tg, gradcheck_leaky_slope_and_mse_labels);
+  tcase_add_test(tg, softmax_cross_entropy_fusion);
+  tcase_add_test(tg, loss_closed_forms);
+  suite_add_tcase(s, tg);
+  TCase *tn = tcase_create("net");
+  tcase_add_test(tn, net_shapes_and_descriptions);
+  tcase_add_test(tn, net_rejects_bad_arguments);
+  tcase_add_test(tn, net_set_init_and_defaults);
+  tcase_add_test(tn, net_same_seed_same_params);
+  tcase_add_test(tn, net_predict_and_evaluate);
+  tcase_add_test(tn, net_forward_allocates_nothing_after_first_batch);
+  tcase_add_test(tn, net_survives_allocation_failures);
+  suite_add_tcase(s, tn);
+  return s;
+}
+
+int main(void) { return nnkit_test_run(model_suite()); }
