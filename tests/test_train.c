@@ -1,0 +1,315 @@
+/* The fit loop: settings, convergence, the per-epoch record against
+ * independent recomputation, the log line, reproducibility, divergence,
+ * shape errors, no allocation in the steady state. */
+#include "testutil.h"
+
+/* Two Gaussian blobs per class on a circle: separable, 4 classes. */
+static nnkit_dataset *blobs(size_t n, uint64_t seed)
+{
+  float *x = malloc(n * 2 * sizeof *x);
+  int32_t *y = malloc(n * sizeof *y);
+  nnkit__rng r;
+  nnkit__rng_init(&r, seed, 0);
+  for (size_t i = 0; i < n; i++) {
+    int c = (int)(i % 4);
+    double a = c * 1.5707963;
+    x[2 * i] = (float)(2 * cos(a) + 0.3 * nnkit__rng_normal(&r));
+    x[2 * i + 1] = (float)(2 * sin(a) + 0.3 * nnkit__rng_normal(&r));
+    y[i] = c;
+  }
+  size_t shape[1] = {2};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, y, n, shape, 1, 4));
+  free(x);
+  free(y);
+  return ds;
+}
+
+static nnkit_net *mlp(uint64_t seed)
+{
+  size_t in = 2;
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, &in, 1, seed));
+  ck_ok(nnkit_net_add_dense(net, 16));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_TANH));
+  ck_ok(nnkit_net_add_dense(net, 4));
+  return net;
+}
+
+typedef struct captured {
+  char lines[16][256];
+  int n;
+} captured;
+
+static void capture(const char *line, void *user)
+{
+  captured *c = user;
+  if (c->n < 16)
+    snprintf(c->lines[c->n++], 256, "%s", line);
+}
+
+START_TEST(settings_and_bounds)
+{
+  nnkit_net *net = mlp(1);
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = (nnkit_trainer *)1;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_fails(nnkit_trainer_create(&tr, NULL, opt), NNKIT_E_INVALID, "net");
+  ck_assert_ptr_null(tr);
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  double v;
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_EPOCHS));
+  ck_assert_double_eq(v, 10);
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_BATCH_SIZE));
+  ck_assert_double_eq(v, 64);
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 16));
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_BATCH_SIZE));
+  ck_assert_double_eq(v, 16);
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SEED, 77));
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_SEED));
+  ck_assert_double_eq(v, 77);
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 0));
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_SHUFFLE));
+  ck_assert_double_eq(v, 0);
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 1));
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_VERBOSE));
+  ck_assert_double_eq(v, 1);
+  ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 0), NNKIT_E_INVALID, "[1, 1e+06]");
+  ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 2.5), NNKIT_E_INVALID,
+           "integer");
+  ck_fails(nnkit_trainer_set(tr, (nnkit_train_param)40, 1), NNKIT_E_INVALID, "unknown");
+  ck_fails(nnkit_trainer_get(&v, tr, (nnkit_train_param)40), NNKIT_E_INVALID, "unknown");
+  ck_assert_uint_eq(nnkit_trainer_epochs_done(tr), 0);
+  ck_fails(nnkit_trainer_metric(&v, tr, 0, NNKIT_METRIC_TRAIN_LOSS), NNKIT_E_INVALID,
+           "not recorded");
+  nnkit_trainer_free(tr);
+  nnkit_trainer_free(NULL);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+}
+END_TEST
+
+START_TEST(fit_learns_and_records)
+{
+  nnkit_dataset *train = blobs(400, 1), *val = blobs(200, 2);
+  nnkit_net *net = mlp(3);
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.1));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 4));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 400)); /* full batch */
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 0));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 1));
+  captured cap = {0};
+  nnkit_trainer_set_logger(tr, capture, &cap);
+  double loss0, acc0;
+  ck_ok(nnkit_net_evaluate(&loss0, &acc0, net, train));
+  ck_ok(nnkit_trainer_fit(tr, train, val));
+  ck_assert_uint_eq(nnkit_trainer_epochs_done(tr), 4);
+  /* Full batch, no shuffle: epoch 1's cost is the loss of the initial
+   * weights on the whole set, recomputed independently above. */
+  double v, vl, va;
+  ck_ok(nnkit_trainer_metric(&v, tr, 0, NNKIT_METRIC_TRAIN_LOSS));
+  ck_assert_double_eq_tol(v, loss0, 1e-6);
+  ck_ok(nnkit_trainer_metric(&v, tr, 0, NNKIT_METRIC_TRAIN_ACC));
+  ck_assert_double_eq_tol(v, acc0, 1e-12);
+  /* The last epoch's validation figures equal an evaluation now. */
+  ck_ok(nnkit_net_evaluate(&vl, &va, net, val));
+  ck_ok(nnkit_trainer_metric(&v, tr, 3, NNKIT_METRIC_VAL_LOSS));
+  ck_assert_double_eq_tol(v, vl, 1e-12);
+  ck_ok(nnkit_trainer_metric(&v, tr, 3, NNKIT_METRIC_VAL_ACC));
+  ck_assert_double_eq_tol(v, va, 1e-12);
+  ck_ok(nnkit_trainer_metric(&v, tr, 3, NNKIT_METRIC_LR));
+  ck_assert_double_eq(v, 0.1);
+  ck_ok(nnkit_trainer_metric(&v, tr, 3, NNKIT_METRIC_SECONDS));
+  ck_assert(v >= 0 && v < 60);
+  ck_fails(nnkit_trainer_metric(&v, tr, 3, (nnkit_metric)99), NNKIT_E_INVALID,
+           "unknown metric");
+  /* The lecture's line, once per epoch. */
+  ck_assert_int_eq(cap.n, 4);
+  unsigned e, t;
+  double cost, tra, vala, lr;
+  ck_assert_int_eq(sscanf(cap.lines[0],
+                          "Finished epoch %u / %u: cost %lf, train: %lf, val %lf, lr %lf",
+                          &e, &t, &cost, &tra, &vala, &lr), 6);
+  ck_assert_uint_eq(e, 1);
+  ck_assert_uint_eq(t, 4);
+  ck_assert_double_eq_tol(cost, loss0, 1e-6);
+  ck_assert(strstr(cap.lines[3], "lr 1.000000e-01") != NULL);
+  /* Keep training with small batches: it learns the blobs. */
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 16));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 1));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 0));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 10));
+  ck_ok(nnkit_trainer_fit(tr, train, val));
+  ck_assert_uint_eq(nnkit_trainer_epochs_done(tr), 14);
+  ck_ok(nnkit_net_evaluate(&vl, &va, net, val));
+  ck_assert_double_ge(va, 0.97);
+  ck_assert_double_lt(vl, loss0 / 4);
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+  nnkit_dataset_free(train);
+  nnkit_dataset_free(val);
+}
+END_TEST
+
+static void train_one_epoch(nnkit_net *net, const nnkit_dataset *ds, uint64_t seed)
+{
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.05));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 8));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SEED, (double)seed));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(opt);
+}
+
+START_TEST(same_seed_same_weights)
+{
+  nnkit_dataset *ds = blobs(200, 4);
+  nnkit_net *a = mlp(9), *b = mlp(9), *c = mlp(9);
+  train_one_epoch(a, ds, 5);
+  train_one_epoch(b, ds, 5);
+  train_one_epoch(c, ds, 6); /* another data order */
+  size_t np = nnkit_net_num_params(a);
+  ck_assert_mem_eq(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float));
+  ck_assert(memcmp(nnkit_net_params(a), nnkit_net_params(c), np * sizeof(float)) != 0);
+  nnkit_net_free(a);
+  nnkit_net_free(b);
+  nnkit_net_free(c);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(divergence_is_reported)
+{
+  /* Regression with a learning rate far too high: the cost explodes to
+   * inf/nan within a few epochs and fit stops with NNKIT_E_DIVERGED. */
+  enum { N = 64 };
+  float x[N * 2], t[N];
+  for (int i = 0; i < N; i++) {
+    x[2 * i] = (float)i / 8;
+    x[2 * i + 1] = 1.0f;
+    t[i] = 3.0f * x[2 * i] - 1.0f;
+  }
+  size_t shape[1] = {2};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_targets(&ds, x, t, N, shape, 1, 1));
+  size_t in = 2;
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, &in, 1, 1));
+  ck_ok(nnkit_net_add_dense(net, 1));
+  ck_ok(nnkit_net_set_loss(net, NNKIT_LOSS_MSE));
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 10.0));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 200));
+  ck_fails(nnkit_trainer_fit(tr, ds, NULL), NNKIT_E_DIVERGED, "cost became");
+  ck_assert(strstr(nnkit_last_error(), "try 1e+00") != NULL);
+  ck_assert_uint_lt(nnkit_trainer_epochs_done(tr), 200);
+  /* A sane learning rate fits the line. */
+  nnkit_net_free(net);
+  ck_ok(nnkit_net_create(&net, &in, 1, 1));
+  ck_ok(nnkit_net_add_dense(net, 1));
+  ck_ok(nnkit_net_set_loss(net, NNKIT_LOSS_MSE));
+  nnkit_trainer_free(tr);
+  ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.01));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 300));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 8));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  double loss;
+  ck_ok(nnkit_net_evaluate(&loss, NULL, net, ds));
+  ck_assert_double_lt(loss, 1e-3);
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(bad_datasets_are_rejected)
+{
+  nnkit_net *net = mlp(1);
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  float x[16] = {0};
+  int32_t y[4] = {0, 1, 5, 2};
+  size_t s3[1] = {3}, s2[1] = {2};
+  nnkit_dataset *wide = NULL, *many = NULL, *reg = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&wide, x, y, 4, s3, 1, 6));
+  ck_ok(nnkit_dataset_from_buffers(&many, x, y, 4, s2, 1, 6));
+  ck_ok(nnkit_dataset_from_targets(&reg, x, x, 4, s2, 1, 4));
+  ck_fails(nnkit_trainer_fit(tr, wide, NULL), NNKIT_E_SHAPE, "takes 2");
+  ck_fails(nnkit_trainer_fit(tr, many, NULL), NNKIT_E_SHAPE, "6 classes");
+  ck_fails(nnkit_trainer_fit(tr, reg, NULL), NNKIT_E_INVALID, "NNKIT_LOSS_MSE");
+  ck_fails(nnkit_trainer_fit(tr, NULL, NULL), NNKIT_E_INVALID, "training set");
+  nnkit_dataset *good = blobs(8, 1);
+  ck_fails(nnkit_trainer_fit(tr, good, many), NNKIT_E_SHAPE, "validation");
+  ck_assert_uint_eq(nnkit_trainer_epochs_done(tr), 0);
+  nnkit_trainer_free(tr);
+  nnkit_net *empty = NULL;
+  size_t in = 2;
+  ck_ok(nnkit_net_create(&empty, &in, 1, 0));
+  ck_ok(nnkit_trainer_create(&tr, empty, opt));
+  ck_fails(nnkit_trainer_fit(tr, good, NULL), NNKIT_E_STATE, "no layers");
+  nnkit_trainer_free(tr);
+  nnkit_net_free(empty);
+  nnkit_dataset_free(good);
+  nnkit_dataset_free(wide);
+  nnkit_dataset_free(many);
+  nnkit_dataset_free(reg);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+}
+END_TEST
+
+START_TEST(steady_state_allocates_nothing)
+{
+  nnkit_dataset *train = blobs(300, 1), *val = blobs(100, 2);
+  nnkit_net *net = mlp(3);
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 32));
+  ck_ok(nnkit_trainer_fit(tr, train, val));
+  uint64_t before = nnkit__alloc_count();
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 3));
+  ck_ok(nnkit_trainer_fit(tr, train, val)); /* 30 steps + 3 evaluations */
+  ck_assert_uint_eq(nnkit__alloc_count(), before);
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+  nnkit_dataset_free(train);
+  nnkit_dataset_free(val);
+}
+END_TEST
+
+static Suite *train_suite(void)
+{
+  Suite *s = suite_create("train");
+  TCase *tc = tcase_create("fit");
+  tcase_add_test(tc, settings_and_bounds);
+  tcase_add_test(tc, fit_learns_and_records);
+  tcase_add_test(tc, same_seed_same_weights);
+  tcase_add_test(tc, divergence_is_reported);
+  tcase_add_test(tc, bad_datasets_are_rejected);
+  tcase_add_test(tc, steady_state_allocates_nothing);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return nnkit_test_run(train_suite()); }
