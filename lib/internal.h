@@ -115,6 +115,9 @@ typedef struct nnkit__layer_ops {
    * dx is not NULL, writes dx (=). x and y are forward's input and output. */
   void (*backward)(nnkit__layer *l, const float *x, const float *y,
                    const float *dy, float *dx, size_t batch);
+  /* Optional: initializes parameters of layers without fans (e.g. batch
+   * norm's gamma = 1, beta = 0). NULL for layers with fans or no params. */
+  void (*init)(nnkit__layer *l);
   /* Writes a one-line description. */
   void (*describe)(const nnkit__layer *l, char *buf, size_t len);
   /* Frees l->state (may be NULL when there is no state). */
@@ -130,6 +133,10 @@ struct nnkit__layer {
   float *grads;        /* net->grads + param_offset */
   int initialized;
   int training;        /* copy of the net's mode, set before forward */
+  size_t index;        /* position in the net */
+  uint64_t seed;       /* the net's seed; layers draw from stream 2^32 + index */
+  int frozen;          /* 1: the optimizer leaves this layer's params alone */
+  float lr_mult;       /* per-layer learning-rate multiplier (default 1) */
   nnkit_init *w_init;  /* owned; NULL = default */
   nnkit_init *b_init;  /* owned; NULL = zeros */
   nnkit_activation act;/* for activation layers */

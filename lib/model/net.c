@@ -133,6 +133,9 @@ static nnkit_status add_layer(nnkit_net *net, const nnkit__layer *proto)
   /* Working memory is per layer list; drop it and rebuild at next use. */
   free_work(net);
   l.param_offset = net->num_params;
+  l.index = net->num_layers;
+  l.seed = net->seed;
+  l.lr_mult = 1.0f;
   l.params = l.grads = NULL;
   net->layers[net->num_layers++] = l;
   net->num_params += l.num_params;
@@ -240,6 +243,8 @@ static nnkit_status init_layer(nnkit_net *net, size_t i)
 {
   nnkit__layer *l = &net->layers[i];
   if (!l->ops->fans || l->num_params == 0) {
+    if (l->ops->init && l->num_params)
+      l->ops->init(l);
     l->initialized = 1;
     return NNKIT_OK;
   }
