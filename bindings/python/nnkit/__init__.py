@@ -1,0 +1,681 @@
+"""nnkit: train neural networks on the CPU, from Python, through libnnkit.
+
+A thin ctypes layer: every class wraps one C handle, every error is an
+``nnkit.Error`` subclass carrying the C status and nnkit_last_error()'s
+sentence. NumPy is optional.
+"""
+import array
+import ctypes
+import math
+
+from ._lib import lib, PACKAGE_VERSION, LOG_FN
+
+try:  # NumPy is optional
+    import numpy as _np
+except ImportError:  # pragma: no cover - exercised by the no-NumPy test run
+    _np = None
+
+__version__ = PACKAGE_VERSION
+
+# ---------------------------------------------------------------- errors
+
+OK = 0
+E_INVALID, E_NOMEM, E_IO, E_FORMAT, E_SHAPE, E_STATE, E_DIVERGED, E_USER = range(-1, -9, -1)
+
+
+class Error(Exception):
+    """A failed nnkit call: .status (int) and .message (the C sentence)."""
+
+    def __init__(self, status, message):
+        self.status = status
+        self.message = message
+        name = lib.nnkit_status_string(status).decode()
+        super().__init__("%s: %s" % (name.split(":")[0], message))
+
+
+class InvalidArgument(Error, ValueError):
+    pass
+
+
+class OutOfMemory(Error, MemoryError):
+    pass
+
+
+class IOFailure(Error, OSError):
+    pass
+
+
+class FormatError(Error, ValueError):
+    pass
+
+
+class ShapeError(Error, ValueError):
+    pass
+
+
+class StateError(Error, RuntimeError):
+    pass
+
+
+class Diverged(Error, ArithmeticError):
+    pass
+
+
+class Aborted(Error):
+    pass
+
+
+_ERRORS = {E_INVALID: InvalidArgument, E_NOMEM: OutOfMemory, E_IO: IOFailure,
+           E_FORMAT: FormatError, E_SHAPE: ShapeError, E_STATE: StateError,
+           E_DIVERGED: Diverged, E_USER: Aborted}
+
+
+def _check(status):
+    if status != OK:
+        message = lib.nnkit_last_error().decode(errors="replace")
+        raise _ERRORS.get(status, Error)(status, message)
+
+
+def version():
+    """The loaded library's version string."""
+    return lib.nnkit_version().decode()
+
+
+def set_num_threads(n):
+    """Threads used by nnkit's math (0 = all cores)."""
+    _check(lib.nnkit_set_num_threads(int(n)))
+
+
+def get_num_threads():
+    return lib.nnkit_get_num_threads()
+
+
+# ---------------------------------------------------------------- arrays
+
+class _Buffer:
+    """A C view of caller data: keeps the owner alive, exposes a pointer."""
+
+    def __init__(self, data, ctype, typecode, count=None):
+        self.keep = None
+        if _np is not None and isinstance(data, _np.ndarray):
+            dt = _np.float32 if ctype is ctypes.c_float else _np.int32
+            arr = _np.ascontiguousarray(data, dtype=dt)  # zero-copy when possible
+            self.keep = arr
+            self.count = arr.size
+            self.ptr = arr.ctypes.data_as(ctypes.POINTER(ctype))
+            self.shape = arr.shape
+            return
+        flat, shape = _flatten(data)
+        arr = array.array(typecode, flat)
+        self.keep = arr
+        self.count = len(arr)
+        self.shape = shape
+        addr, _ = arr.buffer_info()
+        self.ptr = ctypes.cast(addr, ctypes.POINTER(ctype))
+
+
+def _flatten(data):
+    """Flattens nested sequences (or any buffer) and returns (list, shape)."""
+    if isinstance(data, (bytes, bytearray, memoryview, array.array)):
+        mv = memoryview(data)
+        return list(mv.cast("B") if mv.format not in "fdil" else mv), (len(mv),)
+    shape = []
+    level = data
+    while isinstance(level, (list, tuple)):
+        shape.append(len(level))
+        level = level[0] if level else None
+    flat = []
+
+    def walk(x, depth):
+        if depth == len(shape):
+            flat.append(x)
+        else:
+            if len(x) != shape[depth]:
+                raise ValueError("ragged sequence: expected %d items, got %d" %
+                                 (shape[depth], len(x)))
+            for item in x:
+                walk(item, depth + 1)
+
+    walk(data, 0)
+    return flat, tuple(shape)
+
+
+def _to_result(ptr_or_list, count, shape=None, ctype=ctypes.c_float):
+    """Returns a NumPy array (a copy) when NumPy is present, else a list."""
+    if isinstance(ptr_or_list, ctypes.Array):
+        raw = ptr_or_list
+    else:
+        raw = (ctype * count).from_address(ctypes.addressof(ptr_or_list.contents))
+    if _np is not None:
+        dt = _np.float32 if ctype is ctypes.c_float else _np.int32
+        out = _np.frombuffer(raw, dtype=dt, count=count).copy()
+        return out.reshape(shape) if shape else out
+    return list(raw)
+
+
+# ---------------------------------------------------------------- handles
+
+class _Handle:
+    """Owns one C handle; close() frees it (idempotent), also on GC/with."""
+    _free = None
+
+    def __init__(self):
+        self._h = ctypes.c_void_p()
+
+    @property
+    def handle(self):
+        if not self._h:
+            raise StateError(E_STATE, "%s is closed" % type(self).__name__)
+        return self._h
+
+    def close(self):
+        if self._h:
+            type(self)._free(self._h)
+            self._h = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class Dataset(_Handle):
+    """Samples (float32, NCHW per sample) with class labels or float targets."""
+    _free = lib.nnkit_dataset_free
+
+    def __init__(self, x, labels=None, *, shape=None, num_classes=0, targets=None):
+        super().__init__()
+        xb = _Buffer(x, ctypes.c_float, "f")
+        if shape is None:
+            shape = xb.shape[1:] if len(xb.shape) > 1 else (1,)
+        shape = tuple(int(d) for d in shape)
+        per = math.prod(shape)
+        if per == 0 or xb.count % per:
+            raise ShapeError(E_SHAPE, "x has %d values, not a multiple of the sample "
+                             "shape %s" % (xb.count, shape))
+        count = xb.count // per
+        cshape = (ctypes.c_size_t * len(shape))(*shape)
+        if targets is not None:
+            tb = _Buffer(targets, ctypes.c_float, "f")
+            tdim = tb.count // count if count else 0
+            _check(lib.nnkit_dataset_from_targets(ctypes.byref(self._h), xb.ptr, tb.ptr,
+                                                  count, cshape, len(shape), tdim))
+        else:
+            lp = None
+            if labels is not None:
+                lb = _Buffer(labels, ctypes.c_int32, "i")
+                if lb.count != count:
+                    raise InvalidArgument(E_INVALID, "%d labels for %d samples" %
+                                          (lb.count, count))
+                lp = lb.ptr
+            _check(lib.nnkit_dataset_from_buffers(ctypes.byref(self._h), xb.ptr, lp,
+                                                  count, cshape, len(shape),
+                                                  int(num_classes)))
+
+    @classmethod
+    def _wrap(cls, handle):
+        obj = cls.__new__(cls)
+        _Handle.__init__(obj)
+        obj._h = handle
+        return obj
+
+    @classmethod
+    def load_idx(cls, images, labels=None, num_classes=0):
+        """Loads IDX files (gzip or plain), the MNIST format."""
+        h = ctypes.c_void_p()
+        _check(lib.nnkit_dataset_load_idx(ctypes.byref(h), str(images).encode(),
+                                          str(labels).encode() if labels else None,
+                                          int(num_classes)))
+        return cls._wrap(h)
+
+    def save_idx(self, images, labels=None, gzip=True):
+        _check(lib.nnkit_dataset_save_idx(self.handle, str(images).encode(),
+                                          str(labels).encode() if labels else None,
+                                          int(bool(gzip))))
+
+    def subset(self, indices):
+        idx = (ctypes.c_size_t * len(indices))(*[int(i) for i in indices])
+        h = ctypes.c_void_p()
+        _check(lib.nnkit_dataset_subset(ctypes.byref(h), self.handle, idx, len(indices)))
+        return Dataset._wrap(h)
+
+    def scale(self, scale, shift=0.0):
+        _check(lib.nnkit_dataset_scale(self.handle, float(scale), float(shift)))
+        return self
+
+    def __len__(self):
+        return lib.nnkit_dataset_count(self.handle)
+
+    @property
+    def shape(self):
+        h = self.handle
+        return tuple(lib.nnkit_dataset_dim(h, i) for i in range(lib.nnkit_dataset_ndim(h)))
+
+    @property
+    def sample_size(self):
+        return lib.nnkit_dataset_sample_size(self.handle)
+
+    @property
+    def num_classes(self):
+        return lib.nnkit_dataset_num_classes(self.handle)
+
+    @property
+    def target_dim(self):
+        return lib.nnkit_dataset_target_dim(self.handle)
+
+    @property
+    def x(self):
+        n = len(self) * self.sample_size
+        return _to_result(lib.nnkit_dataset_data(self.handle), n, (len(self),) + self.shape)
+
+    @property
+    def labels(self):
+        p = lib.nnkit_dataset_labels(self.handle)
+        return _to_result(p, len(self), None, ctypes.c_int32) if p else None
+
+    @property
+    def targets(self):
+        p = lib.nnkit_dataset_targets(self.handle)
+        return _to_result(p, len(self) * self.target_dim, (len(self), self.target_dim)) \
+            if p else None
+
+    def class_counts(self):
+        k = self.num_classes
+        out = (ctypes.c_size_t * max(k, 1))()
+        _check(lib.nnkit_dataset_class_counts(out, k, self.handle))
+        return list(out[:k])
+
+
+# Initializers ---------------------------------------------------------
+
+INIT_KINDS = {"zeros": 0, "constant": 1, "normal": 2, "uniform": 3, "xavier_normal": 4,
+              "xavier_uniform": 5, "he_normal": 6, "he_uniform": 7}
+
+
+class Init(_Handle):
+    """A parameter initializer: Init('he_normal'), Init('normal', 0, 0.01)."""
+    _free = lib.nnkit_init_free
+
+    def __init__(self, kind, a=0.0, b=0.0):
+        super().__init__()
+        k = INIT_KINDS[kind] if isinstance(kind, str) else int(kind)
+        _check(lib.nnkit_init_create(ctypes.byref(self._h), k, float(a), float(b)))
+
+    @property
+    def kind(self):
+        code = lib.nnkit_init_get_kind(self.handle)
+        return next(name for name, v in INIT_KINDS.items() if v == code)
+
+    def sample(self, n, fan_in=1, fan_out=1, seed=0, stream=0):
+        buf = (ctypes.c_float * n)()
+        _check(lib.nnkit_init_fill(self.handle, buf, n, fan_in, fan_out, seed, stream))
+        return _to_result(buf, n)
+
+
+# Layers (descriptions applied to a Net) ------------------------------
+
+ACT = {"relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4, "softmax": 5}
+LOSS = {"cross_entropy": 1, "softmax_cross_entropy": 1, "mse": 2}
+
+
+class Layer:
+    def _add(self, net):
+        raise NotImplementedError
+
+
+class Dense(Layer):
+    def __init__(self, units, weight_init=None, bias_init=None):
+        self.units, self.weight_init, self.bias_init = units, weight_init, bias_init
+
+    def _add(self, net):
+        _check(lib.nnkit_net_add_dense(net.handle, int(self.units)))
+        if self.weight_init or self.bias_init:
+            w = _as_init(self.weight_init)
+            b = _as_init(self.bias_init)
+            _check(lib.nnkit_net_set_init(net.handle, net.num_layers - 1,
+                                          w.handle if w else None,
+                                          b.handle if b else None))
+
+
+def _as_init(spec):
+    if spec is None or isinstance(spec, Init):
+        return spec
+    if isinstance(spec, str):
+        return Init(spec)
+    return Init(*spec)
+
+
+class Activation(Layer):
+    def __init__(self, kind):
+        self.kind = kind
+
+    def _add(self, net):
+        _check(lib.nnkit_net_add_activation(net.handle, ACT[self.kind]))
+
+
+def ReLU():
+    return Activation("relu")
+
+
+def Tanh():
+    return Activation("tanh")
+
+
+def Sigmoid():
+    return Activation("sigmoid")
+
+
+def Softmax():
+    return Activation("softmax")
+
+
+class LeakyReLU(Layer):
+    def __init__(self, slope=0.01):
+        self.slope = slope
+
+    def _add(self, net):
+        _check(lib.nnkit_net_add_leaky_relu(net.handle, float(self.slope)))
+
+
+# The net ---------------------------------------------------------------
+
+class Net(_Handle):
+    """A sequential network: Net((784,), [Dense(128), ReLU(), Dense(10)])."""
+    _free = lib.nnkit_net_free
+
+    def __init__(self, input_shape, layers=(), seed=0, loss="cross_entropy"):
+        super().__init__()
+        if isinstance(input_shape, int):
+            input_shape = (input_shape,)
+        shape = (ctypes.c_size_t * len(input_shape))(*input_shape)
+        _check(lib.nnkit_net_create(ctypes.byref(self._h), shape, len(input_shape),
+                                    int(seed)))
+        for layer in layers:
+            self.add(layer)
+        self.loss = loss
+
+    def add(self, layer):
+        layer._add(self)
+        return self
+
+    @property
+    def loss(self):
+        code = lib.nnkit_net_get_loss(self.handle)
+        return next(k for k, v in LOSS.items() if v == code)
+
+    @loss.setter
+    def loss(self, kind):
+        _check(lib.nnkit_net_set_loss(self.handle, LOSS[kind]))
+
+    @property
+    def training(self):
+        return bool(lib.nnkit_net_is_training(self.handle))
+
+    @training.setter
+    def training(self, on):
+        lib.nnkit_net_set_training(self.handle, int(bool(on)))
+
+    @property
+    def num_layers(self):
+        return lib.nnkit_net_num_layers(self.handle)
+
+    @property
+    def input_size(self):
+        return lib.nnkit_net_input_size(self.handle)
+
+    @property
+    def output_size(self):
+        return lib.nnkit_net_output_size(self.handle)
+
+    @property
+    def num_params(self):
+        return lib.nnkit_net_num_params(self.handle)
+
+    def layer_shape(self, i):
+        dims = (ctypes.c_size_t * 3)()
+        nd = ctypes.c_size_t()
+        _check(lib.nnkit_net_layer_shape(dims, 3, ctypes.byref(nd), self.handle, i))
+        return tuple(dims[:nd.value])
+
+    def describe(self, i=None):
+        if i is None:
+            return [self.describe(k) for k in range(self.num_layers)]
+        return lib.nnkit_net_layer_describe(self.handle, i).decode()
+
+    def layer_params(self, i):
+        """(offset, count) of layer i's slice of the parameter buffer."""
+        off, cnt = ctypes.c_size_t(), ctypes.c_size_t()
+        _check(lib.nnkit_net_layer_params(ctypes.byref(off), ctypes.byref(cnt),
+                                          self.handle, i))
+        return off.value, cnt.value
+
+    def init_params(self):
+        _check(lib.nnkit_net_init_params(self.handle))
+
+    def set_init(self, layer, weights=None, bias=None):
+        w, b = _as_init(weights), _as_init(bias)
+        _check(lib.nnkit_net_set_init(self.handle, layer, w.handle if w else None,
+                                      b.handle if b else None))
+
+    def _buffer(self, fn):
+        n = self.num_params
+        p = fn(self.handle)
+        if not p:
+            raise StateError(E_STATE, "the net has no parameters")
+        if _np is not None:  # a live, writable view
+            return _np.ctypeslib.as_array(p, shape=(n,))
+        return (ctypes.c_float * n).from_address(ctypes.addressof(p.contents))
+
+    @property
+    def params(self):
+        """Live view of the contiguous parameter buffer (writable)."""
+        return self._buffer(lib.nnkit_net_params)
+
+    @property
+    def grads(self):
+        """Live view of the gradient buffer."""
+        return self._buffer(lib.nnkit_net_grads)
+
+    def _batch(self, x):
+        xb = _Buffer(x, ctypes.c_float, "f")
+        n = xb.count // self.input_size
+        if n * self.input_size != xb.count or n == 0:
+            raise ShapeError(E_SHAPE, "x has %d values, not a positive multiple of the "
+                             "net's input size %d" % (xb.count, self.input_size))
+        return xb, n
+
+    def forward(self, x):
+        xb, n = self._batch(x)
+        out = (ctypes.c_float * (n * self.output_size))()
+        _check(lib.nnkit_net_forward(self.handle, xb.ptr, n, out, len(out)))
+        return _to_result(out, len(out), (n, self.output_size))
+
+    def backward(self, labels=None, targets=None):
+        """Loss of the last forward batch; fills the gradient buffer."""
+        lp = _Buffer(labels, ctypes.c_int32, "i").ptr if labels is not None else None
+        tp = _Buffer(targets, ctypes.c_float, "f").ptr if targets is not None else None
+        loss = ctypes.c_double()
+        _check(lib.nnkit_net_backward(self.handle, lp, tp, ctypes.byref(loss)))
+        return loss.value
+
+    def predict(self, x):
+        xb, n = self._batch(x)
+        out = (ctypes.c_int32 * n)()
+        _check(lib.nnkit_net_predict(out, self.handle, xb.ptr, n))
+        return _to_result(out, n, None, ctypes.c_int32)
+
+    def predict_proba(self, x):
+        xb, n = self._batch(x)
+        out = (ctypes.c_float * (n * self.output_size))()
+        _check(lib.nnkit_net_predict_proba(out, len(out), self.handle, xb.ptr, n))
+        return _to_result(out, len(out), (n, self.output_size))
+
+    def evaluate(self, ds):
+        """(mean loss, accuracy) on a dataset, in evaluation mode."""
+        loss, acc = ctypes.c_double(), ctypes.c_double()
+        _check(lib.nnkit_net_evaluate(ctypes.byref(loss), ctypes.byref(acc), self.handle,
+                                      ds.handle))
+        return loss.value, acc.value
+
+    def fit(self, train, val=None, *, epochs=10, batch_size=64, optimizer=None, lr=0.01,
+            seed=0, shuffle=True, verbose=False, log=None):
+        """Trains with a Trainer and returns its History."""
+        opt = optimizer or Optimizer("sgd", lr=lr)
+        with Trainer(self, opt, epochs=epochs, batch_size=batch_size, seed=seed,
+                     shuffle=shuffle, verbose=verbose, log=log) as tr:
+            tr.fit(train, val)
+            return tr.history()
+
+
+# Optimizers ------------------------------------------------------------
+
+OPTIMIZERS = {"sgd": 1}
+OPT_KEYS = {"lr": 1}
+
+
+class Optimizer(_Handle):
+    """Optimizer('sgd', lr=0.1); hyperparameters by key with checked bounds."""
+    _free = lib.nnkit_optimizer_free
+
+    def __init__(self, kind="sgd", **params):
+        super().__init__()
+        _check(lib.nnkit_optimizer_create(ctypes.byref(self._h), OPTIMIZERS[kind]))
+        self.kind = kind
+        for k, v in params.items():
+            self[k] = v
+
+    def __setitem__(self, key, value):
+        _check(lib.nnkit_optimizer_set(self.handle, OPT_KEYS[key], float(value)))
+
+    def __getitem__(self, key):
+        out = ctypes.c_double()
+        _check(lib.nnkit_optimizer_get(ctypes.byref(out), self.handle, OPT_KEYS[key]))
+        return out.value
+
+    @staticmethod
+    def bounds(kind, key):
+        lo, hi = ctypes.c_double(), ctypes.c_double()
+        _check(lib.nnkit_optimizer_bounds(ctypes.byref(lo), ctypes.byref(hi),
+                                          OPTIMIZERS[kind], OPT_KEYS[key]))
+        return lo.value, hi.value
+
+    def step(self, net):
+        _check(lib.nnkit_optimizer_step(self.handle, net.handle))
+
+    @property
+    def steps(self):
+        return lib.nnkit_optimizer_steps(self.handle)
+
+
+# Trainer and history ---------------------------------------------------
+
+TRAIN_KEYS = {"epochs": 1, "batch_size": 2, "shuffle": 3, "seed": 4, "verbose": 5}
+METRICS = {"train_loss": 1, "train_acc": 2, "val_loss": 3, "val_acc": 4, "lr": 5,
+           "seconds": 6}
+
+
+class History:
+    """Per-epoch records: history['val_acc'] is a list, one value per epoch."""
+
+    def __init__(self, columns):
+        self.columns = columns
+
+    def __getitem__(self, key):
+        return self.columns[key]
+
+    def __len__(self):
+        return len(next(iter(self.columns.values()), []))
+
+    def to_csv(self, path):
+        keys = list(self.columns)
+        with open(path, "w") as f:
+            f.write("epoch," + ",".join(keys) + "\n")
+            for i in range(len(self)):
+                f.write("%d," % (i + 1) + ",".join(repr(self.columns[k][i]) for k in keys)
+                        + "\n")
+
+    def plot(self, path=None):
+        """Loss and accuracy curves (matplotlib); saves a PNG when path is given."""
+        import matplotlib
+        if path:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        epochs = range(1, len(self) + 1)
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+        a1.plot(epochs, self["train_loss"], label="train")
+        if not all(math.isnan(v) for v in self["val_loss"]):
+            a1.plot(epochs, self["val_loss"], label="val")
+        a1.set_xlabel("epoch")
+        a1.set_ylabel("loss")
+        a1.legend()
+        a2.plot(epochs, self["train_acc"], label="train")
+        if not all(math.isnan(v) for v in self["val_acc"]):
+            a2.plot(epochs, self["val_acc"], label="val")
+        a2.set_xlabel("epoch")
+        a2.set_ylabel("accuracy")
+        a2.legend()
+        fig.tight_layout()
+        if path:
+            fig.savefig(path)
+            plt.close(fig)
+        return fig
+
+
+class Trainer(_Handle):
+    """Drives a Net and an Optimizer (both borrowed: keep them alive)."""
+    _free = lib.nnkit_trainer_free
+
+    def __init__(self, net, optimizer, *, log=None, **settings):
+        super().__init__()
+        self._net, self._opt = net, optimizer  # keep borrowed handles alive
+        _check(lib.nnkit_trainer_create(ctypes.byref(self._h), net.handle,
+                                        optimizer.handle))
+        self._log_cb = None
+        if log is not None:
+            self.set_logger(log)
+        for k, v in settings.items():
+            self[k] = v
+
+    def set_logger(self, fn):
+        """fn(line) receives each log line; None restores standard output."""
+        if fn is None:
+            self._log_cb = None
+            lib.nnkit_trainer_set_logger(self.handle, LOG_FN(), None)
+            return
+        self._log_cb = LOG_FN(lambda line, user: fn(line.decode()))
+        lib.nnkit_trainer_set_logger(self.handle, self._log_cb, None)
+
+    def __setitem__(self, key, value):
+        _check(lib.nnkit_trainer_set(self.handle, TRAIN_KEYS[key], float(value)))
+
+    def __getitem__(self, key):
+        out = ctypes.c_double()
+        _check(lib.nnkit_trainer_get(ctypes.byref(out), self.handle, TRAIN_KEYS[key]))
+        return out.value
+
+    def fit(self, train, val=None):
+        _check(lib.nnkit_trainer_fit(self.handle, train.handle,
+                                     val.handle if val is not None else None))
+        return self
+
+    @property
+    def epochs_done(self):
+        return lib.nnkit_trainer_epochs_done(self.handle)
+
+    def metric(self, epoch, name):
+        out = ctypes.c_double()
+        _check(lib.nnkit_trainer_metric(ctypes.byref(out), self.handle, epoch,
+                                        METRICS[name]))
+        return out.value
+
+    def history(self):
+        cols = {name: [self.metric(e, name) for e in range(self.epochs_done)]
+                for name in METRICS}
+        return History(cols)

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The handwritten-digits case study, from a fresh Debian machine:
+# installs whatever is missing, fetches the digits into data/digits/,
+# builds nnkit (release, in build/) and trains examples/digits.c, which
+# prints one line per epoch and the final "test accuracy: ..." line.
+#
+#   scripts/quickstart.sh [digits options...]   e.g. --epochs 5 --threads 2
+#
+# Idempotent: on a warm machine it installs nothing, downloads nothing and
+# rebuilds only what changed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+say() { printf '=== quickstart.sh: %s\n' "$*"; }
+die() { printf 'quickstart.sh: FAILED: %s\n' "$*" >&2; exit 1; }
+
+packages=(build-essential meson ninja-build pkg-config libopenblas-dev
+  zlib1g-dev check python3 ca-certificates)
+
+install_missing() {
+  local missing=() p sudo=()
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "quickstart.sh: no dpkg-query (not Debian?): assuming these are installed: $*"
+    return 0
+  fi
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii'; then
+      missing+=("$p")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 ||
+      die "missing packages ${missing[*]}; run as root or install sudo"
+    sudo=(sudo)
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+install_missing "${packages[@]}"
+
+if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=python3; fi
+"$python" scripts/fetch_digits.py || die "fetching the digits"
+
+if [ -f build/meson-private/coredata.dat ]; then
+  if ! meson setup --reconfigure build -Dbuildtype=release >build.setup.log 2>&1; then
+    cat build.setup.log
+    meson setup --wipe build -Dbuildtype=release || die "meson setup build"
+  fi
+  rm -f build.setup.log
+else
+  meson setup build -Dbuildtype=release || die "meson setup build"
+fi
+say "building"
+meson compile -C build digits || die "build"
+
+say "training: build/examples/digits --data data/digits $*"
+exec build/examples/digits --data data/digits "$@"
