@@ -150,7 +150,11 @@ def _to_result(ptr_or_list, count, shape=None, ctype=ctypes.c_float):
         dt = _np.float32 if ctype is ctypes.c_float else _np.int32
         out = _np.frombuffer(raw, dtype=dt, count=count).copy()
         return out.reshape(shape) if shape else out
-    return list(raw)
+    flat = list(raw)
+    if shape and len(shape) > 1:  # nested lists, like ndarray.tolist()
+        for dim in reversed(shape[1:]):
+            flat = [flat[i:i + dim] for i in range(0, len(flat), dim)]
+    return flat
 
 
 # ---------------------------------------------------------------- handles
@@ -499,10 +503,12 @@ class Net(_Handle):
 
     def backward(self, labels=None, targets=None):
         """Loss of the last forward batch; fills the gradient buffer."""
-        lp = _Buffer(labels, ctypes.c_int32, "i").ptr if labels is not None else None
-        tp = _Buffer(targets, ctypes.c_float, "f").ptr if targets is not None else None
+        # The _Buffer objects must outlive the call: they own the memory.
+        lb = _Buffer(labels, ctypes.c_int32, "i") if labels is not None else None
+        tb = _Buffer(targets, ctypes.c_float, "f") if targets is not None else None
         loss = ctypes.c_double()
-        _check(lib.nnkit_net_backward(self.handle, lp, tp, ctypes.byref(loss)))
+        _check(lib.nnkit_net_backward(self.handle, lb.ptr if lb else None,
+                                      tb.ptr if tb else None, ctypes.byref(loss)))
         return loss.value
 
     def predict(self, x):

@@ -30,7 +30,8 @@ def header_functions():
     for dirpath, _, files in os.walk(inc):
         for f in files:
             if f.endswith(".h") or f.endswith(".h.in"):
-                text = open(os.path.join(dirpath, f)).read()
+                with open(os.path.join(dirpath, f)) as fh:
+                    text = fh.read()
                 names.update(re.findall(r"NNKIT_API[^;{]*?\b(nnkit_[a-z0-9_]+)\s*\(", text,
                                         re.S))
     return names
