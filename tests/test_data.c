@@ -1,6 +1,9 @@
-/* Datasets: buffers, subsets, scaling, accessors; IDX files written by the
- * test (plain and gzip, ubyte and float, 1-4 dims), round trips through
- * nnkit_dataset_save_idx, and rejection of every kind of bad file. */
+/* Data: datasets from buffers and targets, subsets, scaling, accessors,
+ * IDX loading (plain and gzip, every supported layout, every rejection)
+ * and atomic IDX saving. IDX fixtures are written byte by byte here. */
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,414 +11,1183 @@
 
 #include "testutil.h"
 
-static char tmp_path[512];
+/* A non-NULL value for out-params, so tests see that failures reset it. */
+static char sentinel_byte;
+#define SENTINEL ((nnkit_dataset *)(void *)&sentinel_byte)
 
-/* A unique path under the build's test directory. */
-static const char *tmpfile_named(const char *name)
-{
-  snprintf(tmp_path, sizeof tmp_path, "%s/test_data_%ld_%s", NNKIT_TEST_TMPDIR,
-           (long)getpid(), name);
-  return tmp_path;
-}
+/* ---- fixtures ---------------------------------------------------------- */
 
-/* Writes bytes to path, gzip-compressed when gz != 0. */
-static void write_bytes(const char *path, const unsigned char *b, size_t n, int gz)
+/* Paths handed out by tmp_path, removed when the process exits (Check's
+ * forked test processes exit after each test). */
+enum { MAX_TMP = 512 };
+static char *tmp_paths[MAX_TMP];
+static unsigned num_tmp;
+
+static void remove_tmp_files(void)
 {
-  if (gz) {
-    gzFile f = gzopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(gzwrite(f, b, (unsigned)n), (int)n);
-    ck_assert_int_eq(gzclose(f), Z_OK);
-  } else {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
-    fclose(f);
+  for (unsigned i = 0; i < num_tmp; i++) {
+    unlink(tmp_paths[i]);
+    free(tmp_paths[i]);
   }
+  num_tmp = 0;
 }
 
-/* Builds an IDX image in buf: header for dims, then values (ubyte or
- * big-endian float). Returns its length. */
-static size_t make_idx(unsigned char *buf, int type, int ndim, const uint32_t *dims,
-                       const float *values)
+/* A fresh path under NNKIT_TEST_TMPDIR, unique per process and call. */
+static void tmp_path(char *buf, size_t len, const char *name)
 {
-  size_t n = 1, k = 0;
-  buf[k++] = 0;
-  buf[k++] = 0;
-  buf[k++] = (unsigned char)type;
-  buf[k++] = (unsigned char)ndim;
+  static unsigned serial;
+  snprintf(buf, len, "%s/data_%ld_%u_%s", NNKIT_TEST_TMPDIR, (long)getpid(),
+           serial++, name);
+  unlink(buf);
+  if (num_tmp == 0)
+    atexit(remove_tmp_files); /* at most once per test process */
+  ck_assert_uint_lt(num_tmp, MAX_TMP);
+  tmp_paths[num_tmp] = strdup(buf);
+  ck_assert_ptr_nonnull(tmp_paths[num_tmp]);
+  num_tmp++;
+}
+
+static void write_raw(const char *path, const void *bytes, size_t n)
+{
+  FILE *f = fopen(path, "wb");
+  ck_assert_msg(f != NULL, "cannot create %s", path);
+  ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+static void write_gz(const char *path, const void *bytes, size_t n)
+{
+  gzFile gz = gzopen(path, "wb");
+  ck_assert_msg(gz != NULL, "cannot create %s", path);
+  ck_assert_int_eq(gzwrite(gz, bytes, (unsigned)n), (int)n);
+  ck_assert_int_eq(gzclose(gz), Z_OK);
+}
+
+/* Reads a whole file into a malloc'ed buffer (the test's own memory). */
+static unsigned char *read_raw(const char *path, size_t *n)
+{
+  FILE *f = fopen(path, "rb");
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  unsigned char *buf = NULL;
+  size_t cap = 0;
+  *n = 0;
+  for (;;) {
+    buf = realloc(buf, cap += 65536);
+    ck_assert_ptr_nonnull(buf);
+    size_t got = fread(buf + *n, 1, cap - *n, f);
+    *n += got;
+    if (got == 0)
+      break;
+  }
+  fclose(f);
+  return buf;
+}
+
+static int file_exists(const char *path)
+{
+  struct stat sb;
+  return stat(path, &sb) == 0;
+}
+
+/* Number of leftover "<base>.tmp.*" files next to path. */
+static int count_temps(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  char dir[512], prefix[512];
+  snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  snprintf(prefix, sizeof prefix, "%s.tmp.", slash + 1);
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+  closedir(d);
+  return n;
+}
+
+/* Builds an IDX file image in buf: magic, big-endian dims, then payload
+ * (already in file encoding). Returns its length. */
+static size_t make_idx(unsigned char *buf, int type, int ndim,
+                       const uint32_t *dims, const void *payload,
+                       size_t payload_len)
+{
+  buf[0] = 0;
+  buf[1] = 0;
+  buf[2] = (unsigned char)type;
+  buf[3] = (unsigned char)ndim;
   for (int i = 0; i < ndim; i++) {
-    buf[k++] = (unsigned char)(dims[i] >> 24);
-    buf[k++] = (unsigned char)(dims[i] >> 16);
-    buf[k++] = (unsigned char)(dims[i] >> 8);
-    buf[k++] = (unsigned char)dims[i];
-    n *= dims[i];
+    buf[4 + 4 * i] = (unsigned char)(dims[i] >> 24);
+    buf[5 + 4 * i] = (unsigned char)(dims[i] >> 16);
+    buf[6 + 4 * i] = (unsigned char)(dims[i] >> 8);
+    buf[7 + 4 * i] = (unsigned char)dims[i];
   }
-  for (size_t i = 0; values && i < n; i++) {
-    if (type == 0x08) {
-      buf[k++] = (unsigned char)values[i];
-    } else {
-      uint32_t bits;
-      memcpy(&bits, &values[i], 4);
-      buf[k++] = (unsigned char)(bits >> 24);
-      buf[k++] = (unsigned char)(bits >> 16);
-      buf[k++] = (unsigned char)(bits >> 8);
-      buf[k++] = (unsigned char)bits;
-    }
-  }
-  return k;
+  memcpy(buf + 4 + 4 * ndim, payload, payload_len);
+  return 4 + 4 * (size_t)ndim + payload_len;
 }
 
-START_TEST(from_buffers_copies_and_checks)
+/* Encodes floats as big-endian float32, as IDX type 0x0D stores them. */
+static void be_floats(unsigned char *dst, const float *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    uint32_t b;
+    memcpy(&b, &v[i], 4);
+    dst[4 * i] = (unsigned char)(b >> 24);
+    dst[4 * i + 1] = (unsigned char)(b >> 16);
+    dst[4 * i + 2] = (unsigned char)(b >> 8);
+    dst[4 * i + 3] = (unsigned char)b;
+  }
+}
+
+/* Writes an IDX file, plain or gzip; path receives its name. */
+static void idx_file(char *path, size_t plen, const char *name, int gzip,
+                     int type, int ndim, const uint32_t *dims,
+                     const void *payload, size_t payload_len)
+{
+  unsigned char *buf = malloc(payload_len + 32);
+  ck_assert_ptr_nonnull(buf);
+  size_t n = make_idx(buf, type, ndim, dims, payload, payload_len);
+  tmp_path(path, plen, name);
+  if (gzip)
+    write_gz(path, buf, n);
+  else
+    write_raw(path, buf, n);
+  free(buf);
+}
+
+/* Deterministic bytes that deflate cannot shrink much. */
+static void noise(unsigned char *dst, size_t n, uint32_t seed)
+{
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    dst[i] = (unsigned char)(seed >> 24);
+  }
+}
+
+/* Asserts that a load fails with status, a sentence holding needle and
+ * naming `names`, and leaves *out NULL. */
+static void load_fails(const char *img, const char *lab, uint32_t k,
+                       nnkit_status status, const char *needle,
+                       const char *names)
+{
+  nnkit_dataset *ds = SENTINEL;
+  nnkit_clear_error();
+  nnkit_status st = nnkit_dataset_load_idx(&ds, img, lab, k);
+  const char *e = nnkit_last_error();
+  ck_assert_msg(st == status, "load %s: got %d, expected %d (%s)", img,
+                (int)st, (int)status, e);
+  ck_assert_msg(ds == NULL, "load %s: *out not NULL after failure", img);
+  ck_assert_msg(strstr(e, needle) != NULL, "'%s' lacks '%s'", e, needle);
+  ck_assert_msg(strstr(e, names) != NULL, "'%s' does not name '%s'", e,
+                names);
+}
+
+/* A 3-sample MNIST-like pair: 3 x 2 x 2 images and labels {2, 0, 1}. */
+static const unsigned char tiny_px[12] = {0, 1, 2, 3, 10, 20, 30, 40,
+                                          252, 253, 254, 255};
+static const unsigned char tiny_lab[3] = {2, 0, 1};
+static const uint32_t tiny_dims[3] = {3, 2, 2};
+
+static void tiny_pair(char *img, char *lab, size_t len, int gz_img,
+                      int gz_lab)
+{
+  uint32_t n = 3;
+  idx_file(img, len, "img", gz_img, 0x08, 3, tiny_dims, tiny_px, 12);
+  idx_file(lab, len, "lab", gz_lab, 0x08, 1, &n, tiny_lab, 3);
+}
+
+static void check_tiny(const nnkit_dataset *ds, uint32_t k)
+{
+  ck_assert_uint_eq(nnkit_dataset_count(ds), 3);
+  ck_assert_uint_eq(nnkit_dataset_ndim(ds), 3);
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 0), 1);
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 1), 2);
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 2), 2);
+  ck_assert_uint_eq(nnkit_dataset_sample_size(ds), 4);
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), k);
+  for (int i = 0; i < 12; i++)
+    ck_assert_float_eq(nnkit_dataset_data(ds)[i], (float)tiny_px[i]);
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(nnkit_dataset_labels(ds)[i], tiny_lab[i]);
+}
+
+/* ---- datasets from buffers -------------------------------------------- */
+
+START_TEST(from_buffers_copies_inputs)
 {
   float x[6] = {1, 2, 3, 4, 5, 6};
-  int32_t y[3] = {0, 2, 1};
+  int32_t labels[3] = {0, 2, 1};
   size_t shape[1] = {2};
   nnkit_dataset *ds = NULL;
-  ck_ok(nnkit_dataset_from_buffers(&ds, x, y, 3, shape, 1, 0));
-  x[0] = 99; /* the dataset holds its own copy */
-  y[0] = 7;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, labels, 3, shape, 1, 3));
+  /* Mutating the caller's buffers afterwards must not reach the set. */
+  x[0] = 99;
+  labels[1] = 0;
+  shape[0] = 7;
+  ck_assert_float_eq(nnkit_dataset_data(ds)[0], 1);
+  ck_assert_int_eq(nnkit_dataset_labels(ds)[1], 2);
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 0), 2);
+  ck_assert_ptr_ne(nnkit_dataset_data(ds), x);
+  ck_assert_ptr_ne(nnkit_dataset_labels(ds), labels);
   ck_assert_uint_eq(nnkit_dataset_count(ds), 3);
   ck_assert_uint_eq(nnkit_dataset_ndim(ds), 1);
-  ck_assert_uint_eq(nnkit_dataset_dim(ds, 0), 2);
-  ck_assert_uint_eq(nnkit_dataset_dim(ds, 1), 0);
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 1), 0); /* axis >= ndim */
   ck_assert_uint_eq(nnkit_dataset_sample_size(ds), 2);
-  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 3); /* max label + 1 */
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 3);
   ck_assert_uint_eq(nnkit_dataset_target_dim(ds), 0);
-  ck_assert_float_eq(nnkit_dataset_data(ds)[0], 1.0f);
-  ck_assert_int_eq(nnkit_dataset_labels(ds)[0], 0);
   ck_assert_ptr_null(nnkit_dataset_targets(ds));
-  size_t counts[3];
-  ck_ok(nnkit_dataset_class_counts(counts, 3, ds));
-  ck_assert_uint_eq(counts[0] + counts[1] + counts[2], 3);
-  ck_assert_uint_eq(counts[2], 1);
-  ck_fails(nnkit_dataset_class_counts(counts, 2, ds), NNKIT_E_INVALID, "3 classes");
-  ck_ok(nnkit_dataset_scale(ds, 0.5f, 1.0f));
-  ck_assert_float_eq(nnkit_dataset_data(ds)[1], 2.0f);
-  ck_fails(nnkit_dataset_scale(ds, INFINITY, 0), NNKIT_E_INVALID, "finite");
+  for (int i = 1; i < 6; i++)
+    ck_assert_float_eq(nnkit_dataset_data(ds)[i], (float)(i + 1));
   nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(from_buffers_shapes_and_class_count)
+{
+  float x[2 * 3 * 2 * 2];
+  for (int i = 0; i < 24; i++)
+    x[i] = (float)i * 0.5f;
+  int32_t labels[2] = {4, 1};
+  size_t shape[3] = {3, 2, 2};
+  nnkit_dataset *ds = NULL;
+  /* num_classes 0 = max label + 1 */
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, labels, 2, shape, 3, 0));
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 5);
+  ck_assert_uint_eq(nnkit_dataset_sample_size(ds), 12);
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 0), 3);
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 2), 2);
+  ck_assert_float_eq(nnkit_dataset_data(ds)[23], 11.5f);
+  nnkit_dataset_free(ds);
+  /* Unlabelled: no labels, no classes, num_classes ignored. */
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, 2, shape, 3, 7));
+  ck_assert_ptr_null(nnkit_dataset_labels(ds));
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 0);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(from_buffers_rejects_bad_arguments)
+{
+  float x[4] = {0, 1, 2, 3};
+  int32_t labels[2] = {0, 1};
+  size_t shape[2] = {2, 1}, zero[1] = {0};
+  size_t huge[2] = {SIZE_MAX / 2, 4};
+  nnkit_dataset *ds = SENTINEL;
+  ck_fails(nnkit_dataset_from_buffers(NULL, x, labels, 2, shape, 1, 2),
+           NNKIT_E_INVALID, "out is NULL");
+  ck_fails(nnkit_dataset_from_buffers(&ds, NULL, labels, 2, shape, 1, 2),
+           NNKIT_E_INVALID, "x is NULL");
+  ck_assert_ptr_null(ds);
+  ds = SENTINEL;
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, labels, 0, shape, 1, 2),
+           NNKIT_E_INVALID, "count is 0");
+  ck_assert_ptr_null(ds);
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, labels, 2, NULL, 1, 2),
+           NNKIT_E_INVALID, "shape is NULL");
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, labels, 2, shape, 0, 2),
+           NNKIT_E_INVALID, "ndim is 0");
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, labels, 2, shape, 4, 2),
+           NNKIT_E_INVALID, "ndim is 4");
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, labels, 2, zero, 1, 2),
+           NNKIT_E_INVALID, "shape[0] is 0");
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, NULL, 4, huge, 2, 0),
+           NNKIT_E_INVALID, "overflow");
+  ck_assert_ptr_null(ds);
+}
+END_TEST
+
+START_TEST(from_buffers_rejects_bad_labels_and_values)
+{
+  float x[6] = {0, 1, 2, 3, 4, 5};
+  int32_t labels[3] = {0, 1, 7};
+  size_t shape[1] = {2};
+  nnkit_dataset *ds = SENTINEL;
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, labels, 3, shape, 1, 3),
+           NNKIT_E_INVALID, "sample 2 has label 7 outside [0, 3)");
+  ck_assert_ptr_null(ds);
+  labels[2] = -1;
+  ds = SENTINEL;
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, labels, 3, shape, 1, 0),
+           NNKIT_E_INVALID, "sample 2 has label -1");
+  ck_assert_ptr_null(ds);
+  labels[2] = 0;
+  x[3] = NAN;
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, labels, 3, shape, 1, 3),
+           NNKIT_E_INVALID, "sample 1, value 1 is NaN");
+  x[3] = 0;
+  x[4] = -INFINITY;
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, NULL, 3, shape, 1, 0),
+           NNKIT_E_INVALID, "sample 2, value 0 is infinite");
+  ck_assert_ptr_null(ds);
+}
+END_TEST
+
+START_TEST(from_targets_builds_regression_set)
+{
+  float x[6] = {1, 2, 3, 4, 5, 6};
+  float t[6] = {0.5f, -1, 2, 3, 4, 5};
+  size_t shape[1] = {2};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_targets(&ds, x, t, 3, shape, 1, 2));
+  t[0] = 100;
+  ck_assert_uint_eq(nnkit_dataset_target_dim(ds), 2);
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 0);
+  ck_assert_ptr_null(nnkit_dataset_labels(ds));
+  ck_assert_ptr_nonnull(nnkit_dataset_targets(ds));
+  ck_assert_float_eq(nnkit_dataset_targets(ds)[0], 0.5f);
+  ck_assert_float_eq(nnkit_dataset_targets(ds)[1], -1);
+  ck_assert_float_eq(nnkit_dataset_targets(ds)[5], 5);
+  ck_assert_float_eq(nnkit_dataset_data(ds)[5], 6);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(from_targets_rejects_bad_arguments)
+{
+  float x[4] = {1, 2, 3, 4};
+  float t[2] = {1, 2};
+  size_t shape[1] = {2};
+  nnkit_dataset *ds = SENTINEL;
+  ck_fails(nnkit_dataset_from_targets(&ds, x, t, 2, shape, 1, 0),
+           NNKIT_E_INVALID, "target_dim is 0");
+  ck_assert_ptr_null(ds);
+  ck_fails(nnkit_dataset_from_targets(&ds, x, NULL, 2, shape, 1, 1),
+           NNKIT_E_INVALID, "targets is NULL");
+  ck_fails(nnkit_dataset_from_targets(&ds, NULL, t, 2, shape, 1, 1),
+           NNKIT_E_INVALID, "x is NULL");
+  ck_fails(nnkit_dataset_from_targets(&ds, x, t, 0, shape, 1, 1),
+           NNKIT_E_INVALID, "count is 0");
+  t[1] = NAN;
+  ds = SENTINEL;
+  ck_fails(nnkit_dataset_from_targets(&ds, x, t, 2, shape, 1, 1),
+           NNKIT_E_INVALID, "sample 1, target 0 is NaN");
+  ck_assert_ptr_null(ds);
+  t[1] = 0;
+  x[1] = INFINITY;
+  ck_fails(nnkit_dataset_from_targets(&ds, x, t, 2, shape, 1, 1),
+           NNKIT_E_INVALID, "sample 0, value 1 is infinite");
+  ck_fails(nnkit_dataset_from_targets(NULL, x, t, 2, shape, 1, 1),
+           NNKIT_E_INVALID, "out is NULL");
+}
+END_TEST
+
+/* ---- subset, scale, class counts, accessors --------------------------- */
+
+START_TEST(subset_copies_in_order_with_repeats)
+{
+  float x[8] = {0, 1, 10, 11, 20, 21, 30, 31};
+  int32_t labels[4] = {0, 1, 2, 1};
+  size_t shape[1] = {2};
+  nnkit_dataset *src = NULL, *sub = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&src, x, labels, 4, shape, 1, 5));
+  size_t idx[3] = {3, 0, 3};
+  ck_ok(nnkit_dataset_subset(&sub, src, idx, 3));
+  ck_assert_uint_eq(nnkit_dataset_count(sub), 3);
+  ck_assert_uint_eq(nnkit_dataset_dim(sub, 0), 2);
+  ck_assert_uint_eq(nnkit_dataset_num_classes(sub), 5); /* kept */
+  const float expect[6] = {30, 31, 0, 1, 30, 31};
+  for (int i = 0; i < 6; i++)
+    ck_assert_float_eq(nnkit_dataset_data(sub)[i], expect[i]);
+  ck_assert_int_eq(nnkit_dataset_labels(sub)[0], 1);
+  ck_assert_int_eq(nnkit_dataset_labels(sub)[1], 0);
+  ck_assert_int_eq(nnkit_dataset_labels(sub)[2], 1);
+  nnkit_dataset_free(sub);
+  nnkit_dataset_free(src);
+}
+END_TEST
+
+START_TEST(subset_of_regression_set_copies_targets)
+{
+  float x[3] = {1, 2, 3}, t[6] = {1, -1, 2, -2, 3, -3};
+  size_t shape[1] = {1}, idx[2] = {2, 1};
+  nnkit_dataset *src = NULL, *sub = NULL;
+  ck_ok(nnkit_dataset_from_targets(&src, x, t, 3, shape, 1, 2));
+  ck_ok(nnkit_dataset_subset(&sub, src, idx, 2));
+  ck_assert_uint_eq(nnkit_dataset_target_dim(sub), 2);
+  ck_assert_ptr_null(nnkit_dataset_labels(sub));
+  ck_assert_float_eq(nnkit_dataset_data(sub)[0], 3);
+  ck_assert_float_eq(nnkit_dataset_targets(sub)[1], -3);
+  ck_assert_float_eq(nnkit_dataset_targets(sub)[2], 2);
+  nnkit_dataset_free(sub);
+  nnkit_dataset_free(src);
+}
+END_TEST
+
+START_TEST(subset_rejects_bad_index)
+{
+  float x[4] = {0, 1, 2, 3};
+  size_t shape[1] = {1};
+  nnkit_dataset *src = NULL, *sub = SENTINEL;
+  ck_ok(nnkit_dataset_from_buffers(&src, x, NULL, 4, shape, 1, 0));
+  size_t idx[2] = {1, 4};
+  ck_fails(nnkit_dataset_subset(&sub, src, idx, 2), NNKIT_E_INVALID,
+           "indices[1] = 4");
+  ck_assert_ptr_null(sub);
+  ck_fails(nnkit_dataset_subset(&sub, src, idx, 0), NNKIT_E_INVALID,
+           "count is 0");
+  ck_fails(nnkit_dataset_subset(&sub, NULL, idx, 1), NNKIT_E_INVALID,
+           "src is NULL");
+  ck_fails(nnkit_dataset_subset(&sub, src, NULL, 1), NNKIT_E_INVALID,
+           "indices is NULL");
+  ck_fails(nnkit_dataset_subset(NULL, src, idx, 1), NNKIT_E_INVALID,
+           "out is NULL");
+  nnkit_dataset_free(src);
+}
+END_TEST
+
+START_TEST(scale_maps_values_in_place)
+{
+  float x[4] = {0, 51, 255, 102};
+  size_t shape[1] = {2};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, 2, shape, 1, 0));
+  ck_ok(nnkit_dataset_scale(ds, 1.0f / 255.0f, 0));
+  ck_assert_float_eq_tol(nnkit_dataset_data(ds)[1], 0.2f, 1e-6f);
+  ck_assert_float_eq_tol(nnkit_dataset_data(ds)[2], 1.0f, 1e-6f);
+  ck_ok(nnkit_dataset_scale(ds, 2, -1)); /* [0,1] -> [-1,1] */
+  ck_assert_float_eq_tol(nnkit_dataset_data(ds)[0], -1.0f, 1e-6f);
+  ck_assert_float_eq_tol(nnkit_dataset_data(ds)[3], -0.2f, 1e-6f);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(scale_rejects_non_finite_and_keeps_data)
+{
+  float x[2] = {1, 3e38f};
+  size_t shape[1] = {1};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, 2, shape, 1, 0));
+  ck_fails(nnkit_dataset_scale(ds, NAN, 0), NNKIT_E_INVALID, "finite");
+  ck_fails(nnkit_dataset_scale(ds, 1, INFINITY), NNKIT_E_INVALID, "finite");
+  /* 3e38 * 10 overflows float: refused, and nothing changed. */
+  ck_fails(nnkit_dataset_scale(ds, 10, 0), NNKIT_E_INVALID, "sample 1");
+  ck_assert_float_eq(nnkit_dataset_data(ds)[0], 1);
+  ck_assert_float_eq(nnkit_dataset_data(ds)[1], 3e38f);
+  ck_fails(nnkit_dataset_scale(NULL, 1, 0), NNKIT_E_INVALID, "ds is NULL");
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(class_counts_counts_each_class)
+{
+  float x[5] = {0};
+  int32_t labels[5] = {2, 0, 2, 2, 0};
+  size_t shape[1] = {1}, counts[5] = {9, 9, 9, 9, 9};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, labels, 5, shape, 1, 4));
+  ck_ok(nnkit_dataset_class_counts(counts, 5, ds));
+  ck_assert_uint_eq(counts[0], 2);
+  ck_assert_uint_eq(counts[1], 0);
+  ck_assert_uint_eq(counts[2], 3);
+  ck_assert_uint_eq(counts[3], 0);
+  ck_assert_uint_eq(counts[4], 9); /* past num_classes: untouched */
+  ck_fails(nnkit_dataset_class_counts(counts, 3, ds), NNKIT_E_INVALID,
+           "4 classes");
+  ck_fails(nnkit_dataset_class_counts(NULL, 4, ds), NNKIT_E_INVALID,
+           "counts_out is NULL");
+  ck_fails(nnkit_dataset_class_counts(counts, 4, NULL), NNKIT_E_INVALID,
+           "ds is NULL");
+  nnkit_dataset_free(ds);
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, 5, shape, 1, 0));
+  ck_fails(nnkit_dataset_class_counts(counts, 5, ds), NNKIT_E_INVALID,
+           "no labels");
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(accessors_accept_null)
+{
+  ck_assert_uint_eq(nnkit_dataset_count(NULL), 0);
+  ck_assert_uint_eq(nnkit_dataset_ndim(NULL), 0);
+  ck_assert_uint_eq(nnkit_dataset_dim(NULL, 0), 0);
+  ck_assert_uint_eq(nnkit_dataset_sample_size(NULL), 0);
+  ck_assert_uint_eq(nnkit_dataset_num_classes(NULL), 0);
+  ck_assert_uint_eq(nnkit_dataset_target_dim(NULL), 0);
+  ck_assert_ptr_null(nnkit_dataset_data(NULL));
+  ck_assert_ptr_null(nnkit_dataset_labels(NULL));
+  ck_assert_ptr_null(nnkit_dataset_targets(NULL));
   nnkit_dataset_free(NULL);
 }
 END_TEST
 
-START_TEST(from_buffers_rejects_bad_input)
-{
-  float x[6] = {1, 2, 3, 4, 5, 6};
-  int32_t y[3] = {0, 5, 1};
-  size_t shape[1] = {2}, zero[1] = {0};
-  nnkit_dataset *ds = (nnkit_dataset *)1;
-  ck_fails(nnkit_dataset_from_buffers(&ds, x, y, 3, shape, 1, 3), NNKIT_E_INVALID,
-           "sample 1 has label 5");
-  ck_assert_ptr_null(ds);
-  y[1] = -1;
-  ck_fails(nnkit_dataset_from_buffers(&ds, x, y, 3, shape, 1, 0), NNKIT_E_INVALID,
-           "negative label");
-  y[1] = 1;
-  x[3] = NAN;
-  ck_fails(nnkit_dataset_from_buffers(&ds, x, y, 3, shape, 1, 3), NNKIT_E_INVALID,
-           "sample 1, value 1 is NaN");
-  x[3] = 4;
-  ck_fails(nnkit_dataset_from_buffers(&ds, x, y, 0, shape, 1, 3), NNKIT_E_INVALID,
-           "count is 0");
-  ck_fails(nnkit_dataset_from_buffers(&ds, x, y, 3, zero, 1, 3), NNKIT_E_INVALID,
-           "dimension 0");
-  ck_fails(nnkit_dataset_from_buffers(&ds, x, y, 3, shape, 4, 3), NNKIT_E_INVALID,
-           "1 to 3");
-  ck_fails(nnkit_dataset_from_buffers(&ds, NULL, y, 3, shape, 1, 3), NNKIT_E_INVALID,
-           "x is NULL");
-  ck_assert_ptr_null(ds);
-  /* unlabelled is fine */
-  ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, 3, shape, 1, 0));
-  ck_assert_ptr_null(nnkit_dataset_labels(ds));
-  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 0);
-  size_t counts[1];
-  ck_fails(nnkit_dataset_class_counts(counts, 1, ds), NNKIT_E_INVALID, "no labels");
-  nnkit_dataset_free(ds);
-}
-END_TEST
+/* ---- IDX loading --------------------------------------------------------- */
 
-START_TEST(from_targets_and_subset)
-{
-  float x[8] = {0, 1, 2, 3, 4, 5, 6, 7}, t[4] = {10, 11, 12, 13};
-  size_t shape[1] = {2};
-  nnkit_dataset *ds = NULL, *sub = NULL;
-  ck_ok(nnkit_dataset_from_targets(&ds, x, t, 4, shape, 1, 1));
-  ck_assert_uint_eq(nnkit_dataset_target_dim(ds), 1);
-  ck_assert_float_eq(nnkit_dataset_targets(ds)[3], 13.0f);
-  size_t idx[3] = {3, 0, 3};
-  ck_ok(nnkit_dataset_subset(&sub, ds, idx, 3));
-  ck_assert_uint_eq(nnkit_dataset_count(sub), 3);
-  ck_assert_float_eq(nnkit_dataset_data(sub)[0], 6.0f);
-  ck_assert_float_eq(nnkit_dataset_data(sub)[3], 1.0f);
-  ck_assert_float_eq(nnkit_dataset_targets(sub)[1], 10.0f);
-  nnkit_dataset_free(sub);
-  size_t bad[2] = {1, 4};
-  sub = (nnkit_dataset *)1;
-  ck_fails(nnkit_dataset_subset(&sub, ds, bad, 2), NNKIT_E_INVALID, "indices[1] = 4");
-  ck_assert_ptr_null(sub);
-  t[2] = NAN;
-  nnkit_dataset *d2 = NULL;
-  ck_fails(nnkit_dataset_from_targets(&d2, x, t, 4, shape, 1, 1), NNKIT_E_INVALID,
-           "target 0 is not finite");
-  ck_fails(nnkit_dataset_from_targets(&d2, x, t, 4, shape, 1, 0), NNKIT_E_INVALID,
-           "target_dim is 0");
-  nnkit_dataset_free(ds);
-}
-END_TEST
-
-START_TEST(idx_reads_every_layout)
-{
-  static unsigned char buf[4096];
-  float v[24];
-  for (int i = 0; i < 24; i++)
-    v[i] = (float)(i * 10);
-  struct {
-    int type, ndim;
-    uint32_t dims[4];
-    size_t sndim, s0, s1, s2;
-  } cases[] = {
-    {0x08, 1, {24}, 1, 1, 0, 0},
-    {0x08, 2, {4, 6}, 1, 6, 0, 0},
-    {0x08, 3, {2, 3, 4}, 3, 1, 3, 4},
-    {0x0D, 4, {2, 3, 2, 2}, 3, 3, 2, 2},
-  };
-  for (int gz = 0; gz < 2; gz++)
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-      size_t n = make_idx(buf, cases[c].type, cases[c].ndim, cases[c].dims, v);
-      const char *p = tmpfile_named("layout.idx");
-      write_bytes(p, buf, n, gz);
-      nnkit_dataset *ds = NULL;
-      ck_ok(nnkit_dataset_load_idx(&ds, p, NULL, 0));
-      ck_assert_uint_eq(nnkit_dataset_count(ds), cases[c].dims[0]);
-      ck_assert_uint_eq(nnkit_dataset_ndim(ds), cases[c].sndim);
-      ck_assert_uint_eq(nnkit_dataset_dim(ds, 0), cases[c].s0);
-      if (cases[c].sndim == 3) {
-        ck_assert_uint_eq(nnkit_dataset_dim(ds, 1), cases[c].s1);
-        ck_assert_uint_eq(nnkit_dataset_dim(ds, 2), cases[c].s2);
-      }
-      for (int i = 0; i < 24; i++)
-        ck_assert_float_eq(nnkit_dataset_data(ds)[i], v[i]);
-      nnkit_dataset_free(ds);
-      unlink(p);
-    }
-}
-END_TEST
-
-/* Writes images (N x 2 x 2 ubyte) and labels files; returns the paths. */
-static void write_pair(char *img, char *lab, uint32_t nimg, uint32_t nlab,
-                       const unsigned char *labels, int gz)
-{
-  static unsigned char buf[4096];
-  float v[64];
-  for (int i = 0; i < 64; i++)
-    v[i] = (float)i;
-  uint32_t d[3] = {nimg, 2, 2};
-  size_t n = make_idx(buf, 0x08, 3, d, v);
-  strcpy(img, tmpfile_named("pair_img.idx"));
-  write_bytes(img, buf, n, gz);
-  float lv[16];
-  for (uint32_t i = 0; i < nlab; i++)
-    lv[i] = labels[i];
-  uint32_t dl[1] = {nlab};
-  n = make_idx(buf, 0x08, 1, dl, lv);
-  strcpy(lab, tmpfile_named("pair_lab.idx"));
-  write_bytes(lab, buf, n, gz);
-}
-
-START_TEST(idx_labels)
+START_TEST(load_idx_plain_and_gzip)
 {
   char img[512], lab[512];
-  unsigned char labels[4] = {3, 0, 1, 3};
-  write_pair(img, lab, 4, 4, labels, 1);
-  nnkit_dataset *ds = NULL;
-  ck_ok(nnkit_dataset_load_idx(&ds, img, lab, 0));
-  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 4);
-  ck_assert_int_eq(nnkit_dataset_labels(ds)[3], 3);
-  ck_assert_float_eq(nnkit_dataset_data(ds)[5], 5.0f);
-  nnkit_dataset_free(ds);
-  ds = (nnkit_dataset *)1;
-  ck_fails(nnkit_dataset_load_idx(&ds, img, lab, 3), NNKIT_E_INVALID,
-           "sample 0 has label 3 outside [0, 3)");
-  ck_assert_ptr_null(ds);
-  write_pair(img, lab, 4, 3, labels, 0);
-  ck_fails(nnkit_dataset_load_idx(&ds, img, lab, 0), NNKIT_E_FORMAT,
-           "has 3 labels but");
-  ck_fails(nnkit_dataset_load_idx(&ds, img, img, 0), NNKIT_E_FORMAT,
-           "must be 1-dimensional");
-  unlink(img);
-  unlink(lab);
-}
-END_TEST
-
-START_TEST(idx_rejects_bad_files)
-{
-  static unsigned char buf[4096];
-  float v[64] = {0};
-  uint32_t d[3] = {4, 2, 2};
-  size_t n = make_idx(buf, 0x08, 3, d, v);
-  const char *p = tmpfile_named("bad.idx");
-  nnkit_dataset *ds = (nnkit_dataset *)1;
-
-  ck_fails(nnkit_dataset_load_idx(&ds, "/nonexistent/x.idx", NULL, 0), NNKIT_E_IO,
-           "/nonexistent/x.idx: cannot open");
-  ck_assert_ptr_null(ds);
-
-  buf[0] = 1; /* wrong magic */
-  write_bytes(p, buf, n, 0);
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "not an IDX file");
-  buf[0] = 0;
-
-  buf[2] = 0x0B; /* int16: unsupported */
-  write_bytes(p, buf, n, 0);
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "type 0x0b");
-  buf[2] = 0x08;
-
-  write_bytes(p, buf, n - 3, 0); /* truncated plain */
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "truncated");
-  write_bytes(p, buf, n - 3, 1); /* truncated payload inside a valid gzip */
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "truncated");
-  write_bytes(p, buf, 6, 0); /* ends inside the dimensions */
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "truncated");
-
-  /* A gzip stream cut short. */
-  write_bytes(p, buf, n, 1);
-  FILE *f = fopen(p, "rb");
-  unsigned char gzbuf[4096];
-  size_t gzn = fread(gzbuf, 1, sizeof gzbuf, f);
-  fclose(f);
-  write_bytes(p, gzbuf, gzn / 2, 0);
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "truncated");
-
-  buf[n] = 7; /* trailing garbage */
-  write_bytes(p, buf, n + 1, 0);
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "trailing");
-
-  uint32_t huge[4] = {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu};
-  size_t hn = make_idx(buf, 0x08, 4, huge, NULL);
-  write_bytes(p, buf, hn, 0);
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "corrupt");
-
-  uint32_t big[3] = {1000000, 28, 28}; /* fits size_t but not this file */
-  hn = make_idx(buf, 0x08, 3, big, NULL);
-  write_bytes(p, buf, hn, 1);
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "truncated");
-
-  uint32_t zero[2] = {3, 0};
-  hn = make_idx(buf, 0x08, 2, zero, NULL);
-  write_bytes(p, buf, hn, 0);
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "size 0");
-
-  uint32_t one[1] = {2};
-  float nanv[2] = {1, NAN};
-  hn = make_idx(buf, 0x0D, 1, one, nanv);
-  write_bytes(p, buf, hn, 0);
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "value 1 is NaN");
-
-  write_bytes(p, buf, 0, 0); /* empty file */
-  ck_fails(nnkit_dataset_load_idx(&ds, p, NULL, 0), NNKIT_E_FORMAT, "truncated");
-  ck_assert_ptr_null(ds);
-  unlink(p);
-}
-END_TEST
-
-START_TEST(save_idx_round_trips_atomically)
-{
-  float x[12], y[12];
-  int32_t lab[3] = {2, 0, 1};
-  for (int i = 0; i < 12; i++) {
-    x[i] = (float)(i * 20); /* integers 0..220: written as bytes */
-    y[i] = (float)i * 0.5f - 1.0f; /* not bytes: written as float */
-  }
-  size_t img_shape[3] = {1, 2, 2}, flat[1] = {4};
-  for (int gz = 0; gz < 2; gz++) {
-    nnkit_dataset *a = NULL, *b = NULL, *back = NULL;
-    ck_ok(nnkit_dataset_from_buffers(&a, x, lab, 3, img_shape, 3, 3));
-    ck_ok(nnkit_dataset_from_buffers(&b, y, NULL, 3, flat, 1, 0));
-    char ip[512], lp[512];
-    strcpy(ip, tmpfile_named("rt_img.idx"));
-    strcpy(lp, tmpfile_named("rt_lab.idx"));
-    ck_ok(nnkit_dataset_save_idx(a, ip, lp, gz));
-    FILE *f = fopen(ip, "rb");
-    unsigned char head[2];
-    ck_assert_uint_eq(fread(head, 1, 2, f), 2);
-    fclose(f);
-    ck_assert_int_eq(head[0] == 0x1f && head[1] == 0x8b, gz);
-    ck_ok(nnkit_dataset_load_idx(&back, ip, lp, 3));
-    ck_assert_uint_eq(nnkit_dataset_ndim(back), 3);
-    ck_assert_mem_eq(nnkit_dataset_data(back), x, sizeof x);
-    ck_assert_mem_eq(nnkit_dataset_labels(back), lab, sizeof lab);
-    nnkit_dataset_free(back);
-    ck_ok(nnkit_dataset_save_idx(b, ip, NULL, gz));
-    ck_ok(nnkit_dataset_load_idx(&back, ip, NULL, 0));
-    ck_assert_mem_eq(nnkit_dataset_data(back), y, sizeof y);
-    ck_assert_uint_eq(nnkit_dataset_dim(back, 0), 4);
-    nnkit_dataset_free(back);
-    ck_fails(nnkit_dataset_save_idx(b, ip, lp, gz), NNKIT_E_INVALID, "no labels");
-    /* A directory that does not exist: an error and no file anywhere. */
-    ck_fails(nnkit_dataset_save_idx(a, "/nonexistent-dir/x.idx", NULL, gz), NNKIT_E_IO,
-             "/nonexistent-dir/x.idx");
-    struct stat sb;
-    ck_assert_int_ne(stat("/nonexistent-dir/x.idx", &sb), 0);
-    unlink(ip);
-    unlink(lp);
-    nnkit_dataset_free(a);
-    nnkit_dataset_free(b);
+  /* Every combination of plain and gzip images and labels. */
+  for (int mode = 0; mode < 4; mode++) {
+    tiny_pair(img, lab, sizeof img, mode & 1, mode >> 1);
+    nnkit_dataset *ds = NULL;
+    ck_ok(nnkit_dataset_load_idx(&ds, img, lab, 0));
+    check_tiny(ds, 3); /* max label + 1 */
+    nnkit_dataset_free(ds);
+    ck_ok(nnkit_dataset_load_idx(&ds, img, lab, 10));
+    check_tiny(ds, 10);
+    nnkit_dataset_free(ds);
+    ck_ok(nnkit_dataset_load_idx(&ds, img, NULL, 10)); /* images only */
+    ck_assert_ptr_null(nnkit_dataset_labels(ds));
+    ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 0);
+    ck_assert_float_eq(nnkit_dataset_data(ds)[11], 255);
+    nnkit_dataset_free(ds);
   }
 }
 END_TEST
 
-START_TEST(allocation_failures_leave_nothing)
+START_TEST(load_idx_detects_gzip_by_magic_not_name)
 {
-  static unsigned char buf[4096];
-  float v[64];
-  for (int i = 0; i < 64; i++)
-    v[i] = (float)i;
-  uint32_t d[3] = {4, 4, 4};
-  size_t n = make_idx(buf, 0x08, 3, d, v);
-  const char *p = tmpfile_named("nomem.idx");
-  write_bytes(p, buf, n, 1);
-  int saw_nomem = 0, saw_ok = 0;
-  for (uint64_t k = 1; k < 20; k++) {
-    nnkit_dataset *ds = (nnkit_dataset *)1;
-    nnkit__alloc_fail_after(k);
-    nnkit_status st = nnkit_dataset_load_idx(&ds, p, NULL, 0);
-    nnkit__alloc_fail_after(0);
-    ck_assert(st == NNKIT_OK || st == NNKIT_E_NOMEM);
-    if (st == NNKIT_E_NOMEM) {
-      ck_assert_ptr_null(ds);
-      saw_nomem = 1;
-    } else {
-      saw_ok = 1;
+  char plain[512], gz[512];
+  uint32_t d[1] = {2};
+  const unsigned char v[2] = {7, 9};
+  idx_file(plain, sizeof plain, "looks.gz", 0, 0x08, 1, d, v, 2);
+  idx_file(gz, sizeof gz, "looks.idx", 1, 0x08, 1, d, v, 2);
+  size_t n;
+  unsigned char *raw = read_raw(gz, &n);
+  ck_assert(raw[0] == 0x1f && raw[1] == 0x8b);
+  free(raw);
+  for (int i = 0; i < 2; i++) {
+    nnkit_dataset *ds = NULL;
+    ck_ok(nnkit_dataset_load_idx(&ds, i ? gz : plain, NULL, 0));
+    ck_assert_float_eq(nnkit_dataset_data(ds)[1], 9);
+    nnkit_dataset_free(ds);
+  }
+}
+END_TEST
+
+START_TEST(load_idx_maps_every_rank)
+{
+  char p[512];
+  unsigned char v[24];
+  for (int i = 0; i < 24; i++)
+    v[i] = (unsigned char)(i * 10);
+  /* file dims -> sample shape */
+  const uint32_t dims[4][4] = {{24}, {4, 6}, {2, 3, 4}, {2, 3, 2, 2}};
+  const size_t ndim[4] = {1, 1, 3, 3};
+  const size_t shape[4][3] = {{1}, {6}, {1, 3, 4}, {3, 2, 2}};
+  for (int r = 0; r < 4; r++) {
+    for (int gz = 0; gz < 2; gz++) {
+      idx_file(p, sizeof p, "rank", gz, 0x08, r + 1, dims[r], v, 24);
+      nnkit_dataset *ds = NULL;
+      ck_ok(nnkit_dataset_load_idx(&ds, p, NULL, 0));
+      ck_assert_uint_eq(nnkit_dataset_count(ds), dims[r][0]);
+      ck_assert_uint_eq(nnkit_dataset_ndim(ds), ndim[r]);
+      for (size_t a = 0; a < ndim[r]; a++)
+        ck_assert_uint_eq(nnkit_dataset_dim(ds, a), shape[r][a]);
+      ck_assert_uint_eq(nnkit_dataset_count(ds) * nnkit_dataset_sample_size(ds),
+                        24);
+      ck_assert_float_eq(nnkit_dataset_data(ds)[23], 230);
+      nnkit_dataset_free(ds);
     }
-    nnkit_dataset_free(st == NNKIT_OK ? ds : NULL);
-    size_t shape[1] = {4};
-    int32_t y[4] = {0, 1, 0, 1};
-    nnkit__alloc_fail_after(k);
-    st = nnkit_dataset_from_buffers(&ds, v, y, 4, shape, 1, 2);
-    nnkit__alloc_fail_after(0);
-    ck_assert(st == NNKIT_OK || st == NNKIT_E_NOMEM);
-    nnkit_dataset_free(st == NNKIT_OK ? ds : NULL);
   }
-  ck_assert(saw_nomem && saw_ok);
-  unlink(p);
+}
+END_TEST
+
+START_TEST(load_idx_float32)
+{
+  char p[512];
+  const float v[6] = {0.5f, -1.25f, 3e-7f, 1e30f, -0.0f, 255.5f};
+  unsigned char enc[24];
+  be_floats(enc, v, 6);
+  const uint32_t dims[2] = {3, 2};
+  for (int gz = 0; gz < 2; gz++) {
+    idx_file(p, sizeof p, "float", gz, 0x0D, 2, dims, enc, sizeof enc);
+    nnkit_dataset *ds = NULL;
+    ck_ok(nnkit_dataset_load_idx(&ds, p, NULL, 0));
+    ck_assert_uint_eq(nnkit_dataset_count(ds), 3);
+    ck_assert_uint_eq(nnkit_dataset_dim(ds, 0), 2);
+    ck_assert(memcmp(nnkit_dataset_data(ds), v, sizeof v) == 0);
+    nnkit_dataset_free(ds);
+  }
+}
+END_TEST
+
+START_TEST(load_idx_reads_in_chunks)
+{
+  /* Larger than the reader's chunk, so the chunk loop and zlib's buffer
+   * refills both run; float data crosses chunk borders too. */
+  enum { N = 100, H = 28, W = 28, F = 9000 };
+  static unsigned char px[N * H * W];
+  noise(px, sizeof px, 42);
+  static float fv[3 * F];
+  static unsigned char fenc[3 * F * 4];
+  for (int i = 0; i < 3 * F; i++)
+    fv[i] = (float)(i % 1000) / 8.0f - 50.0f;
+  be_floats(fenc, fv, 3 * F);
+  const uint32_t d3[3] = {N, H, W}, d2[2] = {3, F};
+  char p[512];
+  for (int gz = 0; gz < 2; gz++) {
+    nnkit_dataset *ds = NULL;
+    idx_file(p, sizeof p, "big", gz, 0x08, 3, d3, px, sizeof px);
+    ck_ok(nnkit_dataset_load_idx(&ds, p, NULL, 0));
+    for (size_t i = 0; i < sizeof px; i++)
+      ck_assert_float_eq(nnkit_dataset_data(ds)[i], (float)px[i]);
+    nnkit_dataset_free(ds);
+    idx_file(p, sizeof p, "bigf", gz, 0x0D, 2, d2, fenc, sizeof fenc);
+    ck_ok(nnkit_dataset_load_idx(&ds, p, NULL, 0));
+    ck_assert(memcmp(nnkit_dataset_data(ds), fv, sizeof fv) == 0);
+    nnkit_dataset_free(ds);
+  }
+}
+END_TEST
+
+/* ---- IDX rejections -------------------------------------------------- */
+
+START_TEST(load_idx_rejects_missing_file_and_directory)
+{
+  char p[512];
+  tmp_path(p, sizeof p, "missing");
+  load_fails(p, NULL, 0, NNKIT_E_IO, "cannot open", p);
+  load_fails(NNKIT_TEST_TMPDIR, NULL, 0, NNKIT_E_IO, "directory",
+             NNKIT_TEST_TMPDIR);
+  char img[512], lab[512];
+  tiny_pair(img, lab, sizeof img, 0, 0);
+  load_fails(img, p, 0, NNKIT_E_IO, "cannot open", p); /* missing labels */
+  nnkit_dataset *ds = SENTINEL;
+  ck_fails(nnkit_dataset_load_idx(&ds, NULL, NULL, 0), NNKIT_E_INVALID,
+           "images_path is NULL");
+  ck_assert_ptr_null(ds);
+  ck_fails(nnkit_dataset_load_idx(NULL, img, NULL, 0), NNKIT_E_INVALID,
+           "out is NULL");
+}
+END_TEST
+
+START_TEST(load_idx_rejects_bad_magic_type_and_rank)
+{
+  char p[512];
+  const unsigned char v[2] = {1, 2};
+  uint32_t d[5] = {2, 1, 1, 1, 1};
+  for (int gz = 0; gz < 2; gz++) {
+    unsigned char bad[12] = {0x01, 0x00, 0x08, 0x01, 0, 0, 0, 2, 1, 2};
+    tmp_path(p, sizeof p, "magic");
+    gz ? write_gz(p, bad, 10) : write_raw(p, bad, 10);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "not an IDX file", p);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "01 00 08 01", p);
+    idx_file(p, sizeof p, "type", gz, 0x0C, 1, d, v, 2);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "type 0x0c (int32)", p);
+    idx_file(p, sizeof p, "type", gz, 0x0E, 1, d, v, 2);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "0x0e (float64) is not supported",
+               p);
+    idx_file(p, sizeof p, "rank0", gz, 0x08, 0, d, v, 2);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "declares 0 dimensions", p);
+    idx_file(p, sizeof p, "rank5", gz, 0x08, 5, d, v, 2);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "declares 5 dimensions", p);
+    uint32_t z[2] = {2, 0};
+    idx_file(p, sizeof p, "zero", gz, 0x08, 2, z, v, 2);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "dimension 1 of the header is 0",
+               p);
+    tmp_path(p, sizeof p, "empty");
+    gz ? write_gz(p, "", 0) : write_raw(p, "", 0);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "truncated", p);
+  }
+}
+END_TEST
+
+START_TEST(load_idx_rejects_truncated_plain)
+{
+  char p[512];
+  idx_file(p, sizeof p, "trunc", 0, 0x08, 3, tiny_dims, tiny_px, 5);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT,
+             "truncated: the header promises 3 x 2 x 2 bytes but the file "
+             "ends after 5", p);
+  /* Cut inside the dimension sizes. */
+  unsigned char head[6] = {0, 0, 0x08, 3, 0, 0};
+  tmp_path(p, sizeof p, "trunchead");
+  write_raw(p, head, 6);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT, "truncated", p);
+  /* Float data cut mid-value. */
+  unsigned char enc[8];
+  const float v[2] = {1, 2};
+  be_floats(enc, v, 2);
+  uint32_t d[1] = {2};
+  idx_file(p, sizeof p, "truncf", 0, 0x0D, 1, d, enc, 7);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT, "float32 values (8 bytes)", p);
+}
+END_TEST
+
+START_TEST(load_idx_rejects_truncated_gzip)
+{
+  enum { N = 50, S = 28 * 28 };
+  static unsigned char px[N * S];
+  noise(px, sizeof px, 7);
+  const uint32_t d[3] = {N, 28, 28};
+  char p[512];
+  idx_file(p, sizeof p, "truncgz", 1, 0x08, 3, d, px, sizeof px);
+  size_t n;
+  unsigned char *raw = read_raw(p, &n);
+  /* Cut the compressed stream in half: the data itself is missing. */
+  write_raw(p, raw, n / 2);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT, "truncated", p);
+  /* Cut only the 8-byte trailer (CRC and length): data complete, stream
+   * not. */
+  write_raw(p, raw, n - 8);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT, "truncated", p);
+  /* A damaged checksum is corruption, not truncation. */
+  raw[n - 8] ^= 0xff;
+  write_raw(p, raw, n);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT, "corrupt gzip data", p);
+  free(raw);
+}
+END_TEST
+
+START_TEST(load_idx_rejects_trailing_bytes)
+{
+  char p[512];
+  unsigned char more[16];
+  memcpy(more, tiny_px, 12);
+  memcpy(more + 12, "JUNK", 4);
+  for (int gz = 0; gz < 2; gz++) {
+    idx_file(p, sizeof p, "trail", gz, 0x08, 3, tiny_dims, more, 16);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "trailing bytes", p);
+  }
+  idx_file(p, sizeof p, "trail", 0, 0x08, 3, tiny_dims, more, 16);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT, "4 trailing bytes", p);
+}
+END_TEST
+
+START_TEST(load_idx_rejects_absurd_dimensions)
+{
+  char p[512];
+  const unsigned char v[4] = {1, 2, 3, 4};
+  /* 0xFFFFFFFF^4 overflows size_t: refused before any allocation. */
+  const uint32_t big4[4] = {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu,
+                            0xFFFFFFFFu};
+  for (int gz = 0; gz < 2; gz++) {
+    idx_file(p, sizeof p, "ovf", gz, 0x08, 4, big4, v, 4);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "multiply past the address space",
+               p);
+    idx_file(p, sizeof p, "ovf", gz, 0x0D, 4, big4, v, 4);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "address space", p);
+  }
+  /* Fits in size_t but not in the file: refused from the file size. */
+  const uint32_t big2[2] = {0xFFFFFFFFu, 8};
+  idx_file(p, sizeof p, "huge", 0, 0x08, 2, big2, v, 4);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT,
+             "promises 4294967295 x 8 bytes but the file ends after 4", p);
+  idx_file(p, sizeof p, "huge", 1, 0x08, 2, big2, v, 4);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT, "gzip file cannot hold", p);
+}
+END_TEST
+
+START_TEST(load_idx_rejects_non_finite_floats)
+{
+  char p[512];
+  const float v[4] = {1, 2, NAN, 4};
+  unsigned char enc[16];
+  be_floats(enc, v, 4);
+  const uint32_t d[2] = {2, 2};
+  for (int gz = 0; gz < 2; gz++) {
+    idx_file(p, sizeof p, "nan", gz, 0x0D, 2, d, enc, 16);
+    load_fails(p, NULL, 0, NNKIT_E_FORMAT, "sample 1, value 0 is NaN", p);
+  }
+  const float w[2] = {INFINITY, 0};
+  be_floats(enc, w, 2);
+  const uint32_t d1[2] = {1, 2};
+  idx_file(p, sizeof p, "inf", 0, 0x0D, 2, d1, enc, 8);
+  load_fails(p, NULL, 0, NNKIT_E_FORMAT, "infinite", p);
+}
+END_TEST
+
+START_TEST(load_idx_rejects_bad_labels)
+{
+  char img[512], lab[512];
+  tiny_pair(img, lab, sizeof img, 0, 0);
+  /* Count mismatch. */
+  uint32_t n2 = 2;
+  idx_file(lab, sizeof lab, "lab2", 0, 0x08, 1, &n2, tiny_lab, 2);
+  load_fails(img, lab, 0, NNKIT_E_FORMAT, "holds 2 labels", lab);
+  load_fails(img, lab, 0, NNKIT_E_FORMAT, "3 samples", img);
+  /* Not 1-dimensional. */
+  const uint32_t d2[2] = {3, 1};
+  idx_file(lab, sizeof lab, "lab2d", 1, 0x08, 2, d2, tiny_lab, 3);
+  load_fails(img, lab, 0, NNKIT_E_FORMAT, "1-dimensional", lab);
+  /* Not bytes. */
+  unsigned char enc[12];
+  const float fl[3] = {0, 1, 2};
+  be_floats(enc, fl, 3);
+  uint32_t n3 = 3;
+  idx_file(lab, sizeof lab, "labf", 0, 0x0D, 1, &n3, enc, 12);
+  load_fails(img, lab, 0, NNKIT_E_FORMAT, "float32", lab);
+  /* The images file passed as labels by mistake. */
+  load_fails(img, img, 0, NNKIT_E_FORMAT, "3 dimensions of unsigned byte",
+             img);
+  /* Out of range for the given class count. */
+  const unsigned char big[3] = {0, 7, 1};
+  for (int gz = 0; gz < 2; gz++) {
+    idx_file(lab, sizeof lab, "lab7", gz, 0x08, 1, &n3, big, 3);
+    load_fails(img, lab, 3, NNKIT_E_INVALID,
+               "sample 1 has label 7 outside [0, 3)", lab);
+  }
+  /* The labels file's own defects are named too. */
+  idx_file(lab, sizeof lab, "labtr", 0, 0x08, 1, &n3, big, 2);
+  load_fails(img, lab, 0, NNKIT_E_FORMAT, "truncated", lab);
+  nnkit_dataset *ds = NULL;
+  idx_file(lab, sizeof lab, "lab7", 0, 0x08, 1, &n3, big, 3);
+  ck_ok(nnkit_dataset_load_idx(&ds, img, lab, 0));
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 8);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+/* ---- IDX saving ------------------------------------------------------ */
+
+/* Saves ds (gzip or not), reloads it and checks values, shape and labels;
+ * head receives the first 12 bytes of the (gunzipped) images file. */
+static void save_and_reload(const nnkit_dataset *ds, int gzip,
+                            unsigned char head[12])
+{
+  char img[512], lab[512];
+  tmp_path(img, sizeof img, "save_img");
+  tmp_path(lab, sizeof lab, "save_lab");
+  int labelled = nnkit_dataset_labels(ds) != NULL;
+  ck_ok(nnkit_dataset_save_idx(ds, img, labelled ? lab : NULL, gzip));
+  ck_assert_int_eq(count_temps(img), 0);
+  size_t n;
+  unsigned char *raw = read_raw(img, &n);
+  ck_assert_int_eq(raw[0] == 0x1f && raw[1] == 0x8b, gzip != 0);
+  free(raw);
+  gzFile gz = gzopen(img, "rb");
+  ck_assert_int_eq(gzread(gz, head, 12), 12);
+  gzclose(gz);
+  nnkit_dataset *back = NULL;
+  ck_ok(nnkit_dataset_load_idx(&back, img, labelled ? lab : NULL, 0));
+  size_t total = nnkit_dataset_count(ds) * nnkit_dataset_sample_size(ds);
+  ck_assert_uint_eq(nnkit_dataset_count(back), nnkit_dataset_count(ds));
+  ck_assert_uint_eq(nnkit_dataset_sample_size(back),
+                    nnkit_dataset_sample_size(ds));
+  ck_assert(memcmp(nnkit_dataset_data(back), nnkit_dataset_data(ds),
+                   total * sizeof(float)) == 0);
+  if (labelled) {
+    ck_assert(memcmp(nnkit_dataset_labels(back), nnkit_dataset_labels(ds),
+                     nnkit_dataset_count(ds) * sizeof(int32_t)) == 0);
+    gz = gzopen(lab, "rb");
+    unsigned char lh[8];
+    ck_assert_int_eq(gzread(gz, lh, 8), 8);
+    gzclose(gz);
+    ck_assert(lh[2] == 0x08 && lh[3] == 1);
+    ck_assert_uint_eq(lh[7], nnkit_dataset_count(ds));
+  }
+  ck_assert_uint_eq(nnkit_dataset_ndim(back), nnkit_dataset_ndim(ds));
+  for (size_t a = 0; a < NNKIT_MAX_SAMPLE_DIMS; a++)
+    ck_assert_uint_eq(nnkit_dataset_dim(back, a), nnkit_dataset_dim(ds, a));
+  nnkit_dataset_free(back);
+}
+
+START_TEST(save_idx_round_trips_mnist_layout)
+{
+  float x[12];
+  for (int i = 0; i < 12; i++)
+    x[i] = tiny_px[i];
+  const int32_t labels[3] = {2, 0, 1};
+  const size_t shape[3] = {1, 2, 2};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, labels, 3, shape, 3, 10));
+  for (int gzip = 0; gzip < 2; gzip++) {
+    unsigned char h[12];
+    save_and_reload(ds, gzip, h);
+    /* ubyte, N x H x W: MNIST's idx3 layout. */
+    ck_assert(h[0] == 0 && h[1] == 0 && h[2] == 0x08 && h[3] == 3);
+    ck_assert(h[7] == 3 && h[11] == 2);
+  }
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(save_idx_round_trips_floats_and_ranks)
+{
+  float x[24];
+  for (int i = 0; i < 24; i++)
+    x[i] = (float)i - 3.5f; /* not bytes: saved as float32 */
+  const size_t shapes[4][3] = {{1}, {12}, {3, 2, 2}, {1, 3, 4}};
+  const size_t ndims[4] = {1, 1, 3, 3};
+  const size_t counts[4] = {24, 2, 2, 2};
+  const int file_ndim[4] = {1, 2, 4, 3};
+  for (int r = 0; r < 4; r++) {
+    nnkit_dataset *ds = NULL;
+    ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, counts[r], shapes[r],
+                                     ndims[r], 0));
+    for (int gzip = 0; gzip < 2; gzip++) {
+      unsigned char h[12];
+      save_and_reload(ds, gzip, h);
+      ck_assert_int_eq(h[2], 0x0D);
+      ck_assert_int_eq(h[3], file_ndim[r]);
+    }
+    nnkit_dataset_free(ds);
+  }
+}
+END_TEST
+
+START_TEST(save_idx_two_dim_samples_reload_as_one_channel)
+{
+  /* IDX cannot tell {H, W} from {1, H, W}: both are N x H x W files. */
+  float x[12] = {0};
+  const size_t shape[2] = {2, 3};
+  nnkit_dataset *ds = NULL, *back = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, 2, shape, 2, 0));
+  char img[512];
+  tmp_path(img, sizeof img, "twod");
+  ck_ok(nnkit_dataset_save_idx(ds, img, NULL, 0));
+  ck_ok(nnkit_dataset_load_idx(&back, img, NULL, 0));
+  ck_assert_uint_eq(nnkit_dataset_ndim(back), 3);
+  ck_assert_uint_eq(nnkit_dataset_dim(back, 0), 1);
+  ck_assert_uint_eq(nnkit_dataset_dim(back, 1), 2);
+  ck_assert_uint_eq(nnkit_dataset_dim(back, 2), 3);
+  nnkit_dataset_free(back);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(save_idx_replaces_existing_file)
+{
+  char img[512];
+  tmp_path(img, sizeof img, "replace");
+  write_raw(img, "old contents", 12);
+  float x[2] = {1, 2};
+  size_t shape[1] = {2};
+  nnkit_dataset *ds = NULL, *back = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, 1, shape, 1, 0));
+  ck_ok(nnkit_dataset_save_idx(ds, img, NULL, 0));
+  ck_ok(nnkit_dataset_load_idx(&back, img, NULL, 0));
+  ck_assert_float_eq(nnkit_dataset_data(back)[1], 2);
+  ck_assert_int_eq(count_temps(img), 0);
+  struct stat sb;
+  ck_assert_int_eq(stat(img, &sb), 0);
+  ck_assert_int_eq(sb.st_mode & 0777, 0644);
+  nnkit_dataset_free(back);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(save_idx_failure_leaves_no_file)
+{
+  float x[2] = {1, 2};
+  int32_t labels[2] = {0, 1};
+  size_t shape[1] = {1};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, labels, 2, shape, 1, 0));
+  char dir[512], img[600], lab[600];
+  tmp_path(dir, sizeof dir, "no_such_dir");
+  snprintf(img, sizeof img, "%s/img.idx", dir);
+  ck_fails(nnkit_dataset_save_idx(ds, img, NULL, 0), NNKIT_E_IO, img);
+  ck_assert(!file_exists(img));
+  ck_assert(!file_exists(dir));
+  /* Images writable, labels not: the images file must stay untouched,
+   * because both are written in full before either is renamed. */
+  tmp_path(img, sizeof img, "keep_img");
+  write_raw(img, "old", 3);
+  snprintf(lab, sizeof lab, "%s/lab.idx", dir);
+  ck_fails(nnkit_dataset_save_idx(ds, img, lab, 1), NNKIT_E_IO,
+           "directory exists");
+  size_t n;
+  unsigned char *raw = read_raw(img, &n);
+  ck_assert_uint_eq(n, 3);
+  ck_assert(memcmp(raw, "old", 3) == 0);
+  free(raw);
+  ck_assert_int_eq(count_temps(img), 0);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(save_idx_write_error_midway_leaves_no_file)
+{
+  /* A file size limit makes write() fail with EFBIG once the temporary
+   * file holds 1000 bytes: the save must fail cleanly and remove it. */
+  enum { N = 20000 };
+  static float x[N];
+  for (int i = 0; i < N; i++)
+    x[i] = (float)(i % 200);
+  size_t shape[1] = {1};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, N, shape, 1, 0));
+  char img[512];
+  tmp_path(img, sizeof img, "efbig");
+  struct rlimit old, small;
+  ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+  small = old;
+  small.rlim_cur = 1000;
+  void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+  ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+  nnkit_clear_error();
+  nnkit_status st = nnkit_dataset_save_idx(ds, img, NULL, 0);
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, old_handler);
+  ck_assert_msg(st == NNKIT_E_IO, "got %d (%s)", (int)st, nnkit_last_error());
+  ck_assert_ptr_nonnull(strstr(nnkit_last_error(), "nothing was written"));
+  ck_assert(!file_exists(img));
+  ck_assert_int_eq(count_temps(img), 0);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(save_idx_rejects_bad_requests)
+{
+  float x[2] = {1, 2}, t[2] = {0.5f, 1};
+  int32_t big[2] = {0, 300};
+  size_t shape[1] = {1};
+  char img[512], lab[512];
+  tmp_path(img, sizeof img, "rej_img");
+  tmp_path(lab, sizeof lab, "rej_lab");
+  nnkit_dataset *plain = NULL, *reg = NULL, *wide = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&plain, x, NULL, 2, shape, 1, 0));
+  ck_ok(nnkit_dataset_from_targets(&reg, x, t, 2, shape, 1, 1));
+  ck_ok(nnkit_dataset_from_buffers(&wide, x, big, 2, shape, 1, 0));
+  ck_fails(nnkit_dataset_save_idx(plain, img, lab, 0), NNKIT_E_INVALID,
+           "no labels");
+  ck_fails(nnkit_dataset_save_idx(reg, img, lab, 0), NNKIT_E_INVALID,
+           "regression");
+  ck_fails(nnkit_dataset_save_idx(wide, img, lab, 0), NNKIT_E_INVALID,
+           "sample 1 has label 300");
+  ck_fails(nnkit_dataset_save_idx(NULL, img, NULL, 0), NNKIT_E_INVALID,
+           "ds is NULL");
+  ck_fails(nnkit_dataset_save_idx(plain, NULL, NULL, 0), NNKIT_E_INVALID,
+           "images_path is NULL");
+  /* Rejected requests write nothing at all. */
+  ck_assert(!file_exists(img));
+  ck_assert(!file_exists(lab));
+  ck_assert_int_eq(count_temps(img), 0);
+  /* A regression set may still save its samples. */
+  ck_ok(nnkit_dataset_save_idx(reg, img, NULL, 0));
+  ck_assert(file_exists(img));
+  nnkit_dataset_free(plain);
+  nnkit_dataset_free(reg);
+  nnkit_dataset_free(wide);
+}
+END_TEST
+
+/* ---- allocation failures --------------------------------------------- */
+
+/* Runs op with the k-th allocation failing for k = 1, 2, ... until op
+ * succeeds; every failure must be NNKIT_E_NOMEM with *out NULL. Returns
+ * how many allocations op needed. */
+typedef nnkit_status (*alloc_op)(nnkit_dataset **out, const void *arg);
+
+static int sweep_alloc_failures(alloc_op op, const void *arg)
+{
+  for (uint64_t k = 1; k < 100; k++) {
+    nnkit_dataset *ds = SENTINEL;
+    nnkit__alloc_fail_after(k);
+    nnkit_status st = op(&ds, arg);
+    nnkit__alloc_fail_after(0);
+    if (st == NNKIT_OK) {
+      ck_assert_ptr_nonnull(ds);
+      nnkit_dataset_free(ds);
+      ck_assert_uint_gt(k, 1); /* at least one allocation was exercised */
+      return (int)k - 1;
+    }
+    ck_assert_msg(st == NNKIT_E_NOMEM, "k=%d: status %d (%s)", (int)k,
+                  (int)st, nnkit_last_error());
+    ck_assert_msg(ds == NULL, "k=%d: *out not NULL", (int)k);
+    ck_assert(strlen(nnkit_last_error()) > 0);
+  }
+  ck_abort_msg("op never succeeded");
+  return -1;
+}
+
+static nnkit_status op_load(nnkit_dataset **out, const void *arg)
+{
+  const char *const *paths = arg;
+  return nnkit_dataset_load_idx(out, paths[0], paths[1], 0);
+}
+
+static nnkit_status op_from_buffers(nnkit_dataset **out, const void *arg)
+{
+  (void)arg;
+  const float x[4] = {1, 2, 3, 4};
+  const int32_t labels[2] = {0, 1};
+  const size_t shape[1] = {2};
+  return nnkit_dataset_from_buffers(out, x, labels, 2, shape, 1, 0);
+}
+
+static nnkit_status op_from_targets(nnkit_dataset **out, const void *arg)
+{
+  (void)arg;
+  const float x[2] = {1, 2}, t[2] = {3, 4};
+  const size_t shape[1] = {1};
+  return nnkit_dataset_from_targets(out, x, t, 2, shape, 1, 1);
+}
+
+static nnkit_status op_subset(nnkit_dataset **out, const void *arg)
+{
+  const size_t idx[2] = {1, 0};
+  return nnkit_dataset_subset(out, arg, idx, 2);
+}
+
+START_TEST(allocation_failures_are_clean)
+{
+  char img[512], lab[512];
+  tiny_pair(img, lab, sizeof img, 1, 0);
+  const char *paths[2] = {img, lab};
+  ck_assert_int_ge(sweep_alloc_failures(op_load, paths), 3);
+  ck_assert_int_eq(sweep_alloc_failures(op_from_buffers, NULL), 3);
+  ck_assert_int_eq(sweep_alloc_failures(op_from_targets, NULL), 3);
+  nnkit_dataset *src = NULL;
+  ck_ok(nnkit_dataset_load_idx(&src, img, lab, 0));
+  ck_assert_int_eq(sweep_alloc_failures(op_subset, src), 3);
+  /* Saving: each failure is NOMEM and leaves neither file nor temp. */
+  char out_img[512], out_lab[512];
+  tmp_path(out_img, sizeof out_img, "nomem_img");
+  tmp_path(out_lab, sizeof out_lab, "nomem_lab");
+  for (uint64_t k = 1;; k++) {
+    nnkit__alloc_fail_after(k);
+    nnkit_status st = nnkit_dataset_save_idx(src, out_img, out_lab, 1);
+    nnkit__alloc_fail_after(0);
+    if (st == NNKIT_OK)
+      break;
+    ck_assert_int_eq(st, NNKIT_E_NOMEM);
+    ck_assert(!file_exists(out_img) && !file_exists(out_lab));
+    ck_assert_int_eq(count_temps(out_img) + count_temps(out_lab), 0);
+  }
+  ck_assert(file_exists(out_img) && file_exists(out_lab));
+  nnkit_dataset_free(src);
 }
 END_TEST
 
 static Suite *data_suite(void)
 {
   Suite *s = suite_create("data");
-  TCase *tb = tcase_create("buffers");
-  tcase_add_test(tb, from_buffers_copies_and_checks);
-  tcase_add_test(tb, from_buffers_rejects_bad_input);
-  tcase_add_test(tb, from_targets_and_subset);
-  suite_add_tcase(s, tb);
-  TCase *ti = tcase_create("idx");
-  tcase_add_test(ti, idx_reads_every_layout);
-  tcase_add_test(ti, idx_labels);
-  tcase_add_test(ti, idx_rejects_bad_files);
-  tcase_add_test(ti, save_idx_round_trips_atomically);
-  tcase_add_test(ti, allocation_failures_leave_nothing);
-  suite_add_tcase(s, ti);
+  TCase *t = tcase_create("dataset");
+  tcase_add_test(t, from_buffers_copies_inputs);
+  tcase_add_test(t, from_buffers_shapes_and_class_count);
+  tcase_add_test(t, from_buffers_rejects_bad_arguments);
+  tcase_add_test(t, from_buffers_rejects_bad_labels_and_values);
+  tcase_add_test(t, from_targets_builds_regression_set);
+  tcase_add_test(t, from_targets_rejects_bad_arguments);
+  tcase_add_test(t, subset_copies_in_order_with_repeats);
+  tcase_add_test(t, subset_of_regression_set_copies_targets);
+  tcase_add_test(t, subset_rejects_bad_index);
+  tcase_add_test(t, scale_maps_values_in_place);
+  tcase_add_test(t, scale_rejects_non_finite_and_keeps_data);
+  tcase_add_test(t, class_counts_counts_each_class);
+  tcase_add_test(t, accessors_accept_null);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("idx_load");
+  tcase_add_test(t, load_idx_plain_and_gzip);
+  tcase_add_test(t, load_idx_detects_gzip_by_magic_not_name);
+  tcase_add_test(t, load_idx_maps_every_rank);
+  tcase_add_test(t, load_idx_float32);
+  tcase_add_test(t, load_idx_reads_in_chunks);
+  tcase_add_test(t, load_idx_rejects_missing_file_and_directory);
+  tcase_add_test(t, load_idx_rejects_bad_magic_type_and_rank);
+  tcase_add_test(t, load_idx_rejects_truncated_plain);
+  tcase_add_test(t, load_idx_rejects_truncated_gzip);
+  tcase_add_test(t, load_idx_rejects_trailing_bytes);
+  tcase_add_test(t, load_idx_rejects_absurd_dimensions);
+  tcase_add_test(t, load_idx_rejects_non_finite_floats);
+  tcase_add_test(t, load_idx_rejects_bad_labels);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("idx_save");
+  tcase_add_test(t, save_idx_round_trips_mnist_layout);
+  tcase_add_test(t, save_idx_round_trips_floats_and_ranks);
+  tcase_add_test(t, save_idx_two_dim_samples_reload_as_one_channel);
+  tcase_add_test(t, save_idx_replaces_existing_file);
+  tcase_add_test(t, save_idx_failure_leaves_no_file);
+  tcase_add_test(t, save_idx_write_error_midway_leaves_no_file);
+  tcase_add_test(t, save_idx_rejects_bad_requests);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("alloc");
+  tcase_add_test(t, allocation_failures_are_clean);
+  suite_add_tcase(s, t);
   return s;
 }
 

@@ -1,46 +1,86 @@
-/* Datasets built from caller buffers, subsets, scaling and accessors. */
+/* Datasets built from caller buffers, subsets, scaling and accessors.
+ *
+ * Invariants every constructor establishes (other modules rely on them):
+ * count >= 1, 1 <= ndim <= NNKIT_MAX_SAMPLE_DIMS, every dimension >= 1,
+ * count * sample_size floats fit in size_t, every value in x and targets
+ * is finite, and labels (when present) lie in [0, num_classes) with
+ * num_classes >= 1. */
 #include <math.h>
 #include <string.h>
 
 #include "internal.h"
+
+/* Product of the sample shape, and count * that product, with overflow
+ * detection. Returns 0 when either product does not fit in size_t. */
+static int sizes_fit(size_t count, const size_t *shape, size_t ndim,
+                     size_t *per_out, size_t *total_out)
+{
+  int ovf = 0;
+  size_t per = 1;
+  for (size_t i = 0; i < ndim; i++)
+    per = nnkit__mul_size(per, shape[i], &ovf);
+  size_t total = nnkit__mul_size(per, count, &ovf);
+  /* The float buffer's byte size must fit too. */
+  nnkit__mul_size(total, sizeof(float), &ovf);
+  *per_out = per;
+  *total_out = total;
+  return !ovf;
+}
+
+/* Validates count and shape for the public constructor `fn` and computes
+ * the sizes; sentences name fn and say how to fix the call. */
+static nnkit_status check_geometry(const char *fn, size_t count,
+                                   const size_t *shape, size_t ndim,
+                                   size_t *per_out, size_t *total_out)
+{
+  if (count == 0)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "%s: count is 0; a dataset needs at least one sample", fn);
+  if (!shape)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "%s: shape is NULL; pass the sample shape, e.g. {784}", fn);
+  if (ndim < 1 || ndim > NNKIT_MAX_SAMPLE_DIMS)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "%s: ndim is %zu; a sample has 1 to %d dimensions", fn,
+                      ndim, NNKIT_MAX_SAMPLE_DIMS);
+  for (size_t i = 0; i < ndim; i++)
+    if (shape[i] == 0)
+      return nnkit__err(NNKIT_E_INVALID,
+                        "%s: shape[%zu] is 0; every dimension must be >= 1", fn,
+                        i);
+  if (!sizes_fit(count, shape, ndim, per_out, total_out))
+    return nnkit__err(NNKIT_E_INVALID,
+                      "%s: %zu samples of that shape overflow the address space; "
+                      "use fewer or smaller samples", fn, count);
+  return NNKIT_OK;
+}
 
 nnkit_status nnkit__dataset_alloc(nnkit_dataset **out, size_t count,
                                   const size_t *shape, size_t ndim,
                                   int labelled, size_t target_dim)
 {
   *out = NULL;
-  if (count == 0)
-    return nnkit__err(NNKIT_E_INVALID, "a dataset needs at least one sample (count is 0)");
-  if (!shape || ndim < 1 || ndim > NNKIT_MAX_SAMPLE_DIMS)
-    return nnkit__err(NNKIT_E_INVALID,
-                      "a sample needs 1 to %d dimensions (got %zu)",
-                      NNKIT_MAX_SAMPLE_DIMS, ndim);
+  size_t per, total;
+  nnkit_status st = check_geometry("dataset", count, shape, ndim, &per, &total);
+  if (st != NNKIT_OK)
+    return st;
   int ovf = 0;
-  size_t per = 1;
-  for (size_t i = 0; i < ndim; i++) {
-    if (shape[i] == 0)
-      return nnkit__err(NNKIT_E_INVALID,
-                        "sample dimension %zu is 0; every dimension must be positive", i);
-    per = nnkit__mul_size(per, shape[i], &ovf);
-  }
-  size_t total = nnkit__mul_size(per, count, &ovf);
-  size_t bytes = nnkit__mul_size(total, sizeof(float), &ovf);
   size_t tbytes = nnkit__mul_size(nnkit__mul_size(count, target_dim, &ovf),
                                   sizeof(float), &ovf);
   if (ovf)
     return nnkit__err(NNKIT_E_INVALID,
-                      "%zu samples of %zu values do not fit in memory (size overflow)",
-                      count, per);
+                      "dataset: %zu samples of %zu targets overflow the address "
+                      "space; use fewer samples or targets", count, target_dim);
   nnkit_dataset *ds = nnkit__calloc(1, sizeof *ds);
   if (!ds)
     return nnkit__err(NNKIT_E_NOMEM, "dataset: out of memory");
   ds->count = count;
   ds->ndim = ndim;
-  for (size_t i = 0; i < ndim; i++)
-    ds->shape[i] = shape[i];
+  memcpy(ds->shape, shape, ndim * sizeof *shape);
   ds->sample_size = per;
   ds->target_dim = target_dim;
-  ds->x = nnkit__malloc(bytes);
+  /* count <= total, so count * sizeof(int32_t) cannot overflow either. */
+  ds->x = nnkit__malloc(total * sizeof(float));
   if (labelled)
     ds->labels = nnkit__malloc(count * sizeof(int32_t));
   if (target_dim)
@@ -48,13 +88,14 @@ nnkit_status nnkit__dataset_alloc(nnkit_dataset **out, size_t count,
   if (!ds->x || (labelled && !ds->labels) || (target_dim && !ds->targets)) {
     nnkit_dataset_free(ds);
     return nnkit__err(NNKIT_E_NOMEM,
-                      "dataset: out of memory for %zu samples of %zu values", count, per);
+                      "dataset: out of memory for %zu samples of %zu values",
+                      count, per);
   }
   *out = ds;
   return NNKIT_OK;
 }
 
-/* First non-finite value of x, or SIZE_MAX. */
+/* Index of the first non-finite value of x[0..n), or SIZE_MAX. */
 static size_t first_non_finite(const float *x, size_t n)
 {
   for (size_t i = 0; i < n; i++)
@@ -63,27 +104,41 @@ static size_t first_non_finite(const float *x, size_t n)
   return SIZE_MAX;
 }
 
-static nnkit_status check_labels(const int32_t *labels, size_t count,
-                                 uint32_t *num_classes, const char *what)
+/* Rejects a non-finite value of x (per floats per sample), naming the
+ * sample and the position inside it. `what` is "value" or "target". */
+static nnkit_status check_finite(const char *fn, const char *what,
+                                 const float *x, size_t n, size_t per)
 {
-  if (*num_classes == 0) {
-    int32_t max = -1;
-    for (size_t i = 0; i < count; i++) {
-      if (labels[i] < 0)
-        return nnkit__err(NNKIT_E_INVALID,
-                          "%s: sample %zu has negative label %d; labels are class ids "
-                          ">= 0", what, i, (int)labels[i]);
-      if (labels[i] > max)
-        max = labels[i];
-    }
-    *num_classes = (uint32_t)max + 1;
+  size_t bad = first_non_finite(x, n);
+  if (bad == SIZE_MAX)
     return NNKIT_OK;
-  }
-  for (size_t i = 0; i < count; i++)
-    if (labels[i] < 0 || (uint32_t)labels[i] >= *num_classes)
+  return nnkit__err(NNKIT_E_INVALID,
+                    "%s: sample %zu, %s %zu is %s; clean or impute the data "
+                    "before building a dataset", fn, bad / per, what, bad % per,
+                    isnan(x[bad]) ? "NaN" : "infinite");
+}
+
+/* Checks labels against *num_classes, or sets it to max label + 1 when 0. */
+static nnkit_status check_labels(const char *fn, const int32_t *labels,
+                                 size_t count, uint32_t *num_classes)
+{
+  uint32_t k = *num_classes, max_plus_1 = 0;
+  for (size_t i = 0; i < count; i++) {
+    int32_t l = labels[i];
+    if (l < 0)
       return nnkit__err(NNKIT_E_INVALID,
-                        "%s: sample %zu has label %d outside [0, %u); fix the label or "
-                        "raise the class count", what, i, (int)labels[i], *num_classes);
+                        "%s: sample %zu has label %d; class ids start at 0",
+                        fn, i, (int)l);
+    if (k && (uint32_t)l >= k)
+      return nnkit__err(NNKIT_E_INVALID,
+                        "%s: sample %zu has label %d outside [0, %u); fix the "
+                        "label or pass num_classes = 0 to count classes from "
+                        "the labels", fn, i, (int)l, k);
+    if ((uint32_t)l + 1 > max_plus_1)
+      max_plus_1 = (uint32_t)l + 1;
+  }
+  if (k == 0)
+    *num_classes = max_plus_1;
   return NNKIT_OK;
 }
 
@@ -97,33 +152,29 @@ NNKIT_API nnkit_status nnkit_dataset_from_buffers(nnkit_dataset **out,
 {
   static const char fn[] = "nnkit_dataset_from_buffers";
   if (!out)
-    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL", fn);
+    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL; pass the address "
+                      "of a nnkit_dataset pointer", fn);
   *out = NULL;
   if (!x)
-    return nnkit__err(NNKIT_E_INVALID, "%s: x is NULL", fn);
-  nnkit_dataset *ds;
-  nnkit_status st = nnkit__dataset_alloc(&ds, count, shape, ndim, labels != NULL, 0);
+    return nnkit__err(NNKIT_E_INVALID, "%s: x is NULL; pass count * "
+                      "sample_size floats", fn);
+  size_t per, total;
+  nnkit_status st = check_geometry(fn, count, shape, ndim, &per, &total);
+  if (st == NNKIT_OK)
+    st = check_finite(fn, "value", x, total, per);
+  if (st == NNKIT_OK && labels)
+    st = check_labels(fn, labels, count, &num_classes);
   if (st != NNKIT_OK)
     return st;
-  size_t n = count * ds->sample_size;
-  size_t bad = first_non_finite(x, n);
-  if (bad != SIZE_MAX) {
-    nnkit_dataset_free(ds);
-    return nnkit__err(NNKIT_E_INVALID,
-                      "%s: sample %zu, value %zu is %s; clean or impute the data first",
-                      fn, bad / ds->sample_size, bad % ds->sample_size,
-                      isnan(x[bad]) ? "NaN" : "infinite");
-  }
+  nnkit_dataset *ds;
+  st = nnkit__dataset_alloc(&ds, count, shape, ndim, labels != NULL, 0);
+  if (st != NNKIT_OK)
+    return st;
+  memcpy(ds->x, x, total * sizeof *x);
   if (labels) {
-    st = check_labels(labels, count, &num_classes, fn);
-    if (st != NNKIT_OK) {
-      nnkit_dataset_free(ds);
-      return st;
-    }
     memcpy(ds->labels, labels, count * sizeof *labels);
     ds->num_classes = num_classes;
   }
-  memcpy(ds->x, x, n * sizeof *x);
   *out = ds;
   return NNKIT_OK;
 }
@@ -138,49 +189,58 @@ NNKIT_API nnkit_status nnkit_dataset_from_targets(nnkit_dataset **out,
 {
   static const char fn[] = "nnkit_dataset_from_targets";
   if (!out)
-    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL", fn);
+    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL; pass the address "
+                      "of a nnkit_dataset pointer", fn);
   *out = NULL;
   if (!x || !targets)
-    return nnkit__err(NNKIT_E_INVALID, "%s: x and targets must be non-NULL", fn);
+    return nnkit__err(NNKIT_E_INVALID, "%s: %s is NULL; pass count * %s "
+                      "floats", fn, !x ? "x" : "targets",
+                      !x ? "sample_size" : "target_dim");
   if (target_dim == 0)
-    return nnkit__err(NNKIT_E_INVALID, "%s: target_dim is 0; each sample needs at least "
-                      "one target value", fn);
-  nnkit_dataset *ds;
-  nnkit_status st = nnkit__dataset_alloc(&ds, count, shape, ndim, 0, target_dim);
-  if (st != NNKIT_OK)
-    return st;
-  size_t n = count * ds->sample_size, nt = count * target_dim;
-  size_t bad = first_non_finite(x, n);
-  size_t badt = first_non_finite(targets, nt);
-  if (bad != SIZE_MAX || badt != SIZE_MAX) {
+    return nnkit__err(NNKIT_E_INVALID, "%s: target_dim is 0; each sample "
+                      "needs at least one target value", fn);
+  size_t per, total;
+  nnkit_status st = check_geometry(fn, count, shape, ndim, &per, &total);
+  if (st == NNKIT_OK)
+    st = check_finite(fn, "value", x, total, per);
+  /* The allocation checks count * target_dim for overflow first. */
+  nnkit_dataset *ds = NULL;
+  if (st == NNKIT_OK)
+    st = nnkit__dataset_alloc(&ds, count, shape, ndim, 0, target_dim);
+  if (st == NNKIT_OK)
+    st = check_finite(fn, "target", targets, count * target_dim, target_dim);
+  if (st != NNKIT_OK) {
     nnkit_dataset_free(ds);
-    if (bad != SIZE_MAX)
-      return nnkit__err(NNKIT_E_INVALID, "%s: sample %zu, value %zu is not finite", fn,
-                        bad / ds->sample_size, bad % ds->sample_size);
-    return nnkit__err(NNKIT_E_INVALID, "%s: sample %zu, target %zu is not finite", fn,
-                      badt / target_dim, badt % target_dim);
+    return st;
   }
-  memcpy(ds->x, x, n * sizeof *x);
-  memcpy(ds->targets, targets, nt * sizeof *targets);
+  memcpy(ds->x, x, total * sizeof *x);
+  memcpy(ds->targets, targets, count * target_dim * sizeof *targets);
   *out = ds;
   return NNKIT_OK;
 }
 
 NNKIT_API nnkit_status nnkit_dataset_subset(nnkit_dataset **out,
                                             const nnkit_dataset *src,
-                                            const size_t *indices, size_t count)
+                                            const size_t *indices,
+                                            size_t count)
 {
+  static const char fn[] = "nnkit_dataset_subset";
   if (!out)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_dataset_subset: out is NULL");
+    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL; pass the address "
+                      "of a nnkit_dataset pointer", fn);
   *out = NULL;
   if (!src || !indices)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_dataset_subset: src and indices must be "
-                      "non-NULL");
+    return nnkit__err(NNKIT_E_INVALID, "%s: %s is NULL", fn,
+                      !src ? "src" : "indices");
+  if (count == 0)
+    return nnkit__err(NNKIT_E_INVALID, "%s: count is 0; a subset needs at "
+                      "least one index", fn);
   for (size_t i = 0; i < count; i++)
     if (indices[i] >= src->count)
       return nnkit__err(NNKIT_E_INVALID,
-                        "nnkit_dataset_subset: indices[%zu] = %zu is past the last "
-                        "sample (the set has %zu)", i, indices[i], src->count);
+                        "%s: indices[%zu] = %zu is past the last sample (the "
+                        "set has %zu, so indices run from 0 to %zu)", fn, i,
+                        indices[i], src->count, src->count - 1);
   nnkit_dataset *ds;
   nnkit_status st = nnkit__dataset_alloc(&ds, count, src->shape, src->ndim,
                                          src->labels != NULL, src->target_dim);
@@ -195,6 +255,8 @@ NNKIT_API nnkit_status nnkit_dataset_subset(nnkit_dataset **out,
     if (td)
       memcpy(ds->targets + i * td, src->targets + k * td, td * sizeof(float));
   }
+  /* Keep the class count even if some classes are absent from the subset,
+   * so a model's output width still matches. */
   ds->num_classes = src->num_classes;
   *out = ds;
   return NNKIT_OK;
@@ -203,13 +265,24 @@ NNKIT_API nnkit_status nnkit_dataset_subset(nnkit_dataset **out,
 NNKIT_API nnkit_status nnkit_dataset_scale(nnkit_dataset *ds, float scale,
                                            float shift)
 {
+  static const char fn[] = "nnkit_dataset_scale";
   if (!ds)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_dataset_scale: ds is NULL");
+    return nnkit__err(NNKIT_E_INVALID, "%s: ds is NULL", fn);
   if (!isfinite(scale) || !isfinite(shift))
-    return nnkit__err(NNKIT_E_INVALID,
-                      "nnkit_dataset_scale: scale %g and shift %g must be finite",
-                      (double)scale, (double)shift);
+    return nnkit__err(NNKIT_E_INVALID, "%s: scale %g and shift %g must both "
+                      "be finite", fn, (double)scale, (double)shift);
   size_t n = ds->count * ds->sample_size;
+  /* Check first so a failing call leaves the data unchanged and the set
+   * keeps its all-finite invariant. */
+  for (size_t i = 0; i < n; i++) {
+    float v = ds->x[i] * scale + shift;
+    if (!isfinite(v))
+      return nnkit__err(NNKIT_E_INVALID,
+                        "%s: sample %zu, value %zu (%g) overflows float when "
+                        "scaled by %g and shifted by %g; use a smaller scale",
+                        fn, i / ds->sample_size, i % ds->sample_size,
+                        (double)ds->x[i], (double)scale, (double)shift);
+  }
   for (size_t i = 0; i < n; i++)
     ds->x[i] = ds->x[i] * scale + shift;
   return NNKIT_OK;
@@ -225,53 +298,68 @@ NNKIT_API void nnkit_dataset_free(nnkit_dataset *ds)
   nnkit__free(ds);
 }
 
-NNKIT_API size_t nnkit_dataset_count(const nnkit_dataset *ds) { return ds->count; }
-NNKIT_API size_t nnkit_dataset_ndim(const nnkit_dataset *ds) { return ds->ndim; }
+/* Getters cannot fail; a NULL dataset reads as empty rather than crashing. */
+
+NNKIT_API size_t nnkit_dataset_count(const nnkit_dataset *ds)
+{
+  return ds ? ds->count : 0;
+}
+
+NNKIT_API size_t nnkit_dataset_ndim(const nnkit_dataset *ds)
+{
+  return ds ? ds->ndim : 0;
+}
 
 NNKIT_API size_t nnkit_dataset_dim(const nnkit_dataset *ds, size_t axis)
 {
-  return axis < ds->ndim ? ds->shape[axis] : 0;
+  return ds && axis < ds->ndim ? ds->shape[axis] : 0;
 }
 
 NNKIT_API size_t nnkit_dataset_sample_size(const nnkit_dataset *ds)
 {
-  return ds->sample_size;
+  return ds ? ds->sample_size : 0;
 }
 
 NNKIT_API uint32_t nnkit_dataset_num_classes(const nnkit_dataset *ds)
 {
-  return ds->num_classes;
+  return ds ? ds->num_classes : 0;
 }
 
 NNKIT_API size_t nnkit_dataset_target_dim(const nnkit_dataset *ds)
 {
-  return ds->target_dim;
+  return ds ? ds->target_dim : 0;
 }
 
-NNKIT_API const float *nnkit_dataset_data(const nnkit_dataset *ds) { return ds->x; }
+NNKIT_API const float *nnkit_dataset_data(const nnkit_dataset *ds)
+{
+  return ds ? ds->x : NULL;
+}
 
 NNKIT_API const int32_t *nnkit_dataset_labels(const nnkit_dataset *ds)
 {
-  return ds->labels;
+  return ds ? ds->labels : NULL;
 }
 
 NNKIT_API const float *nnkit_dataset_targets(const nnkit_dataset *ds)
 {
-  return ds->targets;
+  return ds ? ds->targets : NULL;
 }
 
-NNKIT_API nnkit_status nnkit_dataset_class_counts(size_t *counts_out, size_t len,
+NNKIT_API nnkit_status nnkit_dataset_class_counts(size_t *counts_out,
+                                                  size_t len,
                                                   const nnkit_dataset *ds)
 {
+  static const char fn[] = "nnkit_dataset_class_counts";
   if (!ds || !counts_out)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_dataset_class_counts: NULL argument");
+    return nnkit__err(NNKIT_E_INVALID, "%s: %s is NULL", fn,
+                      !ds ? "ds" : "counts_out");
   if (!ds->labels)
-    return nnkit__err(NNKIT_E_INVALID,
-                      "nnkit_dataset_class_counts: the dataset has no labels");
+    return nnkit__err(NNKIT_E_INVALID, "%s: the dataset has no labels; class "
+                      "counts exist only for labelled sets", fn);
   if (len < ds->num_classes)
-    return nnkit__err(NNKIT_E_INVALID,
-                      "nnkit_dataset_class_counts: counts_out holds %zu values, the "
-                      "dataset has %u classes", len, ds->num_classes);
+    return nnkit__err(NNKIT_E_INVALID, "%s: counts_out holds %zu values but "
+                      "the dataset has %u classes; pass a longer array", fn,
+                      len, ds->num_classes);
   memset(counts_out, 0, ds->num_classes * sizeof *counts_out);
   for (size_t i = 0; i < ds->count; i++)
     counts_out[ds->labels[i]]++;
