@@ -97,7 +97,7 @@ int main(int argc, char **argv)
   TRY(nnkit_net_add_dense(net, 10));
 
   TRY(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
-  TRY(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.02));
+  TRY(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.1));
   TRY(nnkit_trainer_create(&tr, net, opt));
   TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, (double)args.epochs));
   TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 32));
@@ -108,7 +108,9 @@ int main(int argc, char **argv)
          nt, nv, nnkit_dataset_count(test), args.data, nnkit_get_num_threads());
   for (size_t i = 0; i < nnkit_net_num_layers(net); i++)
     printf("  layer %zu: %s\n", i, nnkit_net_layer_describe(net, i));
-  printf("optimizer: SGD, lr 0.1, batch 32\n");
+  double lr_now;
+  TRY(nnkit_optimizer_get(&lr_now, opt, NNKIT_OPT_LR));
+  printf("optimizer: SGD, lr %g, batch 32\n", lr_now);
 
   TRY(nnkit_trainer_fit(tr, train, val));
 
