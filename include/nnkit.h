@@ -42,5 +42,7 @@
 #include "nnkit/model.h"
 #include "nnkit/optim.h"
 #include "nnkit/train.h"
+#include "nnkit/pipeline.h"
+#include "nnkit/monitor.h"
 
 #endif /* NNKIT_H */

@@ -75,6 +75,9 @@ struct nnkit_dataset {
   float *x;             /* count * sample_size */
   int32_t *labels;      /* count, or NULL */
   float *targets;       /* count * target_dim, or NULL */
+  /* num_classes class names or NULL: one nnkit__malloc block holding the
+   * pointer array followed by the strings (lib/data/classes.c). */
+  char **class_names;
 };
 
 /* Allocates an empty dataset with room for count samples of shape; labels
@@ -83,6 +86,70 @@ struct nnkit_dataset {
 nnkit_status nnkit__dataset_alloc(nnkit_dataset **out, size_t count,
                                   const size_t *shape, size_t ndim,
                                   int labelled, size_t target_dim);
+
+/* ---- data pipelines (lib/data/classes.c, csv.c, imagefolder.c, split.c,
+ * normalizer.c, augment.c, pipeline.c) ---------------------------------- */
+
+/* Replaces ds's class names by copies of names[0..n) (n == num_classes;
+ * names non-NULL). On failure the old names stay. */
+nnkit_status nnkit__dataset_set_names(nnkit_dataset *ds,
+                                      const char *const *names, size_t n);
+/* Gives dst (same num_classes) copies of src's class names, if any. */
+nnkit_status nnkit__dataset_copy_names(nnkit_dataset *dst,
+                                       const nnkit_dataset *src);
+
+/* Normalizers. Transform count samples x -> y (x == y allowed) using
+ * caller scratch of nnkit__normalizer_scratch_len(nz) floats, so a fitted
+ * normalizer is only read and the pipeline's thread allocates nothing.
+ * Processes samples in chunks of NNKIT__NORM_CHUNK. */
+#define NNKIT__NORM_CHUNK 256
+size_t nnkit__normalizer_scratch_len(const nnkit_normalizer *nz);
+void nnkit__normalizer_transform(const nnkit_normalizer *nz, const float *x,
+                                 float *y, size_t count, float *scratch);
+/* A deep copy of a fitted or unfitted normalizer. */
+nnkit_status nnkit__normalizer_clone(nnkit_normalizer **out,
+                                     const nnkit_normalizer *nz);
+/* The output sample shape: the fitted input shape, or [k] for PCA and
+ * PCA_WHITEN. dims holds NNKIT_MAX_SAMPLE_DIMS values. */
+void nnkit__normalizer_out_shape(const nnkit_normalizer *nz, size_t *dims,
+                                 size_t *ndim);
+
+/* Augmenters. Image geometry [C, H, W] of a sample shape ([H, W] is one
+ * channel); NNKIT_E_SHAPE (fn named) for other ranks or SATURATION without
+ * 3 channels. */
+nnkit_status nnkit__augmenter_geometry(const nnkit_augmenter *aug,
+                                       const size_t *shape, size_t ndim,
+                                       size_t *c, size_t *h, size_t *w,
+                                       const char *fn);
+/* Augments one sample: reads src, writes dst (distinct buffers, c*h*w
+ * floats). Draws from (seed, epoch, index) only. Never allocates. */
+void nnkit__augment_sample(const nnkit_augmenter *aug, const float *src,
+                           float *dst, size_t c, size_t h, size_t w,
+                           uint64_t seed, uint64_t epoch, uint64_t index);
+/* The inverse affine map (output pixel -> source point, in pixel
+ * coordinates: src_x = m[0] x + m[1] y + m[2], src_y = m[3] x + m[4] y +
+ * m[5]) that nnkit__augment_sample uses for that sample; returns 1 when a
+ * geometric transform fired, 0 for the identity (tests). */
+int nnkit__augment_matrix(const nnkit_augmenter *aug, size_t h, size_t w,
+                          uint64_t seed, uint64_t epoch, uint64_t index,
+                          double m[6]);
+nnkit_status nnkit__augmenter_clone(nnkit_augmenter **out,
+                                    const nnkit_augmenter *aug);
+
+/* Pipelines: the consumer API the trainer uses. begin_epoch as the public
+ * nnkit_pipeline_begin_epoch(); next hands out the next batch (borrowed
+ * until the following next/begin_epoch/setter/free): *x gets batch *
+ * sample_size floats, *labels and *targets NULL when the set has none,
+ * *batch 0 at the end of the epoch. Neither allocates after the first
+ * epoch with given settings. */
+nnkit_status nnkit__pipeline_begin_epoch(nnkit_pipeline *p, uint64_t epoch);
+nnkit_status nnkit__pipeline_next(nnkit_pipeline *p, const float **x,
+                                  const int32_t **labels,
+                                  const float **targets, size_t *batch);
+/* The dataset the pipeline reads (borrowed), for shape and label checks:
+ * note the output sample shape is nnkit_pipeline_dim()'s, which differs
+ * from the dataset's after a PCA normalizer. */
+const nnkit_dataset *nnkit__pipeline_dataset(const nnkit_pipeline *p);
 
 /* ---- initializers (lib/model/init.c) ---------------------------------- */
 struct nnkit_init {
@@ -122,6 +189,11 @@ typedef struct nnkit__layer_ops {
   void (*describe)(const nnkit__layer *l, char *buf, size_t len);
   /* Frees l->state (may be NULL when there is no state). */
   void (*destroy)(nnkit__layer *l);
+  /* Optional: sizes the layer's own working memory for batches of up to
+   * `batch` samples. Called by nnkit__net_reserve before the first forward
+   * of a larger batch; forward/backward then allocate nothing. NULL when
+   * the layer needs no workspace. Returns NNKIT_E_NOMEM with a sentence. */
+  nnkit_status (*reserve)(nnkit__layer *l, size_t batch);
 } nnkit__layer_ops;
 
 struct nnkit__layer {
@@ -147,6 +219,14 @@ struct nnkit__layer {
 
 extern const nnkit__layer_ops nnkit__dense_ops;
 extern const nnkit__layer_ops nnkit__activation_ops;
+extern const nnkit__layer_ops nnkit__conv2d_ops;          /* conv2d.c */
+extern const nnkit__layer_ops nnkit__maxpool2d_ops;       /* pool.c */
+extern const nnkit__layer_ops nnkit__avgpool2d_ops;       /* pool.c */
+extern const nnkit__layer_ops nnkit__global_avgpool_ops;  /* pool.c */
+extern const nnkit__layer_ops nnkit__flatten_ops;         /* flatten.c */
+extern const nnkit__layer_ops nnkit__batchnorm_ops;       /* batchnorm.c */
+extern const nnkit__layer_ops nnkit__dropout_ops;         /* dropout.c */
+extern const nnkit__layer_ops nnkit__spatial_dropout_ops; /* dropout.c */
 
 /* Reference twins of BLAS-backed kernels, used by the tests. */
 void nnkit__dense_forward_naive(const float *x, const float *w, const float *b,
@@ -155,6 +235,48 @@ void nnkit__dense_backward_naive(const float *x, const float *w,
                                  const float *dy, float *dx, float *dw,
                                  float *db, size_t batch, size_t in,
                                  size_t out);
+
+/* Geometry of a 2-D convolution or pooling window over NCHW samples:
+ * input [c, h, w], output [oc, oh, ow] (oc == c for pooling), kernel
+ * kh x kw, stride sh x sw, and pt/pl zero rows/columns before the input
+ * (after it: whatever the output size needs). */
+typedef struct nnkit__conv_geom {
+  size_t c, h, w;
+  size_t oc, oh, ow;
+  size_t kh, kw, sh, sw;
+  size_t pt, pl;
+} nnkit__conv_geom;
+
+/* Fills g from the input shape ([C, H, W], or [H, W] as one channel),
+ * kernel, stride and padding (NNKIT_PAD_SAME allowed) and sets g->oc = C.
+ * `what` names the layer kind in the NNKIT_E_SHAPE sentence, e.g.
+ * "conv2d (layer 2): kernel 5x5 does not fit input 3x3 with padding 0". */
+nnkit_status nnkit__conv_geom_setup(nnkit__conv_geom *g, const nnkit__shape *in,
+                                    size_t kh, size_t kw, size_t sh, size_t sw,
+                                    size_t ph, size_t pw, const char *what,
+                                    size_t index);
+
+/* Writes a shape as "32x14x14" (truncated to len). */
+void nnkit__shape_text(const nnkit__shape *s, char *buf, size_t len);
+
+/* Geometry of a conv2d, max or average pooling layer (tests). */
+const nnkit__conv_geom *nnkit__layer_geom(const nnkit__layer *l);
+
+/* Plain-loop twins of the conv2d kernels (b may be NULL: no bias).
+ * x [batch, c, h, w], w [oc, c, kh, kw], y [batch, oc, oh, ow].
+ * backward writes (=) dx, dw and db (db ignored when NULL; dx may be NULL). */
+void nnkit__conv2d_forward_naive(const float *x, const float *w, const float *b,
+                                 float *y, size_t batch,
+                                 const nnkit__conv_geom *g);
+void nnkit__conv2d_backward_naive(const float *x, const float *w,
+                                  const float *dy, float *dx, float *dw,
+                                  float *db, size_t batch,
+                                  const nnkit__conv_geom *g);
+
+/* Dropout (either kind): frozen != 0 keeps the current mask step, so
+ * every training forward of the same batch size draws the same mask
+ * (finite-difference checks); 0 resumes a new mask per forward. */
+void nnkit__dropout_freeze(nnkit__layer *l, int frozen);
 
 /* Softmax of each row (numerically stable). */
 void nnkit__softmax_rows(const float *x, float *y, size_t rows, size_t cols);
@@ -195,6 +317,11 @@ struct nnkit_net {
   char describe_buf[256];
 };
 
+/* Appends a layer whose kind-specific fields (ops, state, ...) are in
+ * *proto; runs ops->setup with l->in, l->index and l->seed set. The net
+ * owns proto->state from this call on, also on failure (ops->destroy). */
+nnkit_status nnkit__net_add_layer(nnkit_net *net, const nnkit__layer *proto);
+
 /* Allocates params for all layers (keeping existing values of initialized
  * layers) and initializes layers never initialized. */
 nnkit_status nnkit__net_build(nnkit_net *net);
@@ -208,13 +335,101 @@ nnkit_status nnkit__net_batch_loss(nnkit_net *net, const int32_t *labels,
                                    const float *targets, double *loss_out,
                                    size_t *correct_out);
 
-/* ---- optimizers (lib/optim/optimizer.c) ------------------------------- */
+/* ---- optimizers, schedules, regularizers (lib/optim/) ------------------ */
+/* One row of a hyperparameter table: the key's name, range, default and
+ * nnkit_bound_flag bits. kind 0 = the row applies to every kind. Optimizer,
+ * schedule and regularizer keys all use this one mechanism (optimizer.c). */
+typedef struct nnkit__spec {
+  int kind;
+  int key;
+  const char *name;
+  double lo, hi, def;
+  int flags;
+} nnkit__spec;
+
+/* The row for (kind, key) in table[0..n), or NULL. */
+const nnkit__spec *nnkit__spec_find(const nnkit__spec *table, size_t n,
+                                    int kind, int key);
+/* NNKIT_OK when value is inside s's range; otherwise NNKIT_E_INVALID with
+ * "<owner> <name> <value> is outside its range [lo, hi)" (or "must be 0 or
+ * 1", "must be an integer in [lo, hi]"). */
+nnkit_status nnkit__spec_check(const nnkit__spec *s, const char *owner,
+                               double value);
+/* Writes s's range as text: "[0, 1)", "(0, 1]", "0 or 1", ... */
+void nnkit__spec_range(const nnkit__spec *s, char *buf, size_t len);
+
 struct nnkit_optimizer {
   nnkit_optim_kind kind;
-  double lr;
+  /* hyperparameters (NNKIT_OPT_*) */
+  double lr, momentum, nesterov, weight_decay, beta1, beta2, eps, decay;
+  double clip_norm, clip_value;
   uint64_t steps;
-  size_t state_len; /* floats of state per parameter buffer */
+  /* state, sized at the first step for one net */
+  size_t sized_params; /* parameter count the state is for; 0 = not sized */
+  size_t state_bufs;   /* buffers of sized_params floats in state */
   float *state;
+  size_t num_counts;     /* layers with an update counter */
+  uint64_t *layer_steps; /* updates each layer has received */
+  nnkit_schedule *sched; /* owned, or NULL */
+  nnkit_regularizer **regs; /* owned */
+  size_t num_regs, cap_regs;
+  double last_reg_loss;  /* penalty added at the last step */
+  double last_grad_norm; /* global gradient norm before clipping (NaN unless
+                            CLIP_NORM was on at the last step) */
 };
+
+/* Hooks for the fit loop: after every optimizer step, and at the end of
+ * every epoch with the monitored value (validation loss, or training cost
+ * without a validation set). They advance an attached schedule when it is
+ * stepped per batch / per epoch, and do nothing otherwise. */
+nnkit_status nnkit__optimizer_batch_end(nnkit_optimizer *opt);
+nnkit_status nnkit__optimizer_epoch_end(nnkit_optimizer *opt, double monitored);
+
+/* A fresh optimizer of opt's kind with opt's hyperparameters and copies of
+ * its regularizers; no state and no schedule. Leaves the caller's
+ * last-error sentence as it was on success. */
+nnkit_status nnkit__optimizer_clone(nnkit_optimizer **out,
+                                    const nnkit_optimizer *opt);
+
+/* Schedules (schedule.c). */
+/* Starts the schedule at step 0 with base learning rate base. */
+void nnkit__schedule_start(nnkit_schedule *s, double base);
+/* The base rate, and setting it while keeping the step. */
+double nnkit__schedule_base(const nnkit_schedule *s);
+void nnkit__schedule_set_base(nnkit_schedule *s, double base);
+/* The learning rate for the schedule's current step. */
+double nnkit__schedule_lr(const nnkit_schedule *s);
+/* Advances one step; monitored feeds reduce-on-plateau. */
+void nnkit__schedule_advance(nnkit_schedule *s, double monitored);
+int nnkit__schedule_per_batch(const nnkit_schedule *s);
+/* 0 when free, 1 when an optimizer owns it. */
+int nnkit__schedule_attached(const nnkit_schedule *s);
+void nnkit__schedule_set_attached(nnkit_schedule *s, int attached);
+/* Position of the schedule: NNKIT__SCHED_STATE doubles. */
+#define NNKIT__SCHED_STATE 7
+void nnkit__schedule_save(const nnkit_schedule *s, double *out);
+/* Validates and restores a saved position (NNKIT_E_INVALID with a sentence). */
+nnkit_status nnkit__schedule_restore(nnkit_schedule *s, const double *in);
+/* Frees a schedule regardless of its owner. */
+void nnkit__schedule_destroy(nnkit_schedule *s);
+
+/* Regularizers (regularizer.c). */
+/* NNKIT_E_INVALID when a selected layer is out of net's range. */
+nnkit_status nnkit__regularizer_check(const nnkit_regularizer *r,
+                                      const nnkit_net *net);
+/* The penalty over the selected trainable layers of a built net; when
+ * add_grad != 0 its gradient is added to net->grads. */
+double nnkit__regularizer_apply(const nnkit_regularizer *r, nnkit_net *net,
+                                int add_grad);
+/* Max-norm: scales rows longer than the bound back (no-op for the other
+ * kinds). */
+void nnkit__regularizer_constrain(const nnkit_regularizer *r, nnkit_net *net);
+int nnkit__regularizer_attached(const nnkit_regularizer *r);
+void nnkit__regularizer_set_attached(nnkit_regularizer *r, int attached);
+/* A copy with the same settings and layers, not attached. */
+nnkit_status nnkit__regularizer_copy(nnkit_regularizer **out,
+                                     const nnkit_regularizer *r);
+/* Frees a regularizer regardless of its owner. */
+void nnkit__regularizer_destroy(nnkit_regularizer *r);
 
 #endif /* NNKIT_INTERNAL_H */

@@ -259,6 +259,203 @@ NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
                                           nnkit_net *net,
                                           const nnkit_dataset *ds);
 
+/* ------------------------------------------------------------------ */
+/* Convolutional and regularizing layers                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Feature maps are NCHW: a sample of shape [C, H, W] stores channel c's
+ * row y at offset (c * H + y) * W. Layers that take feature maps accept a
+ * 2-D sample shape [H, W] as one channel. Every add function infers the
+ * new layer's output shape from the previous one at once; a window that
+ * does not fit fails there with NNKIT_E_SHAPE and a sentence naming the
+ * layer and the sizes, and the net is left unchanged. All of them return
+ * NNKIT_E_INVALID for a NULL net and NNKIT_E_NOMEM when memory runs out.
+ */
+
+/**
+ * Padding value for nnkit_net_add_conv2d() and the pooling layers that
+ * asks for "same" padding along that axis: ceil(in / stride) outputs, with
+ * the needed zero rows/columns split evenly and the odd one after the
+ * input (TensorFlow's "SAME"; PyTorch's padding="same" for stride 1).
+ */
+#define NNKIT_PAD_SAME ((size_t)-1)
+
+/**
+ * Appends a 2-D convolution (cross-correlation, like PyTorch's Conv2d)
+ * over an input of shape [C, H, W] with output [out_channels, OH, OW],
+ * OH = (H + 2 pad_h - kernel_h) / stride_h + 1 (rounded down), likewise OW.
+ * Parameters: weights of shape [out_channels, C, kernel_h, kernel_w]
+ * (PyTorch's layout), then, when bias != 0, a bias of shape [out_channels].
+ * Default initialization as for dense layers with fan_in = C kh kw and
+ * fan_out = out_channels kh kw; zero bias.
+ * @param stride_h, stride_w  >= 1.
+ * @param pad_h, pad_w  zero rows/columns on each side, or NNKIT_PAD_SAME.
+ * @param bias  1 for a bias, 0 without (e.g. before batch normalization).
+ * @return NNKIT_E_INVALID for a zero or too large count (out_channels,
+ *         kernel and strides are limited to 2^16, padding to 2^16 unless
+ *         NNKIT_PAD_SAME); NNKIT_E_SHAPE for an input that is not 2-D or
+ *         3-D, or a kernel that does not fit the padded input.
+ */
+NNKIT_API nnkit_status nnkit_net_add_conv2d(nnkit_net *net, size_t out_channels,
+                                            size_t kernel_h, size_t kernel_w,
+                                            size_t stride_h, size_t stride_w,
+                                            size_t pad_h, size_t pad_w,
+                                            int bias);
+
+/**
+ * Appends a max pooling layer over [C, H, W] inputs: each output is the
+ * largest input of its kernel_h x kernel_w window (padding never wins).
+ * Output size as for nnkit_net_add_conv2d(), channels unchanged.
+ * @param stride_h, stride_w  0 means the kernel size (PyTorch's default).
+ * @param pad_h, pad_w  at most half the kernel size, or NNKIT_PAD_SAME.
+ * @return NNKIT_E_INVALID for a zero kernel, a padding above half the
+ *         kernel, or sizes above 2^16; NNKIT_E_SHAPE as for conv2d.
+ */
+NNKIT_API nnkit_status nnkit_net_add_maxpool2d(nnkit_net *net, size_t kernel_h,
+                                               size_t kernel_w, size_t stride_h,
+                                               size_t stride_w, size_t pad_h,
+                                               size_t pad_w);
+
+/**
+ * Appends an average pooling layer: each output is the sum of its window
+ * divided by kernel_h * kernel_w, padding zeros included (PyTorch's
+ * AvgPool2d with count_include_pad=True). Arguments and errors as for
+ * nnkit_net_add_maxpool2d().
+ */
+NNKIT_API nnkit_status nnkit_net_add_avgpool2d(nnkit_net *net, size_t kernel_h,
+                                               size_t kernel_w, size_t stride_h,
+                                               size_t stride_w, size_t pad_h,
+                                               size_t pad_w);
+
+/**
+ * Appends a global average pooling layer: [C, H, W] -> [C], the mean of
+ * each channel's map.
+ * @return NNKIT_E_SHAPE for an input that is not 2-D or 3-D.
+ */
+NNKIT_API nnkit_status nnkit_net_add_global_avgpool(nnkit_net *net);
+
+/**
+ * Appends a flatten layer: any shape -> [prod(shape)], values unchanged.
+ * Optional before a dense layer (which flattens by itself); it makes the
+ * architecture explicit.
+ */
+NNKIT_API nnkit_status nnkit_net_add_flatten(nnkit_net *net);
+
+/**
+ * Appends batch normalization. For a [C, H, W] input it normalizes each
+ * channel over the batch and the map (PyTorch's BatchNorm2d); for any
+ * other shape each value of the sample is its own feature, normalized over
+ * the batch (BatchNorm1d). y = gamma (x - mean) / sqrt(var + eps) + beta.
+ *
+ * Parameters: gamma (initialized to 1) then beta (0), one each per
+ * channel/feature; they are not "weights" (no fans, so nnkit_net_set_init()
+ * refuses them and weight regularizers skip them).
+ *
+ * Training mode uses the batch's mean and biased variance, and updates the
+ * running statistics with PyTorch's convention:
+ * running = (1 - momentum) running + momentum batch, where the variance
+ * fed to the running average is the unbiased one (n / (n - 1) times the
+ * batch variance, n = values per channel in the batch; n = 1 uses the
+ * biased 0). Running mean starts at 0, running variance at 1. Evaluation
+ * mode uses the running statistics.
+ * @param momentum  in [0, 1]; PyTorch's default is 0.1 (0 freezes the
+ *                  running statistics).
+ * @param eps       in (0, 1]; PyTorch's default is 1e-5.
+ * @return NNKIT_E_INVALID for a value outside its range or non-finite.
+ */
+NNKIT_API nnkit_status nnkit_net_add_batchnorm(nnkit_net *net, double momentum,
+                                               double eps);
+
+/**
+ * Copies the running mean and variance of batch-normalization layer
+ * `layer` into caller buffers of len floats each; len must be at least the
+ * layer's channel/feature count (half of its parameter count).
+ * @return NNKIT_E_INVALID for NULL buffers, a layer out of range or not a
+ *         batch normalization, or a short len (the sentence gives the count).
+ */
+NNKIT_API nnkit_status nnkit_net_batchnorm_stats(float *mean_out,
+                                                 float *var_out, size_t len,
+                                                 const nnkit_net *net,
+                                                 size_t layer);
+
+/**
+ * Replaces the running mean and variance of batch-normalization layer
+ * `layer` (copied from len floats each; len must equal its channel count).
+ * @return NNKIT_E_INVALID for NULL buffers, a layer out of range or not a
+ *         batch normalization, a len that differs from the count, a
+ *         non-finite value or a negative variance.
+ */
+NNKIT_API nnkit_status nnkit_net_set_batchnorm_stats(nnkit_net *net,
+                                                     size_t layer,
+                                                     const float *mean,
+                                                     const float *var,
+                                                     size_t len);
+
+/**
+ * Appends inverted dropout: in training mode each value is zeroed with
+ * probability p and the kept ones are scaled by 1 / (1 - p), so the
+ * expected value is unchanged and evaluation mode is the identity. Each
+ * training forward draws a new mask from the net's seed, the layer's
+ * position and a per-layer step count (reproducible for a seed).
+ * @param p  drop probability in [0, 1).
+ * @return NNKIT_E_INVALID for p outside [0, 1) or non-finite.
+ */
+NNKIT_API nnkit_status nnkit_net_add_dropout(nnkit_net *net, double p);
+
+/**
+ * Appends spatial dropout for feature maps [C, H, W] (or [C, L]): like
+ * nnkit_net_add_dropout() but it drops whole channels of each sample, since
+ * neighbouring values of a map are too correlated for element dropout.
+ * @return NNKIT_E_INVALID for p outside [0, 1); NNKIT_E_SHAPE for a 1-D
+ *         input (use nnkit_net_add_dropout() there).
+ */
+NNKIT_API nnkit_status nnkit_net_add_spatial_dropout(nnkit_net *net, double p);
+
+/* ------------------------------------------------------------------ */
+/* Fine-tuning                                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Transfer learning freezes some layers and trains others, often the new
+ * ones faster. These marks are read by every optimizer (nnkit/optim.h) at
+ * each step: it leaves frozen layers' parameters bit-identical (no update,
+ * no weight decay, no regularizer, no step count for Adam's bias
+ * correction) and leaves them out of gradient clipping's global norm, and
+ * it scales each layer's learning rate by its multiplier. Backward still
+ * computes frozen layers' gradients, and batch normalization still updates
+ * its running statistics in training mode (set evaluation mode for that).
+ */
+
+/**
+ * Freezes (trainable 0) or unfreezes (non-zero) layer `layer`. Layers start
+ * trainable. Allowed on layers without parameters (no effect).
+ * @return NNKIT_E_INVALID for a NULL net or a layer out of range.
+ */
+NNKIT_API nnkit_status nnkit_net_set_trainable(nnkit_net *net, size_t layer,
+                                               int trainable);
+
+/** 1 when layer `layer` is trainable, 0 when frozen, -1 for a NULL net or a
+ *  layer out of range. */
+NNKIT_API int nnkit_net_is_trainable(const nnkit_net *net, size_t layer);
+
+/**
+ * Sets layer `layer`'s learning-rate multiplier: the optimizer uses
+ * learning rate x mult for its parameters (PyTorch's per-parameter-group
+ * lr). Default 1.
+ * @param mult  in [0, 1e6] (stored as a float).
+ * @return NNKIT_E_INVALID for a NULL net, a layer out of range or a value
+ *         outside the range (the sentence gives it).
+ */
+NNKIT_API nnkit_status nnkit_net_set_lr_multiplier(nnkit_net *net, size_t layer,
+                                                   double mult);
+
+/** Reads layer `layer`'s learning-rate multiplier.
+ *  @return NNKIT_E_INVALID for NULL arguments or a layer out of range. */
+NNKIT_API nnkit_status nnkit_net_get_lr_multiplier(double *out,
+                                                   const nnkit_net *net,
+                                                   size_t layer);
+
 #ifdef __cplusplus
 }
 #endif

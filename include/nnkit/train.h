@@ -10,6 +10,7 @@
 #include "nnkit/data.h"
 #include "nnkit/model.h"
 #include "nnkit/optim.h"
+#include "nnkit/pipeline.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -21,7 +22,37 @@ typedef enum nnkit_train_param {
   NNKIT_TRAIN_BATCH_SIZE = 2, /**< samples per step, [1, 65536], default 64 */
   NNKIT_TRAIN_SHUFFLE = 3,    /**< reshuffle every epoch, {0, 1}, default 1 */
   NNKIT_TRAIN_SEED = 4,       /**< seed of the data order, [0, 2^53], default 0 */
-  NNKIT_TRAIN_VERBOSE = 5     /**< 0 silent (default), 1 one line per epoch */
+  /** 0 silent (default); 1 one line per epoch, plus a progress bar redrawn
+   *  in place when standard output is a terminal and no logger is set;
+   *  2 also plain progress lines (every tenth of an epoch) otherwise. */
+  NNKIT_TRAIN_VERBOSE = 5,
+
+  /* -- monitoring (nnkit/monitor.h); values 16.. are this block's -- */
+
+  /** Record per-layer statistics (nnkit_layer_stat) on the last batch of
+   *  every epoch, {0, 1}, default 1. */
+  NNKIT_TRAIN_LAYER_STATS = 16,
+  /** Sanity checks before the first epoch of a trainer
+   *  (nnkit_trainer_sanity_check()): 0 off (default), 1 run and log them,
+   *  2 also fail the fit with NNKIT_E_STATE when one fails. */
+  NNKIT_TRAIN_SANITY = 17,
+  /** Divergence: a batch loss above this many times the trainer's first
+   *  batch loss stops the fit with NNKIT_E_DIVERGED. [0, 1e15], default
+   *  1000; 0 turns this test off (NaN/Inf are always caught). */
+  NNKIT_TRAIN_DIVERGE_FACTOR = 18,
+  /** Divergence: the running mean of the batch loss (exponential, beta
+   *  0.9) growing more than tenfold over this many batches, to above the
+   *  first batch loss, stops the fit likewise. [0, 1e6], default 50; 0
+   *  turns this test off. */
+  NNKIT_TRAIN_DIVERGE_WINDOW = 19,
+  /** Keep a copy of the weights, batch-norm statistics and optimizer state
+   *  at the start of each fit and each epoch end, and restore it when the
+   *  fit diverges, {0, 1}, default 1 (costs one copy of the parameters and
+   *  of the optimizer's state). */
+  NNKIT_TRAIN_KEEP_GOOD = 20,
+  /** Log the diagnosis (nnkit_trainer_diagnose()) after each fit when
+   *  VERBOSE is on, {0, 1}, default 0. */
+  NNKIT_TRAIN_DIAGNOSE = 21
 } nnkit_train_param;
 
 /** Per-epoch figures recorded by a fit. Values are fixed forever. */
@@ -30,8 +61,12 @@ typedef enum nnkit_metric {
   NNKIT_METRIC_TRAIN_ACC = 2,  /**< accuracy over the epoch's batches (training mode) */
   NNKIT_METRIC_VAL_LOSS = 3,   /**< validation loss (evaluation mode), NaN without a validation set */
   NNKIT_METRIC_VAL_ACC = 4,    /**< validation accuracy, NaN without a validation set */
-  NNKIT_METRIC_LR = 5,         /**< learning rate at the epoch's end */
-  NNKIT_METRIC_SECONDS = 6     /**< wall-clock seconds of the epoch */
+  NNKIT_METRIC_LR = 5,         /**< learning rate of the epoch's last step (before a
+                                    per-epoch schedule steps) */
+  NNKIT_METRIC_SECONDS = 6,    /**< wall-clock seconds of the epoch */
+  NNKIT_METRIC_REG_LOSS = 7    /**< mean regularization penalty of the epoch's steps
+                                    (nnkit_optimizer_reg_loss()); the logged cost is
+                                    TRAIN_LOSS + REG_LOSS */
 } nnkit_metric;
 
 /** Receives each log line (without the trailing newline). */
@@ -70,18 +105,44 @@ NNKIT_API void nnkit_trainer_set_logger(nnkit_trainer *tr, nnkit_log_fn fn,
  * an order drawn from (SEED, epoch) and takes one optimizer step per batch
  * (the last batch may be smaller); then evaluates val when given. With
  * VERBOSE it logs the lecture's line:
- * "Finished epoch 1 / 10: cost 2.186654, train: 0.308000, val 0.306000, lr 3.000000e-03".
- * Each fit appends to the trainer's record.
+ * "Finished epoch 1 / 10: cost 2.186654, train: 0.308000, val 0.306000, lr 3.000000e-03",
+ * where cost is the data loss plus the optimizer's regularization penalty
+ * (NNKIT_METRIC_TRAIN_LOSS + NNKIT_METRIC_REG_LOSS). A schedule attached to
+ * the optimizer steps at the end of each epoch, fed the validation loss (or
+ * the training cost without val), or after each batch when it is set to
+ * (NNKIT_SCHED_PER_BATCH). Each fit appends to the trainer's record.
  * @param train  labelled (or regression) dataset, borrowed.
  * @param val    validation dataset or NULL, borrowed.
+ * Callbacks, early stopping, the history, sanity checks and the
+ * divergence detector are in nnkit/monitor.h.
  * @return NNKIT_E_SHAPE when a dataset does not fit the net;
- *         NNKIT_E_DIVERGED when the cost becomes NaN or infinite (the epoch
- *         and batch are named; parameters hold the last step's values);
- *         NNKIT_E_NOMEM.
+ *         NNKIT_E_DIVERGED when the cost becomes NaN or infinite or
+ *         explodes (see NNKIT_TRAIN_DIVERGE_FACTOR; the epoch, batch and
+ *         learning rate are named, and with NNKIT_TRAIN_KEEP_GOOD the
+ *         weights of the last completed epoch are restored);
+ *         NNKIT_E_USER when a callback aborts; NNKIT_E_STATE when a sanity
+ *         check fails with NNKIT_TRAIN_SANITY 2; NNKIT_E_NOMEM.
  */
 NNKIT_API nnkit_status nnkit_trainer_fit(nnkit_trainer *tr,
                                          const nnkit_dataset *train,
                                          const nnkit_dataset *val);
+
+/**
+ * As nnkit_trainer_fit(), with batches from a pipeline (normalization,
+ * augmentation, balanced sampling, prefetching): epoch e of the trainer
+ * is epoch e of the pipeline (nnkit_pipeline_begin_epoch(train, e)), so
+ * the pipeline's BATCH_SIZE, SHUFFLE and SEED apply and the trainer's do
+ * not. The validation figures come from val's batches in evaluation mode
+ * (give it the same normalizer, no augmentation). Sanity checks
+ * (NNKIT_TRAIN_SANITY) are skipped: run nnkit_trainer_sanity_check() on a
+ * normalized dataset instead.
+ * @param train  training pipeline, borrowed; used by this call only.
+ * @param val    validation pipeline or NULL, borrowed; not train.
+ * @return as nnkit_trainer_fit(), and the pipelines' errors.
+ */
+NNKIT_API nnkit_status nnkit_trainer_fit_pipeline(nnkit_trainer *tr,
+                                                  nnkit_pipeline *train,
+                                                  nnkit_pipeline *val);
 
 /** Number of epochs recorded by all fits so far. */
 NNKIT_API size_t nnkit_trainer_epochs_done(const nnkit_trainer *tr);

@@ -258,6 +258,11 @@ NNKIT_API nnkit_status nnkit_dataset_subset(nnkit_dataset **out,
   /* Keep the class count even if some classes are absent from the subset,
    * so a model's output width still matches. */
   ds->num_classes = src->num_classes;
+  st = nnkit__dataset_copy_names(ds, src);
+  if (st != NNKIT_OK) {
+    nnkit_dataset_free(ds);
+    return st;
+  }
   *out = ds;
   return NNKIT_OK;
 }
@@ -295,6 +300,7 @@ NNKIT_API void nnkit_dataset_free(nnkit_dataset *ds)
   nnkit__free(ds->x);
   nnkit__free(ds->labels);
   nnkit__free(ds->targets);
+  nnkit__free(ds->class_names);
   nnkit__free(ds);
 }
 

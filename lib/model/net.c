@@ -107,12 +107,16 @@ static const nnkit__shape *current_out(const nnkit_net *net)
   return net->num_layers ? &net->layers[net->num_layers - 1].out : &net->in;
 }
 
-/* Appends a layer whose kind-specific fields are in *proto. Shape inference
- * runs now; on failure nothing changes. */
-static nnkit_status add_layer(nnkit_net *net, const nnkit__layer *proto)
+/* Appends a layer whose kind-specific fields are in *proto; the net takes
+ * ownership of proto->state (destroyed on failure too). Shape inference
+ * runs now, with l->index and l->seed already set; on failure nothing
+ * changes. */
+nnkit_status nnkit__net_add_layer(nnkit_net *net, const nnkit__layer *proto)
 {
   nnkit__layer l = *proto;
   l.in = *current_out(net);
+  l.index = net->num_layers;
+  l.seed = net->seed;
   nnkit_status st = l.ops->setup(&l);
   if (st != NNKIT_OK) {
     if (l.ops->destroy)
@@ -133,8 +137,6 @@ static nnkit_status add_layer(nnkit_net *net, const nnkit__layer *proto)
   /* Working memory is per layer list; drop it and rebuild at next use. */
   free_work(net);
   l.param_offset = net->num_params;
-  l.index = net->num_layers;
-  l.seed = net->seed;
   l.lr_mult = 1.0f;
   l.params = l.grads = NULL;
   net->layers[net->num_layers++] = l;
@@ -154,7 +156,7 @@ NNKIT_API nnkit_status nnkit_net_add_dense(nnkit_net *net, size_t units)
   nnkit__layer l = {0};
   l.ops = &nnkit__dense_ops;
   l.units = units;
-  return add_layer(net, &l);
+  return nnkit__net_add_layer(net, &l);
 }
 
 static nnkit_status add_act(nnkit_net *net, nnkit_activation act, float slope)
@@ -163,7 +165,7 @@ static nnkit_status add_act(nnkit_net *net, nnkit_activation act, float slope)
   l.ops = &nnkit__activation_ops;
   l.act = act;
   l.slope = slope;
-  return add_layer(net, &l);
+  return nnkit__net_add_layer(net, &l);
 }
 
 NNKIT_API nnkit_status nnkit_net_add_activation(nnkit_net *net,
@@ -454,6 +456,16 @@ nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
   net->dinput = nnkit__malloc(batch * in * sizeof(float));
   if (!net->input || !net->dbuf[0] || !net->dbuf[1] || !net->probs || !net->dinput)
     goto nomem;
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    if (l->ops->reserve) {
+      nnkit_status st = l->ops->reserve(l, batch);
+      if (st != NNKIT_OK) {
+        free_work(net);
+        return st;
+      }
+    }
+  }
   net->batch_cap = batch;
   net->max_width = width;
   return NNKIT_OK;

@@ -542,8 +542,9 @@ class Net(_Handle):
 
 # Optimizers ------------------------------------------------------------
 
-OPTIMIZERS = {"sgd": 1}
-OPT_KEYS = {"lr": 1}
+OPTIMIZERS = {"sgd": 1, "rmsprop": 2, "adagrad": 3, "adam": 4, "adamw": 5}
+OPT_KEYS = {"lr": 1, "momentum": 2, "nesterov": 3, "weight_decay": 4, "beta1": 5,
+            "beta2": 6, "eps": 7, "decay": 8, "clip_norm": 9, "clip_value": 10}
 
 
 class Optimizer(_Handle):
@@ -567,10 +568,12 @@ class Optimizer(_Handle):
 
     @staticmethod
     def bounds(kind, key):
-        lo, hi = ctypes.c_double(), ctypes.c_double()
+        """(lo, hi, flags): flags 1 = lo open, 2 = hi open, 4 = integers only."""
+        lo, hi, flags = ctypes.c_double(), ctypes.c_double(), ctypes.c_int()
         _check(lib.nnkit_optimizer_bounds(ctypes.byref(lo), ctypes.byref(hi),
-                                          OPTIMIZERS[kind], OPT_KEYS[key]))
-        return lo.value, hi.value
+                                          ctypes.byref(flags), OPTIMIZERS[kind],
+                                          OPT_KEYS[key]))
+        return lo.value, hi.value, flags.value
 
     def step(self, net):
         _check(lib.nnkit_optimizer_step(self.handle, net.handle))
@@ -584,7 +587,7 @@ class Optimizer(_Handle):
 
 TRAIN_KEYS = {"epochs": 1, "batch_size": 2, "shuffle": 3, "seed": 4, "verbose": 5}
 METRICS = {"train_loss": 1, "train_acc": 2, "val_loss": 3, "val_acc": 4, "lr": 5,
-           "seconds": 6}
+           "seconds": 6, "reg_loss": 7}
 
 
 class History:

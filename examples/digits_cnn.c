@@ -1,0 +1,173 @@
+/* digits_cnn: the handwritten-digits case study with a small convnet.
+ *
+ * Loads the four MNIST-named IDX files from --data (default data/digits:
+ * 8,000 training and 2,000 test digits; --data
+ * /usr/share/datasets/fashion-mnist gives Fashion-MNIST's 60,000/10,000),
+ * normalizes with the training set's pixel mean and std, holds out every
+ * tenth training image for validation, and trains
+ *
+ *   conv 3x3 (32) - batch norm - ReLU - max pool 2
+ *   conv 3x3 (64) - batch norm - ReLU - max pool 2
+ *   dense 128 - ReLU - dropout 0.5 - dense 10
+ *
+ * with mini-batch SGD (batch 64), printing the lecture's epoch lines, the
+ * seconds per epoch and the final test accuracy. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <nnkit.h>
+
+#include "example_args.h"
+
+static const char usage[] =
+    "usage: digits_cnn [options]\n"
+    "Trains a small convolutional network (conv-BN-ReLU-pool x2, dense, dropout)\n"
+    "on handwritten digits, or on Fashion-MNIST with --data\n"
+    "/usr/share/datasets/fashion-mnist, and prints the test accuracy and the\n"
+    "seconds per epoch.\n";
+
+static char path_buf[4][1024];
+
+static const char *path(int i, const char *dir, const char *name)
+{
+  snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
+  return path_buf[i];
+}
+
+int main(int argc, char **argv)
+{
+  example_args args = {"data/digits", 10, 1, 0};
+  int pr = example_parse(&args, argc, argv, usage);
+  if (pr <= 0)
+    return pr == 0 ? EXIT_SUCCESS : 2;
+
+  nnkit_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL;
+  nnkit_net *net = NULL;
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = NULL;
+  size_t *tix = NULL, *vix = NULL;
+  int rc = EXIT_FAILURE;
+  nnkit_status st;
+  double lr = getenv("XLR") ? atof(getenv("XLR")) : 0.05;
+  size_t batch = getenv("XB") ? (size_t)atoi(getenv("XB")) : 64;
+  double dp = getenv("XDP") ? atof(getenv("XDP")) : 0.5;
+  int c2 = getenv("XC2") ? atoi(getenv("XC2")) : 64;
+
+#define TRY(call)                                                         \
+  do {                                                                    \
+    st = (call);                                                          \
+    if (st != NNKIT_OK) {                                                 \
+      fprintf(stderr, "digits_cnn: %s\n  %s\n", nnkit_status_string(st),  \
+              nnkit_last_error());                                        \
+      goto out;                                                           \
+    }                                                                     \
+  } while (0)
+
+  TRY(nnkit_set_num_threads((int)args.threads));
+  TRY(nnkit_dataset_load_idx(&all, path(0, args.data, "train-images-idx3-ubyte.gz"),
+                             path(1, args.data, "train-labels-idx1-ubyte.gz"), 10));
+  TRY(nnkit_dataset_load_idx(&test, path(2, args.data, "t10k-images-idx3-ubyte.gz"),
+                             path(3, args.data, "t10k-labels-idx1-ubyte.gz"), 10));
+  /* Normalize with the training set's statistics only. */
+  double sum = 0, sq = 0;
+  const float *px = nnkit_dataset_data(all);
+  size_t npx = nnkit_dataset_count(all) * nnkit_dataset_sample_size(all);
+  for (size_t i = 0; i < npx; i++) {
+    sum += px[i];
+    sq += (double)px[i] * px[i];
+  }
+  double mean = sum / (double)npx, sd = sqrt(sq / (double)npx - mean * mean);
+  TRY(nnkit_dataset_scale(all, (float)(1.0 / sd), (float)(-mean / sd)));
+  TRY(nnkit_dataset_scale(test, (float)(1.0 / sd), (float)(-mean / sd)));
+
+  /* Every tenth training image becomes the validation set. */
+  size_t n = nnkit_dataset_count(all), nv = n / 10, nt = n - nv;
+  tix = malloc(nt * sizeof *tix);
+  vix = malloc(nv * sizeof *vix);
+  if (!tix || !vix) {
+    fprintf(stderr, "digits_cnn: out of memory\n");
+    goto out;
+  }
+  for (size_t i = 0, a = 0, b = 0; i < n; i++) {
+    if (i % 10 == 9 && b < nv)
+      vix[b++] = i;
+    else
+      tix[a++] = i;
+  }
+  TRY(nnkit_dataset_subset(&train, all, tix, nt));
+  TRY(nnkit_dataset_subset(&val, all, vix, nv));
+
+  /* Samples are [1, H, W] images. */
+  size_t shape[3] = {nnkit_dataset_dim(train, 0), nnkit_dataset_dim(train, 1),
+                     nnkit_dataset_dim(train, 2)};
+  TRY(nnkit_net_create(&net, shape, nnkit_dataset_ndim(train), (uint64_t)args.seed));
+  TRY(nnkit_net_add_conv2d(net, 32, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 0));
+  TRY(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
+  TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  TRY(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0));
+  TRY(nnkit_net_add_conv2d(net, (size_t)c2, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 0));
+  TRY(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
+  TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  TRY(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0));
+  TRY(nnkit_net_add_flatten(net));
+  TRY(nnkit_net_add_dense(net, 128));
+  TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  if (dp > 0) TRY(nnkit_net_add_dropout(net, dp));
+  TRY(nnkit_net_add_dense(net, 10));
+
+  TRY(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  TRY(nnkit_optimizer_set(opt, NNKIT_OPT_LR, lr));
+  if (getenv("XMOM")) TRY(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM, atof(getenv("XMOM"))));
+  if (getenv("XCOS")) {
+    nnkit_schedule *sc = NULL;
+    TRY(nnkit_schedule_create(&sc, NNKIT_SCHEDULE_COSINE));
+    size_t steps = (nnkit_dataset_count(all) * 9 / 10 + batch - 1) / batch * (size_t)args.epochs;
+    TRY(nnkit_schedule_set(sc, NNKIT_SCHED_PER_BATCH, 1));
+    TRY(nnkit_schedule_set(sc, NNKIT_SCHED_T_MAX, (double)steps));
+    TRY(nnkit_optimizer_set_schedule(opt, sc));
+  }
+  TRY(nnkit_trainer_create(&tr, net, opt));
+  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, (double)args.epochs));
+  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, (double)batch));
+  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_SEED, (double)args.seed));
+  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 1));
+
+  printf("digits_cnn: %zu train, %zu validation, %zu test images from %s; "
+         "%d thread(s)\n",
+         nt, nv, nnkit_dataset_count(test), args.data, nnkit_get_num_threads());
+  printf("normalized with the training set's pixel mean %.2f and std %.2f\n", mean, sd);
+  for (size_t i = 0; i < nnkit_net_num_layers(net); i++)
+    printf("  layer %2zu: %s\n", i, nnkit_net_layer_describe(net, i));
+  printf("%zu parameters; optimizer: SGD, lr %g, batch %zu\n", nnkit_net_num_params(net),
+         lr, batch);
+
+  TRY(nnkit_trainer_fit(tr, train, val));
+
+  size_t epochs = nnkit_trainer_epochs_done(tr);
+  double seconds = 0, s, val_acc = 0;
+  for (size_t e = 0; e < epochs; e++) {
+    TRY(nnkit_trainer_metric(&s, tr, e, NNKIT_METRIC_SECONDS));
+    seconds += s;
+  }
+  TRY(nnkit_trainer_metric(&val_acc, tr, epochs - 1, NNKIT_METRIC_VAL_ACC));
+  double test_loss, test_acc;
+  TRY(nnkit_net_evaluate(&test_loss, &test_acc, net, test));
+  printf("training time: %.1f s, %.2f s per epoch (%zu epochs, %d thread(s))\n",
+         seconds, seconds / (double)epochs, epochs, nnkit_get_num_threads());
+  printf("validation accuracy: %.4f\n", val_acc);
+  printf("test loss: %.4f\n", test_loss);
+  printf("test accuracy: %.4f\n", test_acc);
+  rc = EXIT_SUCCESS;
+out:
+  free(tix);
+  free(vix);
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+  nnkit_dataset_free(all);
+  nnkit_dataset_free(train);
+  nnkit_dataset_free(val);
+  nnkit_dataset_free(test);
+  return rc;
+}

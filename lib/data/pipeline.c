@@ -1,0 +1,641 @@
+/* Batch pipelines: dataset -> normalizer -> augmenter -> mini-batches,
+ * with a background thread preparing batches ahead of the consumer.
+ *
+ * Determinism: an epoch's sample order is drawn at begin_epoch from
+ * (seed, epoch) (the same stream the trainer uses, so a plain pipeline
+ * gives the trainer's batches), and batch j is a pure function of that
+ * order, the dataset, the normalizer and augmenter copies, the seed and
+ * the epoch (augmentation keys on the sample's position in the epoch). So
+ * the batches do not depend on timing, PREFETCH or thread counts.
+ *
+ * Buffers: PREFETCH + 1 batch slots in a ring, staging buffers for the
+ * normalizer and the epoch order, all sized at the first begin_epoch after
+ * a setting changed. Steady state allocates nothing.
+ *
+ * Handshake (one mutex, two condition variables): the worker fills batch j
+ * into slot j % nslots once j < released + nslots, i.e. the slot's previous
+ * batch has been released by the consumer; the consumer releases batch
+ * taken - 1 when it asks for the next, waits until filled > taken, and
+ * hands that slot out. begin_epoch and setters first stop the worker
+ * (active = 0, then wait until it is not busy). */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define TWO_POW_53 9007199254740992.0
+#define BALANCE_STREAM (UINT64_C(0xBA1A) << 40)
+
+struct nnkit_pipeline {
+  const nnkit_dataset *ds;
+  /* settings */
+  size_t batch_size;
+  int shuffle, drop_last, balanced;
+  size_t prefetch;
+  uint64_t seed;
+  nnkit_normalizer *nz;  /* owned copy, or NULL */
+  nnkit_augmenter *aug;  /* owned copy, or NULL */
+  /* output geometry */
+  size_t out_size, out_ndim, out_shape[NNKIT_MAX_SAMPLE_DIMS];
+  size_t ac, ah, aw; /* augmenter image geometry */
+  /* buffers, valid when prepared */
+  int prepared;
+  size_t nslots, slot_cap; /* slot_cap = batch capacity of each slot */
+  float *slot_x;
+  int32_t *slot_y;
+  float *slot_t;
+  size_t *slot_n;
+  float *stage_in, *stage_out, *nz_scratch;
+  size_t *order;
+  size_t *cls_start, *cls_idx, *cls_present, num_present;
+  /* the epoch */
+  int active;
+  uint64_t epoch;
+  size_t num_batches, epoch_samples;
+  size_t taken;   /* batches handed out */
+  size_t current; /* slot of the current batch, SIZE_MAX = none */
+  /* the worker */
+  int thread_started;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv_work, cv_done;
+  int quit, busy;
+  size_t filled, next_fill, released;
+};
+
+/* ---- settings --------------------------------------------------------- */
+
+typedef struct pipe_param {
+  nnkit_pipe_param key;
+  const char *name;
+  double lo, hi;
+} pipe_param;
+
+static const pipe_param pipe_params[] = {
+  {NNKIT_PIPE_BATCH_SIZE, "batch size", 1, 65536},
+  {NNKIT_PIPE_SHUFFLE, "shuffle", 0, 1},
+  {NNKIT_PIPE_DROP_LAST, "drop last", 0, 1},
+  {NNKIT_PIPE_BALANCED, "balanced", 0, 1},
+  {NNKIT_PIPE_PREFETCH, "prefetch", 0, 16},
+  {NNKIT_PIPE_SEED, "seed", 0, TWO_POW_53},
+};
+
+static const pipe_param *find_param(nnkit_pipe_param key, const char *fn)
+{
+  for (size_t i = 0; i < sizeof pipe_params / sizeof pipe_params[0]; i++)
+    if (pipe_params[i].key == key)
+      return &pipe_params[i];
+  nnkit__err(NNKIT_E_INVALID, "%s: unknown setting %d; use an NNKIT_PIPE_* "
+             "key", fn, (int)key);
+  return NULL;
+}
+
+/* ---- the worker ------------------------------------------------------- */
+
+/* Prepares batch j of the epoch into slot s. Allocates nothing. */
+static void fill_batch(nnkit_pipeline *p, size_t j, size_t s)
+{
+  const nnkit_dataset *ds = p->ds;
+  size_t bs = p->batch_size, first = j * bs;
+  size_t b = p->epoch_samples - first < bs ? p->epoch_samples - first : bs;
+  size_t in = ds->sample_size, out = p->out_size, td = ds->target_dim;
+  const size_t *ord = p->order + first;
+  float *x = p->slot_x + s * p->slot_cap * out;
+  p->slot_n[s] = b;
+  if (ds->labels)
+    for (size_t i = 0; i < b; i++)
+      p->slot_y[s * p->slot_cap + i] = ds->labels[ord[i]];
+  if (td)
+    for (size_t i = 0; i < b; i++)
+      memcpy(p->slot_t + (s * p->slot_cap + i) * td, ds->targets + ord[i] * td,
+             td * sizeof(float));
+  const float *src = NULL; /* rows after normalization, when contiguous */
+  if (p->nz) {
+    for (size_t i = 0; i < b; i++)
+      memcpy(p->stage_in + i * in, ds->x + ord[i] * in, in * sizeof(float));
+    float *dst = p->aug ? p->stage_out : x;
+    nnkit__normalizer_transform(p->nz, p->stage_in, dst, b, p->nz_scratch);
+    if (!p->aug)
+      return;
+    src = p->stage_out;
+  }
+  for (size_t i = 0; i < b; i++) {
+    const float *row = src ? src + i * out : ds->x + ord[i] * in;
+    if (p->aug)
+      nnkit__augment_sample(p->aug, row, x + i * out, p->ac, p->ah, p->aw,
+                            p->seed, p->epoch, first + i);
+    else
+      memcpy(x + i * out, row, out * sizeof(float));
+  }
+}
+
+static void *worker_main(void *arg)
+{
+  nnkit_pipeline *p = arg;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->quit &&
+           !(p->active && p->prefetch > 0 && p->next_fill < p->num_batches &&
+             p->next_fill < p->released + p->nslots))
+      pthread_cond_wait(&p->cv_work, &p->mu);
+    if (p->quit)
+      break;
+    size_t j = p->next_fill++;
+    p->busy = 1;
+    pthread_mutex_unlock(&p->mu);
+    fill_batch(p, j, j % p->nslots);
+    pthread_mutex_lock(&p->mu);
+    p->busy = 0;
+    p->filled = j + 1;
+    pthread_cond_broadcast(&p->cv_done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+/* Stops the current epoch: afterwards the worker is idle and touches
+ * nothing until the next begin_epoch. */
+static void stop_epoch(nnkit_pipeline *p)
+{
+  if (p->thread_started) {
+    pthread_mutex_lock(&p->mu);
+    p->active = 0;
+    while (p->busy)
+      pthread_cond_wait(&p->cv_done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+  } else {
+    p->active = 0;
+  }
+  p->current = SIZE_MAX;
+}
+
+/* ---- creation and settings -------------------------------------------- */
+
+static void free_buffers(nnkit_pipeline *p)
+{
+  nnkit__free(p->slot_x);
+  nnkit__free(p->slot_y);
+  nnkit__free(p->slot_t);
+  nnkit__free(p->slot_n);
+  nnkit__free(p->stage_in);
+  nnkit__free(p->stage_out);
+  nnkit__free(p->nz_scratch);
+  nnkit__free(p->order);
+  nnkit__free(p->cls_start);
+  nnkit__free(p->cls_idx);
+  nnkit__free(p->cls_present);
+  p->slot_x = p->stage_in = p->stage_out = p->nz_scratch = p->slot_t = NULL;
+  p->slot_y = NULL;
+  p->slot_n = p->order = p->cls_start = p->cls_idx = p->cls_present = NULL;
+  p->prepared = 0;
+}
+
+/* Output geometry from the dataset and the normalizer. */
+static void update_geometry(nnkit_pipeline *p)
+{
+  if (p->nz) {
+    nnkit__normalizer_out_shape(p->nz, p->out_shape, &p->out_ndim);
+    p->out_size = nnkit_normalizer_out_size(p->nz);
+  } else {
+    p->out_ndim = p->ds->ndim;
+    memcpy(p->out_shape, p->ds->shape, sizeof p->out_shape);
+    p->out_size = p->ds->sample_size;
+  }
+}
+
+NNKIT_API nnkit_status nnkit_pipeline_create(nnkit_pipeline **out,
+                                             const nnkit_dataset *ds)
+{
+  static const char fn[] = "nnkit_pipeline_create";
+  if (!out)
+    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL", fn);
+  *out = NULL;
+  if (!ds)
+    return nnkit__err(NNKIT_E_INVALID, "%s: ds is NULL", fn);
+  nnkit_pipeline *p = nnkit__calloc(1, sizeof *p);
+  if (!p)
+    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", fn);
+  if (pthread_mutex_init(&p->mu, NULL) != 0) {
+    nnkit__free(p);
+    return nnkit__err(NNKIT_E_NOMEM, "%s: cannot create a mutex", fn);
+  }
+  if (pthread_cond_init(&p->cv_work, NULL) != 0) {
+    pthread_mutex_destroy(&p->mu);
+    nnkit__free(p);
+    return nnkit__err(NNKIT_E_NOMEM, "%s: cannot create a condition", fn);
+  }
+  if (pthread_cond_init(&p->cv_done, NULL) != 0) {
+    pthread_cond_destroy(&p->cv_work);
+    pthread_mutex_destroy(&p->mu);
+    nnkit__free(p);
+    return nnkit__err(NNKIT_E_NOMEM, "%s: cannot create a condition", fn);
+  }
+  p->ds = ds;
+  p->batch_size = 64;
+  p->shuffle = 1;
+  p->prefetch = 2;
+  p->current = SIZE_MAX;
+  update_geometry(p);
+  *out = p;
+  return NNKIT_OK;
+}
+
+NNKIT_API void nnkit_pipeline_free(nnkit_pipeline *p)
+{
+  if (!p)
+    return;
+  if (p->thread_started) {
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    p->active = 0;
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+  }
+  pthread_cond_destroy(&p->cv_done);
+  pthread_cond_destroy(&p->cv_work);
+  pthread_mutex_destroy(&p->mu);
+  free_buffers(p);
+  nnkit_normalizer_free(p->nz);
+  nnkit_augmenter_free(p->aug);
+  nnkit__free(p);
+}
+
+NNKIT_API nnkit_status nnkit_pipeline_bounds(double *lo_out, double *hi_out,
+                                             nnkit_pipe_param key)
+{
+  static const char fn[] = "nnkit_pipeline_bounds";
+  if (!lo_out || !hi_out)
+    return nnkit__err(NNKIT_E_INVALID, "%s: NULL output pointer", fn);
+  const pipe_param *pp = find_param(key, fn);
+  if (!pp)
+    return NNKIT_E_INVALID;
+  *lo_out = pp->lo;
+  *hi_out = pp->hi;
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_pipeline_set(nnkit_pipeline *p,
+                                          nnkit_pipe_param key, double value)
+{
+  static const char fn[] = "nnkit_pipeline_set";
+  if (!p)
+    return nnkit__err(NNKIT_E_INVALID, "%s: p is NULL", fn);
+  const pipe_param *pp = find_param(key, fn);
+  if (!pp)
+    return NNKIT_E_INVALID;
+  if (!(value >= pp->lo && value <= pp->hi) || value != floor(value))
+    return nnkit__err(NNKIT_E_INVALID, "%s: %s %g must be a whole number in "
+                      "[%g, %g]", fn, pp->name, value, pp->lo, pp->hi);
+  if (key == NNKIT_PIPE_BALANCED && value == 1 && !p->ds->labels)
+    return nnkit__err(NNKIT_E_INVALID, "%s: class-balanced sampling needs "
+                      "class labels, and the dataset has none", fn);
+  stop_epoch(p);
+  switch (key) {
+  case NNKIT_PIPE_BATCH_SIZE: p->batch_size = (size_t)value; break;
+  case NNKIT_PIPE_SHUFFLE: p->shuffle = (int)value; break;
+  case NNKIT_PIPE_DROP_LAST: p->drop_last = (int)value; break;
+  case NNKIT_PIPE_BALANCED: p->balanced = (int)value; break;
+  case NNKIT_PIPE_PREFETCH: p->prefetch = (size_t)value; break;
+  case NNKIT_PIPE_SEED: p->seed = (uint64_t)value; break;
+  }
+  p->prepared = 0;
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_pipeline_get(double *out, const nnkit_pipeline *p,
+                                          nnkit_pipe_param key)
+{
+  static const char fn[] = "nnkit_pipeline_get";
+  if (!out || !p)
+    return nnkit__err(NNKIT_E_INVALID, "%s: %s is NULL", fn,
+                      !out ? "out" : "p");
+  if (!find_param(key, fn))
+    return NNKIT_E_INVALID;
+  switch (key) {
+  case NNKIT_PIPE_BATCH_SIZE: *out = (double)p->batch_size; break;
+  case NNKIT_PIPE_SHUFFLE: *out = p->shuffle; break;
+  case NNKIT_PIPE_DROP_LAST: *out = p->drop_last; break;
+  case NNKIT_PIPE_BALANCED: *out = p->balanced; break;
+  case NNKIT_PIPE_PREFETCH: *out = (double)p->prefetch; break;
+  case NNKIT_PIPE_SEED: *out = (double)p->seed; break;
+  }
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_pipeline_set_normalizer(nnkit_pipeline *p,
+                                                     const nnkit_normalizer *nz)
+{
+  static const char fn[] = "nnkit_pipeline_set_normalizer";
+  if (!p)
+    return nnkit__err(NNKIT_E_INVALID, "%s: p is NULL", fn);
+  nnkit_normalizer *copy = NULL;
+  if (nz) {
+    if (!nnkit_normalizer_is_fitted(nz))
+      return nnkit__err(NNKIT_E_STATE, "%s: the normalizer is not fitted; "
+                        "fit it on the training set first", fn);
+    size_t dims[NNKIT_MAX_SAMPLE_DIMS], nd;
+    nnkit_normalizer_shape(dims, NNKIT_MAX_SAMPLE_DIMS, &nd, nz);
+    int same = nd == p->ds->ndim;
+    for (size_t i = 0; same && i < nd; i++)
+      same = dims[i] == p->ds->shape[i];
+    if (!same)
+      return nnkit__err(NNKIT_E_SHAPE, "%s: the normalizer was fitted on "
+                        "samples of %zu values in %zu dimensions, unlike this "
+                        "dataset's %zu values in %zu; fit it on this data",
+                        fn, nnkit_normalizer_in_size(nz), nd,
+                        p->ds->sample_size, p->ds->ndim);
+    if (p->aug) {
+      size_t od[NNKIT_MAX_SAMPLE_DIMS], ond, c, h, w;
+      nnkit__normalizer_out_shape(nz, od, &ond);
+      nnkit_status st = nnkit__augmenter_geometry(p->aug, od, ond, &c, &h, &w,
+                                                  fn);
+      if (st != NNKIT_OK)
+        return st;
+    }
+    nnkit_status st = nnkit__normalizer_clone(&copy, nz);
+    if (st != NNKIT_OK)
+      return st;
+  }
+  stop_epoch(p);
+  nnkit_normalizer_free(p->nz);
+  p->nz = copy;
+  update_geometry(p);
+  if (p->aug)
+    nnkit__augmenter_geometry(p->aug, p->out_shape, p->out_ndim, &p->ac,
+                              &p->ah, &p->aw, fn);
+  p->prepared = 0;
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_pipeline_set_augmenter(nnkit_pipeline *p,
+                                                    const nnkit_augmenter *aug)
+{
+  static const char fn[] = "nnkit_pipeline_set_augmenter";
+  if (!p)
+    return nnkit__err(NNKIT_E_INVALID, "%s: p is NULL", fn);
+  nnkit_augmenter *copy = NULL;
+  size_t c = 0, h = 0, w = 0;
+  if (aug) {
+    nnkit_status st = nnkit__augmenter_geometry(aug, p->out_shape, p->out_ndim,
+                                                &c, &h, &w, fn);
+    if (st == NNKIT_OK)
+      st = nnkit__augmenter_clone(&copy, aug);
+    if (st != NNKIT_OK)
+      return st;
+  }
+  stop_epoch(p);
+  nnkit_augmenter_free(p->aug);
+  p->aug = copy;
+  p->ac = c;
+  p->ah = h;
+  p->aw = w;
+  p->prepared = 0;
+  return NNKIT_OK;
+}
+
+/* ---- epochs ----------------------------------------------------------- */
+
+static size_t count_batches(const nnkit_pipeline *p)
+{
+  size_t n = p->ds->count, bs = p->batch_size;
+  return p->drop_last ? n / bs : (n + bs - 1) / bs;
+}
+
+/* Sizes every buffer for the current settings. */
+static nnkit_status prepare(nnkit_pipeline *p, const char *fn)
+{
+  free_buffers(p);
+  const nnkit_dataset *ds = p->ds;
+  size_t n = ds->count;
+  size_t bs = p->batch_size < n ? p->batch_size : n;
+  size_t nslots = p->prefetch + 1, in = ds->sample_size, out = p->out_size;
+  size_t td = ds->target_dim;
+  int ovf = 0;
+  size_t xs = nnkit__mul_size(nnkit__mul_size(nslots * bs, out, &ovf),
+                              sizeof(float), &ovf);
+  if (ovf)
+    return nnkit__err(NNKIT_E_NOMEM, "%s: batches of %zu samples of %zu "
+                      "values do not fit in memory", fn, bs, out);
+  p->slot_cap = bs;
+  p->nslots = nslots;
+  p->slot_x = nnkit__malloc(xs);
+  p->slot_n = nnkit__malloc(nslots * sizeof *p->slot_n);
+  p->order = nnkit__malloc(n * sizeof *p->order);
+  int ok = p->slot_x && p->slot_n && p->order;
+  if (ok && ds->labels)
+    ok = (p->slot_y = nnkit__malloc(nslots * bs * sizeof *p->slot_y)) != NULL;
+  if (ok && td)
+    ok = (p->slot_t = nnkit__malloc(nslots * bs * td * sizeof *p->slot_t)) !=
+         NULL;
+  if (ok && p->nz) {
+    size_t sl = nnkit__normalizer_scratch_len(p->nz);
+    ok = (p->stage_in = nnkit__malloc(bs * in * sizeof(float))) != NULL &&
+         (!p->aug ||
+          (p->stage_out = nnkit__malloc(bs * out * sizeof(float))) != NULL) &&
+         (!sl || (p->nz_scratch = nnkit__malloc(sl * sizeof(float))) != NULL);
+  }
+  if (ok && p->balanced) {
+    uint32_t k = ds->num_classes;
+    p->cls_start = nnkit__calloc((size_t)k + 1, sizeof *p->cls_start);
+    p->cls_idx = nnkit__malloc(n * sizeof *p->cls_idx);
+    p->cls_present = nnkit__malloc((size_t)k * sizeof *p->cls_present);
+    ok = p->cls_start && p->cls_idx && p->cls_present;
+    if (ok) {
+      for (size_t i = 0; i < n; i++)
+        p->cls_start[ds->labels[i] + 1]++;
+      p->num_present = 0;
+      for (uint32_t c = 0; c < k; c++) {
+        if (p->cls_start[c + 1])
+          p->cls_present[p->num_present++] = c;
+        p->cls_start[c + 1] += p->cls_start[c];
+      }
+      for (size_t i = 0; i < n; i++)
+        p->cls_idx[p->cls_start[ds->labels[i]]++] = i;
+      for (uint32_t c = k; c > 0; c--)
+        p->cls_start[c] = p->cls_start[c - 1];
+      p->cls_start[0] = 0;
+    }
+  }
+  if (!ok) {
+    free_buffers(p);
+    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for %zu batch "
+                      "buffers of %zu samples", fn, nslots, bs);
+  }
+  p->prepared = 1;
+  return NNKIT_OK;
+}
+
+/* The epoch's sample order. */
+static void draw_order(nnkit_pipeline *p, uint64_t epoch)
+{
+  size_t n = p->ds->count;
+  nnkit__rng r;
+  if (p->balanced) {
+    nnkit__rng_init(&r, p->seed, BALANCE_STREAM + epoch);
+    for (size_t i = 0; i < n; i++) {
+      size_t c = p->cls_present[nnkit__rng_below(&r, p->num_present)];
+      size_t nc = p->cls_start[c + 1] - p->cls_start[c];
+      p->order[i] = p->cls_idx[p->cls_start[c] + nnkit__rng_below(&r, nc)];
+    }
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    p->order[i] = i;
+  if (p->shuffle) {
+    nnkit__rng_init(&r, p->seed, epoch); /* as the trainer does */
+    nnkit__rng_shuffle(&r, p->order, n);
+  }
+}
+
+nnkit_status nnkit__pipeline_begin_epoch(nnkit_pipeline *p, uint64_t epoch)
+{
+  static const char fn[] = "nnkit_pipeline_begin_epoch";
+  if (!p)
+    return nnkit__err(NNKIT_E_INVALID, "%s: p is NULL", fn);
+  stop_epoch(p);
+  size_t nb = count_batches(p);
+  if (nb == 0)
+    return nnkit__err(NNKIT_E_INVALID, "%s: batch size %zu exceeds the %zu "
+                      "samples and drop_last is on, so an epoch has no "
+                      "batch; use a smaller batch or turn drop_last off", fn,
+                      p->batch_size, p->ds->count);
+  if (!p->prepared) {
+    nnkit_status st = prepare(p, fn);
+    if (st != NNKIT_OK)
+      return st;
+  }
+  if (p->prefetch > 0 && !p->thread_started) {
+    if (pthread_create(&p->thread, NULL, worker_main, p) != 0)
+      return nnkit__err(NNKIT_E_STATE, "%s: cannot start the prefetching "
+                        "thread; set NNKIT_PIPE_PREFETCH to 0 to prepare "
+                        "batches in the calling thread", fn);
+    p->thread_started = 1;
+  }
+  draw_order(p, epoch);
+  size_t samples = p->drop_last ? nb * p->batch_size : p->ds->count;
+  pthread_mutex_lock(&p->mu);
+  p->epoch = epoch;
+  p->num_batches = nb;
+  p->epoch_samples = samples;
+  p->taken = p->released = p->filled = p->next_fill = 0;
+  p->current = SIZE_MAX;
+  p->active = 1;
+  pthread_cond_broadcast(&p->cv_work);
+  pthread_mutex_unlock(&p->mu);
+  return NNKIT_OK;
+}
+
+nnkit_status nnkit__pipeline_next(nnkit_pipeline *p, const float **x,
+                                  const int32_t **labels,
+                                  const float **targets, size_t *batch)
+{
+  static const char fn[] = "nnkit_pipeline_next";
+  *x = NULL;
+  *labels = NULL;
+  *targets = NULL;
+  *batch = 0;
+  if (!p->active)
+    return nnkit__err(NNKIT_E_STATE, "%s: no epoch is running; call "
+                      "nnkit_pipeline_begin_epoch() first (changing a "
+                      "setting ends the epoch)", fn);
+  size_t s;
+  if (p->prefetch == 0) {
+    if (p->taken == p->num_batches) {
+      p->current = SIZE_MAX;
+      return NNKIT_OK;
+    }
+    s = 0;
+    fill_batch(p, p->taken, s);
+    p->taken++;
+  } else {
+    pthread_mutex_lock(&p->mu);
+    p->released = p->taken;
+    pthread_cond_broadcast(&p->cv_work);
+    if (p->taken == p->num_batches) {
+      pthread_mutex_unlock(&p->mu);
+      p->current = SIZE_MAX;
+      return NNKIT_OK;
+    }
+    while (p->filled <= p->taken)
+      pthread_cond_wait(&p->cv_done, &p->mu);
+    s = p->taken % p->nslots;
+    p->taken++;
+    pthread_mutex_unlock(&p->mu);
+  }
+  p->current = s;
+  *x = p->slot_x + s * p->slot_cap * p->out_size;
+  if (p->ds->labels)
+    *labels = p->slot_y + s * p->slot_cap;
+  if (p->ds->target_dim)
+    *targets = p->slot_t + s * p->slot_cap * p->ds->target_dim;
+  *batch = p->slot_n[s];
+  return NNKIT_OK;
+}
+
+const nnkit_dataset *nnkit__pipeline_dataset(const nnkit_pipeline *p)
+{
+  return p->ds;
+}
+
+NNKIT_API nnkit_status nnkit_pipeline_begin_epoch(nnkit_pipeline *p,
+                                                  uint64_t epoch)
+{
+  return nnkit__pipeline_begin_epoch(p, epoch);
+}
+
+NNKIT_API nnkit_status nnkit_pipeline_next(size_t *batch_out,
+                                           nnkit_pipeline *p)
+{
+  if (!batch_out || !p)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_pipeline_next: %s is NULL",
+                      !batch_out ? "batch_out" : "p");
+  const float *x;
+  const int32_t *y;
+  const float *t;
+  return nnkit__pipeline_next(p, &x, &y, &t, batch_out);
+}
+
+/* ---- getters ---------------------------------------------------------- */
+
+NNKIT_API const float *nnkit_pipeline_batch_data(const nnkit_pipeline *p)
+{
+  if (!p || p->current == SIZE_MAX)
+    return NULL;
+  return p->slot_x + p->current * p->slot_cap * p->out_size;
+}
+
+NNKIT_API const int32_t *nnkit_pipeline_batch_labels(const nnkit_pipeline *p)
+{
+  if (!p || p->current == SIZE_MAX || !p->slot_y)
+    return NULL;
+  return p->slot_y + p->current * p->slot_cap;
+}
+
+NNKIT_API const float *nnkit_pipeline_batch_targets(const nnkit_pipeline *p)
+{
+  if (!p || p->current == SIZE_MAX || !p->slot_t)
+    return NULL;
+  return p->slot_t + p->current * p->slot_cap * p->ds->target_dim;
+}
+
+NNKIT_API size_t nnkit_pipeline_batches_per_epoch(const nnkit_pipeline *p)
+{
+  return p ? count_batches(p) : 0;
+}
+
+NNKIT_API size_t nnkit_pipeline_sample_size(const nnkit_pipeline *p)
+{
+  return p ? p->out_size : 0;
+}
+
+NNKIT_API size_t nnkit_pipeline_ndim(const nnkit_pipeline *p)
+{
+  return p ? p->out_ndim : 0;
+}
+
+NNKIT_API size_t nnkit_pipeline_dim(const nnkit_pipeline *p, size_t axis)
+{
+  return p && axis < p->out_ndim ? p->out_shape[axis] : 0;
+}

@@ -1,0 +1,598 @@
+/* 2-D convolution (cross-correlation, PyTorch's Conv2d) over NCHW samples.
+ *
+ *   x [B, C, H, W]   w [OC, C, KH, KW]   b [OC]   y [B, OC, OH, OW]
+ *
+ * Fast path: im2col of a chunk of nb samples into col [K, nb * P]
+ * (K = C KH KW, P = OH OW, columns ordered sample-major), one sgemm
+ * tmp [OC, nb P] = W [OC, K] col, and a scatter of tmp into y with the
+ * bias. Backward, per chunk:
+ *   dY' [OC, nb P] = dy with its first two axes swapped (into tmp),
+ *   dW [OC, K] += dY' col^T,  db += rows of dY',
+ *   dcol [K, ns P] = W^T dY'[:, sub-chunk],  dx = col2im(dcol)
+ * where col is forward's when the whole batch was one chunk on the same
+ * input buffer (the net always back-propagates its last forward), and is
+ * recomputed otherwise. The chunk is as many samples as fit a fixed
+ * workspace budget, so memory stays bounded for any batch size while the
+ * GEMMs stay large; dcol works on smaller sub-chunks that stay in cache.
+ * nnkit__conv2d_forward_naive / _backward_naive are the plain-loop twins. */
+#include <stdio.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "internal.h"
+
+/* Floats of col + tmp workspace (32 MiB): batches of 64-128 of a
+ * 32 -> 64 channel 3x3 layer on 14x14 maps are one chunk. */
+#define WORKSPACE_FLOATS ((size_t)1 << 23)
+/* Floats of dcol (4 MiB). */
+#define DCOL_FLOATS ((size_t)1 << 20)
+/* Limits on counts given at add time (keeps every product in range). */
+#define MAX_COUNT ((size_t)1 << 16)
+
+typedef struct conv_state {
+  nnkit__conv_geom g; /* first member: nnkit__layer_geom() relies on it */
+  size_t ph, pw;      /* padding as requested (NNKIT_PAD_SAME kept) */
+  int bias;
+  size_t cap;         /* samples per chunk the workspace holds (0 = none yet) */
+  size_t sub;         /* samples per dcol sub-chunk */
+  float *col;         /* [K, cap * P] */
+  float *tmp;         /* [OC, cap * P] */
+  float *dcol;        /* [K, sub * P] */
+  const float *col_x; /* input whose whole-batch im2col is in col, or NULL */
+  size_t col_batch;   /* its batch */
+} conv_state;
+
+/* ---- geometry, shared with pooling ------------------------------------ */
+
+/* Output length and padding-before along one axis; 0 when the window does
+ * not fit. */
+static int axis_fit(size_t n, size_t k, size_t s, size_t p, size_t *out,
+                    size_t *before)
+{
+  if (p == NNKIT_PAD_SAME) {
+    size_t o = (n + s - 1) / s;
+    size_t need = (o - 1) * s + k;
+    *out = o;
+    *before = need > n ? (need - n) / 2 : 0;
+    return 1;
+  }
+  size_t padded = n + 2 * p;
+  if (padded < k)
+    return 0;
+  *out = (padded - k) / s + 1;
+  *before = p;
+  return 1;
+}
+
+static void pad_text(char *buf, size_t len, size_t ph, size_t pw)
+{
+  if (ph == pw && ph == NNKIT_PAD_SAME)
+    snprintf(buf, len, "same");
+  else if (ph == pw)
+    snprintf(buf, len, "%zu", ph);
+  else if (ph == NNKIT_PAD_SAME)
+    snprintf(buf, len, "same x %zu", pw);
+  else if (pw == NNKIT_PAD_SAME)
+    snprintf(buf, len, "%zu x same", ph);
+  else
+    snprintf(buf, len, "%zux%zu", ph, pw);
+}
+
+void nnkit__shape_text(const nnkit__shape *s, char *buf, size_t len)
+{
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < s->ndim && used < len; i++) {
+    int n = snprintf(buf + used, len - used, i ? "x%zu" : "%zu", s->d[i]);
+    if (n < 0)
+      break;
+    used += (size_t)n;
+  }
+}
+
+nnkit_status nnkit__conv_geom_setup(nnkit__conv_geom *g, const nnkit__shape *in,
+                                    size_t kh, size_t kw, size_t sh, size_t sw,
+                                    size_t ph, size_t pw, const char *what,
+                                    size_t index)
+{
+  char sbuf[64];
+  if (in->ndim != 2 && in->ndim != 3) {
+    nnkit__shape_text(in, sbuf, sizeof sbuf);
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "%s (layer %zu): needs feature maps [channels, height, width], "
+                      "got an input of shape [%s]; create the net with a sample "
+                      "shape such as {1, 28, 28}",
+                      what, index, sbuf);
+  }
+  memset(g, 0, sizeof *g);
+  g->c = in->ndim == 3 ? in->d[0] : 1;
+  g->h = in->d[in->ndim - 2];
+  g->w = in->d[in->ndim - 1];
+  g->kh = kh;
+  g->kw = kw;
+  g->sh = sh;
+  g->sw = sw;
+  if (!axis_fit(g->h, kh, sh, ph, &g->oh, &g->pt) ||
+      !axis_fit(g->w, kw, sw, pw, &g->ow, &g->pl)) {
+    char pbuf[48];
+    pad_text(pbuf, sizeof pbuf, ph, pw);
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "%s (layer %zu): kernel %zux%zu does not fit input %zux%zu with "
+                      "padding %s",
+                      what, index, kh, kw, g->h, g->w, pbuf);
+  }
+  g->oc = g->c;
+  return NNKIT_OK;
+}
+
+const nnkit__conv_geom *nnkit__layer_geom(const nnkit__layer *l)
+{
+  if (l->ops == &nnkit__conv2d_ops || l->ops == &nnkit__maxpool2d_ops ||
+      l->ops == &nnkit__avgpool2d_ops)
+    return (const nnkit__conv_geom *)l->state;
+  return NULL;
+}
+
+/* ---- im2col / col2im --------------------------------------------------- */
+
+/* Output columns [lo, hi) whose input column ox * sw + j - pl lies in [0, W). */
+static void valid_cols(const nnkit__conv_geom *g, size_t j, size_t *lo,
+                       size_t *hi)
+{
+  size_t l = g->pl > j ? (g->pl - j + g->sw - 1) / g->sw : 0;
+  size_t h = g->w + g->pl > j ? (g->w + g->pl - j + g->sw - 1) / g->sw : 0;
+  if (h > g->ow)
+    h = g->ow;
+  if (l > h)
+    l = h;
+  *lo = l;
+  *hi = h;
+}
+
+/* Stride 1 with as many output as input columns (e.g. "same" padding):
+ * the tap (i, j) of output k = oy * W + ox reads input k + shift with
+ * shift = (i - pt) W + (j - pl), so a whole map is one flat copy plus
+ * zeros where the read falls outside the map or wraps into the
+ * neighbouring row (the first/last |j - pl| columns). */
+static int flat_path(const nnkit__conv_geom *g)
+{
+  return g->sh == 1 && g->sw == 1 && g->ow == g->w;
+}
+
+/* The flat range [k0, k1) of outputs whose shifted read lies in the map. */
+static void flat_range(const nnkit__conv_geom *g, size_t i, size_t j,
+                       ptrdiff_t *shift, size_t *k0, size_t *k1)
+{
+  const ptrdiff_t P = (ptrdiff_t)(g->oh * g->ow), HW = (ptrdiff_t)(g->h * g->w);
+  ptrdiff_t s = ((ptrdiff_t)i - (ptrdiff_t)g->pt) * (ptrdiff_t)g->w +
+                ((ptrdiff_t)j - (ptrdiff_t)g->pl);
+  ptrdiff_t lo = s < 0 ? -s : 0, hi = HW - s < P ? HW - s : P;
+  if (hi < lo)
+    hi = lo;
+  *shift = s;
+  *k0 = (size_t)lo;
+  *k1 = (size_t)hi;
+}
+
+/* Zeroes the wrapped columns of a flat-path block [oh, ow] for tap column j. */
+static void zero_wrapped(float *r, const nnkit__conv_geom *g, size_t j)
+{
+  if (j > g->pl) {
+    size_t d = j - g->pl;
+    for (size_t oy = 0; oy < g->oh; oy++)
+      for (size_t q = g->ow - d; q < g->ow; q++)
+        r[oy * g->ow + q] = 0.0f;
+  } else if (j < g->pl) {
+    size_t d = g->pl - j;
+    for (size_t oy = 0; oy < g->oh; oy++)
+      for (size_t q = 0; q < d && q < g->ow; q++)
+        r[oy * g->ow + q] = 0.0f;
+  }
+}
+
+/* col [K, nb * P] from x [nb, C, H, W]. */
+static void im2col(const float *x, float *col, size_t nb, const nnkit__conv_geom *g)
+{
+  const size_t P = g->oh * g->ow, N = nb * P, HW = g->h * g->w;
+  const int flat = flat_path(g);
+  for (size_t c = 0; c < g->c; c++)
+    for (size_t i = 0; i < g->kh; i++)
+      for (size_t j = 0; j < g->kw; j++) {
+        float *row = col + ((c * g->kh + i) * g->kw + j) * N;
+        if (flat) {
+          ptrdiff_t shift;
+          size_t k0, k1;
+          flat_range(g, i, j, &shift, &k0, &k1);
+          for (size_t b = 0; b < nb; b++) {
+            const float *xc = x + (b * g->c + c) * HW;
+            float *r = row + b * P;
+            memset(r, 0, k0 * sizeof *r);
+            memcpy(r + k0, xc + ((ptrdiff_t)k0 + shift), (k1 - k0) * sizeof *r);
+            memset(r + k1, 0, (P - k1) * sizeof *r);
+            zero_wrapped(r, g, j);
+          }
+          continue;
+        }
+        size_t lo, hi;
+        valid_cols(g, j, &lo, &hi);
+        for (size_t b = 0; b < nb; b++) {
+          const float *xc = x + (b * g->c + c) * HW;
+          for (size_t oy = 0; oy < g->oh; oy++) {
+            float *r = row + b * P + oy * g->ow;
+            size_t iy = oy * g->sh + i;
+            if (iy < g->pt || iy - g->pt >= g->h) {
+              memset(r, 0, g->ow * sizeof *r);
+              continue;
+            }
+            const float *xr = xc + (iy - g->pt) * g->w;
+            for (size_t ox = 0; ox < lo; ox++)
+              r[ox] = 0.0f;
+            if (hi > lo) {
+              const float *src = xr + (lo * g->sw + j - g->pl);
+              if (g->sw == 1) {
+                memcpy(r + lo, src, (hi - lo) * sizeof *r);
+              } else {
+                for (size_t ox = lo, k = 0; ox < hi; ox++, k += g->sw)
+                  r[ox] = src[k];
+              }
+            }
+            for (size_t ox = hi; ox < g->ow; ox++)
+              r[ox] = 0.0f;
+          }
+        }
+      }
+}
+
+/* dx [nb, C, H, W] += col2im(dcol [K, nb * P]). On the flat path dcol's
+ * wrapped columns are zeroed first (dcol is scratch), so each map is one
+ * flat, vectorizable add. */
+static void col2im(float *dcol, float *dx, size_t nb, const nnkit__conv_geom *g)
+{
+  const size_t P = g->oh * g->ow, N = nb * P, HW = g->h * g->w;
+  const int flat = flat_path(g);
+  for (size_t c = 0; c < g->c; c++)
+    for (size_t i = 0; i < g->kh; i++)
+      for (size_t j = 0; j < g->kw; j++) {
+        float *row = dcol + ((c * g->kh + i) * g->kw + j) * N;
+        if (flat) {
+          ptrdiff_t shift;
+          size_t k0, k1;
+          flat_range(g, i, j, &shift, &k0, &k1);
+          for (size_t b = 0; b < nb; b++) {
+            float *r = row + b * P;
+            float *dst = dx + (b * g->c + c) * HW + ((ptrdiff_t)k0 + shift);
+            zero_wrapped(r, g, j);
+            for (size_t k = 0; k < k1 - k0; k++)
+              dst[k] += r[k0 + k];
+          }
+          continue;
+        }
+        size_t lo, hi;
+        valid_cols(g, j, &lo, &hi);
+        if (hi <= lo)
+          continue;
+        for (size_t b = 0; b < nb; b++) {
+          float *xc = dx + (b * g->c + c) * HW;
+          for (size_t oy = 0; oy < g->oh; oy++) {
+            size_t iy = oy * g->sh + i;
+            if (iy < g->pt || iy - g->pt >= g->h)
+              continue;
+            const float *r = row + b * P + oy * g->ow;
+            float *dst = xc + (iy - g->pt) * g->w + (lo * g->sw + j - g->pl);
+            for (size_t ox = lo, k = 0; ox < hi; ox++, k += g->sw)
+              dst[k] += r[ox];
+          }
+        }
+      }
+}
+
+/* ---- the layer --------------------------------------------------------- */
+
+static nnkit_status conv_setup(nnkit__layer *l)
+{
+  conv_state *s = l->state;
+  size_t oc = s->g.oc, kh = s->g.kh, kw = s->g.kw, sh = s->g.sh, sw = s->g.sw;
+  nnkit__conv_geom g;
+  nnkit_status st = nnkit__conv_geom_setup(&g, &l->in, kh, kw, sh, sw, s->ph,
+                                           s->pw, "conv2d", l->index);
+  if (st != NNKIT_OK)
+    return st;
+  g.oc = oc;
+  int ovf = 0;
+  size_t K = nnkit__mul_size(nnkit__mul_size(g.c, kh, &ovf), kw, &ovf);
+  size_t P = nnkit__mul_size(g.oh, g.ow, &ovf);
+  size_t kp = nnkit__mul_size(K, P, &ovf);
+  size_t outn = nnkit__mul_size(oc, P, &ovf);
+  size_t nw = nnkit__mul_size(oc, K, &ovf);
+  if (ovf || kp > ((size_t)1 << 31) || outn > ((size_t)1 << 31) ||
+      nw > ((size_t)1 << 31))
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "conv2d (layer %zu): %zu -> %zu channels with kernel %zux%zu on "
+                      "%zux%zu maps is too large (limit 2^31 values per sample)",
+                      l->index, g.c, oc, kh, kw, g.h, g.w);
+  s->g = g;
+  l->out.ndim = 3;
+  l->out.d[0] = oc;
+  l->out.d[1] = g.oh;
+  l->out.d[2] = g.ow;
+  l->num_params = nw + (s->bias ? oc : 0);
+  return NNKIT_OK;
+}
+
+static void conv_fans(const nnkit__layer *l, size_t *fan_in, size_t *fan_out,
+                      size_t *num_weights)
+{
+  const conv_state *s = l->state;
+  const nnkit__conv_geom *g = &s->g;
+  *fan_in = g->c * g->kh * g->kw;
+  *fan_out = g->oc * g->kh * g->kw;
+  *num_weights = g->oc * *fan_in;
+}
+
+static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
+{
+  conv_state *s = l->state;
+  const nnkit__conv_geom *g = &s->g;
+  size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
+  size_t want = WORKSPACE_FLOATS / ((K + g->oc) * P);
+  if (want < 1)
+    want = 1;
+  if (want > batch)
+    want = batch;
+  if (want <= s->cap)
+    return NNKIT_OK;
+  size_t sub = DCOL_FLOATS / (K * P);
+  if (sub < 1)
+    sub = 1;
+  if (sub > want)
+    sub = want;
+  float *col = nnkit__malloc(want * K * P * sizeof *col);
+  float *tmp = nnkit__malloc(want * g->oc * P * sizeof *tmp);
+  float *dcol = nnkit__malloc(sub * K * P * sizeof *dcol);
+  if (!col || !tmp || !dcol) {
+    nnkit__free(col);
+    nnkit__free(tmp);
+    nnkit__free(dcol);
+    return nnkit__err(NNKIT_E_NOMEM,
+                      "conv2d (layer %zu): out of memory for a workspace of %zu "
+                      "samples", l->index, want);
+  }
+  nnkit__free(s->col);
+  nnkit__free(s->tmp);
+  nnkit__free(s->dcol);
+  s->col = col;
+  s->tmp = tmp;
+  s->dcol = dcol;
+  s->cap = want;
+  s->sub = sub;
+  s->col_x = NULL;
+  return NNKIT_OK;
+}
+
+static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+{
+  conv_state *s = l->state;
+  const nnkit__conv_geom *g = &s->g;
+  const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
+  const size_t in = g->c * g->h * g->w, out = OC * P;
+  const float *w = l->params, *bias = s->bias ? l->params + OC * K : NULL;
+  for (size_t b0 = 0; b0 < batch; b0 += s->cap) {
+    size_t nb = batch - b0 < s->cap ? batch - b0 : s->cap, N = nb * P;
+    im2col(x + b0 * in, s->col, nb, g);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)N, (int)K,
+                1.0f, w, (int)K, s->col, (int)N, 0.0f, s->tmp, (int)N);
+    for (size_t i = 0; i < nb; i++)
+      for (size_t o = 0; o < OC; o++) {
+        const float *src = s->tmp + o * N + i * P;
+        float *dst = y + (b0 + i) * out + o * P;
+        float bv = bias ? bias[o] : 0.0f;
+        for (size_t p = 0; p < P; p++)
+          dst[p] = src[p] + bv;
+      }
+  }
+  s->col_x = batch <= s->cap ? x : NULL;
+  s->col_batch = batch;
+}
+
+static void conv_backward(nnkit__layer *l, const float *x, const float *y,
+                          const float *dy, float *dx, size_t batch)
+{
+  (void)y;
+  conv_state *s = l->state;
+  const nnkit__conv_geom *g = &s->g;
+  const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
+  const size_t in = g->c * g->h * g->w, out = OC * P;
+  const float *w = l->params;
+  float *dw = l->grads, *db = s->bias ? l->grads + OC * K : NULL;
+  const int reuse = s->col_x == x && s->col_batch == batch && batch <= s->cap;
+  for (size_t b0 = 0; b0 < batch; b0 += s->cap) {
+    size_t nb = batch - b0 < s->cap ? batch - b0 : s->cap, N = nb * P;
+    if (!reuse)
+      im2col(x + b0 * in, s->col, nb, g);
+    for (size_t i = 0; i < nb; i++)
+      for (size_t o = 0; o < OC; o++)
+        memcpy(s->tmp + o * N + i * P, dy + (b0 + i) * out + o * P, P * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)N,
+                1.0f, s->tmp, (int)N, s->col, (int)N, 1.0f, dw, (int)K);
+    if (db)
+      for (size_t o = 0; o < OC; o++) {
+        const float *r = s->tmp + o * N;
+        double sum = 0;
+        for (size_t p = 0; p < N; p++)
+          sum += r[p];
+        db[o] += (float)sum;
+      }
+    if (!dx)
+      continue;
+    for (size_t s0 = 0; s0 < nb; s0 += s->sub) {
+      size_t ns = nb - s0 < s->sub ? nb - s0 : s->sub, Ns = ns * P;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)Ns, (int)OC,
+                  1.0f, w, (int)K, s->tmp + s0 * P, (int)N, 0.0f, s->dcol, (int)Ns);
+      float *dxc = dx + (b0 + s0) * in;
+      memset(dxc, 0, ns * in * sizeof *dxc);
+      col2im(s->dcol, dxc, ns, g);
+    }
+  }
+  if (!reuse)
+    s->col_x = NULL; /* col holds the last chunk now */
+}
+
+static void conv_describe(const nnkit__layer *l, char *buf, size_t len)
+{
+  const conv_state *s = l->state;
+  const nnkit__conv_geom *g = &s->g;
+  char ins[64], outs[64], pads[48], strides[48];
+  nnkit__shape_text(&l->in, ins, sizeof ins);
+  nnkit__shape_text(&l->out, outs, sizeof outs);
+  pad_text(pads, sizeof pads, s->ph, s->pw);
+  if (g->sh == g->sw)
+    snprintf(strides, sizeof strides, "%zu", g->sh);
+  else
+    snprintf(strides, sizeof strides, "%zux%zu", g->sh, g->sw);
+  snprintf(buf, len, "conv2d %s -> %s, kernel %zux%zu, stride %s, pad %s%s (%zu params)",
+           ins, outs, g->kh, g->kw, strides, pads, s->bias ? "" : ", no bias",
+           l->num_params);
+}
+
+static void conv_destroy(nnkit__layer *l)
+{
+  conv_state *s = l->state;
+  if (!s)
+    return;
+  nnkit__free(s->col);
+  nnkit__free(s->tmp);
+  nnkit__free(s->dcol);
+  nnkit__free(s);
+  l->state = NULL;
+}
+
+const nnkit__layer_ops nnkit__conv2d_ops = {
+  .name = "conv2d",
+  .setup = conv_setup,
+  .fans = conv_fans,
+  .forward = conv_forward,
+  .backward = conv_backward,
+  .init = NULL,
+  .describe = conv_describe,
+  .destroy = conv_destroy,
+  .reserve = conv_reserve,
+};
+
+NNKIT_API nnkit_status nnkit_net_add_conv2d(nnkit_net *net, size_t out_channels,
+                                            size_t kernel_h, size_t kernel_w,
+                                            size_t stride_h, size_t stride_w,
+                                            size_t pad_h, size_t pad_w, int bias)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_conv2d: net is NULL");
+  size_t idx = net->num_layers;
+  if (out_channels == 0 || out_channels > MAX_COUNT)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "conv2d (layer %zu): %zu output channels is outside [1, 2^16]",
+                      idx, out_channels);
+  if (kernel_h == 0 || kernel_w == 0 || kernel_h > MAX_COUNT || kernel_w > MAX_COUNT)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "conv2d (layer %zu): kernel %zux%zu needs sizes in [1, 2^16]",
+                      idx, kernel_h, kernel_w);
+  if (stride_h == 0 || stride_w == 0 || stride_h > MAX_COUNT || stride_w > MAX_COUNT)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "conv2d (layer %zu): stride %zux%zu needs sizes in [1, 2^16]",
+                      idx, stride_h, stride_w);
+  if ((pad_h != NNKIT_PAD_SAME && pad_h > MAX_COUNT) ||
+      (pad_w != NNKIT_PAD_SAME && pad_w > MAX_COUNT))
+    return nnkit__err(NNKIT_E_INVALID,
+                      "conv2d (layer %zu): padding %zux%zu is above 2^16; pass a "
+                      "size or NNKIT_PAD_SAME", idx, pad_h, pad_w);
+  conv_state *s = nnkit__calloc(1, sizeof *s);
+  if (!s)
+    return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_add_conv2d: out of memory");
+  s->g.oc = out_channels;
+  s->g.kh = kernel_h;
+  s->g.kw = kernel_w;
+  s->g.sh = stride_h;
+  s->g.sw = stride_w;
+  s->ph = pad_h;
+  s->pw = pad_w;
+  s->bias = bias != 0;
+  nnkit__layer l = {0};
+  l.ops = &nnkit__conv2d_ops;
+  l.state = s;
+  return nnkit__net_add_layer(net, &l);
+}
+
+/* ---- plain-loop twins -------------------------------------------------- */
+
+/* Input index of output (oy, ox) and kernel tap (i, j), or -1 in padding. */
+static ptrdiff_t tap(const nnkit__conv_geom *g, size_t oy, size_t ox, size_t i,
+                     size_t j)
+{
+  ptrdiff_t iy = (ptrdiff_t)(oy * g->sh + i) - (ptrdiff_t)g->pt;
+  ptrdiff_t ix = (ptrdiff_t)(ox * g->sw + j) - (ptrdiff_t)g->pl;
+  if (iy < 0 || ix < 0 || iy >= (ptrdiff_t)g->h || ix >= (ptrdiff_t)g->w)
+    return -1;
+  return iy * (ptrdiff_t)g->w + ix;
+}
+
+void nnkit__conv2d_forward_naive(const float *x, const float *w, const float *b,
+                                 float *y, size_t batch, const nnkit__conv_geom *g)
+{
+  const size_t HW = g->h * g->w, P = g->oh * g->ow;
+  for (size_t n = 0; n < batch; n++)
+    for (size_t o = 0; o < g->oc; o++)
+      for (size_t oy = 0; oy < g->oh; oy++)
+        for (size_t ox = 0; ox < g->ow; ox++) {
+          double sum = b ? b[o] : 0.0;
+          for (size_t c = 0; c < g->c; c++)
+            for (size_t i = 0; i < g->kh; i++)
+              for (size_t j = 0; j < g->kw; j++) {
+                ptrdiff_t t = tap(g, oy, ox, i, j);
+                if (t >= 0)
+                  sum += (double)x[(n * g->c + c) * HW + (size_t)t] *
+                         w[((o * g->c + c) * g->kh + i) * g->kw + j];
+              }
+          y[(n * g->oc + o) * P + oy * g->ow + ox] = (float)sum;
+        }
+}
+
+void nnkit__conv2d_backward_naive(const float *x, const float *w,
+                                  const float *dy, float *dx, float *dw,
+                                  float *db, size_t batch,
+                                  const nnkit__conv_geom *g)
+{
+  /* Sums in double, so the twin is a reference for long reductions too. */
+  const size_t HW = g->h * g->w, P = g->oh * g->ow;
+  const size_t nw = g->oc * g->c * g->kh * g->kw, nx = batch * g->c * HW;
+  double *sw = nnkit__calloc(nw + g->oc + (dx ? nx : 0), sizeof *sw);
+  if (!sw)
+    return;
+  double *sb = sw + nw, *sx = sb + g->oc;
+  for (size_t n = 0; n < batch; n++)
+    for (size_t o = 0; o < g->oc; o++)
+      for (size_t oy = 0; oy < g->oh; oy++)
+        for (size_t ox = 0; ox < g->ow; ox++) {
+          double d = dy[(n * g->oc + o) * P + oy * g->ow + ox];
+          sb[o] += d;
+          for (size_t c = 0; c < g->c; c++)
+            for (size_t i = 0; i < g->kh; i++)
+              for (size_t j = 0; j < g->kw; j++) {
+                ptrdiff_t t = tap(g, oy, ox, i, j);
+                if (t < 0)
+                  continue;
+                size_t wi = ((o * g->c + c) * g->kh + i) * g->kw + j;
+                size_t xi = (n * g->c + c) * HW + (size_t)t;
+                sw[wi] += d * x[xi];
+                if (dx)
+                  sx[xi] += d * w[wi];
+              }
+        }
+  for (size_t i = 0; i < nw; i++)
+    dw[i] = (float)sw[i];
+  if (db)
+    for (size_t o = 0; o < g->oc; o++)
+      db[o] = (float)sb[o];
+  if (dx)
+    for (size_t i = 0; i < nx; i++)
+      dx[i] = (float)sx[i];
+  nnkit__free(sw);
+}
