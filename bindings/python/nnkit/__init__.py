@@ -8,7 +8,7 @@ import array
 import ctypes
 import math
 
-from ._lib import lib, PACKAGE_VERSION, LOG_FN
+from ._lib import lib, PACKAGE_VERSION, LOG_FN, EPOCH_FN, BATCH_FN
 
 try:  # NumPy is optional
     import numpy as _np
@@ -297,6 +297,169 @@ class Dataset(_Handle):
         return list(out[:k])
 
 
+    # loaders and splits (include/nnkit/pipeline.h)
+    @classmethod
+    def load_csv(cls, path, delimiter=",", header="auto", label=None):
+        """CSV: label is a column name, an index, or None (unlabelled)."""
+        hdr = {"auto": 0, "yes": 1, True: 1, "no": 2, False: 2}[header]
+        name = label.encode() if isinstance(label, str) else None
+        index = label if isinstance(label, int) else -1
+        h = ctypes.c_void_p()
+        _check(lib.nnkit_dataset_load_csv(ctypes.byref(h), str(path).encode(),
+                                          delimiter.encode(), hdr, name, index))
+        return cls._wrap(h)
+
+    @classmethod
+    def load_image_folder(cls, root, channels=1, height=28, width=28, resize=True):
+        """ImageFolder layout: one sub-folder per class of PNG/JPEG files."""
+        h = ctypes.c_void_p()
+        _check(lib.nnkit_dataset_load_image_folder(ctypes.byref(h), str(root).encode(),
+                                                   channels, height, width,
+                                                   int(bool(resize))))
+        return cls._wrap(h)
+
+    @classmethod
+    def concat(cls, parts):
+        arr = (ctypes.c_void_p * len(parts))(*[p.handle.value for p in parts])
+        h = ctypes.c_void_p()
+        _check(lib.nnkit_dataset_concat(ctypes.byref(h), arr, len(parts)))
+        return cls._wrap(h)
+
+    def class_name(self, i):
+        r = lib.nnkit_dataset_class_name(self.handle, i)
+        return r.decode() if r else None
+
+    def split(self, fraction=0.2, seed=0):
+        """Stratified hold-out: (train, held_out)."""
+        a, b = ctypes.c_void_p(), ctypes.c_void_p()
+        _check(lib.nnkit_dataset_split(ctypes.byref(a), ctypes.byref(b), self.handle,
+                                       float(fraction), int(seed)))
+        return Dataset._wrap(a), Dataset._wrap(b)
+
+    def fold(self, k, i, seed=0):
+        """Fold i of a stratified k-fold: (train, val)."""
+        a, b = ctypes.c_void_p(), ctypes.c_void_p()
+        _check(lib.nnkit_dataset_fold(ctypes.byref(a), ctypes.byref(b), self.handle, k, i,
+                                      int(seed)))
+        return Dataset._wrap(a), Dataset._wrap(b)
+
+
+NORMALIZERS = {"mean_image": 1, "channel_mean": 2, "standardize": 3, "pca": 4,
+               "pca_whiten": 5, "zca_whiten": 6}
+NORM_KEYS = {"with_std": 1, "components": 2, "variance": 3, "epsilon": 4,
+             "fit_samples": 5, "seed": 6}
+
+
+class Normalizer(_Handle):
+    """Normalizer('zca_whiten', epsilon=0.1).fit(train); then .apply(ds)."""
+    _free = lib.nnkit_normalizer_free
+
+    def __init__(self, kind, **params):
+        super().__init__()
+        _check(lib.nnkit_normalizer_create(ctypes.byref(self._h), NORMALIZERS[kind]))
+        for k, v in params.items():
+            _check(lib.nnkit_normalizer_set(self._h, NORM_KEYS[k], float(v)))
+
+    def fit(self, ds):
+        _check(lib.nnkit_normalizer_fit(self.handle, ds.handle))
+        return self
+
+    def apply(self, ds):
+        """Transforms a dataset in place."""
+        _check(lib.nnkit_normalizer_apply(self.handle, ds.handle))
+        return ds
+
+    def transform(self, x):
+        xb = _Buffer(x, ctypes.c_float, "f")
+        n_in = lib.nnkit_normalizer_in_size(self.handle)
+        n_out = lib.nnkit_normalizer_out_size(self.handle)
+        count = xb.count // n_in
+        out = (ctypes.c_float * (count * n_out))()
+        _check(lib.nnkit_normalizer_transform(self.handle, xb.ptr, out, count))
+        return _to_result(out, len(out), (count, n_out))
+
+    def compare(self, ds):
+        """(max |mean diff|, max |std diff|) of the fit subset vs ds."""
+        a, b = ctypes.c_double(), ctypes.c_double()
+        _check(lib.nnkit_normalizer_compare(ctypes.byref(a), ctypes.byref(b), self.handle,
+                                            ds.handle))
+        return a.value, b.value
+
+
+AUGMENTATIONS = {"hflip": 1, "vflip": 2, "rotate": 3, "scale": 4, "stretch": 5,
+                 "shear_x": 6, "shear_y": 7, "translate": 8, "crop": 9, "brightness": 10,
+                 "contrast": 11, "saturation": 12, "noise": 13, "erase": 14}
+
+
+class Augmenter(_Handle):
+    """A chain of random transforms: Augmenter().add('rotate', 0.5, 15)."""
+    _free = lib.nnkit_augmenter_free
+
+    def __init__(self, transforms=()):
+        super().__init__()
+        _check(lib.nnkit_augmenter_create(ctypes.byref(self._h)))
+        for t in transforms:
+            self.add(*t)
+
+    def add(self, kind, probability=1.0, a=0.0, b=0.0):
+        _check(lib.nnkit_augmenter_add(self.handle, AUGMENTATIONS[kind], float(probability),
+                                       float(a), float(b)))
+        return self
+
+    def __len__(self):
+        return lib.nnkit_augmenter_count(self.handle)
+
+    def apply(self, x, shape, seed=0, epoch=0, first_index=0):
+        """Augments count samples of the given shape; returns a new array."""
+        xb = _Buffer(x, ctypes.c_float, "f")
+        buf = (ctypes.c_float * xb.count)()
+        ctypes.memmove(buf, xb.ptr, xb.count * 4)
+        per = math.prod(shape)
+        cshape = (ctypes.c_size_t * len(shape))(*shape)
+        _check(lib.nnkit_augmenter_apply(self.handle, buf, xb.count // per, cshape,
+                                         len(shape), int(seed), int(epoch),
+                                         int(first_index)))
+        return _to_result(buf, xb.count, (xb.count // per,) + tuple(shape))
+
+
+PIPE_KEYS = {"batch_size": 1, "shuffle": 2, "drop_last": 3, "balanced": 4,
+             "prefetch": 5, "seed": 6}
+
+
+class Pipeline(_Handle):
+    """dataset -> normalizer -> augmenter -> shuffled batches (prefetched)."""
+    _free = lib.nnkit_pipeline_free
+
+    def __init__(self, ds, normalizer=None, augmenter=None, **settings):
+        super().__init__()
+        self._ds = ds  # borrowed by the C pipeline: keep it alive
+        _check(lib.nnkit_pipeline_create(ctypes.byref(self._h), ds.handle))
+        if normalizer is not None:
+            _check(lib.nnkit_pipeline_set_normalizer(self._h, normalizer.handle))
+        if augmenter is not None:
+            _check(lib.nnkit_pipeline_set_augmenter(self._h, augmenter.handle))
+        for k, v in settings.items():
+            _check(lib.nnkit_pipeline_set(self._h, PIPE_KEYS[k], float(v)))
+
+    def __len__(self):
+        return lib.nnkit_pipeline_batches_per_epoch(self.handle)
+
+    def batches(self, epoch=0):
+        """Yields (x, labels) per batch of one epoch."""
+        _check(lib.nnkit_pipeline_begin_epoch(self.handle, int(epoch)))
+        per = lib.nnkit_pipeline_sample_size(self.handle)
+        while True:
+            n = ctypes.c_size_t()
+            _check(lib.nnkit_pipeline_next(ctypes.byref(n), self.handle))
+            if n.value == 0:
+                return
+            x = _to_result(lib.nnkit_pipeline_batch_data(self.handle), n.value * per,
+                           (n.value, per))
+            lp = lib.nnkit_pipeline_batch_labels(self.handle)
+            y = _to_result(lp, n.value, None, ctypes.c_int32) if lp else None
+            yield x, y
+
+
 # Initializers ---------------------------------------------------------
 
 INIT_KINDS = {"zeros": 0, "constant": 1, "normal": 2, "uniform": 3, "xavier_normal": 4,
@@ -386,6 +549,67 @@ class LeakyReLU(Layer):
 
     def _add(self, net):
         _check(lib.nnkit_net_add_leaky_relu(net.handle, float(self.slope)))
+
+
+class _Simple(Layer):
+    """A layer added by one C call with fixed arguments."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def _add(self, net):
+        _check(getattr(lib, self.fn)(net.handle, *self.args))
+
+
+SAME = ctypes.c_size_t(-1).value  # NNKIT_PAD_SAME
+
+
+def Conv2D(out_channels, kernel=3, stride=1, padding="same", bias=True):
+    """Convolution; kernel/stride/padding are ints or (h, w); padding 'same'."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    if padding == "same":
+        ph = pw = SAME
+    else:
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return _Simple("nnkit_net_add_conv2d", out_channels, kh, kw, sh, sw, ph, pw,
+                   int(bool(bias)))
+
+
+def _pool(fn, kernel, stride, padding):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    stride = kernel if stride is None else stride
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return _Simple(fn, kh, kw, sh, sw, ph, pw)
+
+
+def MaxPool2D(kernel=2, stride=None, padding=0):
+    return _pool("nnkit_net_add_maxpool2d", kernel, stride, padding)
+
+
+def AvgPool2D(kernel=2, stride=None, padding=0):
+    return _pool("nnkit_net_add_avgpool2d", kernel, stride, padding)
+
+
+def GlobalAvgPool():
+    return _Simple("nnkit_net_add_global_avgpool")
+
+
+def Flatten():
+    return _Simple("nnkit_net_add_flatten")
+
+
+def BatchNorm(momentum=0.1, eps=1e-5):
+    return _Simple("nnkit_net_add_batchnorm", float(momentum), float(eps))
+
+
+def Dropout(p=0.5):
+    return _Simple("nnkit_net_add_dropout", float(p))
+
+
+def SpatialDropout(p=0.5):
+    return _Simple("nnkit_net_add_spatial_dropout", float(p))
 
 
 # The net ---------------------------------------------------------------
@@ -531,13 +755,63 @@ class Net(_Handle):
         return loss.value, acc.value
 
     def fit(self, train, val=None, *, epochs=10, batch_size=64, optimizer=None, lr=0.01,
-            seed=0, shuffle=True, verbose=False, log=None):
-        """Trains with a Trainer and returns its History."""
+            seed=0, shuffle=True, verbose=False, log=None, callbacks=(),
+            early_stopping=None, **settings):
+        """Trains with a Trainer and returns its History.
+
+        train/val are Datasets or Pipelines. callbacks: objects with optional
+        on_batch(epoch, batch, loss) / on_epoch(epoch, trainer) methods (or
+        plain functions, called per epoch) returning None/0 to go on, >0 to
+        stop; an exception stops training and is re-raised here.
+        early_stopping: dict(monitor='val_loss', patience=5, min_delta=0).
+        """
         opt = optimizer or Optimizer("sgd", lr=lr)
         with Trainer(self, opt, epochs=epochs, batch_size=batch_size, seed=seed,
-                     shuffle=shuffle, verbose=verbose, log=log) as tr:
+                     shuffle=shuffle, verbose=verbose, log=log, **settings) as tr:
+            for cb in callbacks:
+                tr.add_callback(cb)
+            if early_stopping:
+                tr.set_early_stopping(**early_stopping)
             tr.fit(train, val)
+            self.last_trainer_summary = {"stop_reason": tr.stop_reason,
+                                         "best_epoch": tr.best_epoch}
             return tr.history()
+
+    def set_trainable(self, layer, trainable=True):
+        """Freezes (False) or unfreezes a layer's parameters."""
+        _check(lib.nnkit_net_set_trainable(self.handle, layer, int(bool(trainable))))
+
+    def is_trainable(self, layer):
+        return bool(lib.nnkit_net_is_trainable(self.handle, layer))
+
+    def set_lr_multiplier(self, layer, mult):
+        _check(lib.nnkit_net_set_lr_multiplier(self.handle, layer, float(mult)))
+
+    def layer_stats(self, x, labels=None, stats=("act_mean", "act_std", "saturated",
+                                                  "dead", "grad_norm")):
+        """Per-layer statistics of one batch: {stat: [value per layer]}."""
+        xb, n = self._batch(x)
+        lb = _Buffer(labels, ctypes.c_int32, "i") if labels is not None else None
+        keys = (ctypes.c_int * len(stats))(*[LAYER_STATS[k] for k in stats])
+        out = (ctypes.c_double * (len(stats) * self.num_layers))()
+        _check(lib.nnkit_net_layer_stats(out, len(out), keys, len(stats), self.handle,
+                                         xb.ptr, lb.ptr if lb else None, None, n))
+        L = self.num_layers
+        return {k: list(out[i * L:(i + 1) * L]) for i, k in enumerate(stats)}
+
+    def confusion(self, ds):
+        """Confusion matrix (rows = true class) as a list of lists."""
+        k = ds.num_classes
+        out = (ctypes.c_size_t * (k * k))()
+        _check(lib.nnkit_net_confusion(out, len(out), self.handle, ds.handle))
+        return [list(out[r * k:(r + 1) * k]) for r in range(k)]
+
+    def activation_histogram(self, layer, bins=50, lo=-1.0, hi=1.0):
+        """Counts of the last forward's activations of a layer in bins over [lo, hi]."""
+        out = (ctypes.c_uint64 * bins)()
+        _check(lib.nnkit_net_activation_histogram(out, bins, float(lo), float(hi),
+                                                  self.handle, layer))
+        return list(out)
 
 
 # Optimizers ------------------------------------------------------------
@@ -578,14 +852,107 @@ class Optimizer(_Handle):
     def step(self, net):
         _check(lib.nnkit_optimizer_step(self.handle, net.handle))
 
+    def set_schedule(self, schedule):
+        """Attaches a Schedule; the optimizer takes ownership of it."""
+        _check(lib.nnkit_optimizer_set_schedule(self.handle, schedule.handle))
+        schedule._disown()
+        return self
+
+    def add_regularizer(self, reg):
+        """Attaches a Regularizer; the optimizer takes ownership of it."""
+        _check(lib.nnkit_optimizer_add_regularizer(self.handle, reg.handle))
+        reg._disown()
+        return self
+
+    def reset(self):
+        lib.nnkit_optimizer_reset(self.handle)
+
+    def get_state(self):
+        """(float state, scalar state) for checkpoints."""
+        n, m = (lib.nnkit_optimizer_state_size(self.handle),
+                lib.nnkit_optimizer_state_scalars(self.handle))
+        fs, ds = (ctypes.c_float * max(n, 1))(), (ctypes.c_double * max(m, 1))()
+        _check(lib.nnkit_optimizer_get_state(fs, n, ds, m, self.handle))
+        return list(fs[:n]), list(ds[:m])
+
+    def set_state(self, net, floats, scalars):
+        fb = _Buffer(floats, ctypes.c_float, "f")
+        db = (ctypes.c_double * max(len(scalars), 1))(*scalars)
+        _check(lib.nnkit_optimizer_set_state(self.handle, net.handle, fb.ptr, fb.count, db,
+                                             len(scalars)))
+
     @property
     def steps(self):
         return lib.nnkit_optimizer_steps(self.handle)
 
 
+class _Owned(_Handle):
+    def _disown(self):
+        """C took ownership: never free from Python."""
+        self._h = ctypes.c_void_p()
+        self._attached = True
+
+    @property
+    def handle(self):
+        if getattr(self, "_attached", False):
+            raise StateError(E_STATE, "%s is attached to an optimizer" %
+                             type(self).__name__)
+        return _Handle.handle.fget(self)
+
+
+SCHEDULES = {"constant": 1, "step": 2, "multistep": 3, "exponential": 4, "cosine": 5,
+             "cosine_restarts": 6, "plateau": 7}
+SCHED_KEYS = {"gamma": 1, "step_size": 2, "t_max": 3, "min_lr": 4, "t_0": 5, "t_mult": 6,
+              "patience": 7, "threshold": 8, "threshold_abs": 9, "cooldown": 10,
+              "maximize": 11, "warmup_steps": 12, "warmup_start": 13, "per_batch": 14}
+
+
+class Schedule(_Owned):
+    """Schedule('cosine', t_max=20, warmup_steps=2); attach with Optimizer.set_schedule."""
+    _free = lib.nnkit_schedule_free
+
+    def __init__(self, kind, milestones=None, **params):
+        super().__init__()
+        _check(lib.nnkit_schedule_create(ctypes.byref(self._h), SCHEDULES[kind]))
+        if milestones is not None:
+            arr = (ctypes.c_uint64 * len(milestones))(*milestones)
+            _check(lib.nnkit_schedule_set_milestones(self._h, arr, len(milestones)))
+        for k, v in params.items():
+            _check(lib.nnkit_schedule_set(self._h, SCHED_KEYS[k], float(v)))
+
+
+REGULARIZERS = {"l2": 1, "l1": 2, "elastic_net": 3, "max_norm": 4}
+REG_KEYS = {"strength": 1, "l1_ratio": 2, "max": 3, "with_biases": 4, "with_batchnorm": 5}
+
+
+class Regularizer(_Owned):
+    """Regularizer('l2', 1e-3, layers=[0, 2]); attach with Optimizer.add_regularizer."""
+    _free = lib.nnkit_regularizer_free
+
+    def __init__(self, kind, value, layers=None, **params):
+        super().__init__()
+        _check(lib.nnkit_regularizer_create(ctypes.byref(self._h), REGULARIZERS[kind],
+                                            float(value)))
+        for k, v in params.items():
+            _check(lib.nnkit_regularizer_set(self._h, REG_KEYS[k], float(v)))
+        if layers is not None:
+            arr = (ctypes.c_size_t * len(layers))(*layers)
+            _check(lib.nnkit_regularizer_set_layers(self._h, arr, len(layers)))
+
+    def penalty(self, net):
+        out = ctypes.c_double()
+        _check(lib.nnkit_regularizer_penalty(ctypes.byref(out), self.handle, net.handle))
+        return out.value
+
+
 # Trainer and history ---------------------------------------------------
 
-TRAIN_KEYS = {"epochs": 1, "batch_size": 2, "shuffle": 3, "seed": 4, "verbose": 5}
+TRAIN_KEYS = {"epochs": 1, "batch_size": 2, "shuffle": 3, "seed": 4, "verbose": 5,
+              "layer_stats": 16, "sanity": 17, "diverge_factor": 18, "diverge_window": 19,
+              "keep_good": 20, "diagnose": 21}
+LAYER_STATS = {"act_mean": 1, "act_std": 2, "saturated": 3, "dead": 4, "grad_norm": 5,
+               "update_ratio": 6, "param_norm": 7}
+HISTORY_TABLES = {"epochs": 1, "batches": 2, "layers": 3}
 METRICS = {"train_loss": 1, "train_acc": 2, "val_loss": 3, "val_acc": 4, "lr": 5,
            "seconds": 6, "reg_loss": 7}
 
@@ -669,10 +1036,96 @@ class Trainer(_Handle):
         _check(lib.nnkit_trainer_get(ctypes.byref(out), self.handle, TRAIN_KEYS[key]))
         return out.value
 
-    def fit(self, train, val=None):
-        _check(lib.nnkit_trainer_fit(self.handle, train.handle,
-                                     val.handle if val is not None else None))
+    def add_callback(self, cb):
+        """Per-epoch and/or per-batch Python callback (see Net.fit)."""
+        if not hasattr(self, "_cbs"):
+            self._cbs, self._cb_error = [], None
+        trainer = self
+
+        def guard(fn, *args):
+            if trainer._cb_error is not None:
+                return -1
+            try:
+                r = fn(*args)
+                return 0 if r is None else int(r)
+            except BaseException as e:  # re-raised by fit()
+                trainer._cb_error = e
+                return -1
+
+        on_epoch = getattr(cb, "on_epoch", None)
+        on_batch = getattr(cb, "on_batch", None)
+        if on_epoch is None and on_batch is None and callable(cb):
+            on_epoch = cb
+        if on_epoch is not None:
+            f = EPOCH_FN(lambda tr, epoch, user: guard(on_epoch, epoch, trainer))
+            self._cbs.append(f)
+            _check(lib.nnkit_trainer_add_epoch_callback(self.handle, f, None))
+        if on_batch is not None:
+            f = BATCH_FN(lambda tr, epoch, batch, loss, user:
+                         guard(on_batch, epoch, batch, loss))
+            self._cbs.append(f)
+            _check(lib.nnkit_trainer_add_batch_callback(self.handle, f, None))
         return self
+
+    def set_early_stopping(self, monitor="val_loss", patience=5, min_delta=0.0):
+        _check(lib.nnkit_trainer_set_early_stopping(self.handle, METRICS[monitor],
+                                                    int(patience), float(min_delta)))
+        return self
+
+    def fit(self, train, val=None):
+        """Trains on a Dataset or Pipeline (val likewise, or None)."""
+        self._cb_error = None
+        if isinstance(train, Pipeline):
+            st = lib.nnkit_trainer_fit_pipeline(self.handle, train.handle,
+                                                val.handle if val is not None else None)
+        else:
+            st = lib.nnkit_trainer_fit(self.handle, train.handle,
+                                       val.handle if val is not None else None)
+        if getattr(self, "_cb_error", None) is not None:
+            err, self._cb_error = self._cb_error, None
+            raise err
+        _check(st)
+        return self
+
+    @property
+    def stop_reason(self):
+        r = lib.nnkit_trainer_stop_reason(self.handle)
+        return r.decode() if r else ""
+
+    @property
+    def best_epoch(self):
+        out = ctypes.c_size_t()
+        if lib.nnkit_trainer_best_epoch(ctypes.byref(out), self.handle) != OK:
+            return None
+        return out.value
+
+    def find_lr(self, train, lr_min=1e-6, lr_max=10.0, steps=100):
+        """LR range test on a copy of the weights: (suggested, lrs, losses)."""
+        lrs, losses = (ctypes.c_double * steps)(), (ctypes.c_double * steps)()
+        sugg, count = ctypes.c_double(), ctypes.c_size_t()
+        _check(lib.nnkit_trainer_find_lr(ctypes.byref(sugg), lrs, losses, steps,
+                                         ctypes.byref(count), self.handle, train.handle,
+                                         float(lr_min), float(lr_max), int(steps)))
+        n = count.value
+        return sugg.value, list(lrs[:n]), list(losses[:n])
+
+    def diagnose(self):
+        """Diagnosis of the recorded curves: Diagnosis (verdicts + report)."""
+        h = ctypes.c_void_p()
+        _check(lib.nnkit_trainer_diagnose(ctypes.byref(h), self.handle))
+        return Diagnosis._take(h)
+
+    def sanity_check(self, train):
+        """Runs the pre-training checks; returns the report text."""
+        _check(lib.nnkit_trainer_sanity_check(self.handle, train.handle))
+        r = lib.nnkit_trainer_sanity_report(self.handle)
+        return r.decode() if r else ""
+
+    def save_history(self, path, table="epochs", fmt="csv"):
+        """Writes the epoch, batch or layer table as CSV or JSON Lines (atomic)."""
+        h = lib.nnkit_trainer_history(self.handle)
+        fn = lib.nnkit_history_save_csv if fmt == "csv" else lib.nnkit_history_save_jsonl
+        _check(fn(h, HISTORY_TABLES[table], str(path).encode()))
 
     @property
     def epochs_done(self):
@@ -687,4 +1140,60 @@ class Trainer(_Handle):
     def history(self):
         cols = {name: [self.metric(e, name) for e in range(self.epochs_done)]
                 for name in METRICS}
-        return History(cols)
+        h = lib.nnkit_trainer_history(self.handle)
+        nb = lib.nnkit_history_batches(h) if h else 0
+        losses, lrs = (ctypes.c_double * max(nb, 1))(), (ctypes.c_double * max(nb, 1))()
+        got = ctypes.c_size_t()
+        if nb:
+            _check(lib.nnkit_history_batch_losses(losses, lrs, nb, ctypes.byref(got), h, 0))
+        hist = History(cols)
+        hist.batch_losses = list(losses[:got.value])
+        hist.layer_stats = self._layer_stats(h)
+        return hist
+
+    def _layer_stats(self, h):
+        """{stat: [[value per layer] per epoch]} from the recorded history."""
+        if not h:
+            return {}
+        L = lib.nnkit_history_num_layers(h)
+        if L == 0:
+            return {}
+        names = list(LAYER_STATS)
+        keys = (ctypes.c_int * len(names))(*[LAYER_STATS[k] for k in names])
+        out = {k: [] for k in names}
+        for e in range(lib.nnkit_history_epochs(h)):
+            buf = (ctypes.c_double * (len(names) * L))()
+            if lib.nnkit_history_layer_stats(buf, len(buf), keys, len(names), h, e) != OK:
+                return {}
+            for i, k in enumerate(names):
+                out[k].append(list(buf[i * L:(i + 1) * L]))
+        return out
+
+
+class Diagnosis(_Handle):
+    """What the curves show: .verdicts [(name, evidence, advice)], .report."""
+    _free = lib.nnkit_diagnosis_free
+
+    @classmethod
+    def _take(cls, h):
+        d = cls.__new__(cls)
+        _Handle.__init__(d)
+        d._h = h
+        return d
+
+    @property
+    def verdicts(self):
+        out = []
+        for i in range(lib.nnkit_diagnosis_count(self.handle)):
+            v = lib.nnkit_diagnosis_verdict(self.handle, i)
+            out.append((lib.nnkit_verdict_name(v).decode(),
+                        lib.nnkit_diagnosis_evidence(self.handle, i).decode(),
+                        lib.nnkit_diagnosis_advice(self.handle, i).decode()))
+        return out
+
+    @property
+    def report(self):
+        return lib.nnkit_diagnosis_report(self.handle).decode()
+
+    def __str__(self):
+        return self.report

@@ -147,6 +147,135 @@ class TrainTest(unittest.TestCase):
         self.assertAlmostEqual(sd, math.sqrt(2 / 500), delta=0.015 * math.sqrt(2 / 500))
 
 
+class CapabilityTest(unittest.TestCase):
+    def test_callbacks_stop_and_reraise(self):
+        xs, ys = blobs(64)
+        ds = nnkit.Dataset(xs, ys, num_classes=4)
+        net = nnkit.Net(2, [nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(4)], seed=1)
+        seen = []
+
+        class Stopper:
+            def on_epoch(self, epoch, trainer):
+                seen.append(epoch)
+                return 1 if epoch == 2 else 0
+
+        hist = net.fit(ds, epochs=10, batch_size=16, callbacks=[Stopper()])
+        self.assertEqual(seen, [0, 1, 2])
+        self.assertEqual(len(hist), 3)
+
+        class Boom(Exception):
+            pass
+
+        def on_batch(epoch, batch, loss):
+            if batch == 1:
+                raise Boom("from a callback")
+
+        cb = type("CB", (), {"on_batch": staticmethod(on_batch)})()
+        with self.assertRaises(Boom):
+            net.fit(ds, epochs=3, batch_size=16, callbacks=[cb])
+
+    def test_optimizers_schedule_regularizer_early_stopping(self):
+        xs, ys = blobs(200)
+        train = nnkit.Dataset(xs, ys, num_classes=4)
+        val = nnkit.Dataset(blobs(80)[0], blobs(80)[1], num_classes=4)
+        net = nnkit.Net(2, [nnkit.Dense(16), nnkit.Tanh(), nnkit.Dense(4)], seed=4)
+        opt = nnkit.Optimizer("adam", lr=0.01, beta1=0.9)
+        self.assertAlmostEqual(opt["beta1"], 0.9)
+        with self.assertRaises(nnkit.InvalidArgument) as cm:
+            opt["beta1"] = 1.0
+        self.assertIn("[0, 1)", cm.exception.message)
+        sched = nnkit.Schedule("cosine", t_max=10)
+        opt.set_schedule(sched)
+        with self.assertRaises(nnkit.StateError):
+            sched.handle  # owned by the optimizer now
+        reg = nnkit.Regularizer("l2", 1e-3)
+        self.assertGreater(reg.penalty(net), 0)
+        opt.add_regularizer(reg)
+        hist = net.fit(train, val, epochs=10, batch_size=20, optimizer=opt,
+                       early_stopping=dict(monitor="val_loss", patience=3))
+        self.assertLessEqual(len(hist), 10)
+        self.assertGreater(hist["reg_loss"][0], 0)
+        self.assertLess(hist["lr"][-1], 0.01)  # cosine decayed it
+        self.assertGreaterEqual(net.evaluate(val)[1], 0.95)
+        floats, scalars = opt.get_state()
+        self.assertEqual(len(floats), 2 * net.num_params)  # Adam: m and v
+
+    def test_freeze_keeps_layer_bitwise(self):
+        xs, ys = blobs(64)
+        ds = nnkit.Dataset(xs, ys, num_classes=4)
+        net = nnkit.Net(2, [nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(4)], seed=1)
+        net.set_trainable(0, False)
+        self.assertFalse(net.is_trainable(0))
+        off, cnt = net.layer_params(0)
+        before = list(net.params)[off:off + cnt]
+        net.fit(ds, epochs=2, batch_size=16, lr=0.1)
+        self.assertEqual(list(net.params)[off:off + cnt], before)
+
+    def test_conv_net_trains(self):
+        # 8x8 images: a bright vertical or horizontal bar, two classes
+        xs, ys = [], []
+        for i in range(64):
+            img = [0.0] * 64
+            k = i % 8
+            for j in range(8):
+                img[(j * 8 + k) if i % 2 == 0 else (k * 8 + j)] = 1.0
+            xs.append(img)
+            ys.append(i % 2)
+        ds = nnkit.Dataset(xs, ys, shape=(1, 8, 8), num_classes=2)
+        net = nnkit.Net((1, 8, 8), [nnkit.Conv2D(4, 3), nnkit.ReLU(), nnkit.MaxPool2D(2),
+                                    nnkit.BatchNorm(), nnkit.Flatten(), nnkit.Dropout(0.1),
+                                    nnkit.Dense(2)], seed=3)
+        self.assertEqual(net.layer_shape(0), (4, 8, 8))
+        with self.assertRaises(nnkit.ShapeError) as cm:
+            nnkit.Net((1, 2, 2), [nnkit.Conv2D(4, 5, padding=0)])
+        self.assertIn("5x5", cm.exception.message)
+        net.fit(ds, epochs=15, batch_size=16, lr=0.1)
+        self.assertGreaterEqual(net.evaluate(ds)[1], 0.95)
+        stats = net.layer_stats(xs[:16])
+        self.assertEqual(len(stats["act_std"]), net.num_layers)
+
+    def test_pipeline_normalizer_augmenter(self):
+        xs, ys = blobs(100)
+        ds = nnkit.Dataset(xs, ys, shape=(1, 1, 2), num_classes=4)  # 1x2 "images"
+        nz = nnkit.Normalizer("standardize").fit(ds)
+        z = nz.transform(xs)
+        col0 = [row[0] for row in z]
+        self.assertAlmostEqual(sum(col0) / len(col0), 0.0, places=4)
+        aug = nnkit.Augmenter([("noise", 1.0, 0.0, 0.01)])
+        self.assertEqual(len(aug), 1)
+        pipe = nnkit.Pipeline(ds, normalizer=nz, augmenter=aug, batch_size=25, seed=1)
+        self.assertEqual(len(pipe), 4)
+        batches = list(pipe.batches(0))
+        self.assertEqual([len(y) for _, y in batches], [25, 25, 25, 25])
+        net = nnkit.Net((1, 1, 2), [nnkit.Dense(16), nnkit.Tanh(), nnkit.Dense(4)], seed=2)
+        hist = net.fit(pipe, epochs=10, lr=0.1)
+        self.assertEqual(len(hist), 10)
+        tr, ho = ds.split(0.2, seed=1)
+        self.assertEqual((len(tr), len(ho)), (80, 20))
+        self.assertEqual(ho.class_counts(), [5, 5, 5, 5])
+
+    def test_lr_finder_and_diagnosis(self):
+        xs, ys = blobs(256)
+        ds = nnkit.Dataset(xs, ys, num_classes=4)
+        net = nnkit.Net(2, [nnkit.Dense(16), nnkit.Tanh(), nnkit.Dense(4)], seed=5)
+        with nnkit.Optimizer("sgd", lr=0.1) as opt, \
+                nnkit.Trainer(net, opt, epochs=6, batch_size=16) as tr:
+            before = list(net.params)
+            lr, lrs, losses = tr.find_lr(ds, steps=60)
+            self.assertEqual(list(net.params), before)  # ran on a copy
+            self.assertTrue(1e-4 < lr < 10, lr)
+            self.assertEqual(len(lrs), len(losses))
+            tr.fit(ds, ds)
+            d = tr.diagnose()
+            self.assertGreaterEqual(len(d.verdicts), 1)
+            self.assertIn(d.verdicts[0][0], d.report)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "h.csv")
+                tr.save_history(path)
+                with open(path) as f:
+                    self.assertEqual(len(f.read().strip().splitlines()), 7)
+
+
 @unittest.skipIf(np is None, "NumPy is not installed in this Python")
 class NumpyTest(unittest.TestCase):
     def test_arrays_in_and_out(self):
@@ -193,6 +322,23 @@ class LifetimeTest(unittest.TestCase):
         gc.collect()
         grown = rss_kb() - start
         self.assertLess(grown, 2048, "RSS grew by %d kB over 1000 cycles" % grown)
+
+
+class PlotTest(unittest.TestCase):
+    def test_history_plot_writes_png(self):
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            self.skipTest("matplotlib is not installed in this Python")
+        xs, ys = blobs(64)
+        ds = nnkit.Dataset(xs, ys, num_classes=4)
+        net = nnkit.Net(2, [nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(4)], seed=1)
+        hist = net.fit(ds, ds, epochs=3, batch_size=16, lr=0.1)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "curves.png")
+            hist.plot(path)
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
 
 if __name__ == "__main__":
