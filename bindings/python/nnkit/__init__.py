@@ -796,8 +796,8 @@ class Net(_Handle):
         out = (ctypes.c_double * (len(stats) * self.num_layers))()
         _check(lib.nnkit_net_layer_stats(out, len(out), keys, len(stats), self.handle,
                                          xb.ptr, lb.ptr if lb else None, None, n))
-        L = self.num_layers
-        return {k: list(out[i * L:(i + 1) * L]) for i, k in enumerate(stats)}
+        L, S = self.num_layers, len(stats)  # out[l * S + j]: stat j of layer l
+        return {k: [out[l * S + j] for l in range(L)] for j, k in enumerate(stats)}
 
     def confusion(self, ds):
         """Confusion matrix (rows = true class) as a list of lists."""
@@ -1165,8 +1165,9 @@ class Trainer(_Handle):
             buf = (ctypes.c_double * (len(names) * L))()
             if lib.nnkit_history_layer_stats(buf, len(buf), keys, len(names), h, e) != OK:
                 return {}
-            for i, k in enumerate(names):
-                out[k].append(list(buf[i * L:(i + 1) * L]))
+            S = len(names)  # buf[l * S + j]: stat j of layer l
+            for j, k in enumerate(names):
+                out[k].append([buf[l * S + j] for l in range(L)])
         return out
 
 
