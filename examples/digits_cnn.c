@@ -10,8 +10,12 @@
  *   conv 3x3 (64) - batch norm - ReLU - max pool 2
  *   dense 128 - ReLU - dropout 0.5 - dense 10
  *
- * with mini-batch SGD (batch 64), printing the lecture's epoch lines, the
- * seconds per epoch and the final test accuracy. */
+ * with mini-batch SGD with momentum 0.9 (batch 32, learning rate 0.01
+ * annealed to 0 along a cosine over the whole run, one schedule step per
+ * batch), printing the lecture's epoch lines, the seconds per epoch and the
+ * final test accuracy. The defaults (15 epochs) reach about 98.6% on the
+ * digits; `--data /usr/share/datasets/fashion-mnist --epochs 10` about 91%
+ * on Fashion-MNIST. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +41,7 @@ static const char *path(int i, const char *dir, const char *name)
 
 int main(int argc, char **argv)
 {
-  example_args args = {"data/digits", 10, 1, 0};
+  example_args args = {"data/digits", 15, 1, 0};
   int pr = example_parse(&args, argc, argv, usage);
   if (pr <= 0)
     return pr == 0 ? EXIT_SUCCESS : 2;
@@ -46,13 +50,12 @@ int main(int argc, char **argv)
   nnkit_net *net = NULL;
   nnkit_optimizer *opt = NULL;
   nnkit_trainer *tr = NULL;
+  nnkit_schedule *sched = NULL;
   size_t *tix = NULL, *vix = NULL;
   int rc = EXIT_FAILURE;
   nnkit_status st;
-  double lr = getenv("XLR") ? atof(getenv("XLR")) : 0.05;
-  size_t batch = getenv("XB") ? (size_t)atoi(getenv("XB")) : 64;
-  double dp = getenv("XDP") ? atof(getenv("XDP")) : 0.5;
-  int c2 = getenv("XC2") ? atoi(getenv("XC2")) : 64;
+  const double lr = 0.01, momentum = 0.9;
+  const size_t batch = 32;
 
 #define TRY(call)                                                         \
   do {                                                                    \
@@ -106,27 +109,26 @@ int main(int argc, char **argv)
   TRY(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
   TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
   TRY(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0));
-  TRY(nnkit_net_add_conv2d(net, (size_t)c2, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 0));
+  TRY(nnkit_net_add_conv2d(net, 64, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 0));
   TRY(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
   TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
   TRY(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0));
   TRY(nnkit_net_add_flatten(net));
   TRY(nnkit_net_add_dense(net, 128));
   TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
-  if (dp > 0) TRY(nnkit_net_add_dropout(net, dp));
+  TRY(nnkit_net_add_dropout(net, 0.5));
   TRY(nnkit_net_add_dense(net, 10));
 
   TRY(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
   TRY(nnkit_optimizer_set(opt, NNKIT_OPT_LR, lr));
-  if (getenv("XMOM")) TRY(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM, atof(getenv("XMOM"))));
-  if (getenv("XCOS")) {
-    nnkit_schedule *sc = NULL;
-    TRY(nnkit_schedule_create(&sc, NNKIT_SCHEDULE_COSINE));
-    size_t steps = (nnkit_dataset_count(all) * 9 / 10 + batch - 1) / batch * (size_t)args.epochs;
-    TRY(nnkit_schedule_set(sc, NNKIT_SCHED_PER_BATCH, 1));
-    TRY(nnkit_schedule_set(sc, NNKIT_SCHED_T_MAX, (double)steps));
-    TRY(nnkit_optimizer_set_schedule(opt, sc));
-  }
+  TRY(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM, momentum));
+  /* Cosine annealing from lr to 0 over every step of the run. */
+  size_t steps = (nt + batch - 1) / batch * (size_t)args.epochs;
+  TRY(nnkit_schedule_create(&sched, NNKIT_SCHEDULE_COSINE));
+  TRY(nnkit_schedule_set(sched, NNKIT_SCHED_PER_BATCH, 1));
+  TRY(nnkit_schedule_set(sched, NNKIT_SCHED_T_MAX, (double)steps));
+  TRY(nnkit_optimizer_set_schedule(opt, sched));
+  sched = NULL; /* owned by the optimizer now */
   TRY(nnkit_trainer_create(&tr, net, opt));
   TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, (double)args.epochs));
   TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, (double)batch));
@@ -139,8 +141,9 @@ int main(int argc, char **argv)
   printf("normalized with the training set's pixel mean %.2f and std %.2f\n", mean, sd);
   for (size_t i = 0; i < nnkit_net_num_layers(net); i++)
     printf("  layer %2zu: %s\n", i, nnkit_net_layer_describe(net, i));
-  printf("%zu parameters; optimizer: SGD, lr %g, batch %zu\n", nnkit_net_num_params(net),
-         lr, batch);
+  printf("%zu parameters; optimizer: SGD with momentum %g, lr %g annealed to 0 "
+         "(cosine, per batch), batch %zu\n",
+         nnkit_net_num_params(net), momentum, lr, batch);
 
   TRY(nnkit_trainer_fit(tr, train, val));
 
@@ -163,6 +166,7 @@ out:
   free(tix);
   free(vix);
   nnkit_trainer_free(tr);
+  nnkit_schedule_free(sched);
   nnkit_optimizer_free(opt);
   nnkit_net_free(net);
   nnkit_dataset_free(all);

@@ -100,8 +100,8 @@ nnkit_status nnkit__dataset_copy_names(nnkit_dataset *dst,
 
 /* Normalizers. Transform count samples x -> y (x == y allowed) using
  * caller scratch of nnkit__normalizer_scratch_len(nz) floats, so a fitted
- * normalizer is only read and the pipeline's thread allocates nothing.
- * Processes samples in chunks of NNKIT__NORM_CHUNK. */
+ * normalizer is only read (threads may share it). Processes samples in
+ * chunks of NNKIT__NORM_CHUNK. */
 #define NNKIT__NORM_CHUNK 256
 size_t nnkit__normalizer_scratch_len(const nnkit_normalizer *nz);
 void nnkit__normalizer_transform(const nnkit_normalizer *nz, const float *x,

@@ -394,6 +394,31 @@ START_TEST(golden_pooling_vs_pytorch)
 }
 END_TEST
 
+START_TEST(maxpool_ties_and_nan)
+{
+  /* Ties go to the first maximum (its gradient too); a NaN in a window
+   * wins, as in PyTorch. Both the 2x2/2 fast path and the general one. */
+  for (int general = 0; general < 2; general++) {
+    nnkit_net *net = make_net3(1, 2, 4, 1);
+    if (general)
+      ck_ok(nnkit_net_add_maxpool2d(net, 2, 2, 2, 1, 0, 0)); /* 1 x 3 outputs */
+    else
+      ck_ok(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0)); /* 1 x 2 outputs */
+    float x[8] = {1, 3, NAN, 0, 3, 2, 5, 6}, y[3], dy[3] = {1, 1, 1}, dx[8];
+    size_t ny = nnkit_net_output_size(net);
+    ck_ok(nnkit_net_forward(net, x, 1, y, ny));
+    ck_assert_float_eq(y[0], 3.0f);
+    ck_assert(isnan(y[1]));
+    nnkit__layer *l = &net->layers[0];
+    l->ops->backward(l, x, y, dy, dx, 1);
+    ck_assert_float_eq(dx[1], 1.0f); /* the first 3, not the one below */
+    ck_assert_float_eq(dx[4], 0.0f);
+    ck_assert(dx[2] >= 1.0f);        /* the NaN's position */
+    nnkit_net_free(net);
+  }
+}
+END_TEST
+
 START_TEST(gradcheck_maxpool)
 {
   /* Straight on the input with well-separated values, so no window's
@@ -1121,6 +1146,7 @@ static Suite *layers_suite(void)
   TCase *tp = tcase_create("pooling");
   tcase_add_test(tp, golden_pooling_vs_pytorch);
   tcase_add_test(tp, gradcheck_maxpool);
+  tcase_add_test(tp, maxpool_ties_and_nan);
   tcase_add_test(tp, gradcheck_avgpool_and_global);
   suite_add_tcase(s, tp);
   TCase *tb = tcase_create("batchnorm");

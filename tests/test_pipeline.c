@@ -300,7 +300,8 @@ START_TEST(csv_delimiters_spaces_blank_lines_crlf)
   for (int i = 0; i < 6; i++)
     ck_assert_float_eq(nnkit_dataset_data(ds)[i], want[i]);
   nnkit_dataset_free(ds);
-  csv_file(path, sizeof path, "tabs.tsv", "x\ty\tlabel\n1\t2\tb\n3\t4\ta\n");
+  csv_file(path, sizeof path, "tabs.tsv",
+           "\xEF\xBB\xBFx\ty\tlabel\n1\t2\tb\n3\t4\ta\n"); /* with a BOM */
   ck_ok(nnkit_dataset_load_csv(&ds, path, '\t', NNKIT_CSV_HEADER_AUTO,
                                "label", 0));
   ck_assert_uint_eq(nnkit_dataset_count(ds), 2);
@@ -1748,6 +1749,63 @@ START_TEST(random_geometry_is_one_composed_warp)
 }
 END_TEST
 
+/* Plain bilinear sampling with zero outside, one point at a time. */
+static float ref_sample(const float *img, size_t h, size_t w, double sx,
+                        double sy)
+{
+  double fx = floor(sx), fy = floor(sy), ax = sx - fx, ay = sy - fy;
+  double v = 0;
+  for (int dy = 0; dy < 2; dy++)
+    for (int dx = 0; dx < 2; dx++) {
+      double xx = fx + dx, yy = fy + dy;
+      double wt = (dx ? ax : 1 - ax) * (dy ? ay : 1 - ay);
+      if (xx >= 0 && xx < (double)w && yy >= 0 && yy < (double)h)
+        v += wt * img[(size_t)yy * w + (size_t)xx];
+    }
+  return (float)v;
+}
+
+START_TEST(warp_matches_a_reference_bilinear_sampler)
+{
+  /* Random maps (every geometric kind, wide ranges) on odd-sized
+   * multi-channel images: every output pixel equals plain bilinear
+   * sampling of the drawn map, interior, border and outside alike. */
+  const size_t c = 3, h = 17, w = 13, per = c * h * w;
+  nnkit_augmenter *aug = NULL;
+  ck_ok(nnkit_augmenter_create(&aug));
+  ck_ok(nnkit_augmenter_add(aug, NNKIT_AUG_HFLIP, 0.5, 0, 0));
+  ck_ok(nnkit_augmenter_add(aug, NNKIT_AUG_ROTATE, 0.9, -180, 180));
+  ck_ok(nnkit_augmenter_add(aug, NNKIT_AUG_STRETCH, 0.7, 0.5, 2));
+  ck_ok(nnkit_augmenter_add(aug, NNKIT_AUG_SHEAR_Y, 0.5, -30, 30));
+  ck_ok(nnkit_augmenter_add(aug, NNKIT_AUG_TRANSLATE, 0.7, 6, 6));
+  ck_ok(nnkit_augmenter_add(aug, NNKIT_AUG_CROP, 0.3, 2, 0));
+  float *img = malloc(per * sizeof *img), *out = malloc(per * sizeof *out);
+  nnkit__rng r;
+  nnkit__rng_init(&r, 99, 0);
+  for (size_t i = 0; i < per; i++)
+    img[i] = (float)(nnkit__rng_uniform(&r) * 10 - 5);
+  size_t shape[3] = {c, h, w};
+  for (uint64_t i = 0; i < 300; i++) {
+    double m[6];
+    nnkit__augment_matrix(aug, h, w, 5, 2, i, m);
+    memcpy(out, img, per * sizeof *out);
+    ck_ok(nnkit_augmenter_apply(aug, out, 1, shape, 3, 5, 2, i));
+    for (size_t k = 0; k < c; k++)
+      for (size_t y = 0; y < h; y++)
+        for (size_t x = 0; x < w; x++) {
+          double sx = m[0] * x + m[1] * y + m[2], sy = m[3] * x + m[4] * y + m[5];
+          float want = ref_sample(img + k * h * w, h, w, sx, sy);
+          float got = out[(k * h + y) * w + x];
+          ck_assert_msg(fabs(got - want) <= 1e-4, "map %llu (%zu,%zu,%zu): %g vs %g",
+                        (unsigned long long)i, k, y, x, got, want);
+        }
+  }
+  free(img);
+  free(out);
+  nnkit_augmenter_free(aug);
+}
+END_TEST
+
 START_TEST(value_transforms_do_what_they_say)
 {
   const size_t c = 3, h = 6, w = 8, n = c * h * w;
@@ -1797,6 +1855,14 @@ START_TEST(value_transforms_do_what_they_say)
   s /= big * big;
   ck_assert_double_lt(fabs(s), 0.02);
   ck_assert_double_lt(fabs(sqrt(q / (big * big) - s * s) - 0.5), 0.02);
+  /* Gaussian tails: 4.55% beyond 2 sigma, 0.27% beyond 3 sigma. */
+  size_t beyond2 = 0, beyond3 = 0;
+  for (size_t i = 0; i < big * big; i++) {
+    beyond2 += fabs(flat[i]) > 2 * 0.5;
+    beyond3 += fabs(flat[i]) > 3 * 0.5;
+  }
+  ck_assert_double_lt(fabs(beyond2 / 40000.0 - 0.0455), 0.004);
+  ck_assert_double_lt(fabs(beyond3 / 40000.0 - 0.0027), 0.0012);
   nnkit_augmenter_free(aug);
   free(flat);
   free(ref);
@@ -2074,22 +2140,14 @@ START_TEST(pipeline_output_is_the_same_for_every_prefetch_depth)
     order[i] = i;
   nnkit__rng_init(&r, 77, 1);
   nnkit__rng_shuffle(&r, order, n);
-  /* Normalized batch by batch (5 rows per product, as the pipeline does,
-   * so BLAS rounds the same way). */
-  float *rows = malloc(5 * per * sizeof *rows), *tmp = malloc(5 * per * sizeof *tmp);
-  float *exp_ = malloc(per * sizeof *exp_);
-  for (size_t s0 = 0; s0 < n; s0 += 5) {
-    size_t b = n - s0 < 5 ? n - s0 : 5;
-    for (size_t i = 0; i < b; i++)
-      memcpy(rows + i * per, x + order[s0 + i] * per, per * sizeof *rows);
-    ck_ok(nnkit_normalizer_transform(nz, rows, tmp, b));
-    for (size_t i = s0; i < s0 + b; i++) {
-      nnkit__augment_sample(aug, tmp + (i - s0) * per, exp_, c, h, w, 77, 1, i);
-      ck_assert_int_eq(memcmp(exp_, ref + (n + i) * per, per * sizeof *tmp), 0);
-      ck_assert_int_eq(yref[n + i], l[order[i]]);
-    }
+  /* The pipeline normalizes the whole set once, as one transform call. */
+  float *tmp = malloc(n * per * sizeof *tmp), *exp_ = malloc(per * sizeof *exp_);
+  ck_ok(nnkit_normalizer_transform(nz, x, tmp, n));
+  for (size_t i = 0; i < n; i++) {
+    nnkit__augment_sample(aug, tmp + order[i] * per, exp_, c, h, w, 77, 1, i);
+    ck_assert_int_eq(memcmp(exp_, ref + (n + i) * per, per * sizeof *tmp), 0);
+    ck_assert_int_eq(yref[n + i], l[order[i]]);
   }
-  free(rows);
   free(tmp);
   free(exp_);
   free(ref);
@@ -2604,6 +2662,7 @@ static Suite *pipeline_suite(void)
   tcase_add_test(t, rotation_lands_where_the_transform_says);
   tcase_add_test(t, shear_scale_and_stretch_land_where_they_say);
   tcase_add_test(t, random_geometry_is_one_composed_warp);
+  tcase_add_test(t, warp_matches_a_reference_bilinear_sampler);
   tcase_add_test(t, value_transforms_do_what_they_say);
   tcase_add_test(t, augmentation_probability_and_determinism);
   tcase_add_test(t, augmenter_rejects_bad_parameters_and_shapes);

@@ -580,7 +580,9 @@ NNKIT_API nnkit_status nnkit_pipeline_bounds(double *lo_out, double *hi_out,
 /**
  * Normalizes every batch with a copy of nz (fitted; copied, so nz may be
  * freed afterwards), or removes the normalizer when nz is NULL. Ends the
- * current epoch.
+ * current epoch. The pipeline applies the normalizer once, at the next
+ * nnkit_pipeline_begin_epoch(), to its own copy of the dataset (count x
+ * output sample size floats), so epochs do not pay for it again.
  * @return NNKIT_E_STATE for an unfitted nz; NNKIT_E_SHAPE when nz was
  *         fitted on another sample shape; NNKIT_E_NOMEM.
  */

@@ -9,6 +9,7 @@
  * output pixel to a source point, read with bilinear interpolation where
  * points outside the image read as 0. Value ops follow in chain order. */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "internal.h"
@@ -294,52 +295,180 @@ int nnkit__augment_matrix(const nnkit_augmenter *aug, size_t h, size_t w,
 
 /* ---- applying --------------------------------------------------------- */
 
-/* dst = src warped by m (output pixel -> source point), bilinear, zero
- * outside. */
+/* One output pixel, any source point: zero outside (-1, w) x (-1, h),
+ * neighbours outside the image read as 0. floor(s) = (int)(s + 1) - 1 is
+ * exact for s > -1. */
+static void warp_pixel(const float *src, float *dst, size_t c, size_t h,
+                       size_t w, double sx, double sy)
+{
+  const size_t plane = h * w;
+  const long W = (long)w, H = (long)h;
+  if (!(sx > -1.0 && sx < (double)W && sy > -1.0 && sy < (double)H)) {
+    for (size_t k = 0; k < c; k++)
+      dst[k * plane] = 0;
+    return;
+  }
+  long ix = (long)(sx + 1.0) - 1, iy = (long)(sy + 1.0) - 1;
+  float a = (float)(sx - (double)ix), b = (float)(sy - (double)iy);
+  float w01 = a * (1 - b), w11 = a * b, w00 = (1 - b) - w01, w10 = b - w11;
+  int cx0 = ix >= 0, cx1 = ix + 1 < W, cy0 = iy >= 0, cy1 = iy + 1 < H;
+  for (size_t k = 0; k < c; k++) {
+    const float *s = src + k * plane;
+    float v = 0;
+    if (cy0 && cx0) v += w00 * s[iy * W + ix];
+    if (cy0 && cx1) v += w01 * s[iy * W + ix + 1];
+    if (cy1 && cx0) v += w10 * s[(iy + 1) * W + ix];
+    if (cy1 && cx1) v += w11 * s[(iy + 1) * W + ix + 1];
+    dst[k * plane] = v;
+  }
+}
+
+/* Narrows [*lo, *hi] to the x where a <= b0 + m x <= b. */
+static void clip_range(double *lo, double *hi, double b0, double m, double a,
+                       double b)
+{
+  if (m == 0) {
+    if (b0 < a || b0 > b)
+      *hi = *lo - 1; /* empty */
+    return;
+  }
+  double t0 = (a - b0) / m, t1 = (b - b0) / m;
+  if (t0 > t1) {
+    double t = t0;
+    t0 = t1;
+    t1 = t;
+  }
+  if (t0 > *lo)
+    *lo = t0;
+  if (t1 < *hi)
+    *hi = t1;
+}
+
+/* dst = src warped by m (output pixel -> source point: sx = m0 x + m1 y +
+ * m2, sy = m3 x + m4 y + m5), bilinear. Along a row the source point moves
+ * on a line, so the pixels whose four neighbours all lie inside the image
+ * form one interval, computed per row with a 1e-4 pixel margin; there the
+ * loop needs no checks. The pixels around it take the careful path. */
 static void warp(const float *src, float *dst, size_t c, size_t h, size_t w,
                  const double m[6])
 {
-  size_t plane = h * w;
-  for (size_t y = 0; y < h; y++) {
+  const size_t plane = h * w;
+  const long W = (long)w, H = (long)h;
+  const double e = 1e-4;
+  for (long y = 0; y < H; y++) {
     double bx = m[1] * (double)y + m[2], by = m[4] * (double)y + m[5];
-    for (size_t x = 0; x < w; x++) {
-      double sx = m[0] * (double)x + bx, sy = m[3] * (double)x + by;
-      double fx0 = floor(sx), fy0 = floor(sy);
-      size_t o = y * w + x;
-      if (!(fx0 >= -1 && fx0 < (double)w && fy0 >= -1 && fy0 < (double)h)) {
-        for (size_t k = 0; k < c; k++)
-          dst[k * plane + o] = 0;
+    double lo = 0, hi = (double)(W - 1);
+    clip_range(&lo, &hi, bx, m[0], e, (double)(W - 1) - e);
+    clip_range(&lo, &hi, by, m[3], e, (double)(H - 1) - e);
+    long xs = W, xe = W; /* fast interval [xs, xe) */
+    if (hi >= lo) {
+      xs = (long)ceil(lo);
+      xe = (long)floor(hi) + 1;
+      if (xs < 0)
+        xs = 0;
+      if (xe > W)
+        xe = W;
+      if (xs > xe)
+        xs = xe = W;
+    }
+    float *drow = dst + (size_t)y * w;
+    for (long x = 0; x < xs; x++)
+      warp_pixel(src, drow + x, c, h, w, bx + m[0] * (double)x,
+                 by + m[3] * (double)x);
+    for (long x = xs; x < xe; x++) {
+      double sx = bx + m[0] * (double)x, sy = by + m[3] * (double)x;
+      long ix = (long)sx, iy = (long)sy; /* sx, sy > 0: truncation = floor */
+      float a = (float)(sx - (double)ix), b = (float)(sy - (double)iy);
+      float w01 = a * (1 - b), w11 = a * b, w00 = (1 - b) - w01, w10 = b - w11;
+      const float *s0 = src + iy * W + ix;
+      if (c == 1) {
+        drow[x] = w00 * s0[0] + w01 * s0[1] + w10 * s0[w] + w11 * s0[w + 1];
         continue;
       }
-      long x0 = (long)fx0, y0 = (long)fy0;
-      float ax = (float)(sx - fx0), ay = (float)(sy - fy0);
-      float w00 = (1 - ax) * (1 - ay), w01 = ax * (1 - ay);
-      float w10 = (1 - ax) * ay, w11 = ax * ay;
-      long W = (long)w, H = (long)h;
-      if (x0 >= 0 && x0 + 1 < W && y0 >= 0 && y0 + 1 < H) {
-        size_t i = (size_t)y0 * w + (size_t)x0;
-        for (size_t k = 0; k < c; k++) {
-          const float *s = src + k * plane + i;
-          dst[k * plane + o] = w00 * s[0] + w01 * s[1] + w10 * s[w] +
-                               w11 * s[w + 1];
-        }
-        continue;
-      }
-      /* Border: neighbours outside the image read as 0. */
-      int in00 = x0 >= 0 && x0 < W && y0 >= 0 && y0 < H;
-      int in01 = x0 + 1 >= 0 && x0 + 1 < W && y0 >= 0 && y0 < H;
-      int in10 = x0 >= 0 && x0 < W && y0 + 1 >= 0 && y0 + 1 < H;
-      int in11 = x0 + 1 >= 0 && x0 + 1 < W && y0 + 1 >= 0 && y0 + 1 < H;
       for (size_t k = 0; k < c; k++) {
-        const float *s = src + k * plane;
-        float v = 0;
-        if (in00) v += w00 * s[y0 * W + x0];
-        if (in01) v += w01 * s[y0 * W + x0 + 1];
-        if (in10) v += w10 * s[(y0 + 1) * W + x0];
-        if (in11) v += w11 * s[(y0 + 1) * W + x0 + 1];
-        dst[k * plane + o] = v;
+        const float *s = s0 + k * plane;
+        drow[k * plane + (size_t)x] = w00 * s[0] + w01 * s[1] + w10 * s[w] +
+                                      w11 * s[w + 1];
       }
     }
+    for (long x = xe; x < W; x++)
+      warp_pixel(src, drow + x, c, h, w, bx + m[0] * (double)x,
+                 by + m[3] * (double)x);
+  }
+}
+
+/* ---- fast standard normals: Marsaglia and Tsang's ziggurat ------------- */
+/* 128 layers; the layer index and the 32-bit value come from different
+ * bits of one 64-bit draw (Doornik's fix for the original's correlation).
+ * About 98.8% of draws cost one generator call, a compare and a multiply;
+ * Box-Muller's log and sincos per pair would dominate an augmented
+ * batch. Tables are built once (pthread_once). */
+static uint32_t zig_k[128];
+static double zig_w[128], zig_f[128];
+static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
+
+static void zig_setup(void)
+{
+  const double m1 = 2147483648.0, vn = 9.91256303526217e-3;
+  double dn = 3.442619855899, tn = dn;
+  double q = vn / exp(-0.5 * dn * dn);
+  zig_k[0] = (uint32_t)((dn / q) * m1);
+  zig_k[1] = 0;
+  zig_w[0] = q / m1;
+  zig_w[127] = dn / m1;
+  zig_f[0] = 1.0;
+  zig_f[127] = exp(-0.5 * dn * dn);
+  for (int i = 126; i >= 1; i--) {
+    dn = sqrt(-2.0 * log(vn / dn + exp(-0.5 * dn * dn)));
+    zig_k[i + 1] = (uint32_t)((dn / tn) * m1);
+    tn = dn;
+    zig_f[i] = exp(-0.5 * dn * dn);
+    zig_w[i] = dn / m1;
+  }
+}
+
+/* The noise op's own counter-based stream (SplitMix64 finalizer over a
+ * Weyl sequence, like nnkit__rng), inlined: a call per value would cost
+ * more than the value. Seeded from the op's generator. */
+typedef struct fast_rng {
+  uint64_t key, ctr;
+} fast_rng;
+
+static inline uint64_t fast_u64(fast_rng *f)
+{
+  uint64_t z = f->key + (++f->ctr) * UINT64_C(0x9E3779B97F4A7C15);
+  z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+  return z ^ (z >> 31);
+}
+
+static inline double fast_uniform(fast_rng *f)
+{
+  return (double)(fast_u64(f) >> 11) * 0x1.0p-53;
+}
+
+static double zig_normal(fast_rng *r)
+{
+  const double tail = 3.442619855899;
+  for (;;) {
+    uint64_t u = fast_u64(r);
+    int32_t hz = (int32_t)(uint32_t)u;
+    unsigned iz = (unsigned)(u >> 32) & 127u;
+    uint32_t mag = hz < 0 ? (uint32_t)0 - (uint32_t)hz : (uint32_t)hz;
+    double x = (double)hz * zig_w[iz];
+    if (mag < zig_k[iz])
+      return x;
+    if (iz == 0) { /* the tail beyond 3.44 */
+      double a, b;
+      do {
+        a = -log(1.0 - fast_uniform(r)) / tail;
+        b = -log(1.0 - fast_uniform(r));
+      } while (b + b < a * a);
+      return hz > 0 ? tail + a : -tail - a;
+    }
+    if (zig_f[iz] + fast_uniform(r) * (zig_f[iz - 1] - zig_f[iz]) <
+        exp(-0.5 * x * x))
+      return x;
   }
 }
 
@@ -375,14 +504,12 @@ static void value_op(const aug_op *op, nnkit__rng *r, float *x, size_t c,
   }
   case NNKIT_AUG_NOISE: {
     double sd = uniform(r, op->a, op->b);
-    /* Box-Muller, both outputs used. */
-    for (size_t i = 0; i < n; i += 2) {
-      double u1 = 1.0 - nnkit__rng_uniform(r), u2 = nnkit__rng_uniform(r);
-      double rad = sd * sqrt(-2.0 * log(u1)), t = 6.283185307179586 * u2;
-      x[i] += (float)(rad * cos(t));
-      if (i + 1 < n)
-        x[i + 1] += (float)(rad * sin(t));
-    }
+    if (sd == 0)
+      break;
+    pthread_once(&zig_once, zig_setup);
+    fast_rng f = {nnkit__rng_u64(r), 0};
+    for (size_t i = 0; i < n; i++)
+      x[i] += (float)(sd * zig_normal(&f));
     break;
   }
   case NNKIT_AUG_ERASE: {

@@ -488,16 +488,22 @@ static void parse_file(csv_ctx *c, FILE *f, unsigned char delim)
   if (delim == '\t')
     csv_set_space_func(&p, space_only);
   char buf[CSV_READ_CHUNK];
-  int bad_parse = 0;
+  int bad_parse = 0, first = 1;
   for (;;) {
     size_t got = fread(buf, 1, sizeof buf, f);
-    if (got > 0 && csv_parse(&p, buf, got, on_field, on_row, c) != got) {
+    const char *at = buf;
+    if (first && got >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+      at += 3; /* a UTF-8 byte order mark (spreadsheet exports) */
+      got -= 3;
+    }
+    first = 0;
+    if (got > 0 && csv_parse(&p, at, got, on_field, on_row, c) != got) {
       bad_parse = 1;
       break;
     }
     if (c->status)
       break;
-    if (got < sizeof buf) {
+    if (at + got < buf + sizeof buf) {
       if (ferror(f))
         c->status = nnkit__err(NNKIT_E_IO, "%s: read failed: %s; check the "
                                "file and the disk", c->path, strerror(errno));

@@ -6,11 +6,17 @@
  * gives the trainer's batches), and batch j is a pure function of that
  * order, the dataset, the normalizer and augmenter copies, the seed and
  * the epoch (augmentation keys on the sample's position in the epoch). So
- * the batches do not depend on timing, PREFETCH or thread counts.
+ * the batches do not depend on timing or PREFETCH.
  *
- * Buffers: PREFETCH + 1 batch slots in a ring, staging buffers for the
- * normalizer and the epoch order, all sized at the first begin_epoch after
- * a setting changed. Steady state allocates nothing.
+ * The normalizer is a pure per-sample function, so it is applied once, to
+ * a pipeline-owned copy of the dataset, at the first begin_epoch after it
+ * is set (in the calling thread, where BLAS may use every core); the
+ * pipeline thread then only gathers and augments, never calling BLAS, so
+ * it cannot contend with the training thread's threaded BLAS calls.
+ *
+ * Buffers: PREFETCH + 1 batch slots in a ring, the normalized copy and the
+ * epoch order, all sized at the first begin_epoch after a setting changed.
+ * Steady state allocates nothing.
  *
  * Handshake (one mutex, two condition variables): the worker fills batch j
  * into slot j % nslots once j < released + nslots, i.e. the slot's previous
@@ -46,7 +52,7 @@ struct nnkit_pipeline {
   int32_t *slot_y;
   float *slot_t;
   size_t *slot_n;
-  float *stage_in, *stage_out, *nz_scratch;
+  float *normed; /* count x out_size: the dataset after the normalizer */
   size_t *order;
   size_t *cls_start, *cls_idx, *cls_present, num_present;
   /* the epoch */
@@ -110,18 +116,10 @@ static void fill_batch(nnkit_pipeline *p, size_t j, size_t s)
     for (size_t i = 0; i < b; i++)
       memcpy(p->slot_t + (s * p->slot_cap + i) * td, ds->targets + ord[i] * td,
              td * sizeof(float));
-  const float *src = NULL; /* rows after normalization, when contiguous */
-  if (p->nz) {
-    for (size_t i = 0; i < b; i++)
-      memcpy(p->stage_in + i * in, ds->x + ord[i] * in, in * sizeof(float));
-    float *dst = p->aug ? p->stage_out : x;
-    nnkit__normalizer_transform(p->nz, p->stage_in, dst, b, p->nz_scratch);
-    if (!p->aug)
-      return;
-    src = p->stage_out;
-  }
+  const float *rows = p->normed ? p->normed : ds->x;
+  size_t stride = p->normed ? out : in;
   for (size_t i = 0; i < b; i++) {
-    const float *row = src ? src + i * out : ds->x + ord[i] * in;
+    const float *row = rows + ord[i] * stride;
     if (p->aug)
       nnkit__augment_sample(p->aug, row, x + i * out, p->ac, p->ah, p->aw,
                             p->seed, p->epoch, first + i);
@@ -178,14 +176,12 @@ static void free_buffers(nnkit_pipeline *p)
   nnkit__free(p->slot_y);
   nnkit__free(p->slot_t);
   nnkit__free(p->slot_n);
-  nnkit__free(p->stage_in);
-  nnkit__free(p->stage_out);
-  nnkit__free(p->nz_scratch);
+  nnkit__free(p->normed);
   nnkit__free(p->order);
   nnkit__free(p->cls_start);
   nnkit__free(p->cls_idx);
   nnkit__free(p->cls_present);
-  p->slot_x = p->stage_in = p->stage_out = p->nz_scratch = p->slot_t = NULL;
+  p->slot_x = p->normed = p->slot_t = NULL;
   p->slot_y = NULL;
   p->slot_n = p->order = p->cls_start = p->cls_idx = p->cls_present = NULL;
   p->prepared = 0;
@@ -410,7 +406,7 @@ static nnkit_status prepare(nnkit_pipeline *p, const char *fn)
   const nnkit_dataset *ds = p->ds;
   size_t n = ds->count;
   size_t bs = p->batch_size < n ? p->batch_size : n;
-  size_t nslots = p->prefetch + 1, in = ds->sample_size, out = p->out_size;
+  size_t nslots = p->prefetch + 1, out = p->out_size;
   size_t td = ds->target_dim;
   int ovf = 0;
   size_t xs = nnkit__mul_size(nnkit__mul_size(nslots * bs, out, &ovf),
@@ -430,11 +426,18 @@ static nnkit_status prepare(nnkit_pipeline *p, const char *fn)
     ok = (p->slot_t = nnkit__malloc(nslots * bs * td * sizeof *p->slot_t)) !=
          NULL;
   if (ok && p->nz) {
+    /* The normalizer is a pure per-sample function: apply it once here,
+     * in the calling thread (where BLAS may use every core), instead of
+     * once per batch per epoch in the pipeline thread. */
     size_t sl = nnkit__normalizer_scratch_len(p->nz);
-    ok = (p->stage_in = nnkit__malloc(bs * in * sizeof(float))) != NULL &&
-         (!p->aug ||
-          (p->stage_out = nnkit__malloc(bs * out * sizeof(float))) != NULL) &&
-         (!sl || (p->nz_scratch = nnkit__malloc(sl * sizeof(float))) != NULL);
+    int o2 = 0;
+    size_t nb = nnkit__mul_size(nnkit__mul_size(n, out, &o2), sizeof(float), &o2);
+    float *scratch = NULL;
+    ok = !o2 && (p->normed = nnkit__malloc(nb)) != NULL &&
+         (!sl || (scratch = nnkit__malloc(sl * sizeof(float))) != NULL);
+    if (ok)
+      nnkit__normalizer_transform(p->nz, ds->x, p->normed, n, scratch);
+    nnkit__free(scratch);
   }
   if (ok && p->balanced) {
     uint32_t k = ds->num_classes;

@@ -80,14 +80,14 @@ static inline float window_max(const float *r, size_t rows, size_t cols, size_t 
 {
   float best = r[0];
   size_t at = base;
-  int nan = isnan(best);
+  int seen_nan = isnan(best);
   for (size_t i = 0; i < rows; i++)
     for (size_t j = 0; j < cols; j++) {
       float v = r[i * w + j];
-      int take = (!nan) & ((v > best) | isnan(v));
+      int take = (!seen_nan) & ((v > best) | isnan(v));
       best = take ? v : best;
       at = take ? base + i * w + j : at;
-      nan |= isnan(v);
+      seen_nan |= isnan(v);
     }
   *where = at;
   return best;
