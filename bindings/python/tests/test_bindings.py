@@ -58,6 +58,12 @@ class TableTest(unittest.TestCase):
         extra = sorted(set(_lib.PROTOTYPES) - declared)
         self.assertEqual(extra, [], "bindings of undeclared functions: %s" % extra)
 
+    def test_generated_table_matches_headers(self):
+        import subprocess
+        gen = os.path.join(ROOT, "scripts", "gen_prototypes.py")
+        r = subprocess.run([sys.executable, gen, "--check"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_version(self):
         self.assertEqual(nnkit.version(), nnkit.__version__)
 
