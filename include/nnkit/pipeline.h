@@ -46,11 +46,12 @@ typedef enum nnkit_csv_header {
  * dot; no thousands separators); surrounding spaces are ignored; empty
  * lines are skipped.
  *
- * Labels: when every label cell is a decimal integer in [0, 2^31 - 1] the
- * ids are those integers (num_classes = max + 1, class names "0", "1",
- * ...); otherwise each distinct string is a class and the classes are
- * numbered in byte order of their names ("cat" = 0, "dog" = 1, ...). Either
- * way nnkit_dataset_class_name() maps ids back to names.
+ * Labels: when every label cell is a decimal integer in [0, 65535] the ids
+ * are those integers (num_classes = max + 1, class names "0", "1", ...);
+ * otherwise each distinct string is a class and the classes are numbered
+ * in byte order of their names ("cat" = 0, "dog" = 1, ...). Either way
+ * nnkit_dataset_class_name() maps ids back to names. A UTF-8 byte order
+ * mark at the start of the file is skipped.
  *
  * Errors name the file, the row (1-based, the header counts as row 1) and
  * the column (1-based, with its header name when there is one).
