@@ -39,27 +39,15 @@ nnkit__trainer_x *nnkit__tx(const nnkit_trainer *tr)
   return (nnkit__trainer_x *)&tr->x;
 }
 
-typedef struct train_spec {
-  nnkit_train_param key;
-  const char *name;
-  double lo, hi;
-} train_spec;
-
-static const train_spec tspecs[] = {
-  {NNKIT_TRAIN_EPOCHS, "epochs", 1, 1e6},
-  {NNKIT_TRAIN_BATCH_SIZE, "batch size", 1, 65536},
-  {NNKIT_TRAIN_SHUFFLE, "shuffle", 0, 1},
-  {NNKIT_TRAIN_SEED, "seed", 0, 9007199254740992.0},
-  {NNKIT_TRAIN_VERBOSE, "verbose", 0, 2},
+/* The trainer's own keys, in the shared key/bounds mechanism (nnkit__spec);
+ * monitoring keys live in monitor.c (nnkit__tx_set). */
+static const nnkit__spec tspecs[] = {
+  {0, NNKIT_TRAIN_EPOCHS, "epochs", 1, 1e6, 10, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_BATCH_SIZE, "batch size", 1, 65536, 64, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_SHUFFLE, "shuffle", 0, 1, 1, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_SEED, "seed", 0, 9007199254740992.0, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_VERBOSE, "verbose", 0, 2, 0, NNKIT_BOUND_INTEGER},
 };
-
-static const train_spec *find_tspec(nnkit_train_param key)
-{
-  for (size_t i = 0; i < sizeof tspecs / sizeof tspecs[0]; i++)
-    if (tspecs[i].key == key)
-      return &tspecs[i];
-  return NULL;
-}
 
 NNKIT_API nnkit_status nnkit_trainer_create(nnkit_trainer **out, nnkit_net *net,
                                             nnkit_optimizer *opt)
@@ -101,7 +89,8 @@ NNKIT_API nnkit_status nnkit_trainer_set(nnkit_trainer *tr, nnkit_train_param ke
 {
   if (!tr)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_trainer_set: tr is NULL");
-  const train_spec *s = find_tspec(key);
+  const nnkit__spec *s =
+      nnkit__spec_find(tspecs, sizeof tspecs / sizeof tspecs[0], 0, (int)key);
   nnkit_status xst;
   if (!s && nnkit__tx_set(&tr->x, key, value, &xst))
     return xst;
@@ -109,10 +98,9 @@ NNKIT_API nnkit_status nnkit_trainer_set(nnkit_trainer *tr, nnkit_train_param ke
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_trainer_set: unknown setting %d; use an NNKIT_TRAIN_* key",
                       (int)key);
-  if (!(value >= s->lo && value <= s->hi) || value != floor(value))
-    return nnkit__err(NNKIT_E_INVALID,
-                      "trainer %s %g must be an integer in [%g, %g]", s->name, value,
-                      s->lo, s->hi);
+  nnkit_status st = nnkit__spec_check(s, "trainer", value);
+  if (st != NNKIT_OK)
+    return st;
   switch (key) {
   case NNKIT_TRAIN_EPOCHS: tr->epochs = (size_t)value; break;
   case NNKIT_TRAIN_BATCH_SIZE: tr->batch_size = (size_t)value; break;
