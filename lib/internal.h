@@ -39,6 +39,12 @@ void nnkit__alloc_fail_after(uint64_t n);
 /* a * b, or 0 with *overflow = 1 when it does not fit in size_t. */
 size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
 
+/* ---- temporary files (lib/core/tmpfile.c) ----------------------------- */
+/* Creates "<path>.tmp.XXXXXX" (mode 0644) for an atomic write: *fd_out and
+ * *tmp_out (owned by the caller, nnkit__free) on success; NNKIT_E_IO naming
+ * path, or NNKIT_E_NOMEM, with nothing left on disk otherwise. */
+nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, const char *path);
+
 /* ---- random numbers (lib/core/rng.c) ---------------------------------- */
 /* Counter-based: draw i of (seed, stream) is a pure function of the three,
  * so a draw never depends on the order in which other streams were used. */

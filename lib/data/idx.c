@@ -559,22 +559,11 @@ static nnkit_status write_temp(char **tmp_out, const char *path, int gzip,
                                const idx_content *c)
 {
   *tmp_out = NULL;
-  size_t len = strlen(path) + sizeof ".tmp.XXXXXX";
-  char *tmp = nnkit__malloc(len);
-  if (!tmp)
-    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", path);
-  snprintf(tmp, len, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    nnkit_status st = nnkit__err(NNKIT_E_IO, "%s: cannot create a temporary "
-                                 "file next to it: %s; check that the "
-                                 "directory exists and is writable", path,
-                                 strerror(errno));
-    nnkit__free(tmp);
-    return st;
-  }
-  /* mkstemp creates 0600; a data file is normally readable by others. */
-  (void)fchmod(fd, 0644);
+  int fd;
+  char *tmp;
+  nnkit_status tst = nnkit__tmpfile_next_to(&fd, &tmp, path);
+  if (tst != NNKIT_OK)
+    return tst;
   int wfd = dup(fd);
   int ok = wfd >= 0 && write_stream(wfd, gzip, c) && fsync(fd) == 0;
   int e = errno;

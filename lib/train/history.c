@@ -234,21 +234,10 @@ nnkit_status nnkit__tfile_open(nnkit__tfile *t, const char *path)
 {
   memset(t, 0, sizeof *t);
   t->path = path;
-  size_t len = strlen(path) + sizeof ".tmp.XXXXXX";
-  t->tmp = nnkit__malloc(len);
-  if (!t->tmp)
-    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", path);
-  snprintf(t->tmp, len, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(t->tmp);
-  if (fd < 0) {
-    nnkit_status st = nnkit__err(NNKIT_E_IO, "%s: cannot create a temporary file "
-                                 "next to it: %s; check that the directory exists "
-                                 "and is writable", path, strerror(errno));
-    nnkit__free(t->tmp);
-    t->tmp = NULL;
-    return st;
-  }
-  (void)fchmod(fd, 0644);
+  int fd;
+  nnkit_status tst = nnkit__tmpfile_next_to(&fd, &t->tmp, path);
+  if (tst != NNKIT_OK)
+    return tst;
   t->f = fdopen(fd, "w");
   if (!t->f) {
     nnkit_status st = nnkit__err(NNKIT_E_IO, "%s: cannot open a stream: %s", path,
