@@ -1,5 +1,6 @@
 /* Command-line options shared by the examples: --data DIR, --epochs N,
- * --seed N, --threads N, --help. Header-only, for the examples only. */
+ * --seed N, --threads N, --help, and --predictions FILE for the examples
+ * that set takes_predictions. Header-only, for the examples only. */
 #ifndef NNKIT_EXAMPLE_ARGS_H
 #define NNKIT_EXAMPLE_ARGS_H
 
@@ -13,6 +14,8 @@ typedef struct example_args {
   long epochs;
   long seed;
   long threads;
+  const char *predictions; /* --predictions FILE, or NULL */
+  int takes_predictions;   /* 1: the example accepts --predictions */
 } example_args;
 
 static int parse_long(const char *opt, const char *s, long lo, long hi, long *out)
@@ -43,6 +46,9 @@ static int example_parse(example_args *a, int argc, char **argv, const char *usa
              "  --threads N    math threads, 0 = all cores (default %ld)\n"
              "  --help         this text\n",
              a->data, a->epochs, a->seed, a->threads);
+      if (a->takes_predictions)
+        printf("  --predictions FILE  write the test set's predicted classes, one "
+               "per line\n");
       return 0;
     }
     if (i + 1 >= argc) {
@@ -61,6 +67,8 @@ static int example_parse(example_args *a, int argc, char **argv, const char *usa
     } else if (!strcmp(o, "--threads")) {
       if (!parse_long(o, v, 0, 1024, &a->threads))
         return -1;
+    } else if (!strcmp(o, "--predictions") && a->takes_predictions) {
+      a->predictions = v;
     } else {
       fprintf(stderr, "unknown option %s (see --help)\n", o);
       return -1;

@@ -6,7 +6,10 @@
  * prints the loss-vs-rate curve and the suggested rate (steepest descent
  * of the smoothed loss), then trains the same net with the suggestion
  * (early stopping on the validation accuracy) and prints the test
- * accuracy: about the case study's 96%. */
+ * accuracy: 0.942-0.95 over seeds 1-3 with one constant rate found in
+ * seconds, against the case study's 0.96 with a hand-tuned rate and a
+ * cosine schedule. The steepest fall is a deliberately safe pick, below
+ * the rate of the curve's minimum. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +29,7 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
-  example_args args = {"data/digits", 20, 1, 0};
+  example_args args = {"data/digits", 20, 1, 0, NULL, 0};
   int pr = example_parse(&args, argc, argv, usage);
   if (pr <= 0)
     return pr == 0 ? EXIT_SUCCESS : 2;
@@ -47,7 +50,7 @@ int main(int argc, char **argv)
   } while (0)
 
   TRY(nnkit_set_num_threads((int)args.threads));
-  TRY(digits_load(&dd, args.data));
+  TRY(digits_load(&dd, args.data, (uint64_t)args.seed));
   TRY(digits_mlp(&net, nnkit_dataset_sample_size(dd.train), (uint64_t)args.seed));
   TRY(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
   TRY(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM, 0.9));

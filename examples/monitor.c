@@ -77,14 +77,14 @@ static int print_history(const nnkit_trainer *tr)
 
 int main(int argc, char **argv)
 {
-  example_args args = {"data/digits", 4, 1, 0};
+  example_args args = {"data/digits", 4, 1, 0, NULL, 0};
   int pr = example_parse(&args, argc, argv, usage);
   if (pr <= 0)
     return pr == 0 ? EXIT_SUCCESS : 2;
   digits_data dd;
   nnkit_status st = nnkit_set_num_threads((int)args.threads);
   if (st == NNKIT_OK)
-    st = digits_load(&dd, args.data);
+    st = digits_load(&dd, args.data, (uint64_t)args.seed);
   if (st != NNKIT_OK) {
     fprintf(stderr, "monitor: %s\n  %s\n", nnkit_status_string(st), nnkit_last_error());
     return EXIT_FAILURE;

@@ -1,19 +1,40 @@
 #!/usr/bin/python3
-"""The handwritten-digits case study from Python: MLP, momentum + cosine
-schedule, early stopping on a validation split, loss curves as PNG."""
+"""The handwritten-digits case study from Python, the twin of
+examples/digits.c: the same stratified 10% validation split, the same
+normalizer fitted on the training split only, the same 784-256-128-10 ReLU
+net, SGD + momentum 0.9 with a cosine schedule, early stopping on the
+validation accuracy. With the same seed, --predictions writes the same file
+as the C example, bit for bit. Loss curves are written as PNG."""
 import os
 
-from _common import args, digits, nnkit
+from _common import args, nnkit
 
-a = args(__doc__, epochs=20)
-train_all, test = digits(a.data)
+
+def extra(p):
+    p.add_argument("--predictions", help="write the test set's predicted classes here")
+
+
+a = args(__doc__, epochs=20, extra=extra)
+
+
+def load(prefix):
+    return nnkit.Dataset.load_idx(os.path.join(a.data, prefix + "-images-idx3-ubyte.gz"),
+                                  os.path.join(a.data, prefix + "-labels-idx1-ubyte.gz"))
+
+
+train_all, test = load("train"), load("t10k")
 train, val = train_all.split(0.1, seed=a.seed)
+# Statistics of the training split only, applied unchanged to the rest.
+norm = nnkit.Normalizer("channel_mean", with_std=1).fit(train)
+for ds in (train, val, test):
+    norm.apply(ds)
 net = nnkit.Net((1, 28, 28), [nnkit.Dense(256), nnkit.ReLU(), nnkit.Dense(128),
                               nnkit.ReLU(), nnkit.Dense(10)], seed=a.seed)
 opt = nnkit.Optimizer("sgd", lr=0.02, momentum=0.9)
 opt.set_schedule(nnkit.Schedule("cosine", t_max=a.epochs))
 hist = net.fit(train, val, epochs=a.epochs, batch_size=32, optimizer=opt, seed=a.seed,
-               verbose=True, early_stopping=dict(monitor="val_acc", patience=5))
+               verbose=True, sanity=1, diagnose=1,
+               early_stopping=dict(monitor="val_acc", patience=5))
 loss, acc = net.evaluate(test)
 print("confusion matrix (rows = true digit):")
 for r, row in enumerate(net.confusion(test)):
@@ -24,4 +45,9 @@ try:
     print("wrote", os.path.join(a.out, "digits_curves.png"))
 except ImportError:
     print("(matplotlib is not installed: no PNG written)")
+if a.predictions:
+    with open(a.predictions, "w") as f:
+        f.write("".join("%d\n" % c for c in net.predict(test.x)))
+    print("test predictions written to", a.predictions)
+print("test loss: %.4f" % loss)
 print("test accuracy: %.4f" % acc)

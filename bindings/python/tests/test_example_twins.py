@@ -1,0 +1,48 @@
+"""The Python examples against their C twins: same seed, same results."""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+DIGITS = os.path.join(ROOT, "data", "digits")
+C_DIGITS = os.environ.get("NNKIT_EXAMPLE_DIGITS", "")
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
+                     "data/digits is missing (scripts/fetch_digits.py makes it)")
+@unittest.skipUnless(os.path.isfile(C_DIGITS),
+                     "the C digits example is not built (meson -Dexamples=true sets "
+                     "NNKIT_EXAMPLE_DIGITS for this test)")
+class DigitsTwinTest(unittest.TestCase):
+    def test_python_digits_predicts_like_the_c_example_bit_for_bit(self):
+        """examples/digits.c and bindings/python/examples/digits.py, same
+        seed, epochs and threads: identical test-set predictions."""
+        with tempfile.TemporaryDirectory() as tmp:
+            c_pred, py_pred = os.path.join(tmp, "c.txt"), os.path.join(tmp, "py.txt")
+            common = ["--data", DIGITS, "--epochs", "3", "--seed", "2", "--threads", "1"]
+            c = subprocess.run([C_DIGITS] + common + ["--predictions", c_pred], cwd=tmp,
+                               capture_output=True, text=True)
+            self.assertEqual(c.returncode, 0, c.stderr)
+            flags = ["-S"] if sys.flags.no_site else []  # with or without NumPy
+            py = subprocess.run([sys.executable] + flags + [os.path.join(ROOT, "bindings", "python", "examples",
+                                                "digits.py")]
+                                + common + ["--out", tmp, "--predictions", py_pred],
+                                cwd=tmp, capture_output=True, text=True)
+            self.assertEqual(py.returncode, 0, py.stderr)
+            with open(c_pred) as f:
+                c_lines = f.read().split()
+            with open(py_pred) as f:
+                py_lines = f.read().split()
+            self.assertEqual(len(c_lines), 2000)
+            self.assertEqual(c_lines, py_lines)
+            acc = [l for l in py.stdout.splitlines() if l.startswith("test accuracy:")]
+            self.assertEqual(len(acc), 1, py.stdout)
+            self.assertGreater(float(acc[0].split()[-1]), 0.9)
+            self.assertIn(acc[0], c.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
