@@ -31,18 +31,53 @@ void nnkit__softmax_rows(const float *x, float *y, size_t rows, size_t cols)
   }
 }
 
+/* The ReLU family, written so the compiler vectorizes them: restrict
+ * pointers (the net never passes overlapping buffers) and unconditional
+ * loads, so the select becomes a blend instead of a data-dependent branch
+ * that mispredicts on half the units. Same results as the plain loops. */
+static void relu_forward(const float *restrict x, float *restrict y, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i];
+    y[i] = v > 0.0f ? v : 0.0f;
+  }
+}
+
+static void relu_backward(const float *restrict x, const float *restrict dy,
+                          float *restrict dx, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    float g = dy[i];
+    dx[i] = x[i] > 0.0f ? g : 0.0f;
+  }
+}
+
+static void leaky_forward(const float *restrict x, float *restrict y, size_t n, float s)
+{
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i];
+    y[i] = v > 0.0f ? v : s * v;
+  }
+}
+
+static void leaky_backward(const float *restrict x, const float *restrict dy,
+                           float *restrict dx, size_t n, float s)
+{
+  for (size_t i = 0; i < n; i++) {
+    float g = dy[i];
+    dx[i] = x[i] > 0.0f ? g : s * g;
+  }
+}
+
 static void act_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
   size_t n = batch * nnkit__shape_size(&l->in);
-  float s = l->slope;
   switch (l->act) {
   case NNKIT_ACT_RELU:
-    for (size_t i = 0; i < n; i++)
-      y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    relu_forward(x, y, n);
     break;
   case NNKIT_ACT_LEAKY_RELU:
-    for (size_t i = 0; i < n; i++)
-      y[i] = x[i] > 0.0f ? x[i] : s * x[i];
+    leaky_forward(x, y, n, l->slope);
     break;
   case NNKIT_ACT_TANH:
     for (size_t i = 0; i < n; i++)
@@ -64,15 +99,12 @@ static void act_backward(nnkit__layer *l, const float *x, const float *y,
   if (!dx)
     return;
   size_t cols = nnkit__shape_size(&l->in), n = batch * cols;
-  float s = l->slope;
   switch (l->act) {
   case NNKIT_ACT_RELU:
-    for (size_t i = 0; i < n; i++)
-      dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    relu_backward(x, dy, dx, n);
     break;
   case NNKIT_ACT_LEAKY_RELU:
-    for (size_t i = 0; i < n; i++)
-      dx[i] = x[i] > 0.0f ? dy[i] : s * dy[i];
+    leaky_backward(x, dy, dx, n, l->slope);
     break;
   case NNKIT_ACT_TANH:
     for (size_t i = 0; i < n; i++)

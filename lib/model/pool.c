@@ -93,6 +93,30 @@ static inline float window_max(const float *r, size_t rows, size_t cols, size_t 
   return best;
 }
 
+/* One output row of 2x2 / stride 2 max pooling: the rows r0 and r0 + w of
+ * the input, ow outputs and their argmax (base + offset in the map). Only
+ * selects, no branches, so the compiler vectorizes it. Returns nonzero
+ * when a NaN was seen: the caller then redoes the row with window_max()
+ * (the first NaN wins, PyTorch's rule); otherwise the first maximum in
+ * a, b, c, d order wins, as there. */
+static int max2x2_row(const float *restrict r0, size_t w, float *restrict y,
+                      int32_t *restrict at, size_t ow, int32_t base)
+{
+  const float *restrict r1 = r0 + w;
+  const int32_t iw = (int32_t)w;
+  int nan = 0;
+  for (size_t ox = 0; ox < ow; ox++) {
+    float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+    int32_t o = base + 2 * (int32_t)ox;
+    float mab = b > a ? b : a, mcd = d > c ? d : c;
+    int32_t iab = b > a ? o + 1 : o, icd = d > c ? o + iw + 1 : o + iw;
+    y[ox] = mcd > mab ? mcd : mab;
+    at[ox] = mcd > mab ? icd : iab;
+    nan |= (a != a) | (b != b) | (c != c) | (d != d);
+  }
+  return nan;
+}
+
 static void maxpool_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
   pool_state *s = l->state;
@@ -106,20 +130,15 @@ static void maxpool_forward(nnkit__layer *l, const float *x, float *y, size_t ba
     int32_t *ac = s->arg + m * P;
     if (k2s2) { /* the common 2x2 / stride 2 case, no window clipping */
       for (size_t oy = 0; oy < g->oh; oy++) {
-        const float *r0 = xc + 2 * oy * g->w, *r1 = r0 + g->w;
-        for (size_t ox = 0; ox < g->ow; ox++) {
-          size_t base = 2 * oy * g->w + 2 * ox;
-          float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
-          if (isnan(a) | isnan(b) | isnan(c) | isnan(d)) {
-            size_t at;
-            yc[oy * g->ow + ox] = window_max(r0 + 2 * ox, 2, 2, g->w, base, &at);
-            ac[oy * g->ow + ox] = (int32_t)at;
-            continue;
-          }
-          size_t ab = b > a ? base + 1 : base, cd = d > c ? base + g->w + 1 : base + g->w;
-          float mab = b > a ? b : a, mcd = d > c ? d : c;
-          yc[oy * g->ow + ox] = mcd > mab ? mcd : mab;
-          ac[oy * g->ow + ox] = (int32_t)(mcd > mab ? cd : ab);
+        size_t base = 2 * oy * g->w;
+        if (!max2x2_row(xc + base, g->w, yc + oy * g->ow, ac + oy * g->ow, g->ow,
+                        (int32_t)base))
+          continue;
+        for (size_t ox = 0; ox < g->ow; ox++) { /* a NaN in the row */
+          size_t where;
+          yc[oy * g->ow + ox] = window_max(xc + base + 2 * ox, 2, 2, g->w,
+                                           base + 2 * ox, &where);
+          ac[oy * g->ow + ox] = (int32_t)where;
         }
       }
       continue;
