@@ -67,6 +67,29 @@ void nnkit__rng_shuffle(nnkit__rng *r, size_t *idx, size_t n);
 /* ---- threads and BLAS (lib/core/threads.c) ---------------------------- */
 int nnkit__num_threads(void);
 
+/* Task t of n: fn(ctx, t, n) runs on the pool's thread t (t = 0 is the
+ * caller) and nnkit__parallel returns when all n have; n = min(thread
+ * count, max_tasks). While another parallel call runs (a second
+ * application thread), the n tasks run one after the other in the caller
+ * instead: same n, same results. BLAS called inside is single-threaded.
+ * Tasks must not call nnkit__parallel. */
+typedef void (*nnkit__task_fn)(void *ctx, int t, int n);
+void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks);
+
+/* Tasks worth starting for work of `cost` (multiply-adds or element
+ * operations): 1 below about 100k, so small layers pay no thread wake-up. */
+static inline int nnkit__tasks_for(double cost)
+{
+  return cost < 1e5 ? 1 : (int)(cost / 5e4 < 1024 ? cost / 5e4 : 1024);
+}
+
+/* Task t's share [*lo, *hi) of total items split over n tasks. */
+static inline void nnkit__split(size_t total, int t, int n, size_t *lo, size_t *hi)
+{
+  *lo = total * (size_t)t / (size_t)n;
+  *hi = total * (size_t)(t + 1) / (size_t)n;
+}
+
 /* ---- time (lib/core/threads.c) ---------------------------------------- */
 double nnkit__now(void); /* monotonic seconds */
 
@@ -310,6 +333,7 @@ struct nnkit_net {
   int built; /* params allocated for the current layer list */
   /* working memory, sized for batch_cap samples */
   size_t batch_cap;
+  int threads_cap;   /* thread count the layers' workspaces were sized for */
   float **acts;      /* acts[i] = output of layer i */
   float *input;      /* copy of the last forward input (for backward) */
   float *dbuf[2];    /* ping-pong gradient buffers */

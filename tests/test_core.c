@@ -1,5 +1,7 @@
 /* Core: versions, status strings, the error channel, threads, RNG, the
  * allocation hook. */
+#include <string.h>
+
 #include "testutil.h"
 
 START_TEST(version_matches_header)
@@ -72,6 +74,92 @@ START_TEST(threads)
   ck_assert_int_ge(nnkit_get_num_threads(), 1);
   ck_fails(nnkit_set_num_threads(-1), NNKIT_E_INVALID, "[0, 1024]");
   ck_fails(nnkit_set_num_threads(5000), NNKIT_E_INVALID, "5000");
+}
+END_TEST
+
+/* nnkit__parallel: every task runs once with the same n, n is capped by
+ * max_tasks, and the pool's threads are really used. */
+typedef struct par_rec {
+  int ran[8], n[8];
+  pthread_t who[8];
+} par_rec;
+
+static void par_task(void *ctx, int t, int n)
+{
+  par_rec *r = ctx;
+  r->ran[t]++;
+  r->n[t] = n;
+  r->who[t] = pthread_self();
+}
+
+START_TEST(parallel_runs_every_task_once)
+{
+  for (int threads = 1; threads <= 4; threads++)
+    for (int cap = 1; cap <= 6; cap++) {
+      ck_ok(nnkit_set_num_threads(threads));
+      par_rec r;
+      memset(&r, 0, sizeof r);
+      nnkit__parallel(par_task, &r, cap);
+      int n = threads < cap ? threads : cap;
+      for (int t = 0; t < 8; t++) {
+        ck_assert_int_eq(r.ran[t], t < n);
+        if (t < n)
+          ck_assert_int_eq(r.n[t], n);
+      }
+      ck_assert(pthread_equal(r.who[0], pthread_self())); /* task 0: the caller */
+      if (n > 1)
+        ck_assert(!pthread_equal(r.who[1], pthread_self()));
+    }
+  size_t lo, hi, covered = 0;
+  for (int t = 0; t < 3; t++) {
+    nnkit__split(10, t, 3, &lo, &hi);
+    ck_assert_uint_eq(lo, covered);
+    covered = hi;
+  }
+  ck_assert_uint_eq(covered, 10);
+  ck_ok(nnkit_set_num_threads(0));
+}
+END_TEST
+
+/* A parallel call made while another runs (a second application thread)
+ * runs its tasks in its caller, with the same n. */
+typedef struct nested {
+  par_rec inner;
+  int outer_ran;
+} nested;
+
+static void *second_caller(void *arg)
+{
+  nested *z = arg;
+  nnkit__parallel(par_task, &z->inner, 4);
+  return NULL;
+}
+
+static void outer_task(void *ctx, int t, int n)
+{
+  (void)n;
+  nested *z = ctx;
+  if (t != 0)
+    return;
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, second_caller, z), 0);
+  pthread_join(th, NULL); /* the pool is busy with us meanwhile */
+  z->outer_ran = 1;
+}
+
+START_TEST(parallel_while_busy_runs_serially)
+{
+  ck_ok(nnkit_set_num_threads(2));
+  nested z;
+  memset(&z, 0, sizeof z);
+  nnkit__parallel(outer_task, &z, 2);
+  ck_assert_int_eq(z.outer_ran, 1);
+  ck_assert_int_eq(z.inner.ran[0], 1);
+  ck_assert_int_eq(z.inner.ran[1], 1);
+  ck_assert_int_eq(z.inner.n[0], 2);
+  ck_assert_int_eq(z.inner.n[1], 2);
+  ck_assert(pthread_equal(z.inner.who[0], z.inner.who[1])); /* one thread ran both */
+  ck_ok(nnkit_set_num_threads(0));
 }
 END_TEST
 
@@ -188,6 +276,8 @@ static Suite *core_suite(void)
   tcase_add_test(tc, last_error_set_and_clear);
   tcase_add_test(tc, last_error_is_thread_local);
   tcase_add_test(tc, threads);
+  tcase_add_test(tc, parallel_runs_every_task_once);
+  tcase_add_test(tc, parallel_while_busy_runs_serially);
   tcase_add_test(tc, rng_counter_based);
   tcase_add_test(tc, rng_distributions);
   tcase_add_test(tc, rng_shuffle_is_permutation);

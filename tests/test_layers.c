@@ -280,10 +280,69 @@ START_TEST(conv2d_blas_matches_naive_twin)
   check_conv_twin(4, 6, 6, 3, 2, 2, 2, 2, 0, 0, 0, 5);
   check_conv_twin(1, 9, 9, 2, 4, 4, 3, 3, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1, 2);
   check_conv_twin(2, 5, 5, 3, 7, 7, 1, 1, NNKIT_PAD_SAME, 3, 1, 2); /* kernel > input */
-  /* Large enough per sample that the workspace holds fewer samples than
-   * the batch: exercises the chunked path (16 ch x 32 x 32, 3x3 -> 26 per
-   * chunk, 30 samples). */
-  check_conv_twin(16, 32, 32, 8, 3, 3, 1, 1, 1, 1, 1, 30);
+  /* Large enough to be split over the threads (35M multiply-adds), with
+   * 1, 2 and 3 threads: each matches the twin. */
+  for (int t = 1; t <= 3; t++) {
+    ck_ok(nnkit_set_num_threads(t));
+    check_conv_twin(16, 32, 32, 8, 3, 3, 1, 1, 1, 1, 1, 30);
+    check_conv_twin(3, 17, 15, 6, 3, 3, 2, 1, 1, NNKIT_PAD_SAME, 1, 29);
+  }
+  ck_ok(nnkit_set_num_threads(0));
+}
+END_TEST
+
+/* Dense layers split over 1, 2 and 3 threads give the plain-loop twin's
+ * values, and a run with a given thread count is bitwise repeatable. */
+START_TEST(dense_threads_match_naive_twin)
+{
+  const size_t batch = 67, in = 150, out = 90;
+  float *x = malloc(batch * in * sizeof *x), *dy = malloc(batch * out * sizeof *dy);
+  float *y = malloc(batch * out * sizeof *y), *yn = malloc(batch * out * sizeof *yn);
+  float *dx = malloc(batch * in * sizeof *dx), *dxn = malloc(batch * in * sizeof *dxn);
+  float *dwn = malloc((in * out + out) * sizeof *dwn), *first = NULL;
+  fill_uniform(x, batch * in, 11, -1, 1);
+  fill_uniform(dy, batch * out, 12, -1, 1);
+  for (int t = 1; t <= 3; t++) {
+    ck_ok(nnkit_set_num_threads(t));
+    for (int rep = 0; rep < 2; rep++) {
+      nnkit_net *net = NULL;
+      ck_ok(nnkit_net_create(&net, &in, 1, 3));
+      ck_ok(nnkit_net_add_dense(net, out));
+      float *p = nnkit_net_params(net);
+      size_t np = nnkit_net_num_params(net);
+      fill_uniform(p, np, 13, -1, 1);
+      ck_ok(nnkit_net_forward(net, x, batch, y, batch * out));
+      nnkit__layer *l = &net->layers[0];
+      memset(l->grads, 0, np * sizeof(float));
+      l->ops->backward(l, x, y, dy, dx, batch);
+      nnkit__dense_forward_naive(x, p, p + in * out, yn, batch, in, out);
+      nnkit__dense_backward_naive(x, p, dy, dxn, dwn, dwn + in * out, batch, in, out);
+      for (size_t i = 0; i < batch * out; i++)
+        ck_assert_msg(fabsf(y[i] - yn[i]) <= 1e-4f * (1 + fabsf(yn[i])), "y[%zu]", i);
+      for (size_t i = 0; i < batch * in; i++)
+        ck_assert_msg(fabsf(dx[i] - dxn[i]) <= 1e-4f * (1 + fabsf(dxn[i])), "dx[%zu]", i);
+      for (size_t i = 0; i < np; i++)
+        ck_assert_msg(fabsf(l->grads[i] - dwn[i]) <= 1e-4f * (1 + fabsf(dwn[i])),
+                      "dparam[%zu] with %d threads", i, t);
+      if (rep == 0) {
+        free(first);
+        first = malloc(np * sizeof *first);
+        memcpy(first, l->grads, np * sizeof *first);
+      } else {
+        ck_assert_mem_eq(first, l->grads, np * sizeof *first);
+      }
+      nnkit_net_free(net);
+    }
+  }
+  ck_ok(nnkit_set_num_threads(0));
+  free(first);
+  free(x);
+  free(dy);
+  free(y);
+  free(yn);
+  free(dx);
+  free(dxn);
+  free(dwn);
 }
 END_TEST
 
@@ -1141,6 +1200,7 @@ static Suite *layers_suite(void)
   tcase_add_test(tc, gradcheck_conv2d);
   tcase_add_test(tc, gradcheck_conv_stack);
   tcase_add_test(tc, conv2d_blas_matches_naive_twin);
+  tcase_add_test(tc, dense_threads_match_naive_twin);
   tcase_add_test(tc, golden_conv2d_vs_pytorch);
   suite_add_tcase(s, tc);
   TCase *tp = tcase_create("pooling");

@@ -1,4 +1,21 @@
-/* Thread control (OpenBLAS's pool) and the clock. */
+/* Threads: nnkit's own fork-join pool, OpenBLAS kept single-threaded, and
+ * the clock.
+ *
+ * nnkit owns its threads. nnkit_set_num_threads(n) sizes a pool of n - 1
+ * persistent workers (the caller is the n-th) and sets OpenBLAS to one
+ * thread; layers split their work (samples of a batch, rows of a GEMM,
+ * ranges of elements) over the pool with nnkit__parallel() and call
+ * single-threaded BLAS inside. One owner of the cores: no OpenBLAS worker
+ * spins on a core while nnkit's want it, and small per-sample GEMMs pay
+ * no BLAS synchronization. The split is static (task t always gets the
+ * same share), so a fixed thread count gives bitwise-identical results.
+ *
+ * Until nnkit_set_num_threads() is called the pool uses all cores (the
+ * first parallel call sets it up). A parallel call made while another one
+ * runs (two application threads training two nets at once) runs serially
+ * in its caller instead of waiting. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,27 +28,134 @@
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
 
+#define MAX_THREADS 1024
+
+static struct {
+  pthread_mutex_t lock; /* guards everything below */
+  pthread_cond_t go, done;
+  pthread_t tid[MAX_THREADS];
+  int started;          /* workers created */
+  int want;             /* threads in use (workers + caller), 0 = not set */
+  unsigned long gen;    /* bumped per parallel call */
+  int pending;          /* workers still running the current call */
+  int quit;
+  nnkit__task_fn fn;
+  void *ctx;
+  int n;                /* tasks of the current call */
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+            .go = PTHREAD_COND_INITIALIZER,
+            .done = PTHREAD_COND_INITIALIZER};
+
+static atomic_int busy; /* 1 while a parallel call runs */
+
+static void *worker(void *arg)
+{
+  int t = (int)(intptr_t)arg; /* this worker runs task t (1..) */
+  unsigned long seen = 0;
+  pthread_mutex_lock(&pool.lock);
+  for (;;) {
+    while (!pool.quit && pool.gen == seen)
+      pthread_cond_wait(&pool.go, &pool.lock);
+    if (pool.quit)
+      break;
+    seen = pool.gen;
+    if (t < pool.n) {
+      nnkit__task_fn fn = pool.fn;
+      void *ctx = pool.ctx;
+      int n = pool.n;
+      pthread_mutex_unlock(&pool.lock);
+      fn(ctx, t, n);
+      pthread_mutex_lock(&pool.lock);
+      if (--pool.pending == 0)
+        pthread_cond_signal(&pool.done);
+    }
+  }
+  pthread_mutex_unlock(&pool.lock);
+  return NULL;
+}
+
+/* Joins the workers when the library is unloaded (or the process exits),
+ * so leak checkers see no live threads. */
+__attribute__((destructor)) static void pool_shutdown(void)
+{
+  pthread_mutex_lock(&pool.lock);
+  pool.quit = 1;
+  int started = pool.started;
+  pthread_cond_broadcast(&pool.go);
+  pthread_mutex_unlock(&pool.lock);
+  for (int i = 0; i < started; i++)
+    pthread_join(pool.tid[i], NULL);
+  pool.started = 0;
+}
+
+static int cores(void)
+{
+  long c = sysconf(_SC_NPROCESSORS_ONLN);
+  return c > 0 ? (c > MAX_THREADS ? MAX_THREADS : (int)c) : 1;
+}
+
 NNKIT_API nnkit_status nnkit_set_num_threads(int n)
 {
-  if (n < 0 || n > 1024)
+  if (n < 0 || n > MAX_THREADS)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_set_num_threads: %d threads is outside [0, 1024]; "
                       "pass 0 for all cores or a positive count", n);
-  if (n == 0) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    n = cores > 0 ? (int)cores : 1;
-  }
-  openblas_set_num_threads(n);
+  if (n == 0)
+    n = cores();
+  openblas_set_num_threads(1);
+  pthread_mutex_lock(&pool.lock);
+  pool.want = n;
+  pthread_mutex_unlock(&pool.lock);
   return NNKIT_OK;
 }
 
 NNKIT_API int nnkit_get_num_threads(void)
 {
-  int n = openblas_get_num_threads();
-  return n > 0 ? n : 1;
+  pthread_mutex_lock(&pool.lock);
+  int n = pool.want;
+  pthread_mutex_unlock(&pool.lock);
+  return n > 0 ? n : cores();
 }
 
 int nnkit__num_threads(void) { return nnkit_get_num_threads(); }
+
+void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
+{
+  int n = nnkit_get_num_threads();
+  if (n > max_tasks)
+    n = max_tasks > 1 ? max_tasks : 1;
+  int expect = 0;
+  if (n <= 1 || !atomic_compare_exchange_strong(&busy, &expect, 1)) {
+    for (int t = 0; t < n; t++) /* the same tasks, one after the other */
+      fn(ctx, t, n);
+    return;
+  }
+  pthread_mutex_lock(&pool.lock);
+  if (pool.want == 0) { /* first use without nnkit_set_num_threads() */
+    pool.want = n;
+    openblas_set_num_threads(1);
+  }
+  while (pool.started < n - 1) {
+    if (pthread_create(&pool.tid[pool.started], NULL, worker,
+                       (void *)(intptr_t)(pool.started + 1)) != 0)
+      break;
+    pool.started++;
+  }
+  int workers = pool.started < n - 1 ? pool.started : n - 1;
+  pool.fn = fn;
+  pool.ctx = ctx;
+  pool.n = workers + 1;
+  pool.pending = workers;
+  pool.gen++;
+  pthread_cond_broadcast(&pool.go);
+  pthread_mutex_unlock(&pool.lock);
+  fn(ctx, 0, workers + 1); /* fewer tasks when a worker could not start */
+  pthread_mutex_lock(&pool.lock);
+  while (pool.pending > 0)
+    pthread_cond_wait(&pool.done, &pool.lock);
+  pthread_mutex_unlock(&pool.lock);
+  atomic_store(&busy, 0);
+}
 
 double nnkit__now(void)
 {

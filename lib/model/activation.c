@@ -69,28 +69,100 @@ static void leaky_backward(const float *restrict x, const float *restrict dy,
   }
 }
 
-static void act_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+/* Element-wise work is split over nnkit's threads in contiguous ranges
+ * (softmax by rows). */
+typedef struct act_job {
+  const nnkit__layer *l;
+  const float *x, *y, *dy;
+  float *out;
+  size_t batch;
+} act_job;
+
+static void forward_task(void *ctx, int t, int n)
 {
-  size_t n = batch * nnkit__shape_size(&l->in);
-  switch (l->act) {
+  const act_job *j = ctx;
+  size_t cols = nnkit__shape_size(&j->l->in), lo, hi;
+  if (j->l->act == NNKIT_ACT_SOFTMAX) {
+    nnkit__split(j->batch, t, n, &lo, &hi);
+    nnkit__softmax_rows(j->x + lo * cols, j->out + lo * cols, hi - lo, cols);
+    return;
+  }
+  nnkit__split(j->batch * cols, t, n, &lo, &hi);
+  const float *x = j->x + lo;
+  float *y = j->out + lo;
+  size_t m = hi - lo;
+  switch (j->l->act) {
   case NNKIT_ACT_RELU:
-    relu_forward(x, y, n);
+    relu_forward(x, y, m);
     break;
   case NNKIT_ACT_LEAKY_RELU:
-    leaky_forward(x, y, n, l->slope);
+    leaky_forward(x, y, m, j->l->slope);
     break;
   case NNKIT_ACT_TANH:
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < m; i++)
       y[i] = tanhf(x[i]);
     break;
   case NNKIT_ACT_SIGMOID:
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < m; i++)
       y[i] = 1.0f / (1.0f + expf(-x[i]));
     break;
   case NNKIT_ACT_SOFTMAX:
-    nnkit__softmax_rows(x, y, batch, nnkit__shape_size(&l->in));
     break;
   }
+}
+
+static void backward_task(void *ctx, int t, int n)
+{
+  const act_job *j = ctx;
+  size_t cols = nnkit__shape_size(&j->l->in), lo, hi;
+  if (j->l->act == NNKIT_ACT_SOFTMAX) {
+    /* dx_j = y_j (dy_j - sum_k dy_k y_k) */
+    nnkit__split(j->batch, t, n, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) {
+      const float *yr = j->y + r * cols, *gr = j->dy + r * cols;
+      double dot = 0;
+      for (size_t c = 0; c < cols; c++)
+        dot += (double)gr[c] * yr[c];
+      for (size_t c = 0; c < cols; c++)
+        j->out[r * cols + c] = yr[c] * (gr[c] - (float)dot);
+    }
+    return;
+  }
+  nnkit__split(j->batch * cols, t, n, &lo, &hi);
+  const float *x = j->x + lo, *y = j->y + lo, *dy = j->dy + lo;
+  float *dx = j->out + lo;
+  size_t m = hi - lo;
+  switch (j->l->act) {
+  case NNKIT_ACT_RELU:
+    relu_backward(x, dy, dx, m);
+    break;
+  case NNKIT_ACT_LEAKY_RELU:
+    leaky_backward(x, dy, dx, m, j->l->slope);
+    break;
+  case NNKIT_ACT_TANH:
+    for (size_t i = 0; i < m; i++)
+      dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+    break;
+  case NNKIT_ACT_SIGMOID:
+    for (size_t i = 0; i < m; i++)
+      dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+    break;
+  case NNKIT_ACT_SOFTMAX:
+    break;
+  }
+}
+
+static int act_tasks(const nnkit__layer *l, size_t batch)
+{
+  /* an element costs a fraction of a multiply-add's share of memory
+   * traffic; ranges under ~1M elements stay on one thread */
+  return nnkit__tasks_for((double)batch * (double)nnkit__shape_size(&l->in) / 10.0);
+}
+
+static void act_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+{
+  act_job j = {l, x, NULL, NULL, y, batch};
+  nnkit__parallel(forward_task, &j, act_tasks(l, batch));
 }
 
 static void act_backward(nnkit__layer *l, const float *x, const float *y,
@@ -98,34 +170,8 @@ static void act_backward(nnkit__layer *l, const float *x, const float *y,
 {
   if (!dx)
     return;
-  size_t cols = nnkit__shape_size(&l->in), n = batch * cols;
-  switch (l->act) {
-  case NNKIT_ACT_RELU:
-    relu_backward(x, dy, dx, n);
-    break;
-  case NNKIT_ACT_LEAKY_RELU:
-    leaky_backward(x, dy, dx, n, l->slope);
-    break;
-  case NNKIT_ACT_TANH:
-    for (size_t i = 0; i < n; i++)
-      dx[i] = dy[i] * (1.0f - y[i] * y[i]);
-    break;
-  case NNKIT_ACT_SIGMOID:
-    for (size_t i = 0; i < n; i++)
-      dx[i] = dy[i] * y[i] * (1.0f - y[i]);
-    break;
-  case NNKIT_ACT_SOFTMAX:
-    /* dx_j = y_j (dy_j - sum_k dy_k y_k) */
-    for (size_t r = 0; r < batch; r++) {
-      const float *yr = y + r * cols, *gr = dy + r * cols;
-      double dot = 0;
-      for (size_t j = 0; j < cols; j++)
-        dot += (double)gr[j] * yr[j];
-      for (size_t j = 0; j < cols; j++)
-        dx[r * cols + j] = yr[j] * (gr[j] - (float)dot);
-    }
-    break;
-  }
+  act_job j = {l, x, y, dy, dx, batch};
+  nnkit__parallel(backward_task, &j, act_tasks(l, batch));
 }
 
 static const char *act_name(nnkit_activation a)

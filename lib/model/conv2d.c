@@ -2,19 +2,20 @@
  *
  *   x [B, C, H, W]   w [OC, C, KH, KW]   b [OC]   y [B, OC, OH, OW]
  *
- * Fast path: im2col of a chunk of nb samples into col [K, nb * P]
- * (K = C KH KW, P = OH OW, columns ordered sample-major), one sgemm
- * tmp [OC, nb P] = W [OC, K] col, and a scatter of tmp into y with the
- * bias. Backward, per chunk:
- *   dY' [OC, nb P] = dy with its first two axes swapped (into tmp),
- *   dW [OC, K] += dY' col^T,  db += rows of dY',
- *   dcol [K, ns P] = W^T dY'[:, sub-chunk],  dx = col2im(dcol)
- * where col is forward's when the whole batch was one chunk on the same
- * input buffer (the net always back-propagates its last forward), and is
- * recomputed otherwise. The chunk is as many samples as fit a fixed
- * workspace budget, so memory stays bounded for any batch size while the
- * GEMMs stay large; dcol works on smaller sub-chunks that stay in cache.
- * nnkit__conv2d_forward_naive / _backward_naive are the plain-loop twins. */
+ * Per sample, with K = C KH KW and P = OH OW (Caffe's layout, every buffer
+ * in cache): col [K, P] = im2col(x_i), then
+ *   forward   y_i [OC, P] = bias + W [OC, K] col          (written in place)
+ *   backward  dW += dy_i [OC, P] col^T,  db += rows of dy_i,
+ *             dcol [K, P] = W^T dy_i,    dx_i = col2im(dcol)
+ * dy_i is read where it lies (no transposed copy) and col is rebuilt in
+ * backward from x_i rather than kept for the whole batch: an im2col from
+ * cache is cheaper than streaming a batch-sized col through memory, and
+ * the layer's memory no longer grows with the batch. The samples of a
+ * batch are split over nnkit's threads (nnkit__parallel), each with its
+ * own col/dcol and, for threads after the first, its own dW/db partial,
+ * added in thread order after the join (deterministic for a thread
+ * count). nnkit__conv2d_forward_naive / _backward_naive are the plain-loop
+ * twins the tests compare with. */
 #include <stdio.h>
 #include <string.h>
 
@@ -22,25 +23,21 @@
 
 #include "internal.h"
 
-/* Floats of col + tmp workspace (32 MiB): batches of 64-128 of a
- * 32 -> 64 channel 3x3 layer on 14x14 maps are one chunk. */
-#define WORKSPACE_FLOATS ((size_t)1 << 23)
-/* Floats of dcol (4 MiB). */
-#define DCOL_FLOATS ((size_t)1 << 20)
 /* Limits on counts given at add time (keeps every product in range). */
 #define MAX_COUNT ((size_t)1 << 16)
+
+typedef struct conv_ws {
+  float *col;  /* [K, P] */
+  float *dcol; /* [K, P] */
+  float *dw;   /* [OC K + OC]: a thread's dW/db partial (threads after the first) */
+} conv_ws;
 
 typedef struct conv_state {
   nnkit__conv_geom g; /* first member: nnkit__layer_geom() relies on it */
   size_t ph, pw;      /* padding as requested (NNKIT_PAD_SAME kept) */
   int bias;
-  size_t cap;         /* samples per chunk the workspace holds (0 = none yet) */
-  size_t sub;         /* samples per dcol sub-chunk */
-  float *col;         /* [K, cap * P] */
-  float *tmp;         /* [OC, cap * P] */
-  float *dcol;        /* [K, sub * P] */
-  const float *col_x; /* input whose whole-batch im2col is in col, or NULL */
-  size_t col_batch;   /* its batch */
+  int nws;            /* per-thread workspaces allocated (0 = none yet) */
+  conv_ws *ws;
 } conv_state;
 
 /* ---- geometry, shared with pooling ------------------------------------ */
@@ -349,69 +346,129 @@ static void conv_fans(const nnkit__layer *l, size_t *fan_in, size_t *fan_out,
   *num_weights = g->oc * *fan_in;
 }
 
+static void free_ws(conv_state *s)
+{
+  for (int t = 0; t < s->nws; t++) {
+    nnkit__free(s->ws[t].col);
+    nnkit__free(s->ws[t].dcol);
+    nnkit__free(s->ws[t].dw);
+  }
+  nnkit__free(s->ws);
+  s->ws = NULL;
+  s->nws = 0;
+}
+
+/* One workspace per thread; the batch size does not matter. */
 static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
 {
+  (void)batch;
   conv_state *s = l->state;
   const nnkit__conv_geom *g = &s->g;
-  size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
-  size_t want = WORKSPACE_FLOATS / ((K + g->oc) * P);
-  if (want < 1)
-    want = 1;
-  if (want > batch)
-    want = batch;
-  if (want <= s->cap)
+  int n = nnkit__num_threads();
+  if (s->nws >= n)
     return NNKIT_OK;
-  size_t sub = DCOL_FLOATS / (K * P);
-  if (sub < 1)
-    sub = 1;
-  if (sub > want)
-    sub = want;
-  float *col = nnkit__malloc(want * K * P * sizeof *col);
-  float *tmp = nnkit__malloc(want * g->oc * P * sizeof *tmp);
-  float *dcol = nnkit__malloc(sub * K * P * sizeof *dcol);
-  if (!col || !tmp || !dcol) {
-    nnkit__free(col);
-    nnkit__free(tmp);
-    nnkit__free(dcol);
-    return nnkit__err(NNKIT_E_NOMEM,
-                      "conv2d (layer %zu): out of memory for a workspace of %zu "
-                      "samples", l->index, want);
+  free_ws(s);
+  size_t kp = g->c * g->kh * g->kw * g->oh * g->ow;
+  s->ws = nnkit__calloc((size_t)n, sizeof *s->ws);
+  int ok = s->ws != NULL;
+  for (int t = 0; ok && t < n; t++) {
+    s->nws = t + 1;
+    s->ws[t].col = nnkit__malloc(kp * sizeof(float));
+    s->ws[t].dcol = nnkit__malloc(kp * sizeof(float));
+    s->ws[t].dw = t ? nnkit__malloc(l->num_params * sizeof(float)) : NULL;
+    ok = s->ws[t].col && s->ws[t].dcol && (!t || s->ws[t].dw);
   }
-  nnkit__free(s->col);
-  nnkit__free(s->tmp);
-  nnkit__free(s->dcol);
-  s->col = col;
-  s->tmp = tmp;
-  s->dcol = dcol;
-  s->cap = want;
-  s->sub = sub;
-  s->col_x = NULL;
+  if (!ok) {
+    free_ws(s);
+    return nnkit__err(NNKIT_E_NOMEM,
+                      "conv2d (layer %zu): out of memory for the workspaces of %d "
+                      "threads", l->index, n);
+  }
   return NNKIT_OK;
 }
 
-static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+typedef struct conv_job {
+  nnkit__layer *l;
+  const float *x, *dy;
+  float *y, *dx;
+  size_t batch;
+  int tasks; /* set by task 0: how many ran */
+} conv_job;
+
+static void forward_task(void *ctx, int t, int n)
 {
+  conv_job *j = ctx;
+  conv_state *s = j->l->state;
+  const nnkit__conv_geom *g = &s->g;
+  const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
+  const size_t in = g->c * g->h * g->w, out = OC * P;
+  const float *w = j->l->params, *bias = s->bias ? j->l->params + OC * K : NULL;
+  float *col = s->ws[t].col;
+  size_t lo, hi;
+  nnkit__split(j->batch, t, n, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    float *yi = j->y + i * out;
+    for (size_t o = 0; o < OC; o++) {
+      float bv = bias ? bias[o] : 0.0f;
+      for (size_t p = 0; p < P; p++)
+        yi[o * P + p] = bv;
+    }
+    im2col(j->x + i * in, col, 1, g);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)P, (int)K,
+                1.0f, w, (int)K, col, (int)P, 1.0f, yi, (int)P);
+  }
+}
+
+static void backward_task(void *ctx, int t, int n)
+{
+  conv_job *j = ctx;
+  nnkit__layer *l = j->l;
   conv_state *s = l->state;
   const nnkit__conv_geom *g = &s->g;
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
-  const float *w = l->params, *bias = s->bias ? l->params + OC * K : NULL;
-  for (size_t b0 = 0; b0 < batch; b0 += s->cap) {
-    size_t nb = batch - b0 < s->cap ? batch - b0 : s->cap, N = nb * P;
-    im2col(x + b0 * in, s->col, nb, g);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)N, (int)K,
-                1.0f, w, (int)K, s->col, (int)N, 0.0f, s->tmp, (int)N);
-    for (size_t i = 0; i < nb; i++)
-      for (size_t o = 0; o < OC; o++) {
-        const float *src = s->tmp + o * N + i * P;
-        float *dst = y + (b0 + i) * out + o * P;
-        float bv = bias ? bias[o] : 0.0f;
-        for (size_t p = 0; p < P; p++)
-          dst[p] = src[p] + bv;
-      }
+  const float *w = l->params;
+  float *dw = t ? s->ws[t].dw : l->grads;
+  float *db = s->bias ? dw + OC * K : NULL;
+  float *col = s->ws[t].col, *dcol = s->ws[t].dcol;
+  if (t)
+    memset(dw, 0, l->num_params * sizeof *dw);
+  else
+    j->tasks = n;
+  size_t lo, hi;
+  nnkit__split(j->batch, t, n, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    const float *dyi = j->dy + i * out;
+    im2col(j->x + i * in, col, 1, g);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)P,
+                1.0f, dyi, (int)P, col, (int)P, 1.0f, dw, (int)K);
+    if (db)
+      for (size_t o = 0; o < OC; o++)
+        db[o] += (float)row_sum(dyi + o * P, P);
+    if (!j->dx)
+      continue;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)OC,
+                1.0f, w, (int)K, dyi, (int)P, 0.0f, dcol, (int)P);
+    float *dxi = j->dx + i * in;
+    memset(dxi, 0, in * sizeof *dxi);
+    col2im(dcol, dxi, 1, g);
   }
-  s->col_x = batch <= s->cap ? x : NULL;
-  s->col_batch = batch;
+}
+
+static int conv_tasks(const nnkit__layer *l, size_t batch)
+{
+  const conv_state *s = l->state;
+  const nnkit__conv_geom *g = &s->g;
+  double macs = (double)batch * (double)(g->c * g->kh * g->kw) * (double)g->oc *
+                (double)(g->oh * g->ow);
+  int n = nnkit__tasks_for(macs);
+  return n < s->nws ? n : s->nws;
+}
+
+static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+{
+  conv_job j = {l, x, NULL, y, NULL, batch, 0};
+  nnkit__parallel(forward_task, &j, conv_tasks(l, batch));
 }
 
 static void conv_backward(nnkit__layer *l, const float *x, const float *y,
@@ -419,37 +476,13 @@ static void conv_backward(nnkit__layer *l, const float *x, const float *y,
 {
   (void)y;
   conv_state *s = l->state;
-  const nnkit__conv_geom *g = &s->g;
-  const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
-  const size_t in = g->c * g->h * g->w, out = OC * P;
-  const float *w = l->params;
-  float *dw = l->grads, *db = s->bias ? l->grads + OC * K : NULL;
-  const int reuse = s->col_x == x && s->col_batch == batch && batch <= s->cap;
-  for (size_t b0 = 0; b0 < batch; b0 += s->cap) {
-    size_t nb = batch - b0 < s->cap ? batch - b0 : s->cap, N = nb * P;
-    if (!reuse)
-      im2col(x + b0 * in, s->col, nb, g);
-    for (size_t i = 0; i < nb; i++)
-      for (size_t o = 0; o < OC; o++)
-        memcpy(s->tmp + o * N + i * P, dy + (b0 + i) * out + o * P, P * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)N,
-                1.0f, s->tmp, (int)N, s->col, (int)N, 1.0f, dw, (int)K);
-    if (db)
-      for (size_t o = 0; o < OC; o++)
-        db[o] += (float)row_sum(s->tmp + o * N, N);
-    if (!dx)
-      continue;
-    for (size_t s0 = 0; s0 < nb; s0 += s->sub) {
-      size_t ns = nb - s0 < s->sub ? nb - s0 : s->sub, Ns = ns * P;
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)Ns, (int)OC,
-                  1.0f, w, (int)K, s->tmp + s0 * P, (int)N, 0.0f, s->dcol, (int)Ns);
-      float *dxc = dx + (b0 + s0) * in;
-      memset(dxc, 0, ns * in * sizeof *dxc);
-      col2im(s->dcol, dxc, ns, g);
-    }
+  conv_job j = {l, x, dy, NULL, dx, batch, 0};
+  nnkit__parallel(backward_task, &j, conv_tasks(l, batch));
+  for (int t = 1; t < j.tasks; t++) { /* partials in thread order */
+    const float *part = s->ws[t].dw;
+    for (size_t k = 0; k < l->num_params; k++)
+      l->grads[k] += part[k];
   }
-  if (!reuse)
-    s->col_x = NULL; /* col holds the last chunk now */
 }
 
 static void conv_describe(const nnkit__layer *l, char *buf, size_t len)
@@ -474,9 +507,7 @@ static void conv_destroy(nnkit__layer *l)
   conv_state *s = l->state;
   if (!s)
     return;
-  nnkit__free(s->col);
-  nnkit__free(s->tmp);
-  nnkit__free(s->dcol);
+  free_ws(s);
   nnkit__free(s);
   l->state = NULL;
 }

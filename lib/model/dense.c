@@ -30,36 +30,75 @@ static void dense_fans(const nnkit__layer *l, size_t *fan_in, size_t *fan_out,
   *num_weights = *fan_in * l->units;
 }
 
-static void dense_forward(nnkit__layer *l, const float *x, float *y,
-                          size_t batch)
+/* The GEMMs are split over nnkit's threads by rows: forward and dX by
+ * samples of the batch, dW and db by output units; every part is a
+ * single-threaded sgemm on its own rows, so no partial sums are needed. */
+typedef struct dense_job {
+  nnkit__layer *l;
+  const float *x, *dy;
+  float *y, *dx;
+  size_t batch;
+} dense_job;
+
+static void forward_task(void *ctx, int t, int n)
 {
-  size_t in = nnkit__shape_size(&l->in), out = l->units;
-  const float *w = l->params, *b = l->params + in * out;
-  for (size_t i = 0; i < batch; i++)
-    memcpy(y + i * out, b, out * sizeof *y);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)batch, (int)out,
-              (int)in, 1.0f, x, (int)in, w, (int)in, 1.0f, y, (int)out);
+  const dense_job *j = ctx;
+  size_t in = nnkit__shape_size(&j->l->in), out = j->l->units, lo, hi;
+  const float *w = j->l->params, *b = j->l->params + in * out;
+  nnkit__split(j->batch, t, n, &lo, &hi);
+  if (hi == lo)
+    return;
+  for (size_t i = lo; i < hi; i++)
+    memcpy(j->y + i * out, b, out * sizeof(float));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), (int)out,
+              (int)in, 1.0f, j->x + lo * in, (int)in, w, (int)in, 1.0f, j->y + lo * out,
+              (int)out);
+}
+
+static void backward_task(void *ctx, int t, int n)
+{
+  const dense_job *j = ctx;
+  size_t in = nnkit__shape_size(&j->l->in), out = j->l->units, batch = j->batch, lo, hi;
+  const float *w = j->l->params;
+  float *dw = j->l->grads, *db = j->l->grads + in * out;
+  /* dW[out, in] += dY^T[out, B] X[B, in], rows [lo, hi) of dW */
+  nnkit__split(out, t, n, &lo, &hi);
+  if (hi > lo) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(hi - lo), (int)in,
+                (int)batch, 1.0f, j->dy + lo, (int)out, j->x, (int)in, 1.0f,
+                dw + lo * in, (int)in);
+    for (size_t i = 0; i < batch; i++) {
+      const float *r = j->dy + i * out;
+      for (size_t u = lo; u < hi; u++)
+        db[u] += r[u];
+    }
+  }
+  /* dX[B, in] = dY[B, out] W[out, in], samples [lo, hi) */
+  nnkit__split(batch, t, n, &lo, &hi);
+  if (j->dx && hi > lo)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), (int)in,
+                (int)out, 1.0f, j->dy + lo * out, (int)out, w, (int)in, 0.0f,
+                j->dx + lo * in, (int)in);
+}
+
+static int dense_tasks(const nnkit__layer *l, size_t batch)
+{
+  return nnkit__tasks_for((double)batch * (double)nnkit__shape_size(&l->in) *
+                          (double)l->units);
+}
+
+static void dense_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+{
+  dense_job j = {l, x, NULL, y, NULL, batch};
+  nnkit__parallel(forward_task, &j, dense_tasks(l, batch));
 }
 
 static void dense_backward(nnkit__layer *l, const float *x, const float *y,
                            const float *dy, float *dx, size_t batch)
 {
   (void)y;
-  size_t in = nnkit__shape_size(&l->in), out = l->units;
-  const float *w = l->params;
-  float *dw = l->grads, *db = l->grads + in * out;
-  /* dW[out, in] += dY^T[out, B] X[B, in] */
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in,
-              (int)batch, 1.0f, dy, (int)out, x, (int)in, 1.0f, dw, (int)in);
-  for (size_t i = 0; i < batch; i++) {
-    const float *r = dy + i * out;
-    for (size_t j = 0; j < out; j++)
-      db[j] += r[j];
-  }
-  /* dX[B, in] = dY[B, out] W[out, in] */
-  if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)batch, (int)in,
-                (int)out, 1.0f, dy, (int)out, w, (int)in, 0.0f, dx, (int)in);
+  dense_job j = {l, x, dy, NULL, dx, batch};
+  nnkit__parallel(backward_task, &j, dense_tasks(l, batch));
 }
 
 static void dense_describe(const nnkit__layer *l, char *buf, size_t len)

@@ -435,8 +435,12 @@ static size_t max_width(const nnkit_net *net)
 
 nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
 {
-  if (batch <= net->batch_cap)
+  /* Layers keep per-thread workspaces: a larger thread count reserves too. */
+  int threads = nnkit__num_threads();
+  if (batch <= net->batch_cap && threads <= net->threads_cap)
     return NNKIT_OK;
+  if (batch < net->batch_cap)
+    batch = net->batch_cap;
   free_work(net);
   size_t in = nnkit__shape_size(&net->in), width = max_width(net);
   size_t outw = nnkit_net_output_size(net);
@@ -467,6 +471,7 @@ nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
     }
   }
   net->batch_cap = batch;
+  net->threads_cap = threads;
   net->max_width = width;
   return NNKIT_OK;
 nomem:

@@ -12,6 +12,10 @@
 
 #include "internal.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define MAX_COUNT ((size_t)1 << 16)
 
 typedef struct pool_state {
@@ -95,7 +99,8 @@ static inline float window_max(const float *r, size_t rows, size_t cols, size_t 
 
 /* One output row of 2x2 / stride 2 max pooling: the rows r0 and r0 + w of
  * the input, ow outputs and their argmax (base + offset in the map). Only
- * selects, no branches, so the compiler vectorizes it. Returns nonzero
+ * selects, no branches (SSE2 where the target has it, the plain loop
+ * otherwise). Returns nonzero
  * when a NaN was seen: the caller then redoes the row with window_max()
  * (the first NaN wins, PyTorch's rule); otherwise the first maximum in
  * a, b, c, d order wins, as there. */
@@ -105,7 +110,44 @@ static int max2x2_row(const float *restrict r0, size_t w, float *restrict y,
   const float *restrict r1 = r0 + w;
   const int32_t iw = (int32_t)w;
   int nan = 0;
-  for (size_t ox = 0; ox < ow; ox++) {
+  size_t ox = 0;
+#ifdef __SSE2__
+  /* Four outputs at a time; a row whose length is not a multiple of four
+   * ends with one more group overlapping the previous one (recomputing an
+   * output is harmless), so maps of width 7 or 14 have no scalar tail. */
+  if (ow >= 4) {
+    const __m128i step = _mm_set_epi32(6, 4, 2, 0), wv = _mm_set1_epi32(iw);
+    __m128i bad = _mm_setzero_si128();
+    for (size_t g = 0;; g += 4) {
+      if (g + 4 > ow)
+        g = ow - 4;
+      __m128 t0 = _mm_loadu_ps(r0 + 2 * g), t1 = _mm_loadu_ps(r0 + 2 * g + 4);
+      __m128 u0 = _mm_loadu_ps(r1 + 2 * g), u1 = _mm_loadu_ps(r1 + 2 * g + 4);
+      __m128 a = _mm_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0));
+      __m128 b = _mm_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 1, 3, 1));
+      __m128 c = _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0));
+      __m128 d = _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1));
+      __m128i o = _mm_add_epi32(_mm_set1_epi32(base + 2 * (int32_t)g), step);
+      __m128 bab = _mm_cmpgt_ps(b, a), dcd = _mm_cmpgt_ps(d, c);
+      __m128 mab = _mm_or_ps(_mm_and_ps(bab, b), _mm_andnot_ps(bab, a));
+      __m128 mcd = _mm_or_ps(_mm_and_ps(dcd, d), _mm_andnot_ps(dcd, c));
+      __m128i iab = _mm_sub_epi32(o, _mm_castps_si128(bab)); /* mask -1 adds 1 */
+      __m128i icd = _mm_sub_epi32(_mm_add_epi32(o, wv), _mm_castps_si128(dcd));
+      __m128 low = _mm_cmpgt_ps(mcd, mab);
+      __m128i lowi = _mm_castps_si128(low);
+      _mm_storeu_ps(y + g, _mm_or_ps(_mm_and_ps(low, mcd), _mm_andnot_ps(low, mab)));
+      _mm_storeu_si128((__m128i *)(void *)(at + g),
+                       _mm_or_si128(_mm_and_si128(lowi, icd), _mm_andnot_si128(lowi, iab)));
+      bad = _mm_or_si128(bad, _mm_castps_si128(_mm_or_ps(_mm_cmpunord_ps(a, b),
+                                                         _mm_cmpunord_ps(c, d))));
+      if (g + 4 >= ow)
+        break;
+    }
+    nan = _mm_movemask_epi8(bad) != 0;
+    ox = ow;
+  }
+#endif
+  for (; ox < ow; ox++) {
     float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
     int32_t o = base + 2 * (int32_t)ox;
     float mab = b > a ? b : a, mcd = d > c ? d : c;
@@ -117,16 +159,27 @@ static int max2x2_row(const float *restrict r0, size_t w, float *restrict y,
   return nan;
 }
 
-static void maxpool_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+/* Max pooling's maps are split over nnkit's threads. */
+typedef struct pool_job {
+  nnkit__layer *l;
+  const float *x, *dy;
+  float *y, *dx;
+  size_t maps; /* batch x channels */
+} pool_job;
+
+static void maxpool_forward_task(void *ctx, int t, int n)
 {
-  pool_state *s = l->state;
+  const pool_job *j = ctx;
+  pool_state *s = j->l->state;
   const nnkit__conv_geom *g = &s->g;
   const size_t HW = g->h * g->w, P = g->oh * g->ow;
   const int k2s2 = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
                    g->pt == 0 && g->pl == 0;
-  for (size_t m = 0; m < batch * g->c; m++) {
-    const float *xc = x + m * HW;
-    float *yc = y + m * P;
+  size_t lo, hi;
+  nnkit__split(j->maps, t, n, &lo, &hi);
+  for (size_t m = lo; m < hi; m++) {
+    const float *xc = j->x + m * HW;
+    float *yc = j->y + m * P;
     int32_t *ac = s->arg + m * P;
     if (k2s2) { /* the common 2x2 / stride 2 case, no window clipping */
       for (size_t oy = 0; oy < g->oh; oy++) {
@@ -157,6 +210,36 @@ static void maxpool_forward(nnkit__layer *l, const float *x, float *y, size_t ba
   }
 }
 
+static void maxpool_backward_task(void *ctx, int t, int n)
+{
+  const pool_job *j = ctx;
+  const pool_state *s = j->l->state;
+  const nnkit__conv_geom *g = &s->g;
+  const size_t HW = g->h * g->w, P = g->oh * g->ow;
+  size_t lo, hi;
+  nnkit__split(j->maps, t, n, &lo, &hi);
+  memset(j->dx + lo * HW, 0, (hi - lo) * HW * sizeof(float));
+  for (size_t m = lo; m < hi; m++) {
+    float *dxc = j->dx + m * HW;
+    const float *dyc = j->dy + m * P;
+    const int32_t *ac = s->arg + m * P;
+    for (size_t p = 0; p < P; p++)
+      dxc[ac[p]] += dyc[p];
+  }
+}
+
+static int pool_tasks(const nnkit__layer *l, size_t batch)
+{
+  return nnkit__tasks_for((double)batch * (double)nnkit__shape_size(&l->in) / 10.0);
+}
+
+static void maxpool_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+{
+  const pool_state *s = l->state;
+  pool_job j = {l, x, NULL, y, NULL, batch * s->g.c};
+  nnkit__parallel(maxpool_forward_task, &j, pool_tasks(l, batch));
+}
+
 static void maxpool_backward(nnkit__layer *l, const float *x, const float *y,
                              const float *dy, float *dx, size_t batch)
 {
@@ -164,17 +247,9 @@ static void maxpool_backward(nnkit__layer *l, const float *x, const float *y,
   (void)y;
   if (!dx)
     return;
-  pool_state *s = l->state;
-  const nnkit__conv_geom *g = &s->g;
-  const size_t HW = g->h * g->w, P = g->oh * g->ow;
-  memset(dx, 0, batch * g->c * HW * sizeof *dx);
-  for (size_t m = 0; m < batch * g->c; m++) {
-    float *dxc = dx + m * HW;
-    const float *dyc = dy + m * P;
-    const int32_t *ac = s->arg + m * P;
-    for (size_t p = 0; p < P; p++)
-      dxc[ac[p]] += dyc[p];
-  }
+  const pool_state *s = l->state;
+  pool_job j = {l, NULL, dy, NULL, dx, batch * s->g.c};
+  nnkit__parallel(maxpool_backward_task, &j, pool_tasks(l, batch));
 }
 
 static void avgpool_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
