@@ -65,9 +65,14 @@ NNKIT_API const char *nnkit_last_error(void);
 /** Empties the calling thread's last-error sentence. */
 NNKIT_API void nnkit_clear_error(void);
 
-/** Sets the number of threads nnkit's math uses (OpenBLAS's thread pool and
- *  nnkit's own loops). Process-wide. n >= 1; n == 0 means "all cores".
- *  Results are bitwise reproducible for a fixed seed and thread count.
+/** Sets the number of threads nnkit's math uses. Process-wide. n >= 1;
+ *  n == 0 means "all cores" (also the default). nnkit runs its own pool of
+ *  n - 1 worker threads (the calling thread is the n-th) and splits each
+ *  layer's work over it, and sets OpenBLAS to one thread so the two never
+ *  compete for cores: BLAS calls made by the application itself are then
+ *  single-threaded too (call openblas_set_num_threads() after this to
+ *  change that). Results are bitwise reproducible for a fixed seed and
+ *  thread count.
  *  @return NNKIT_E_INVALID when n < 0 or n > 1024. */
 NNKIT_API nnkit_status nnkit_set_num_threads(int n);
 

@@ -412,6 +412,45 @@ static void update_adam(const nnkit_optimizer *o, const slice *x, int decoupled)
   }
 }
 
+/* The element-wise update, split over nnkit's threads: task t updates its
+ * share of every trainable layer's parameters (each element is
+ * independent, so the split does not change the result). */
+typedef struct step_job {
+  const nnkit_optimizer *opt;
+  nnkit_net *net;
+} step_job;
+
+static void step_task(void *ctx, int t, int nt)
+{
+  const step_job *j = ctx;
+  const nnkit_optimizer *opt = j->opt;
+  nnkit_net *net = j->net;
+  size_t n = net->num_params;
+  for (size_t k = 0; k < net->num_layers; k++) {
+    const nnkit__layer *l = &net->layers[k];
+    if (!l->num_params || l->frozen)
+      continue;
+    size_t lo, hi;
+    nnkit__split(l->num_params, t, nt, &lo, &hi);
+    size_t off = l->param_offset + lo;
+    slice x;
+    x.p = net->params + off;
+    x.g = net->grads + off;
+    x.s0 = opt->state_bufs > 0 ? opt->state + off : NULL;
+    x.s1 = opt->state_bufs > 1 ? opt->state + n + off : NULL;
+    x.n = hi - lo;
+    x.lr = opt->lr * (double)l->lr_mult;
+    x.t = opt->layer_steps[k];
+    switch (opt->kind) {
+    case NNKIT_OPTIM_SGD: update_sgd(opt, &x); break;
+    case NNKIT_OPTIM_RMSPROP: update_rmsprop(opt, &x); break;
+    case NNKIT_OPTIM_ADAGRAD: update_adagrad(opt, &x); break;
+    case NNKIT_OPTIM_ADAM: update_adam(opt, &x, 0); break;
+    case NNKIT_OPTIM_ADAMW: update_adam(opt, &x, 1); break;
+    }
+  }
+}
+
 /* Clips the trainable layers' gradients by value, then by global norm. */
 static void clip(nnkit_optimizer *opt, nnkit_net *net)
 {
@@ -475,27 +514,16 @@ NNKIT_API nnkit_status nnkit_optimizer_step(nnkit_optimizer *opt, nnkit_net *net
 
   clip(opt, net);
 
+  size_t trainable = 0;
   for (size_t k = 0; k < net->num_layers; k++) {
     const nnkit__layer *l = &net->layers[k];
-    if (!l->num_params || l->frozen)
-      continue;
-    size_t off = l->param_offset;
-    slice x;
-    x.p = net->params + off;
-    x.g = net->grads + off;
-    x.s0 = opt->state_bufs > 0 ? opt->state + off : NULL;
-    x.s1 = opt->state_bufs > 1 ? opt->state + n + off : NULL;
-    x.n = l->num_params;
-    x.lr = opt->lr * (double)l->lr_mult;
-    x.t = ++opt->layer_steps[k];
-    switch (opt->kind) {
-    case NNKIT_OPTIM_SGD: update_sgd(opt, &x); break;
-    case NNKIT_OPTIM_RMSPROP: update_rmsprop(opt, &x); break;
-    case NNKIT_OPTIM_ADAGRAD: update_adagrad(opt, &x); break;
-    case NNKIT_OPTIM_ADAM: update_adam(opt, &x, 0); break;
-    case NNKIT_OPTIM_ADAMW: update_adam(opt, &x, 1); break;
+    if (l->num_params && !l->frozen) {
+      ++opt->layer_steps[k];
+      trainable += l->num_params;
     }
   }
+  step_job j = {opt, net};
+  nnkit__parallel(step_task, &j, nnkit__tasks_for((double)trainable / 4.0));
 
   for (size_t r = 0; r < opt->num_regs; r++)
     nnkit__regularizer_constrain(opt->regs[r], net);
