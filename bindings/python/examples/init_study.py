@@ -29,9 +29,11 @@ for row, (name, init, act) in enumerate(cases):
               (name, 100 * stats["saturated"][acts[-1]]))
     if plt:
         net.forward(x)
+        lo, hi = (0.0, 4.0) if act == "relu" else (-1.0, 1.0)  # as examples/init_study.c
+        w = (hi - lo) / 40
         for k, layer in enumerate(acts):
-            counts = net.activation_histogram(layer, bins=40, lo=-1, hi=1)
-            axes[row][k].bar([-1 + (i + 0.5) / 20 for i in range(40)], counts, width=0.05)
+            counts = net.activation_histogram(layer, bins=40, lo=lo, hi=hi)
+            axes[row][k].bar([lo + (i + 0.5) * w for i in range(40)], counts, width=w)
             axes[row][k].set_title("%s L%d" % (name, k + 1), fontsize=7)
 if plt:
     fig.tight_layout()

@@ -378,6 +378,16 @@ class Normalizer(_Handle):
         _check(lib.nnkit_normalizer_transform(self.handle, xb.ptr, out, count))
         return _to_result(out, len(out), (count, n_out))
 
+    @property
+    def in_size(self):
+        """Floats per input sample (0 before fitting)."""
+        return lib.nnkit_normalizer_in_size(self.handle)
+
+    @property
+    def out_size(self):
+        """Floats per output sample: in_size, or the kept components of PCA."""
+        return lib.nnkit_normalizer_out_size(self.handle)
+
     def compare(self, ds):
         """(max |mean diff|, max |std diff|) of the fit subset vs ds."""
         a, b = ctypes.c_double(), ctypes.c_double()
@@ -443,6 +453,11 @@ class Pipeline(_Handle):
 
     def __len__(self):
         return lib.nnkit_pipeline_batches_per_epoch(self.handle)
+
+    @property
+    def sample_size(self):
+        """Floats per output sample (after the normalizer)."""
+        return lib.nnkit_pipeline_sample_size(self.handle)
 
     def batches(self, epoch=0):
         """Yields (x, labels) per batch of one epoch."""
@@ -957,11 +972,91 @@ METRICS = {"train_loss": 1, "train_acc": 2, "val_loss": 3, "val_acc": 4, "lr": 5
            "seconds": 6, "reg_loss": 7}
 
 
+_STAT_TITLES = {"act_mean": "activation mean", "act_std": "activation std",
+                "saturated": "saturated fraction", "dead": "dead ReLU fraction",
+                "grad_norm": "gradient norm", "update_ratio": "update / weight ratio",
+                "param_norm": "parameter norm"}
+_LOG_STATS = ("grad_norm", "update_ratio", "param_norm")
+
+
+def _plot_layer_stats(records, stats, names, path, title=None):
+    """One subplot per statistic of records {stat: [[value per layer] per
+    epoch]}: a line per layer over the epochs, or bars over the layers when
+    there is one epoch. Layers where a statistic is NaN throughout (a ReLU's
+    gradient norm, a dense layer's dead fraction) are left out of it, and so
+    are statistics no layer has (saturation without tanh or sigmoid)."""
+    stats = (stats,) if isinstance(stats, str) else tuple(stats)
+    unknown = [k for k in stats if k not in LAYER_STATS]
+    if unknown:
+        raise InvalidArgument(E_INVALID, "unknown statistic %s; known: %s" %
+                              (", ".join(unknown), ", ".join(LAYER_STATS)))
+    if not any(records.get(k) for k in stats):
+        raise StateError(E_STATE, "no per-layer statistics to plot (the trainer's "
+                         "layer_stats setting was off, or nothing was measured)")
+    stats = [k for k in stats if records.get(k) and
+             not all(math.isnan(v) for row in records[k] for v in row)]
+    if not stats:
+        raise StateError(E_STATE, "every requested statistic is NaN for every layer")
+    import matplotlib
+    if path:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    epochs = len(records[stats[0]])
+    L = len(records[stats[0]][0])
+    names = list(names) if names else ["layer %d" % l for l in range(L)]
+    cmap = plt.get_cmap("tab10" if L <= 10 else "viridis")
+    colour = [cmap(l % 10) if L <= 10 else cmap(l / max(L - 1, 1)) for l in range(L)]
+    cols = min(3, len(stats))
+    rows = (len(stats) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows + 0.8),
+                             squeeze=False)
+    shown = {}
+    for ax, k in zip([a for row in axes for a in row], stats):
+        per_layer = [[records[k][e][l] for e in range(epochs)] for l in range(L)]
+        keep = [l for l in range(L) if not all(math.isnan(v) for v in per_layer[l])]
+        finite = [v for l in keep for v in per_layer[l] if math.isfinite(v)]
+        if epochs == 1:
+            bars = ax.bar(range(len(keep)), [per_layer[l][0] for l in keep],
+                          color=[colour[l] for l in keep])
+            ax.set_xticks(range(len(keep)))
+            ax.set_xticklabels([str(l) for l in keep])
+            ax.set_xlabel("layer")
+            for l, b in zip(keep, bars):
+                shown.setdefault(l, b)
+        else:
+            for l in keep:
+                line, = ax.plot(range(1, epochs + 1), per_layer[l], ".-",
+                                color=colour[l])
+                shown.setdefault(l, line)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if k in _LOG_STATS and finite and min(finite) > 0:
+            ax.set_yscale("log")
+        elif k in ("saturated", "dead"):  # fractions: keep 0 visible
+            ax.set_ylim(0, max(finite + [0.0]) * 1.1 or 0.05)
+        ax.set_title(_STAT_TITLES[k])
+    for ax in [a for row in axes for a in row][len(stats):]:
+        ax.axis("off")
+    order = sorted(shown)
+    fig.legend([shown[l] for l in order], [names[l] for l in order], loc="lower center",
+               ncol=min(len(order), 6), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(order) - 1) // 6), 1, 1))
+    if path:
+        fig.savefig(path)
+        plt.close(fig)
+    return fig
+
+
 class History:
     """Per-epoch records: history['val_acc'] is a list, one value per epoch."""
 
     def __init__(self, columns):
         self.columns = columns
+        self.layer_stats = {}
+        self.layer_names = []
 
     def __getitem__(self, key):
         return self.columns[key]
@@ -1002,6 +1097,12 @@ class History:
             fig.savefig(path)
             plt.close(fig)
         return fig
+
+    def plot_layer_stats(self, path=None, stats=("act_mean", "act_std", "saturated", "dead",
+                                                 "grad_norm", "update_ratio")):
+        """Per-layer statistics per epoch (matplotlib): one subplot per
+        statistic, one line per layer; saves a PNG when path is given."""
+        return _plot_layer_stats(self.layer_stats, stats, self.layer_names, path)
 
 
 class Trainer(_Handle):
@@ -1149,6 +1250,9 @@ class Trainer(_Handle):
         hist = History(cols)
         hist.batch_losses = list(losses[:got.value])
         hist.layer_stats = self._layer_stats(h)
+        net = self._net
+        hist.layer_names = ["%d %s" % (i, net.describe(i).split()[0])
+                            for i in range(net.num_layers)]
         return hist
 
     def _layer_stats(self, h):
@@ -1169,6 +1273,16 @@ class Trainer(_Handle):
             for j, k in enumerate(names):
                 out[k].append([buf[l * S + j] for l in range(L)])
         return out
+
+
+VERDICTS = {"healthy": 1, "lr_too_high": 2, "oscillating": 3, "lr_too_low": 4,
+            "overfitting": 5, "underfitting": 6, "vanishing": 7, "saturating": 8,
+            "dead_relus": 9, "noisy_batches": 10, "too_short": 11}
+
+
+def verdict_name(verdict):
+    """The name a Diagnosis reports for a VERDICTS key, e.g. 'learning rate too low'."""
+    return lib.nnkit_verdict_name(VERDICTS[verdict]).decode()
 
 
 class Diagnosis(_Handle):
@@ -1198,3 +1312,45 @@ class Diagnosis(_Handle):
 
     def __str__(self):
         return self.report
+
+
+class Monitor:
+    """Per-layer statistics of a fixed probe batch, measured in evaluation
+    mode after every epoch (pass it to Net.fit's callbacks) or by measure();
+    plot() draws them. net and the probe are borrowed."""
+
+    def __init__(self, net, x, labels=None, stats=("act_mean", "act_std", "saturated",
+                                                    "dead", "grad_norm"), size=256):
+        if isinstance(x, Dataset):  # the first `size` samples and their labels
+            with x.subset(range(min(int(size), len(x)))) as probe:
+                x, labels = probe.x, probe.labels
+        stats = (stats,) if isinstance(stats, str) else tuple(stats)
+        self.net, self.x, self.labels, self.stats = net, x, labels, stats
+        self.records = {k: [] for k in self.stats}
+
+    def measure(self):
+        """Measures the probe now and records it: {stat: [value per layer]}.
+        Parameters, batch-norm statistics and the mode are left as they were;
+        the gradient buffer is overwritten when there are labels."""
+        was_training = self.net.training
+        self.net.training = False
+        try:
+            got = self.net.layer_stats(self.x, self.labels, stats=self.stats)
+        finally:
+            self.net.training = was_training
+        for k in self.stats:
+            self.records[k].append(got[k])
+        return got
+
+    def on_epoch(self, epoch, trainer):
+        self.measure()
+
+    def __len__(self):
+        return len(self.records[self.stats[0]]) if self.stats else 0
+
+    def plot(self, path=None, stats=None, title=None):
+        """One subplot per statistic: lines per layer over the measurements,
+        bars per layer after a single one; saves a PNG when path is given."""
+        names = ["%d %s" % (i, self.net.describe(i).split()[0])
+                 for i in range(self.net.num_layers)]
+        return _plot_layer_stats(self.records, stats or self.stats, names, path, title)

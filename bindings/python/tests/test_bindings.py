@@ -7,6 +7,7 @@ import gc
 import math
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -22,6 +23,13 @@ try:
     import numpy as np
 except ImportError:
     np = None
+
+try:
+    import matplotlib  # noqa: F401
+except ImportError:
+    matplotlib = None
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def header_functions():
@@ -205,6 +213,12 @@ class CapabilityTest(unittest.TestCase):
         self.assertGreaterEqual(net.evaluate(val)[1], 0.95)
         floats, scalars = opt.get_state()
         self.assertEqual(len(floats), 2 * net.num_params)  # Adam: m and v
+
+    def test_verdict_names(self):
+        names = [nnkit.verdict_name(k) for k in nnkit.VERDICTS]
+        self.assertEqual(len(set(names)), len(nnkit.VERDICTS))
+        self.assertEqual(nnkit.verdict_name("healthy"), "healthy")
+        self.assertEqual(nnkit.verdict_name("lr_too_low"), "learning rate too low")
 
     def test_freeze_keeps_layer_bitwise(self):
         xs, ys = blobs(64)
@@ -392,6 +406,159 @@ class PlotTest(unittest.TestCase):
             hist.plot(path)
             with open(path, "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def small_fit(self):
+        xs, ys = blobs(64)
+        ds = nnkit.Dataset(xs, ys, num_classes=4)
+        net = nnkit.Net(2, [nnkit.Dense(8), nnkit.Tanh(), nnkit.Dense(8), nnkit.ReLU(),
+                            nnkit.Dense(4)], seed=1)
+        return net, ds, net.fit(ds, ds, epochs=3, batch_size=16, lr=0.1)
+
+    def assert_png(self, path):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        self.assertEqual(head, PNG_MAGIC)
+        self.assertGreater(os.path.getsize(path), 1000)
+
+    @unittest.skipIf(matplotlib is None, "matplotlib is not installed in this Python")
+    def test_history_plot_layer_stats_writes_png(self):
+        _, _, hist = self.small_fit()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "layers.png")
+            fig = hist.plot_layer_stats(path)
+            self.assert_png(path)
+            # saturation (the tanh), dead ReLUs and four more: six subplots
+            self.assertEqual(sum(1 for ax in fig.axes if ax.has_data()), 6)
+
+    @unittest.skipIf(matplotlib is None, "matplotlib is not installed in this Python")
+    def test_monitor_plot_writes_png(self):
+        net, ds, _ = self.small_fit()
+        mon = nnkit.Monitor(net, ds, size=32)
+        with tempfile.TemporaryDirectory() as tmp:
+            mon.measure()  # one measurement: bars per layer
+            mon.plot(os.path.join(tmp, "bars.png"), title="probe")
+            self.assert_png(os.path.join(tmp, "bars.png"))
+            mon.measure()  # two: lines over the measurements
+            mon.plot(os.path.join(tmp, "lines.png"), stats=("act_std", "grad_norm"))
+            self.assert_png(os.path.join(tmp, "lines.png"))
+
+
+class LayerStatsTest(unittest.TestCase):
+    def make(self):
+        return nnkit.Net(2, [nnkit.Dense(8), nnkit.Tanh(), nnkit.Dropout(0.2),
+                             nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(4)], seed=2)
+
+    def test_history_layer_stats_and_names(self):
+        xs, ys = blobs(64)
+        ds = nnkit.Dataset(xs, ys, num_classes=4)
+        net = self.make()
+        hist = net.fit(ds, epochs=3, batch_size=16, lr=0.1)
+        self.assertEqual(hist.layer_names[:2], ["0 dense", "1 tanh"])
+        self.assertEqual(len(hist.layer_names), net.num_layers)
+        self.assertEqual(len(hist.layer_stats["act_std"]), 3)
+        self.assertEqual(len(hist.layer_stats["act_std"][0]), net.num_layers)
+        self.assertTrue(math.isnan(hist.layer_stats["dead"][-1][0]))  # a dense layer
+        self.assertFalse(math.isnan(hist.layer_stats["dead"][-1][4]))  # the ReLU
+        with self.assertRaises(nnkit.InvalidArgument):
+            hist.plot_layer_stats(stats=("act_std", "no_such_stat"))
+        off = net.fit(ds, epochs=1, batch_size=16, layer_stats=0)
+        self.assertEqual(off.layer_stats, {})
+        with self.assertRaises(nnkit.StateError):  # before matplotlib is needed
+            off.plot_layer_stats()
+
+    def test_monitor_measures_without_changing_training(self):
+        xs, ys = blobs(64)
+        ds = nnkit.Dataset(xs, ys, num_classes=4)
+        plain = self.make()
+        plain.fit(ds, epochs=4, batch_size=16, lr=0.1, seed=3)
+        watched = self.make()
+        mon = nnkit.Monitor(watched, xs[:16], ys[:16])
+        watched.fit(ds, epochs=4, batch_size=16, lr=0.1, seed=3, callbacks=[mon])
+        self.assertEqual(list(plain.params), list(watched.params))
+        self.assertEqual(len(mon), 4)
+        self.assertEqual(len(mon.records["grad_norm"][0]), watched.num_layers)
+        self.assertGreater(mon.records["grad_norm"][-1][0], 0)  # labels: backward ran
+        self.assertEqual(watched.training, plain.training)  # the mode is restored
+        got = nnkit.Monitor(watched, ds, size=8, stats=("act_mean",)).measure()
+        self.assertEqual(list(got), ["act_mean"])
+
+
+EXAMPLES = os.path.join(ROOT, "bindings", "python", "examples")
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
+                     "data/digits is missing (scripts/fetch_digits.py makes it)")
+class ExamplesTest(unittest.TestCase):
+    """The Python twins of the C examples run end to end, in this Python
+    (with -S too), for one epoch on the first 3,000 training and 300 test
+    digits, print their final figures and write their PNGs when matplotlib
+    is installed."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.data = os.path.join(cls.tmp.name, "digits")
+        os.mkdir(cls.data)
+        for prefix, n in (("train", 3000), ("t10k", 300)):
+            names = [prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz"]
+            with nnkit.Dataset.load_idx(*[os.path.join(DIGITS, f) for f in names]) as ds, \
+                    ds.subset(range(n)) as sub:
+                sub.save_idx(*[os.path.join(cls.data, f) for f in names])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def run_example(self, name, final, png, *extra, status=0):
+        out = tempfile.mkdtemp(dir=self.tmp.name)
+        cmd = [sys.executable] + (["-S"] if sys.flags.no_site else []) + [
+            os.path.join(EXAMPLES, name), "--data", self.data, "--out", out] + list(extra)
+        r = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=300)
+        self.assertRegex(r.stdout, final, r.stderr)
+        self.assertEqual(r.returncode, status(r.stdout) if callable(status) else status,
+                         r.stdout + r.stderr)
+        path = os.path.join(out, png)
+        if matplotlib is None:
+            self.assertIn("(matplotlib is not installed: no PNG written)", r.stdout)
+        else:
+            self.assertIn("wrote " + path, r.stdout)
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(8), PNG_MAGIC)
+        return r.stdout
+
+    def test_batchnorm(self):
+        self.run_example("batchnorm.py",
+                         r"\ntest accuracy with batch norm: +[01]\.\d{4}\n$",
+                         "batchnorm_curves.png", "--epochs", "1")
+
+    def test_dropout(self):
+        self.run_example("dropout.py", r"\ntest accuracy with dropout: +[01]\.\d{4}\n$",
+                         "dropout_curves.png", "--epochs", "1")
+
+    def test_regularization(self):
+        self.run_example("regularization.py", r"\nL1 makes \d+\.\d% of the weights ~0 "
+                         r"\(\|w\| < 1e-3\), against \d+\.\d% without\n$",
+                         "regularization_curves.png", "--epochs", "1")
+
+    def test_normalization(self):
+        self.run_example("normalization.py", r"\ntest( +([01]\.\d{4}|nan)){5}\n$",
+                         "normalization_curves.png", "--epochs", "1")
+
+    def test_digits_cnn(self):
+        self.run_example("digits_cnn.py", r"\ntest accuracy: [01]\.\d{4}\n$",
+                         "digits_cnn_curves.png", "--epochs", "1")
+
+    def test_monitor(self):
+        # exit status 1 when a diagnosis misses its cause (3 epochs of 2,700
+        # digits are usually enough for all three)
+        self.run_example("monitor.py", r"\nthe diagnosis named the right cause in [0-3] of "
+                         r"3 runs\n$", "monitor_layers.png", "--epochs", "3",
+                         status=lambda out: 0 if " 3 of 3 runs" in out else 1)
+
+    def test_init_study(self):
+        self.run_example("init_study.py",
+                         r"he \+ relu  std per layer:( \d\.\d\de[-+]\d\d){10}",
+                         "init_study.png")
 
 
 if __name__ == "__main__":
