@@ -18,6 +18,10 @@
 
 #include "internal.h" /* nnkit__alloc_count, nnkit__now */
 
+/* OpenBLAS's extension API (nnkit keeps OpenBLAS at one thread and runs
+ * its own; the peak is measured with OpenBLAS's own threads). */
+void openblas_set_num_threads(int num_threads);
+
 static double flops_per_sample(int cnn)
 {
   /* 2 flops per multiply-add; backward costs twice the forward. Must match
@@ -104,7 +108,12 @@ int main(int argc, char **argv)
   }
   int cnn = !strcmp(model, "cnn");
   TRY(nnkit_set_num_threads(threads));
-  double peak = measure_peak ? sgemm_peak() : 0.0;
+  double peak = 0.0;
+  if (measure_peak) {
+    openblas_set_num_threads(threads);
+    peak = sgemm_peak();
+    TRY(nnkit_set_num_threads(threads)); /* OpenBLAS back to one thread */
+  }
 
   char p1[1024], p2[1024];
   nnkit_dataset *train = NULL, *test = NULL;
