@@ -1,6 +1,8 @@
 /* Core: versions, status strings, the error channel, threads, RNG, the
  * allocation hook. */
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -163,6 +165,32 @@ START_TEST(parallel_while_busy_runs_serially)
 }
 END_TEST
 
+/* After fork() the child has no pool workers: its parallel calls start
+ * new ones instead of waiting for the parent's. */
+START_TEST(parallel_after_fork)
+{
+  ck_ok(nnkit_set_num_threads(2));
+  par_rec r;
+  memset(&r, 0, sizeof r);
+  nnkit__parallel(par_task, &r, 2); /* the parent's worker exists now */
+  ck_assert_int_eq(r.ran[1], 1);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(20); /* a hang fails the test instead of blocking it */
+    par_rec c;
+    memset(&c, 0, sizeof c);
+    nnkit__parallel(par_task, &c, 2);
+    _exit(c.ran[0] == 1 && c.ran[1] == 1 && !pthread_equal(c.who[0], c.who[1]) ? 0 : 1);
+  }
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "the child's parallel call failed or hung (status %d)", status);
+  ck_ok(nnkit_set_num_threads(0));
+}
+END_TEST
+
 START_TEST(rng_counter_based)
 {
   nnkit__rng a, b, c;
@@ -278,6 +306,7 @@ static Suite *core_suite(void)
   tcase_add_test(tc, threads);
   tcase_add_test(tc, parallel_runs_every_task_once);
   tcase_add_test(tc, parallel_while_busy_runs_serially);
+  tcase_add_test(tc, parallel_after_fork);
   tcase_add_test(tc, rng_counter_based);
   tcase_add_test(tc, rng_distributions);
   tcase_add_test(tc, rng_shuffle_is_permutation);

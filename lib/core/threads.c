@@ -48,6 +48,19 @@ static struct {
 
 static atomic_int busy; /* 1 while a parallel call runs */
 
+/* A forked child has only the forking thread: it starts a pool of its own
+ * (the parent's workers, and their state, are not there). */
+static void child_after_fork(void)
+{
+  pthread_mutex_init(&pool.lock, NULL);
+  pthread_cond_init(&pool.go, NULL);
+  pthread_cond_init(&pool.done, NULL);
+  pool.started = 0;
+  pool.pending = 0;
+  pool.quit = 0;
+  atomic_store(&busy, 0);
+}
+
 static void *worker(void *arg)
 {
   int t = (int)(intptr_t)arg; /* this worker runs task t (1..) */
@@ -135,6 +148,9 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
     pool.want = n;
     openblas_set_num_threads(1);
   }
+  static int atfork_done;
+  if (!atfork_done)
+    atfork_done = pthread_atfork(NULL, NULL, child_after_fork) == 0;
   while (pool.started < n - 1) {
     if (pthread_create(&pool.tid[pool.started], NULL, worker,
                        (void *)(intptr_t)(pool.started + 1)) != 0)
