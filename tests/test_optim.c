@@ -1791,6 +1791,47 @@ START_TEST(survives_allocation_failures)
 }
 END_TEST
 
+/* train_batch is forward + backward + step, bit for bit; a NaN loss
+ * leaves the parameters alone; bad arguments are refused. */
+START_TEST(train_batch_equals_three_calls)
+{
+  nnkit_net *a = small_net(5), *b = small_net(5);
+  nnkit_optimizer *oa = NULL, *ob = NULL;
+  ck_ok(nnkit_optimizer_create(&oa, NNKIT_OPTIM_ADAM));
+  ck_ok(nnkit_optimizer_create(&ob, NNKIT_OPTIM_ADAM));
+  float x[4 * 3] = {0.5f, -1, 2, 1, 1, -0.5f, -2, 0.25f, 1, 0.1f, 0.2f, 0.3f};
+  int32_t y[4] = {0, 1, 1, 0};
+  for (int step = 0; step < 5; step++) {
+    double la = -1, lb = -2;
+    ck_ok(nnkit_optimizer_train_batch(&la, oa, a, x, 4, y, NULL));
+    ck_ok(nnkit_net_forward(b, x, 4, NULL, 0));
+    ck_ok(nnkit_net_backward(b, y, NULL, &lb));
+    ck_ok(nnkit_optimizer_step(ob, b));
+    ck_assert(la == lb);
+    ck_assert_mem_eq(nnkit_net_params(a), nnkit_net_params(b), 14 * sizeof(float));
+  }
+  ck_assert_uint_eq(nnkit_optimizer_steps(oa), 5);
+  float before[14];
+  nnkit_net_params(a)[13] = NAN; /* the last bias: the loss becomes NaN */
+  memcpy(before, nnkit_net_params(a), sizeof before);
+  ck_fails(nnkit_optimizer_train_batch(NULL, oa, a, x, 4, y, NULL), NNKIT_E_DIVERGED,
+           "not updated");
+  ck_assert_mem_eq(before, nnkit_net_params(a), sizeof before);
+  ck_assert_uint_eq(nnkit_optimizer_steps(oa), 5);
+  ck_fails(nnkit_optimizer_train_batch(NULL, NULL, a, x, 4, y, NULL), NNKIT_E_INVALID,
+           "optimizer and a net");
+  ck_fails(nnkit_optimizer_train_batch(NULL, oa, a, x, 0, y, NULL), NNKIT_E_INVALID,
+           "batch > 0");
+  int32_t bad[4] = {0, 1, 7, 0};
+  ck_assert_int_ne(nnkit_optimizer_train_batch(NULL, oa, a, x, 4, bad, NULL), NNKIT_OK);
+  ck_assert_mem_eq(before, nnkit_net_params(a), sizeof before);
+  nnkit_optimizer_free(oa);
+  nnkit_optimizer_free(ob);
+  nnkit_net_free(a);
+  nnkit_net_free(b);
+}
+END_TEST
+
 static Suite *optim_suite(void)
 {
   Suite *s = suite_create("optim");
@@ -1799,6 +1840,7 @@ static Suite *optim_suite(void)
   tcase_add_test(tc, keys_and_bounds);
   tcase_add_test(tc, bounds_of_every_kind);
   tcase_add_test(tc, sgd_step_is_closed_form);
+  tcase_add_test(tc, train_batch_equals_three_calls);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("updates");

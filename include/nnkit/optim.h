@@ -162,6 +162,26 @@ NNKIT_API nnkit_status nnkit_optimizer_bounds(double *lo_out, double *hi_out,
 NNKIT_API nnkit_status nnkit_optimizer_step(nnkit_optimizer *opt,
                                             nnkit_net *net);
 
+/**
+ * One training step on one batch, in one call: nnkit_net_forward() of x in
+ * the net's current mode, nnkit_net_backward() with labels or targets, then
+ * nnkit_optimizer_step() -- Keras's train_on_batch. For loops driven from
+ * another language (one foreign call per batch instead of three) or by
+ * the application's own batching; nnkit_trainer_fit() remains the loop
+ * with history, callbacks and checks.
+ * @param loss_out  the batch's data loss before the step (may be NULL).
+ * @param x         batch x nnkit_net_input_size() floats, borrowed.
+ * @param labels, targets  as nnkit_net_backward().
+ * @return the errors of those three calls; NNKIT_E_DIVERGED, with the
+ *         parameters left unchanged, when the loss is NaN or infinite.
+ */
+NNKIT_API nnkit_status nnkit_optimizer_train_batch(double *loss_out,
+                                                   nnkit_optimizer *opt,
+                                                   nnkit_net *net, const float *x,
+                                                   size_t batch,
+                                                   const int32_t *labels,
+                                                   const float *targets);
+
 /** Number of steps taken since creation or the last reset. */
 NNKIT_API uint64_t nnkit_optimizer_steps(const nnkit_optimizer *opt);
 

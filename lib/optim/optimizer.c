@@ -531,6 +531,32 @@ NNKIT_API nnkit_status nnkit_optimizer_step(nnkit_optimizer *opt, nnkit_net *net
   return NNKIT_OK;
 }
 
+NNKIT_API nnkit_status nnkit_optimizer_train_batch(double *loss_out,
+                                                   nnkit_optimizer *opt,
+                                                   nnkit_net *net, const float *x,
+                                                   size_t batch,
+                                                   const int32_t *labels,
+                                                   const float *targets)
+{
+  if (!opt || !net)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_optimizer_train_batch: an optimizer and a net are required");
+  double loss = 0;
+  nnkit_status st = nnkit_net_forward(net, x, batch, NULL, 0);
+  if (st == NNKIT_OK)
+    st = nnkit_net_backward(net, labels, targets, &loss);
+  if (st != NNKIT_OK)
+    return st;
+  if (loss_out)
+    *loss_out = loss;
+  if (!isfinite(loss))
+    return nnkit__err(NNKIT_E_DIVERGED,
+                      "nnkit_optimizer_train_batch: the loss is %g; the parameters were "
+                      "not updated (lower the learning rate or check the data for NaN)",
+                      loss);
+  return nnkit_optimizer_step(opt, net);
+}
+
 NNKIT_API uint64_t nnkit_optimizer_steps(const nnkit_optimizer *opt)
 {
   return opt->steps;

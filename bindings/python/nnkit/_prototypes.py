@@ -144,6 +144,7 @@ PROTOTYPES = {
     "nnkit_optimizer_get": (cint, [c_double_p, vp, cint]),
     "nnkit_optimizer_bounds": (cint, [c_double_p, c_double_p, c_int_p, cint, cint]),
     "nnkit_optimizer_step": (cint, [vp, vp]),
+    "nnkit_optimizer_train_batch": (cint, [c_double_p, vp, vp, c_float_p, sz, c_int32_p, c_float_p]),
     "nnkit_optimizer_steps": (u64, [vp]),
     "nnkit_optimizer_reg_loss": (dbl, [vp]),
     "nnkit_optimizer_reset": (None, [vp]),

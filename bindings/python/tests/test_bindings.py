@@ -391,6 +391,25 @@ class DigitsTest(unittest.TestCase):
         self.assertEqual(per, 784)
 
 
+class TrainBatchTest(unittest.TestCase):
+    def test_train_batch_equals_forward_backward_step(self):
+        xs, ys = blobs(48)
+        a = nnkit.Net(2, [nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(4)], seed=3)
+        b = nnkit.Net(2, [nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(4)], seed=3)
+        oa, ob = nnkit.Optimizer("sgd", lr=0.1, momentum=0.9), nnkit.Optimizer(
+            "sgd", lr=0.1, momentum=0.9)
+        for s in range(0, 48, 16):
+            la = oa.train_batch(a, xs[s:s + 16], labels=ys[s:s + 16])
+            b.forward(xs[s:s + 16])
+            lb = b.backward(labels=ys[s:s + 16])
+            ob.step(b)
+            self.assertEqual(la, lb)
+        self.assertEqual(list(a.params), list(b.params))
+        self.assertEqual(oa.steps, 3)
+        with self.assertRaises(nnkit.ShapeError):
+            oa.train_batch(a, [1.0, 2.0, 3.0], labels=[0])
+
+
 class PlotTest(unittest.TestCase):
     def test_history_plot_writes_png(self):
         try:
