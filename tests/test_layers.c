@@ -12,14 +12,6 @@
 
 /* ---- helpers ------------------------------------------------------ */
 
-static void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
-{
-  nnkit__rng r;
-  nnkit__rng_init(&r, seed, 99);
-  for (size_t i = 0; i < n; i++)
-    x[i] = lo + (hi - lo) * (float)nnkit__rng_uniform(&r);
-}
-
 /* Distinct values k * step (k = 0..n-1) in a seeded random order, shifted
  * to be centred: no two closer than step (max pooling's argmax survives
  * the finite-difference perturbations). */
@@ -44,75 +36,16 @@ static nnkit_net *make_net3(size_t c, size_t h, size_t w, uint64_t seed)
   return net;
 }
 
-static double loss_at(nnkit_net *net, const float *x, size_t batch,
-                      const int32_t *labels)
-{
-  double loss;
-  ck_ok(nnkit_net_forward(net, x, batch, NULL, 0));
-  ck_ok(nnkit__net_batch_loss(net, labels, NULL, &loss, NULL));
-  return loss;
-}
-
-/* Central differences (eps 1e-2) of the mean softmax cross-entropy with
- * respect to every parameter and every input value, against backward.
- * Same tolerance as tests/test_model.c: 2e-2 relative or 2e-4 absolute. */
-static void grad_check(nnkit_net *net, const float *x0, size_t batch,
-                       const int32_t *labels)
-{
-  const double eps = 1e-2;
-  size_t in = nnkit_net_input_size(net), np = nnkit_net_num_params(net);
-  float *x = malloc(batch * in * sizeof *x);
-  memcpy(x, x0, batch * in * sizeof *x);
-  net->want_dinput = 1;
-  ck_ok(nnkit_net_forward(net, x, batch, NULL, 0));
-  double loss;
-  ck_ok(nnkit_net_backward(net, labels, NULL, &loss));
-  ck_assert(isfinite(loss));
-  float *p = nnkit_net_params(net);
-  float *g = malloc((np ? np : 1) * sizeof *g);
-  if (np)
-    memcpy(g, nnkit_net_grads(net), np * sizeof *g);
-  float *dx = malloc(batch * in * sizeof *dx);
-  memcpy(dx, net->dinput, batch * in * sizeof *dx);
-  for (size_t i = 0; i < np; i++) {
-    float keep = p[i];
-    p[i] = keep + (float)eps;
-    double lp = loss_at(net, x, batch, labels);
-    p[i] = keep - (float)eps;
-    double lm = loss_at(net, x, batch, labels);
-    p[i] = keep;
-    double num = (lp - lm) / (2 * eps), an = g[i];
-    double err = fabs(num - an), scale = fabs(num) + fabs(an);
-    ck_assert_msg(err <= 2e-4 || err <= 2e-2 * scale,
-                  "param %zu: analytic %.6g vs numeric %.6g", i, an, num);
-  }
-  for (size_t i = 0; i < batch * in; i++) {
-    float keep = x[i];
-    x[i] = keep + (float)eps;
-    double lp = loss_at(net, x, batch, labels);
-    x[i] = keep - (float)eps;
-    double lm = loss_at(net, x, batch, labels);
-    x[i] = keep;
-    double num = (lp - lm) / (2 * eps), an = dx[i];
-    double err = fabs(num - an), scale = fabs(num) + fabs(an);
-    ck_assert_msg(err <= 2e-4 || err <= 2e-2 * scale,
-                  "input %zu: analytic %.6g vs numeric %.6g", i, an, num);
-  }
-  free(x);
-  free(g);
-  free(dx);
-}
-
 /* Random input and labels for a net, then grad_check. */
 static void grad_check_random(nnkit_net *net, size_t batch, uint64_t seed)
 {
   size_t in = nnkit_net_input_size(net), classes = nnkit_net_output_size(net);
   float *x = malloc(batch * in * sizeof *x);
   int32_t *labels = malloc(batch * sizeof *labels);
-  fill_uniform(x, batch * in, seed, -1.0f, 1.0f);
+  tu_fill_uniform(x, batch * in, seed, -1.0f, 1.0f);
   for (size_t i = 0; i < batch; i++)
     labels[i] = (int32_t)((i * 7 + seed) % classes);
-  grad_check(net, x, batch, labels);
+  tu_grad_check(net, x, batch, labels, NULL);
   free(x);
   free(labels);
 }
@@ -191,7 +124,7 @@ static void check_conv(size_t c, size_t h, size_t w, size_t oc, size_t kh,
   ck_ok(nnkit_net_add_conv2d(net, oc, kh, kw, sh, sw, ph, pw, bias));
   ck_ok(nnkit_net_add_dense(net, 3));
   float *p = nnkit_net_params(net);
-  fill_uniform(p, nnkit_net_num_params(net), seed + 1, -0.5f, 0.5f);
+  tu_fill_uniform(p, nnkit_net_num_params(net), seed + 1, -0.5f, 0.5f);
   grad_check_random(net, batch, seed);
   nnkit_net_free(net);
 }
@@ -235,14 +168,14 @@ static void check_conv_twin(size_t c, size_t h, size_t w, size_t oc, size_t kh,
   ck_assert_ptr_nonnull(g);
   float *p = nnkit_net_params(net);
   size_t np = nnkit_net_num_params(net), nw = oc * c * kh * kw;
-  fill_uniform(p, np, 4, -1, 1);
+  tu_fill_uniform(p, np, 4, -1, 1);
   size_t in = batch * c * h * w, out = batch * nnkit_net_output_size(net);
   float *x = malloc(in * sizeof *x), *y = malloc(out * sizeof *y);
   float *yn = malloc(out * sizeof *yn), *dy = malloc(out * sizeof *dy);
   float *dx = malloc(in * sizeof *dx), *dxn = malloc(in * sizeof *dxn);
   float *dwn = malloc(np * sizeof *dwn);
-  fill_uniform(x, in, 5, -1, 1);
-  fill_uniform(dy, out, 6, -1, 1);
+  tu_fill_uniform(x, in, 5, -1, 1);
+  tu_fill_uniform(dy, out, 6, -1, 1);
   ck_ok(nnkit_net_forward(net, x, batch, y, out));
   nnkit__conv2d_forward_naive(x, p, bias ? p + nw : NULL, yn, batch, g);
   for (size_t i = 0; i < out; i++)
@@ -300,8 +233,8 @@ START_TEST(dense_threads_match_naive_twin)
   float *y = malloc(batch * out * sizeof *y), *yn = malloc(batch * out * sizeof *yn);
   float *dx = malloc(batch * in * sizeof *dx), *dxn = malloc(batch * in * sizeof *dxn);
   float *dwn = malloc((in * out + out) * sizeof *dwn), *first = NULL;
-  fill_uniform(x, batch * in, 11, -1, 1);
-  fill_uniform(dy, batch * out, 12, -1, 1);
+  tu_fill_uniform(x, batch * in, 11, -1, 1);
+  tu_fill_uniform(dy, batch * out, 12, -1, 1);
   for (int t = 1; t <= 3; t++) {
     ck_ok(nnkit_set_num_threads(t));
     for (int rep = 0; rep < 2; rep++) {
@@ -310,7 +243,7 @@ START_TEST(dense_threads_match_naive_twin)
       ck_ok(nnkit_net_add_dense(net, out));
       float *p = nnkit_net_params(net);
       size_t np = nnkit_net_num_params(net);
-      fill_uniform(p, np, 13, -1, 1);
+      tu_fill_uniform(p, np, 13, -1, 1);
       ck_ok(nnkit_net_forward(net, x, batch, y, batch * out));
       nnkit__layer *l = &net->layers[0];
       memset(l->grads, 0, np * sizeof(float));
@@ -492,7 +425,7 @@ START_TEST(gradcheck_maxpool)
     float x[2 * 2 * 6 * 5];
     fill_spaced(x, B * C * H * W, 30 + k, 0.05f);
     int32_t labels[2] = {0, 2};
-    grad_check(net, x, B, labels);
+    tu_grad_check(net, x, B, labels, NULL);
     nnkit_net_free(net);
   }
 }
@@ -533,7 +466,7 @@ START_TEST(gradcheck_batchnorm_train)
   size_t off, cnt;
   ck_ok(nnkit_net_layer_params(&off, &cnt, net, 1));
   ck_assert_uint_eq(cnt, 10);
-  fill_uniform(nnkit_net_params(net) + off, cnt, 51, 0.5f, 1.5f);
+  tu_fill_uniform(nnkit_net_params(net) + off, cnt, 51, 0.5f, 1.5f);
   grad_check_random(net, 6, 52);
   nnkit_net_free(net);
 
@@ -544,7 +477,7 @@ START_TEST(gradcheck_batchnorm_train)
   ck_ok(nnkit_net_add_dense(net, 3));
   ck_ok(nnkit_net_layer_params(&off, &cnt, net, 1));
   ck_assert_uint_eq(cnt, 6);
-  fill_uniform(nnkit_net_params(net) + off, cnt, 54, 0.5f, 1.5f);
+  tu_fill_uniform(nnkit_net_params(net) + off, cnt, 54, 0.5f, 1.5f);
   grad_check_random(net, 3, 55);
   /* and in evaluation mode (statistics fixed) */
   nnkit_net_set_training(net, 0);
@@ -635,7 +568,7 @@ START_TEST(batchnorm_running_stats_closed_form)
   for (int c = 0; c < C; c++)
     want_var[c] = pow(1 - m, N);
   for (int k = 1; k <= N; k++) {
-    fill_uniform(x, B * C * S, 100 + (uint64_t)k, -1.0f + 0.3f * (float)k, 2.0f * (float)k);
+    tu_fill_uniform(x, B * C * S, 100 + (uint64_t)k, -1.0f + 0.3f * (float)k, 2.0f * (float)k);
     ck_ok(nnkit_net_forward(net, x, B, NULL, 0));
     double w = m * pow(1 - m, N - k);
     for (int c = 0; c < C; c++) {
@@ -795,7 +728,7 @@ START_TEST(dropout_statistics)
   ck_assert_str_eq(nnkit_net_layer_describe(net, 0), "dropout p=0.3 1000");
   float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
   float *y2 = malloc(N * sizeof *y2);
-  fill_uniform(x, N, 81, 0.5f, 1.5f);
+  tu_fill_uniform(x, N, 81, 0.5f, 1.5f);
   /* evaluation mode: identity */
   nnkit_net_set_training(net, 0);
   ck_ok(nnkit_net_forward(net, x, B, y, N));
@@ -858,7 +791,7 @@ START_TEST(spatial_dropout_drops_whole_channels)
   ck_ok(nnkit_net_add_spatial_dropout(net, p));
   ck_assert_str_eq(nnkit_net_layer_describe(net, 0), "spatial_dropout p=0.5 40x3x4");
   float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
-  fill_uniform(x, N, 91, 0.5f, 1.5f);
+  tu_fill_uniform(x, N, 91, 0.5f, 1.5f);
   ck_ok(nnkit_net_forward(net, x, B, y, N));
   size_t dropped = 0;
   for (size_t m = 0; m < B * C; m++) {
@@ -897,7 +830,7 @@ START_TEST(predict_runs_in_evaluation_mode)
   ck_ok(nnkit_net_add_dropout(net, 0.5));
   ck_ok(nnkit_net_add_dense(net, 4));
   float x[B * 36], pa[B * 4], pb[B * 4], ye[B * 4];
-  fill_uniform(x, B * 36, 96, -1, 1);
+  tu_fill_uniform(x, B * 36, 96, -1, 1);
   ck_ok(nnkit_net_forward(net, x, B, NULL, 0)); /* moves running stats */
   ck_ok(nnkit_net_predict_proba(pa, B * 4, net, x, B));
   ck_ok(nnkit_net_predict_proba(pb, B * 4, net, x, B));
@@ -1052,7 +985,7 @@ START_TEST(cnn_allocates_nothing_after_first_batch)
   nnkit_net *net = small_cnn(1);
   float x[16 * 64];
   int32_t y[16];
-  fill_uniform(x, 16 * 64, 2, -1, 1);
+  tu_fill_uniform(x, 16 * 64, 2, -1, 1);
   for (int i = 0; i < 16; i++)
     y[i] = i % 2;
   ck_ok(nnkit_net_forward(net, x, 16, NULL, 0));

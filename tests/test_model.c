@@ -5,14 +5,6 @@
 
 /* ---- helpers ------------------------------------------------------ */
 
-static void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
-{
-  nnkit__rng r;
-  nnkit__rng_init(&r, seed, 99);
-  for (size_t i = 0; i < n; i++)
-    x[i] = lo + (hi - lo) * (float)nnkit__rng_uniform(&r);
-}
-
 static double mean_of(const float *x, size_t n)
 {
   double s = 0;
@@ -30,66 +22,6 @@ static double std_of(const float *x, size_t n)
 }
 
 /* Loss of the current parameters on (x, labels/targets), no backward. */
-static double loss_at(nnkit_net *net, const float *x, size_t batch,
-                      const int32_t *labels, const float *targets)
-{
-  double loss;
-  ck_ok(nnkit_net_forward(net, x, batch, NULL, 0));
-  ck_ok(nnkit__net_batch_loss(net, labels, targets, &loss, NULL));
-  return loss;
-}
-
-/* Central differences in float with eps = 1e-2 on a loss accumulated in
- * double; float rounding of the forward pass bounds the attainable
- * agreement to about 1e-3 relative, so the tolerance is 2e-2 relative
- * (on |a| + |n|) or 2e-4 absolute. Checks every parameter and every input. */
-static void grad_check(nnkit_net *net, const float *x0, size_t batch,
-                       const int32_t *labels, const float *targets)
-{
-  const double eps = 1e-2;
-  size_t in = nnkit_net_input_size(net), np = nnkit_net_num_params(net);
-  float *x = malloc(batch * in * sizeof *x);
-  memcpy(x, x0, batch * in * sizeof *x);
-  net->want_dinput = 1;
-  ck_ok(nnkit_net_forward(net, x, batch, NULL, 0));
-  double loss;
-  ck_ok(nnkit_net_backward(net, labels, targets, &loss));
-  ck_assert(isfinite(loss));
-  float *p = nnkit_net_params(net);
-  float *g = malloc((np ? np : 1) * sizeof *g);
-  if (np)
-    memcpy(g, nnkit_net_grads(net), np * sizeof *g);
-  float *dx = malloc(batch * in * sizeof *dx);
-  memcpy(dx, net->dinput, batch * in * sizeof *dx);
-  for (size_t i = 0; i < np; i++) {
-    float keep = p[i];
-    p[i] = keep + (float)eps;
-    double lp = loss_at(net, x, batch, labels, targets);
-    p[i] = keep - (float)eps;
-    double lm = loss_at(net, x, batch, labels, targets);
-    p[i] = keep;
-    double num = (lp - lm) / (2 * eps), an = g[i];
-    double err = fabs(num - an), scale = fabs(num) + fabs(an);
-    ck_assert_msg(err <= 2e-4 || err <= 2e-2 * scale,
-                  "param %zu: analytic %.6g vs numeric %.6g", i, an, num);
-  }
-  for (size_t i = 0; i < batch * in; i++) {
-    float keep = x[i];
-    x[i] = keep + (float)eps;
-    double lp = loss_at(net, x, batch, labels, targets);
-    x[i] = keep - (float)eps;
-    double lm = loss_at(net, x, batch, labels, targets);
-    x[i] = keep;
-    double num = (lp - lm) / (2 * eps), an = dx[i];
-    double err = fabs(num - an), scale = fabs(num) + fabs(an);
-    ck_assert_msg(err <= 2e-4 || err <= 2e-2 * scale,
-                  "input %zu: analytic %.6g vs numeric %.6g", i, an, num);
-  }
-  free(x);
-  free(g);
-  free(dx);
-}
-
 static nnkit_net *make_net(size_t in, uint64_t seed)
 {
   nnkit_net *net = NULL;
@@ -185,10 +117,10 @@ START_TEST(dense_blas_matches_naive_twin)
   nnkit_net *net = make_net(IN, 3);
   ck_ok(nnkit_net_add_dense(net, OUT));
   float x[B * IN], dy[B * OUT], y[B * OUT], yn[B * OUT];
-  fill_uniform(x, B * IN, 1, -1, 1);
-  fill_uniform(dy, B * OUT, 2, -1, 1);
+  tu_fill_uniform(x, B * IN, 1, -1, 1);
+  tu_fill_uniform(dy, B * OUT, 2, -1, 1);
   float *p = nnkit_net_params(net);
-  fill_uniform(p + IN * OUT, OUT, 3, -1, 1); /* non-zero bias */
+  tu_fill_uniform(p + IN * OUT, OUT, 3, -1, 1); /* non-zero bias */
   nnkit__layer *l = &net->layers[0];
   l->ops->forward(l, x, y, B);
   nnkit__dense_forward_naive(x, p, p + IN * OUT, yn, B, IN, OUT);
@@ -223,12 +155,12 @@ static void check_activation(nnkit_activation act, nnkit_loss loss)
   ck_ok(nnkit_net_add_dense(net, 3));
   ck_ok(nnkit_net_set_loss(net, loss));
   float *p = nnkit_net_params(net);
-  fill_uniform(p, nnkit_net_num_params(net), 5, -0.8f, 0.8f);
+  tu_fill_uniform(p, nnkit_net_num_params(net), 5, -0.8f, 0.8f);
   float x[B * IN], t[B * 3];
-  fill_uniform(x, B * IN, 6, -1.5f, 1.5f);
-  fill_uniform(t, B * 3, 7, -1, 1);
+  tu_fill_uniform(x, B * IN, 6, -1.5f, 1.5f);
+  tu_fill_uniform(t, B * 3, 7, -1, 1);
   int32_t labels[B] = {0, 2, 1, 2};
-  grad_check(net, x, B, labels, loss == NNKIT_LOSS_MSE ? t : NULL);
+  tu_grad_check(net, x, B, labels, loss == NNKIT_LOSS_MSE ? t : NULL);
   nnkit_net_free(net);
 }
 
@@ -260,9 +192,9 @@ START_TEST(gradcheck_leaky_slope_and_mse_labels)
   ck_ok(nnkit_net_add_dense(net, 4));
   ck_ok(nnkit_net_set_loss(net, NNKIT_LOSS_MSE));
   float x[B * IN];
-  fill_uniform(x, B * IN, 8, -1, 1);
+  tu_fill_uniform(x, B * IN, 8, -1, 1);
   int32_t labels[B] = {3, 0, 1};
-  grad_check(net, x, B, labels, NULL); /* MSE against one-hot labels */
+  tu_grad_check(net, x, B, labels, NULL); /* MSE against one-hot labels */
   nnkit_net_free(net);
 }
 END_TEST
@@ -277,7 +209,7 @@ START_TEST(softmax_cross_entropy_fusion)
   ck_ok(nnkit_net_add_dense(b, 4));
   ck_ok(nnkit_net_add_activation(b, NNKIT_ACT_SOFTMAX));
   float x[B * IN];
-  fill_uniform(x, B * IN, 9, -2, 2);
+  tu_fill_uniform(x, B * IN, 9, -2, 2);
   int32_t labels[B] = {0, 1, 2, 3, 1};
   double la, lb;
   ck_ok(nnkit_net_forward(a, x, B, NULL, 0));
@@ -293,7 +225,7 @@ START_TEST(softmax_cross_entropy_fusion)
   ck_ok(nnkit_net_predict_proba(pb, B * 4, b, x, B));
   for (size_t i = 0; i < B * 4; i++)
     ck_assert_float_eq_tol(pa[i], pb[i], 1e-6);
-  grad_check(b, x, B, labels, NULL);
+  tu_grad_check(b, x, B, labels, NULL);
   nnkit_net_free(a);
   nnkit_net_free(b);
 }
@@ -461,7 +393,7 @@ START_TEST(net_predict_and_evaluate)
   ck_ok(nnkit_net_add_dense(net, 4));
   float *x = malloc(N * IN * sizeof *x), *probs = malloc(N * 4 * sizeof *probs);
   int32_t *labels = malloc(N * sizeof *labels), *cls = malloc(N * sizeof *cls);
-  fill_uniform(x, N * IN, 12, -2, 2);
+  tu_fill_uniform(x, N * IN, 12, -2, 2);
   for (size_t i = 0; i < N; i++)
     labels[i] = (int32_t)(i % 4);
   ck_ok(nnkit_net_predict(cls, net, x, N));
@@ -513,7 +445,7 @@ START_TEST(net_forward_allocates_nothing_after_first_batch)
   ck_ok(nnkit_net_add_dense(net, 4));
   float x[8 * 16];
   int32_t y[8] = {0, 1, 2, 3, 0, 1, 2, 3};
-  fill_uniform(x, 8 * 16, 2, -1, 1);
+  tu_fill_uniform(x, 8 * 16, 2, -1, 1);
   ck_ok(nnkit_net_forward(net, x, 8, NULL, 0));
   ck_ok(nnkit_net_backward(net, y, NULL, NULL));
   uint64_t before = nnkit__alloc_count();

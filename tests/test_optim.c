@@ -43,23 +43,7 @@ static void fill_grads(float *g, size_t n, size_t step)
 /* Two Gaussian blobs per class on a circle: separable, 4 classes. */
 static nnkit_dataset *blobs(size_t n, uint64_t seed)
 {
-  float *x = malloc(n * 2 * sizeof *x);
-  int32_t *y = malloc(n * sizeof *y);
-  nnkit__rng r;
-  nnkit__rng_init(&r, seed, 0);
-  for (size_t i = 0; i < n; i++) {
-    int c = (int)(i % 4);
-    double a = c * 1.5707963;
-    x[2 * i] = (float)(2 * cos(a) + 0.5 * nnkit__rng_normal(&r));
-    x[2 * i + 1] = (float)(2 * sin(a) + 0.5 * nnkit__rng_normal(&r));
-    y[i] = c;
-  }
-  size_t shape[1] = {2};
-  nnkit_dataset *ds = NULL;
-  ck_ok(nnkit_dataset_from_buffers(&ds, x, y, n, shape, 1, 4));
-  free(x);
-  free(y);
-  return ds;
+  return tu_blobs4(n, 0.5, seed);
 }
 
 static nnkit_net *blob_mlp(uint64_t seed)

@@ -42,4 +42,89 @@ static inline int nnkit_test_run(Suite *s)
   return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+/* ---- data and checks shared by the suites ------------------------------ */
+
+/* n floats uniform in [lo, hi), seeded (stream 99). */
+static inline void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
+{
+  nnkit__rng r;
+  nnkit__rng_init(&r, seed, 99);
+  for (size_t i = 0; i < n; i++)
+    x[i] = lo + (hi - lo) * (float)nnkit__rng_uniform(&r);
+}
+
+/* Four Gaussian blobs of 2-D points around the unit directions at radius 2
+ * (class i % 4 for sample i), with the given spread; seeded. */
+static inline nnkit_dataset *tu_blobs4(size_t n, double spread, uint64_t seed)
+{
+  float *x = malloc(n * 2 * sizeof *x);
+  int32_t *y = malloc(n * sizeof *y);
+  nnkit__rng r;
+  nnkit__rng_init(&r, seed, 0);
+  for (size_t i = 0; i < n; i++) {
+    int c = (int)(i % 4);
+    double a = c * 1.5707963;
+    x[2 * i] = (float)(2 * cos(a) + spread * nnkit__rng_normal(&r));
+    x[2 * i + 1] = (float)(2 * sin(a) + spread * nnkit__rng_normal(&r));
+    y[i] = c;
+  }
+  size_t shape[1] = {2};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, y, n, shape, 1, 4));
+  free(x);
+  free(y);
+  return ds;
+}
+
+/* The loss of one forward pass (labels or targets), nothing else changed. */
+static inline double tu_loss_at(nnkit_net *net, const float *x, size_t batch,
+                                const int32_t *labels, const float *targets)
+{
+  double loss;
+  ck_ok(nnkit_net_forward(net, x, batch, NULL, 0));
+  ck_ok(nnkit__net_batch_loss(net, labels, targets, &loss, NULL));
+  return loss;
+}
+
+/* Finite-difference gradient check of every parameter and every input
+ * value against backward. Central differences in float with eps = 1e-2 on
+ * a loss accumulated in double; float rounding of the forward pass bounds
+ * the attainable agreement to about 1e-3 relative, so the tolerance is
+ * 2e-2 relative (on |a| + |n|) or 2e-4 absolute. */
+static inline void tu_grad_check(nnkit_net *net, const float *x0, size_t batch,
+                                 const int32_t *labels, const float *targets)
+{
+  const double eps = 1e-2;
+  size_t in = nnkit_net_input_size(net), np = nnkit_net_num_params(net);
+  float *x = malloc(batch * in * sizeof *x);
+  memcpy(x, x0, batch * in * sizeof *x);
+  net->want_dinput = 1;
+  ck_ok(nnkit_net_forward(net, x, batch, NULL, 0));
+  double loss;
+  ck_ok(nnkit_net_backward(net, labels, targets, &loss));
+  ck_assert(isfinite(loss));
+  float *p = nnkit_net_params(net);
+  float *g = malloc((np ? np : 1) * sizeof *g);
+  if (np)
+    memcpy(g, nnkit_net_grads(net), np * sizeof *g);
+  float *dx = malloc(batch * in * sizeof *dx);
+  memcpy(dx, net->dinput, batch * in * sizeof *dx);
+  for (size_t i = 0; i < np + batch * in; i++) {
+    float *v = i < np ? &p[i] : &x[i - np];
+    float keep = *v;
+    *v = keep + (float)eps;
+    double lp = tu_loss_at(net, x, batch, labels, targets);
+    *v = keep - (float)eps;
+    double lm = tu_loss_at(net, x, batch, labels, targets);
+    *v = keep;
+    double num = (lp - lm) / (2 * eps), an = i < np ? g[i] : dx[i - np];
+    double err = fabs(num - an), scale = fabs(num) + fabs(an);
+    ck_assert_msg(err <= 2e-4 || err <= 2e-2 * scale, "%s %zu: analytic %.6g vs numeric %.6g",
+                  i < np ? "param" : "input", i < np ? i : i - np, an, num);
+  }
+  free(x);
+  free(g);
+  free(dx);
+}
+
 #endif
