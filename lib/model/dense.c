@@ -30,9 +30,10 @@ static void dense_fans(const nnkit__layer *l, size_t *fan_in, size_t *fan_out,
   *num_weights = *fan_in * l->units;
 }
 
-/* The GEMMs are split over nnkit's threads by rows: forward and dX by
- * samples of the batch, dW and db by output units; every part is a
- * single-threaded sgemm on its own rows, so no partial sums are needed. */
+/* The GEMMs are split over nnkit's threads by the dimension whose operand
+ * is largest, so no thread packs another's share of the weights: forward
+ * and dW/db by output units, dX by input units. Every part is a
+ * single-threaded sgemm on its own block, so no partial sums are needed. */
 typedef struct dense_job {
   nnkit__layer *l;
   const float *x, *dy;
@@ -45,13 +46,14 @@ static void forward_task(void *ctx, int t, int n)
   const dense_job *j = ctx;
   size_t in = nnkit__shape_size(&j->l->in), out = j->l->units, lo, hi;
   const float *w = j->l->params, *b = j->l->params + in * out;
-  nnkit__split(j->batch, t, n, &lo, &hi);
+  nnkit__split(out, t, n, &lo, &hi);
   if (hi == lo)
     return;
-  for (size_t i = lo; i < hi; i++)
-    memcpy(j->y + i * out, b, out * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), (int)out,
-              (int)in, 1.0f, j->x + lo * in, (int)in, w, (int)in, 1.0f, j->y + lo * out,
+  for (size_t i = 0; i < j->batch; i++)
+    memcpy(j->y + i * out + lo, b + lo, (hi - lo) * sizeof(float));
+  /* Y[:, lo:hi] = X W[lo:hi, :]^T + b[lo:hi] */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->batch, (int)(hi - lo),
+              (int)in, 1.0f, j->x, (int)in, w + lo * in, (int)in, 1.0f, j->y + lo,
               (int)out);
 }
 
@@ -73,12 +75,12 @@ static void backward_task(void *ctx, int t, int n)
         db[u] += r[u];
     }
   }
-  /* dX[B, in] = dY[B, out] W[out, in], samples [lo, hi) */
-  nnkit__split(batch, t, n, &lo, &hi);
+  /* dX[B, in] = dY[B, out] W[out, in], input columns [lo, hi) */
+  nnkit__split(in, t, n, &lo, &hi);
   if (j->dx && hi > lo)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), (int)in,
-                (int)out, 1.0f, j->dy + lo * out, (int)out, w, (int)in, 0.0f,
-                j->dx + lo * in, (int)in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)batch, (int)(hi - lo),
+                (int)out, 1.0f, j->dy, (int)out, w + lo, (int)in, 0.0f, j->dx + lo,
+                (int)in);
 }
 
 static int dense_tasks(const nnkit__layer *l, size_t batch)
