@@ -188,98 +188,86 @@ static void zero_wrapped(float *r, const nnkit__conv_geom *g, size_t j)
   }
 }
 
-/* col [K, nb * P] from x [nb, C, H, W]. */
-static void im2col(const float *x, float *col, size_t nb, const nnkit__conv_geom *g)
+/* col [K, P] from one sample x [C, H, W]. */
+static void im2col(const float *x, float *col, const nnkit__conv_geom *g)
 {
-  const size_t P = g->oh * g->ow, N = nb * P, HW = g->h * g->w;
+  const size_t P = g->oh * g->ow, HW = g->h * g->w;
   const int flat = flat_path(g);
   for (size_t c = 0; c < g->c; c++)
     for (size_t i = 0; i < g->kh; i++)
       for (size_t j = 0; j < g->kw; j++) {
-        float *row = col + ((c * g->kh + i) * g->kw + j) * N;
+        float *r = col + ((c * g->kh + i) * g->kw + j) * P;
+        const float *xc = x + c * HW;
         if (flat) {
           ptrdiff_t shift;
           size_t k0, k1;
           flat_range(g, i, j, &shift, &k0, &k1);
-          for (size_t b = 0; b < nb; b++) {
-            const float *xc = x + (b * g->c + c) * HW;
-            float *r = row + b * P;
-            memset(r, 0, k0 * sizeof *r);
-            memcpy(r + k0, xc + ((ptrdiff_t)k0 + shift), (k1 - k0) * sizeof *r);
-            memset(r + k1, 0, (P - k1) * sizeof *r);
-            zero_wrapped(r, g, j);
-          }
+          memset(r, 0, k0 * sizeof *r);
+          memcpy(r + k0, xc + ((ptrdiff_t)k0 + shift), (k1 - k0) * sizeof *r);
+          memset(r + k1, 0, (P - k1) * sizeof *r);
+          zero_wrapped(r, g, j);
           continue;
         }
         size_t lo, hi;
         valid_cols(g, j, &lo, &hi);
-        for (size_t b = 0; b < nb; b++) {
-          const float *xc = x + (b * g->c + c) * HW;
-          for (size_t oy = 0; oy < g->oh; oy++) {
-            float *r = row + b * P + oy * g->ow;
-            size_t iy = oy * g->sh + i;
-            if (iy < g->pt || iy - g->pt >= g->h) {
-              memset(r, 0, g->ow * sizeof *r);
-              continue;
-            }
-            const float *xr = xc + (iy - g->pt) * g->w;
-            for (size_t ox = 0; ox < lo; ox++)
-              r[ox] = 0.0f;
-            if (hi > lo) {
-              const float *src = xr + (lo * g->sw + j - g->pl);
-              if (g->sw == 1) {
-                memcpy(r + lo, src, (hi - lo) * sizeof *r);
-              } else {
-                for (size_t ox = lo, k = 0; ox < hi; ox++, k += g->sw)
-                  r[ox] = src[k];
-              }
-            }
-            for (size_t ox = hi; ox < g->ow; ox++)
-              r[ox] = 0.0f;
+        for (size_t oy = 0; oy < g->oh; oy++, r += g->ow) {
+          size_t iy = oy * g->sh + i;
+          if (iy < g->pt || iy - g->pt >= g->h) {
+            memset(r, 0, g->ow * sizeof *r);
+            continue;
           }
+          const float *xr = xc + (iy - g->pt) * g->w;
+          for (size_t ox = 0; ox < lo; ox++)
+            r[ox] = 0.0f;
+          if (hi > lo) {
+            const float *src = xr + (lo * g->sw + j - g->pl);
+            if (g->sw == 1) {
+              memcpy(r + lo, src, (hi - lo) * sizeof *r);
+            } else {
+              for (size_t ox = lo, k = 0; ox < hi; ox++, k += g->sw)
+                r[ox] = src[k];
+            }
+          }
+          for (size_t ox = hi; ox < g->ow; ox++)
+            r[ox] = 0.0f;
         }
       }
 }
 
-/* dx [nb, C, H, W] += col2im(dcol [K, nb * P]). On the flat path dcol's
- * wrapped columns are zeroed first (dcol is scratch), so each map is one
- * flat, vectorizable add. */
-static void col2im(float *dcol, float *dx, size_t nb, const nnkit__conv_geom *g)
+/* dx [C, H, W] += col2im(dcol [K, P]) for one sample. On the flat path
+ * dcol's wrapped columns are zeroed first (dcol is scratch), so each map
+ * is one flat, vectorizable add. */
+static void col2im(float *dcol, float *dx, const nnkit__conv_geom *g)
 {
-  const size_t P = g->oh * g->ow, N = nb * P, HW = g->h * g->w;
+  const size_t P = g->oh * g->ow, HW = g->h * g->w;
   const int flat = flat_path(g);
   for (size_t c = 0; c < g->c; c++)
     for (size_t i = 0; i < g->kh; i++)
       for (size_t j = 0; j < g->kw; j++) {
-        float *row = dcol + ((c * g->kh + i) * g->kw + j) * N;
+        float *r = dcol + ((c * g->kh + i) * g->kw + j) * P;
+        float *xc = dx + c * HW;
         if (flat) {
           ptrdiff_t shift;
           size_t k0, k1;
           flat_range(g, i, j, &shift, &k0, &k1);
-          for (size_t b = 0; b < nb; b++) {
-            float *r = row + b * P;
-            float *dst = dx + (b * g->c + c) * HW + ((ptrdiff_t)k0 + shift);
-            zero_wrapped(r, g, j);
-            for (size_t k = 0; k < k1 - k0; k++)
-              dst[k] += r[k0 + k];
-          }
+          float *dst = xc + ((ptrdiff_t)k0 + shift);
+          zero_wrapped(r, g, j);
+          for (size_t k = 0; k < k1 - k0; k++)
+            dst[k] += r[k0 + k];
           continue;
         }
         size_t lo, hi;
         valid_cols(g, j, &lo, &hi);
         if (hi <= lo)
           continue;
-        for (size_t b = 0; b < nb; b++) {
-          float *xc = dx + (b * g->c + c) * HW;
-          for (size_t oy = 0; oy < g->oh; oy++) {
-            size_t iy = oy * g->sh + i;
-            if (iy < g->pt || iy - g->pt >= g->h)
-              continue;
-            const float *r = row + b * P + oy * g->ow;
-            float *dst = xc + (iy - g->pt) * g->w + (lo * g->sw + j - g->pl);
-            for (size_t ox = lo, k = 0; ox < hi; ox++, k += g->sw)
-              dst[k] += r[ox];
-          }
+        for (size_t oy = 0; oy < g->oh; oy++) {
+          size_t iy = oy * g->sh + i;
+          if (iy < g->pt || iy - g->pt >= g->h)
+            continue;
+          const float *ro = r + oy * g->ow;
+          float *dst = xc + (iy - g->pt) * g->w + (lo * g->sw + j - g->pl);
+          for (size_t ox = lo, k = 0; ox < hi; ox++, k += g->sw)
+            dst[k] += ro[ox];
         }
       }
 }
@@ -413,7 +401,7 @@ static void forward_task(void *ctx, int t, int n)
       for (size_t p = 0; p < P; p++)
         yi[o * P + p] = bv;
     }
-    im2col(j->x + i * in, col, 1, g);
+    im2col(j->x + i * in, col, g);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)P, (int)K,
                 1.0f, w, (int)K, col, (int)P, 1.0f, yi, (int)P);
   }
@@ -439,7 +427,7 @@ static void backward_task(void *ctx, int t, int n)
   nnkit__split(j->batch, t, n, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
     const float *dyi = j->dy + i * out;
-    im2col(j->x + i * in, col, 1, g);
+    im2col(j->x + i * in, col, g);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)OC, (int)K, (int)P,
                 1.0f, dyi, (int)P, col, (int)P, 1.0f, dw, (int)K);
     if (db)
@@ -451,7 +439,7 @@ static void backward_task(void *ctx, int t, int n)
                 1.0f, w, (int)K, dyi, (int)P, 0.0f, dcol, (int)P);
     float *dxi = j->dx + i * in;
     memset(dxi, 0, in * sizeof *dxi);
-    col2im(dcol, dxi, 1, g);
+    col2im(dcol, dxi, g);
   }
 }
 
