@@ -18,6 +18,7 @@
 #include <nnkit.h>
 #include <stb_image_write.h>
 
+#include "digits_data.h"
 #include "example_args.h"
 
 static const char usage[] =
@@ -27,14 +28,6 @@ static const char usage[] =
 
 #define SUBSET 1000
 #define MAX_EPOCHS 1000
-
-static char path_buf[4][1024];
-
-static const char *path(int i, const char *dir, const char *name)
-{
-  snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
-  return path_buf[i];
-}
 
 static double now(void)
 {
@@ -210,10 +203,7 @@ int main(int argc, char **argv)
   nnkit_status st;
 
   TRY(nnkit_set_num_threads((int)args.threads));
-  TRY(nnkit_dataset_load_idx(&all, path(0, args.data, "train-images-idx3-ubyte.gz"),
-                             path(1, args.data, "train-labels-idx1-ubyte.gz"), 10));
-  TRY(nnkit_dataset_load_idx(&test, path(2, args.data, "t10k-images-idx3-ubyte.gz"),
-                             path(3, args.data, "t10k-labels-idx1-ubyte.gz"), 10));
+  TRY(digits_load_raw(&all, &test, args.data));
   /* Pixels to [0, 1]: the background is 0, which is also what the
    * augmenter reads outside the image, so shifted digits get clean edges. */
   TRY(nnkit_dataset_scale(all, 1.0f / 255, 0));

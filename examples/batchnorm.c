@@ -16,6 +16,7 @@
 
 #include <nnkit.h>
 
+#include "digits_data.h"
 #include "example_args.h"
 
 static const char usage[] =
@@ -25,14 +26,6 @@ static const char usage[] =
 
 #define HIDDEN_LAYERS 7
 #define UNITS 128
-
-static char path_buf[4][1024];
-
-static const char *path(int i, const char *dir, const char *name)
-{
-  snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
-  return path_buf[i];
-}
 
 #define TRY(call)                                                         \
   do {                                                                    \
@@ -107,10 +100,7 @@ int main(int argc, char **argv)
   const double lr = 0.05;
 
   TRY(nnkit_set_num_threads((int)args.threads));
-  TRY(nnkit_dataset_load_idx(&train, path(0, args.data, "train-images-idx3-ubyte.gz"),
-                             path(1, args.data, "train-labels-idx1-ubyte.gz"), 10));
-  TRY(nnkit_dataset_load_idx(&test, path(2, args.data, "t10k-images-idx3-ubyte.gz"),
-                             path(3, args.data, "t10k-labels-idx1-ubyte.gz"), 10));
+  TRY(digits_load_raw(&train, &test, args.data));
   /* Inputs are well scaled (training-set mean 0, std 1): the trouble is
    * only in the weights. */
   double sum = 0, sq = 0;

@@ -22,6 +22,7 @@
 
 #include <nnkit.h>
 
+#include "digits_data.h"
 #include "example_args.h"
 
 static const char usage[] =
@@ -30,14 +31,6 @@ static const char usage[] =
     "on handwritten digits, or on Fashion-MNIST with --data\n"
     "/usr/share/datasets/fashion-mnist, and prints the test accuracy and the\n"
     "seconds per epoch.\n";
-
-static char path_buf[4][1024];
-
-static const char *path(int i, const char *dir, const char *name)
-{
-  snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
-  return path_buf[i];
-}
 
 int main(int argc, char **argv)
 {
@@ -68,10 +61,7 @@ int main(int argc, char **argv)
   } while (0)
 
   TRY(nnkit_set_num_threads((int)args.threads));
-  TRY(nnkit_dataset_load_idx(&all, path(0, args.data, "train-images-idx3-ubyte.gz"),
-                             path(1, args.data, "train-labels-idx1-ubyte.gz"), 10));
-  TRY(nnkit_dataset_load_idx(&test, path(2, args.data, "t10k-images-idx3-ubyte.gz"),
-                             path(3, args.data, "t10k-labels-idx1-ubyte.gz"), 10));
+  TRY(digits_load_raw(&all, &test, args.data));
   /* Normalize with the training set's statistics only. */
   double sum = 0, sq = 0;
   const float *px = nnkit_dataset_data(all);

@@ -20,7 +20,7 @@ typedef struct digits_data {
   nnkit_normalizer *norm; /* fitted on the training split */
 } digits_data;
 
-static void digits_free(digits_data *d)
+static inline void digits_free(digits_data *d)
 {
   nnkit_dataset_free(d->train);
   nnkit_dataset_free(d->val);
@@ -30,21 +30,39 @@ static void digits_free(digits_data *d)
   d->norm = NULL;
 }
 
-/* Returns NNKIT_OK or the failing status (nnkit_last_error() says why);
- * on failure d holds nothing. */
-static nnkit_status digits_load(digits_data *d, const char *dir, uint64_t seed)
+/* The four MNIST-named IDX files of dir as stored (pixels 0..255): the
+ * training set into *train and, unless test is NULL, the test set into
+ * *test. Returns NNKIT_OK or the failing status (nnkit_last_error() says
+ * why); on failure both are NULL. */
+static inline nnkit_status digits_load_raw(nnkit_dataset **train, nnkit_dataset **test,
+                                           const char *dir)
 {
   char p[4][1024];
   const char *names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                           "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
   for (int i = 0; i < 4; i++)
     snprintf(p[i], sizeof p[i], "%s/%s", dir, names[i]);
+  *train = NULL;
+  if (test)
+    *test = NULL;
+  nnkit_status st = nnkit_dataset_load_idx(train, p[0], p[1], 10);
+  if (st == NNKIT_OK && test)
+    st = nnkit_dataset_load_idx(test, p[2], p[3], 10);
+  if (st != NNKIT_OK) {
+    nnkit_dataset_free(*train);
+    *train = NULL;
+  }
+  return st;
+}
+
+/* Returns NNKIT_OK or the failing status (nnkit_last_error() says why);
+ * on failure d holds nothing. */
+static inline nnkit_status digits_load(digits_data *d, const char *dir, uint64_t seed)
+{
   nnkit_dataset *all = NULL;
   d->train = d->val = d->test = NULL;
   d->norm = NULL;
-  nnkit_status st = nnkit_dataset_load_idx(&all, p[0], p[1], 10);
-  if (st == NNKIT_OK)
-    st = nnkit_dataset_load_idx(&d->test, p[2], p[3], 10);
+  nnkit_status st = digits_load_raw(&all, &d->test, dir);
   if (st == NNKIT_OK)
     st = nnkit_dataset_split(&d->train, &d->val, all, 0.1, seed);
   if (st == NNKIT_OK)
@@ -66,7 +84,7 @@ static nnkit_status digits_load(digits_data *d, const char *dir, uint64_t seed)
 }
 
 /* The case study's multi-layer perceptron: 784-256-128-10 with ReLU. */
-static nnkit_status digits_mlp(nnkit_net **out, size_t in, uint64_t seed)
+static inline nnkit_status digits_mlp(nnkit_net **out, size_t in, uint64_t seed)
 {
   nnkit_net *net = NULL;
   nnkit_status st = nnkit_net_create(&net, &in, 1, seed);

@@ -14,6 +14,7 @@
 
 #include <nnkit.h>
 
+#include "digits_data.h"
 #include "example_args.h"
 
 static const char usage[] =
@@ -23,14 +24,6 @@ static const char usage[] =
 
 #define TRAIN_N 1000
 #define VAL_N 1000
-
-static char path_buf[4][1024];
-
-static const char *path(int i, const char *dir, const char *name)
-{
-  snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
-  return path_buf[i];
-}
 
 #define TRY(call)                                                         \
   do {                                                                    \
@@ -109,10 +102,7 @@ int main(int argc, char **argv)
   nnkit_status st;
 
   TRY(nnkit_set_num_threads((int)args.threads));
-  TRY(nnkit_dataset_load_idx(&all, path(0, args.data, "train-images-idx3-ubyte.gz"),
-                             path(1, args.data, "train-labels-idx1-ubyte.gz"), 10));
-  TRY(nnkit_dataset_load_idx(&test, path(2, args.data, "t10k-images-idx3-ubyte.gz"),
-                             path(3, args.data, "t10k-labels-idx1-ubyte.gz"), 10));
+  TRY(digits_load_raw(&all, &test, args.data));
   if (nnkit_dataset_count(all) < TRAIN_N + VAL_N) {
     fprintf(stderr, "dropout: %s holds %zu training images, %d are needed\n",
             args.data, nnkit_dataset_count(all), TRAIN_N + VAL_N);

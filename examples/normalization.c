@@ -15,6 +15,7 @@
 
 #include <nnkit.h>
 
+#include "digits_data.h"
 #include "example_args.h"
 
 static const char usage[] =
@@ -40,14 +41,6 @@ static double now(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static char path_buf[4][1024];
-
-static const char *path(int i, const char *dir, const char *name)
-{
-  snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
-  return path_buf[i];
 }
 
 #define TRY(call)                                                         \
@@ -180,10 +173,7 @@ int main(int argc, char **argv)
   nnkit_status st;
 
   TRY(nnkit_set_num_threads((int)args.threads));
-  TRY(nnkit_dataset_load_idx(&all, path(0, args.data, "train-images-idx3-ubyte.gz"),
-                             path(1, args.data, "train-labels-idx1-ubyte.gz"), 10));
-  TRY(nnkit_dataset_load_idx(&test, path(2, args.data, "t10k-images-idx3-ubyte.gz"),
-                             path(3, args.data, "t10k-labels-idx1-ubyte.gz"), 10));
+  TRY(digits_load_raw(&all, &test, args.data));
   /* A stratified 10% validation split; normalizers see only train. */
   TRY(nnkit_dataset_split(&train, &val, all, 0.1, (uint64_t)args.seed));
   printf("normalization: %zu train, %zu validation, %zu test digits from %s\n",

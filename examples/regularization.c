@@ -20,6 +20,7 @@
 
 #include <nnkit.h>
 
+#include "digits_data.h"
 #include "example_args.h"
 
 static const char usage[] =
@@ -29,14 +30,6 @@ static const char usage[] =
 
 #define NTRAIN 1000
 #define NVAL 2000
-
-static char path_buf[2][1024];
-
-static const char *path(int i, const char *dir, const char *name)
-{
-  snprintf(path_buf[i], sizeof path_buf[i], "%s/%s", dir, name);
-  return path_buf[i];
-}
 
 typedef struct result {
   double data_loss, reg_loss, train_acc, val_acc, val_loss, norm, zero_frac;
@@ -129,8 +122,7 @@ int main(int argc, char **argv)
   int rc = EXIT_FAILURE;
   nnkit_status st;
   TRY(nnkit_set_num_threads((int)args.threads));
-  TRY(nnkit_dataset_load_idx(&all, path(0, args.data, "train-images-idx3-ubyte.gz"),
-                             path(1, args.data, "train-labels-idx1-ubyte.gz"), 10));
+  TRY(digits_load_raw(&all, NULL, args.data));
   size_t n = nnkit_dataset_count(all);
   if (n < NTRAIN + NVAL) {
     fprintf(stderr, "regularization: %s has %zu training digits, %d are needed\n",
