@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <nnkit.h>
 #include <stb_image_write.h>
@@ -28,13 +27,6 @@ static const char usage[] =
 
 #define SUBSET 1000
 #define MAX_EPOCHS 1000
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 #define TRY(call)                                                         \
   do {                                                                    \
@@ -95,7 +87,7 @@ static nnkit_status run(double *loss, double *acc_out, double *seconds,
   TRY(nnkit_pipeline_set(p, NNKIT_PIPE_SEED, (double)args->seed));
   if (aug)
     TRY(nnkit_pipeline_set_augmenter(p, aug));
-  double t0 = now();
+  double t0 = example_now();
   size_t n = nnkit_dataset_count(train);
   for (size_t e = 0; e < (size_t)args->epochs; e++) {
     TRY(nnkit_pipeline_begin_epoch(p, e));
@@ -113,7 +105,7 @@ static nnkit_status run(double *loss, double *acc_out, double *seconds,
     }
     loss[e] = sum / (double)n;
   }
-  *seconds = now() - t0;
+  *seconds = example_now() - t0;
   TRY(nnkit_net_evaluate(NULL, acc_out, net, test));
 out:
   nnkit_pipeline_free(p);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct example_args {
   const char *data;
@@ -17,6 +18,14 @@ typedef struct example_args {
   const char *predictions; /* --predictions FILE, or NULL */
   int takes_predictions;   /* 1: the example accepts --predictions */
 } example_args;
+
+/* Monotonic seconds, for the examples' timings. */
+static inline double example_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int parse_long(const char *opt, const char *s, long lo, long hi, long *out)
 {

@@ -11,7 +11,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include <nnkit.h>
 
@@ -35,13 +34,6 @@ typedef struct variant {
   double val_acc, test_acc, fit_seconds, train_seconds;
   size_t out_size;
 } variant;
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 #define TRY(call)                                                         \
   do {                                                                    \
@@ -90,9 +82,9 @@ static nnkit_status run(variant *v, const nnkit_dataset *train,
        * near-constant directions (blank borders) from being blown up. */
       TRY(nnkit_normalizer_set(nz, NNKIT_NORM_EPSILON, 0.1 * 255 * 255));
     }
-    double t0 = now();
+    double t0 = example_now();
     TRY(nnkit_normalizer_fit(nz, train));
-    v->fit_seconds = now() - t0;
+    v->fit_seconds = example_now() - t0;
   }
   TRY(nnkit_pipeline_create(&p, train));
   TRY(nnkit_pipeline_set(p, NNKIT_PIPE_BATCH_SIZE, 64));
@@ -109,7 +101,7 @@ static nnkit_status run(variant *v, const nnkit_dataset *train,
   TRY(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.01));
   TRY(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM, 0.9));
 
-  double t0 = now();
+  double t0 = example_now();
   size_t n = nnkit_dataset_count(train);
   for (size_t e = 0; e < (size_t)args->epochs && !v->diverged; e++) {
     TRY(nnkit_pipeline_begin_epoch(p, e));
@@ -132,7 +124,7 @@ static nnkit_status run(variant *v, const nnkit_dataset *train,
     v->loss[e] = v->diverged ? NAN : sum / (double)n;
     v->epochs_run = e + 1;
   }
-  v->train_seconds = now() - t0;
+  v->train_seconds = example_now() - t0;
   v->val_acc = v->test_acc = NAN;
   if (!v->diverged) {
     TRY(normalized(&val_n, val, nz));

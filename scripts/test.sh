@@ -40,29 +40,8 @@ packages=(build-essential meson ninja-build pkg-config libopenblas-dev
   ca-certificates libgfortran-12-dev libcsv-dev libstb-dev liblapacke-dev
   python3-matplotlib)
 
-install_missing() {
-  local missing=() p sudo=()
-  if ! command -v dpkg-query >/dev/null 2>&1; then
-    echo "test.sh: no dpkg-query (not Debian?): assuming these are installed: $*"
-    return 0
-  fi
-  for p in "$@"; do
-    if ! dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii'; then
-      missing+=("$p")
-    fi
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 ||
-      die "missing packages ${missing[*]}; run as root or install sudo"
-    sudo=(sudo)
-  fi
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -q
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
+# shellcheck source=scripts/packages.sh
+. "$root/scripts/packages.sh"
 
 install_missing "${packages[@]}"
 
