@@ -60,25 +60,6 @@ static nnkit_trainer *trainer(nnkit_net *net, nnkit_optimizer **opt, double lr,
   return tr;
 }
 
-typedef struct lines {
-  char l[64][512];
-  int n;
-} lines;
-
-static void capture(const char *line, void *user)
-{
-  lines *c = user;
-  if (c->n < 64)
-    snprintf(c->l[c->n++], 512, "%s", line);
-}
-
-static int any_line(const lines *c, const char *needle)
-{
-  for (int i = 0; i < c->n; i++)
-    if (strstr(c->l[i], needle))
-      return 1;
-  return 0;
-}
 
 static char *tmp_path(const char *name)
 {
@@ -1062,8 +1043,8 @@ START_TEST(sanity_checks)
   ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0));
   ck_fails(nnkit_trainer_sanity_check(tr, train), NNKIT_E_STATE, "cannot overfit 20");
   ck_assert_mem_eq(before, nnkit_net_params(net), np * sizeof(float));
-  lines log = {0};
-  nnkit_trainer_set_logger(tr, capture, &log);
+  tu_lines log = {0};
+  nnkit_trainer_set_logger(tr, tu_capture, &log);
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 1));
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SANITY, 2));
   ck_fails(nnkit_trainer_fit(tr, train, NULL), NNKIT_E_STATE, "sanity check failed");
@@ -1071,8 +1052,8 @@ START_TEST(sanity_checks)
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SANITY, 1));
   ck_ok(nnkit_trainer_fit(tr, train, NULL));
   ck_assert_uint_eq(nnkit_trainer_epochs_done(tr), 3);
-  ck_assert(any_line(&log, "FAILED"));
-  ck_assert(any_line(&log, "Finished epoch 3 / 3"));
+  ck_assert(tu_any_line(&log, "FAILED"));
+  ck_assert(tu_any_line(&log, "Finished epoch 3 / 3"));
 
   /* Huge initial logits: the loss is far above ln(C). */
   nnkit_net *big = mlp(2, 32, NNKIT_ACT_RELU, 4);
@@ -1105,16 +1086,16 @@ START_TEST(progress_lines_and_diagnosis_log)
   nnkit_net *net = mlp(2, 8, NNKIT_ACT_RELU, 2);
   nnkit_optimizer *opt;
   nnkit_trainer *tr = trainer(net, &opt, 0.1, 3, 10);
-  lines log = {0};
-  nnkit_trainer_set_logger(tr, capture, &log);
+  tu_lines log = {0};
+  nnkit_trainer_set_logger(tr, tu_capture, &log);
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 2));
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_DIAGNOSE, 1));
   ck_ok(nnkit_trainer_fit(tr, train, NULL));
-  ck_assert(any_line(&log, "epoch 1 / 3: 20 / 200 samples, "));
-  ck_assert(any_line(&log, "samples/s, ETA "));
-  ck_assert(any_line(&log, "epoch 3 / 3: 200 / 200 samples"));
-  ck_assert(any_line(&log, "Finished epoch 3 / 3: cost"));
-  ck_assert(any_line(&log, "next step:"));
+  ck_assert(tu_any_line(&log, "epoch 1 / 3: 20 / 200 samples, "));
+  ck_assert(tu_any_line(&log, "samples/s, ETA "));
+  ck_assert(tu_any_line(&log, "epoch 3 / 3: 200 / 200 samples"));
+  ck_assert(tu_any_line(&log, "Finished epoch 3 / 3: cost"));
+  ck_assert(tu_any_line(&log, "next step:"));
   /* Verbose 1 with a logger: only the epoch lines. */
   log.n = 0;
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 1));
@@ -1408,8 +1389,8 @@ START_TEST(monitoring_allocates_nothing_per_step)
   nnkit_trainer *tr = trainer(net, &opt, 0.05, 1, 32);
   ck_ok(nnkit_trainer_add_batch_callback(tr, nothing, NULL));
   ck_ok(nnkit_trainer_set_early_stopping(tr, NNKIT_METRIC_VAL_LOSS, 100, 0));
-  lines log = {0};
-  nnkit_trainer_set_logger(tr, capture, &log);
+  tu_lines log = {0};
+  nnkit_trainer_set_logger(tr, tu_capture, &log);
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 2));
   ck_ok(nnkit_trainer_fit(tr, train, val));
   uint64_t before = nnkit__alloc_count();

@@ -20,17 +20,6 @@ static nnkit_net *mlp(uint64_t seed)
   return net;
 }
 
-typedef struct captured {
-  char lines[16][256];
-  int n;
-} captured;
-
-static void capture(const char *line, void *user)
-{
-  captured *c = user;
-  if (c->n < 16)
-    snprintf(c->lines[c->n++], 256, "%s", line);
-}
 
 START_TEST(settings_and_bounds)
 {
@@ -86,8 +75,8 @@ START_TEST(fit_learns_and_records)
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 400)); /* full batch */
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 0));
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 1));
-  captured cap = {0};
-  nnkit_trainer_set_logger(tr, capture, &cap);
+  tu_lines cap = {0};
+  nnkit_trainer_set_logger(tr, tu_capture, &cap);
   double loss0, acc0;
   ck_ok(nnkit_net_evaluate(&loss0, &acc0, net, train));
   ck_ok(nnkit_trainer_fit(tr, train, val));
@@ -115,13 +104,13 @@ START_TEST(fit_learns_and_records)
   ck_assert_int_eq(cap.n, 4);
   unsigned e, t;
   double cost, tra, vala, lr;
-  ck_assert_int_eq(sscanf(cap.lines[0],
+  ck_assert_int_eq(sscanf(cap.l[0],
                           "Finished epoch %u / %u: cost %lf, train: %lf, val %lf, lr %lf",
                           &e, &t, &cost, &tra, &vala, &lr), 6);
   ck_assert_uint_eq(e, 1);
   ck_assert_uint_eq(t, 4);
   ck_assert_double_eq_tol(cost, loss0, 1e-6);
-  ck_assert(strstr(cap.lines[3], "lr 1.000000e-01") != NULL);
+  ck_assert(strstr(cap.l[3], "lr 1.000000e-01") != NULL);
   /* Keep training with small batches: it learns the blobs. */
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 16));
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 1));

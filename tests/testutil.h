@@ -76,6 +76,29 @@ static inline nnkit_dataset *tu_blobs4(size_t n, double spread, uint64_t seed)
   return ds;
 }
 
+/* Logger lines captured by tu_capture (nnkit_trainer_set_logger's
+ * callback): the first 64, up to 511 characters each. */
+typedef struct tu_lines {
+  char l[64][512];
+  int n;
+} tu_lines;
+
+static inline void tu_capture(const char *line, void *user)
+{
+  tu_lines *c = user;
+  if (c->n < 64)
+    snprintf(c->l[c->n++], sizeof c->l[0], "%s", line);
+}
+
+/* 1 when a captured line contains needle. */
+static inline int tu_any_line(const tu_lines *c, const char *needle)
+{
+  for (int i = 0; i < c->n; i++)
+    if (strstr(c->l[i], needle))
+      return 1;
+  return 0;
+}
+
 /* The loss of one forward pass (labels or targets), nothing else changed. */
 static inline double tu_loss_at(nnkit_net *net, const float *x, size_t batch,
                                 const int32_t *labels, const float *targets)
