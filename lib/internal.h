@@ -302,6 +302,37 @@ void nnkit__conv2d_backward_naive(const float *x, const float *w,
                                   float *db, size_t batch,
                                   const nnkit__conv_geom *g);
 
+/* ---- direct stride-1 convolution kernels (lib/model/conv2d_direct.c) -- */
+/* Rows per register block and positions per block of nnkit__direct_corr. */
+#define NNKIT__DIRECT_MR 4
+#define NNKIT__DIRECT_QB 24
+
+/* 1 when the CPU runs the AVX2+FMA kernels (and no test forced them off). */
+int nnkit__direct_available(void);
+/* Tests: 0 makes nnkit__direct_available() return 0, -1 restores it. */
+void nnkit__direct_force(int mode);
+/* 1 when a conv2d layer runs the direct kernels (tests). */
+int nnkit__conv_is_direct(const nnkit__layer *l);
+
+/* out[r][q] = init[r] (0 when init is NULL) + sum_t W[r][t] in[toff[t] + q]
+ * for rows r < m and positions q < qr (a multiple of NNKIT__DIRECT_QB);
+ * out has row stride ostride. W comes packed in blocks of 4 rows:
+ * wpk[((r / 4) k + t) 4 + r % 4], rows past m zero. in must be readable
+ * at every toff[t] + q. */
+void nnkit__direct_corr(float *out, size_t ostride, size_t m, const float *in,
+                        const int32_t *toff, size_t k, const float *wpk,
+                        const float *init, size_t qr);
+/* acc[(r k + t) 8 + lane] += the lane's share of sum_q dy[r dystride + q]
+ * in[toff[t] + q], q < qr (a multiple of 8); the 8 lanes of an entry add
+ * up to its value. */
+void nnkit__direct_dw(float *acc, const float *dy, size_t dystride, size_t m,
+                      const float *in, const int32_t *toff, size_t k, size_t qr);
+/* dst[r][0..n) = src[r][0..n) for rows r < rows (row strides in floats). */
+void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
+                             size_t sstride, size_t rows, size_t n);
+/* sum[r] += the sum of x[r n .. r n + n) for r < rows. */
+void nnkit__direct_row_sums(float *sum, const float *x, size_t rows, size_t n);
+
 /* Dropout (either kind): frozen != 0 keeps the current mask step, so
  * every training forward of the same batch size draws the same mask
  * (finite-difference checks); 0 resumes a new mask per forward. */

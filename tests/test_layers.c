@@ -156,14 +156,17 @@ START_TEST(gradcheck_conv_stack)
 }
 END_TEST
 
-/* The BLAS path against the plain-loop twin, forward and backward. */
-static void check_conv_twin(size_t c, size_t h, size_t w, size_t oc, size_t kh,
+/* The fast path the layer chose (expect_direct: 1 direct, 0 im2col + sgemm,
+ * -1 either) against the plain-loop twin, forward and backward. */
+static void check_conv_path(size_t c, size_t h, size_t w, size_t oc, size_t kh,
                             size_t kw, size_t sh, size_t sw, size_t ph,
-                            size_t pw, int bias, size_t batch)
+                            size_t pw, int bias, size_t batch, int expect_direct)
 {
   nnkit_net *net = make_net3(c, h, w, 3);
   ck_ok(nnkit_net_add_conv2d(net, oc, kh, kw, sh, sw, ph, pw, bias));
   nnkit__layer *l = &net->layers[0];
+  if (expect_direct >= 0)
+    ck_assert_int_eq(nnkit__conv_is_direct(l), expect_direct);
   const nnkit__conv_geom *g = nnkit__layer_geom(l);
   ck_assert_ptr_nonnull(g);
   float *p = nnkit_net_params(net);
@@ -205,6 +208,49 @@ static void check_conv_twin(size_t c, size_t h, size_t w, size_t oc, size_t kh,
   free(dwn);
   nnkit_net_free(net);
 }
+
+static void check_conv_twin(size_t c, size_t h, size_t w, size_t oc, size_t kh,
+                            size_t kw, size_t sh, size_t sw, size_t ph,
+                            size_t pw, int bias, size_t batch)
+{
+  check_conv_path(c, h, w, oc, kh, kw, sh, sw, ph, pw, bias, batch, -1);
+}
+
+/* Stride-1 geometries run the direct kernels (on CPUs with AVX2+FMA) and,
+ * forced off, the im2col path: both match the twin. The cases cover row
+ * blocks with a tail (OC or C not a multiple of 4), tap blocks with a tail
+ * (K not a multiple of 3), one input channel (the first layer of a CNN),
+ * asymmetric "same" padding of even kernels, no padding, 1x1 kernels,
+ * outputs narrower than a 24-position block, and 1-3 threads. */
+static void direct_cases(int expect)
+{
+  check_conv_path(1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 3, expect);
+  check_conv_path(16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 2, expect);
+  check_conv_path(3, 9, 8, 5, 3, 3, 1, 1, 1, 1, 1, 4, expect);
+  check_conv_path(2, 7, 6, 6, 2, 2, 1, 1, 0, 0, 0, 3, expect);
+  check_conv_path(3, 8, 9, 7, 4, 4, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1, 2,
+                  expect);
+  check_conv_path(2, 9, 7, 3, 5, 3, 1, 1, 2, 1, 1, 3, expect);
+  check_conv_path(5, 4, 3, 9, 1, 1, 1, 1, 0, 0, 1, 5, expect);
+  check_conv_path(1, 3, 2, 1, 2, 1, 1, 1, 0, 0, 0, 1, expect);
+  for (int t = 1; t <= 3; t++) {
+    ck_ok(nnkit_set_num_threads(t));
+    check_conv_path(4, 10, 10, 6, 3, 3, 1, 1, 1, 1, 1, 9, expect);
+  }
+  ck_ok(nnkit_set_num_threads(0));
+}
+
+START_TEST(conv2d_direct_matches_naive_twin)
+{
+  direct_cases(nnkit__direct_available());
+  /* Geometries the direct path does not take. */
+  check_conv_path(3, 9, 9, 4, 3, 3, 2, 2, 1, 1, 1, 2, 0); /* stride 2 */
+  check_conv_path(2, 5, 5, 3, 3, 3, 1, 1, 3, 3, 1, 2, 0); /* padding >= kernel */
+  nnkit__direct_force(0);
+  direct_cases(0);
+  nnkit__direct_force(-1);
+}
+END_TEST
 
 START_TEST(conv2d_blas_matches_naive_twin)
 {
@@ -1133,6 +1179,7 @@ static Suite *layers_suite(void)
   tcase_add_test(tc, gradcheck_conv2d);
   tcase_add_test(tc, gradcheck_conv_stack);
   tcase_add_test(tc, conv2d_blas_matches_naive_twin);
+  tcase_add_test(tc, conv2d_direct_matches_naive_twin);
   tcase_add_test(tc, dense_threads_match_naive_twin);
   tcase_add_test(tc, golden_conv2d_vs_pytorch);
   suite_add_tcase(s, tc);

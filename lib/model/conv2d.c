@@ -29,13 +29,32 @@
 typedef struct conv_ws {
   float *col;  /* [K, P] */
   float *dcol; /* [K, P] */
-  float *dw;   /* [OC K + OC]: a thread's dW/db partial (threads after the first) */
+  float *dw;   /* [OC K + OC]: a thread's dW/db partial (threads after the
+                * first; every thread's db partial on the direct path) */
+  /* Direct path (see "direct path" below); zero borders written once. */
+  float *xp;   /* padded input [C, HP, WP] + slack */
+  float *yf;   /* flat output [OC, QR] */
+  float *dyf;  /* dy in the output's flat layout [OC, QR], garbage columns 0 */
+  float *dyp;  /* dy padded for the transposed pass [OC, HQ, WQ] + slack */
+  float *dxf;  /* flat dx [C, Q2R] */
+  float *acc;  /* dW lanes [OC K, 8] */
 } conv_ws;
+
+/* Layout of the direct stride-1 path (conv2d_direct.c), fixed at setup. */
+typedef struct conv_direct {
+  size_t wp, sx, qr;             /* forward: padded row width, channel stride, positions */
+  size_t wq, sq, q2r, top, left; /* dx: same for the padded dy */
+  size_t xp_len, dyp_len;        /* floats, slack included */
+  int32_t *toff, *toff2;         /* [K] and [OC KH KW] tap offsets */
+  float *wpk, *wpk2;             /* packed W and flipped W^T, per call */
+} conv_direct;
 
 typedef struct conv_state {
   nnkit__conv_geom g; /* first member: nnkit__layer_geom() relies on it */
   size_t ph, pw;      /* padding as requested (NNKIT_PAD_SAME kept) */
   int bias;
+  int direct;         /* 1: this layer runs the direct path */
+  conv_direct d;
   int nws;            /* per-thread workspaces allocated (0 = none yet) */
   conv_ws *ws;
 } conv_state;
@@ -129,6 +148,11 @@ const nnkit__conv_geom *nnkit__layer_geom(const nnkit__layer *l)
       l->ops == &nnkit__avgpool2d_ops)
     return (const nnkit__conv_geom *)l->state;
   return NULL;
+}
+
+int nnkit__conv_is_direct(const nnkit__layer *l)
+{
+  return l->ops == &nnkit__conv2d_ops && ((const conv_state *)l->state)->direct;
 }
 
 /* ---- im2col / col2im --------------------------------------------------- */
@@ -291,6 +315,121 @@ static double row_sum(const float *r, size_t n)
   return sum;
 }
 
+/* ---- direct path --------------------------------------------------------
+ *
+ * Stride 1 with padding below the kernel size, on CPUs with AVX2+FMA
+ * (conv2d_direct.c). Per sample:
+ *   forward   xp = x_i zero-padded, rows WP = OW + KW - 1 wide;
+ *             yf [OC, QR] = bias + W . xp read at the K tap offsets;
+ *             y_i = the first OW columns of each WP-wide row of yf
+ *   backward  dyf = dy_i in yf's layout (garbage columns stay 0);
+ *             dW lanes += dyf . xp at the tap offsets;
+ *             dyp = dy_i padded by KH-1-PT above and KW-1-PL on the left,
+ *             rows WQ = W + KW - 1 wide; dxf [C, Q2R] = flip(W)^T . dyp;
+ *             dx_i = the first W columns of each row of dxf
+ * Padded buffers are zeroed once when allocated; only their interiors are
+ * written afterwards. */
+
+static void free_direct(conv_direct *d)
+{
+  nnkit__free(d->toff);
+  nnkit__free(d->toff2);
+  nnkit__free(d->wpk);
+  nnkit__free(d->wpk2);
+  memset(d, 0, sizeof *d);
+}
+
+static size_t round_up(size_t n, size_t m)
+{
+  return (n + m - 1) / m * m;
+}
+
+/* Chooses the direct path for s when it applies; 0 when it does not (or
+ * when the offsets would not fit in int32), NNKIT_E_NOMEM on failure. */
+static nnkit_status direct_setup(conv_state *s, size_t index)
+{
+  const nnkit__conv_geom *g = &s->g;
+  free_direct(&s->d);
+  s->direct = 0;
+  size_t hp = g->oh + g->kh - 1, wp = g->ow + g->kw - 1;
+  if (g->sh != 1 || g->sw != 1 || !nnkit__direct_available() ||
+      g->pt >= g->kh || g->pl >= g->kw || hp < g->h + g->pt ||
+      wp < g->w + g->pl || hp - g->h - g->pt >= g->kh ||
+      wp - g->w - g->pl >= g->kw)
+    return NNKIT_OK;
+  conv_direct *d = &s->d;
+  size_t k = g->c * g->kh * g->kw, k2 = g->oc * g->kh * g->kw;
+  d->wp = wp;
+  d->sx = hp * wp;
+  d->qr = round_up((g->oh - 1) * wp + g->ow, NNKIT__DIRECT_QB);
+  d->wq = g->w + g->kw - 1;
+  d->sq = (g->h + g->kh - 1) * d->wq;
+  d->q2r = round_up((g->h - 1) * d->wq + g->w, NNKIT__DIRECT_QB);
+  d->top = g->kh - 1 - g->pt;
+  d->left = g->kw - 1 - g->pl;
+  d->xp_len = g->c * d->sx + d->qr + 8;
+  d->dyp_len = g->oc * d->sq + d->q2r + 8;
+  if (d->xp_len > INT32_MAX / 2 || d->dyp_len > INT32_MAX / 2) {
+    memset(d, 0, sizeof *d);
+    return NNKIT_OK;
+  }
+  d->toff = nnkit__malloc(k * sizeof *d->toff);
+  d->toff2 = nnkit__malloc(k2 * sizeof *d->toff2);
+  d->wpk = nnkit__malloc(round_up(g->oc, NNKIT__DIRECT_MR) * k * sizeof(float));
+  d->wpk2 = nnkit__malloc(round_up(g->c, NNKIT__DIRECT_MR) * k2 * sizeof(float));
+  if (!d->toff || !d->toff2 || !d->wpk || !d->wpk2) {
+    free_direct(d);
+    return nnkit__err(NNKIT_E_NOMEM, "conv2d (layer %zu): out of memory", index);
+  }
+  for (size_t c = 0, t = 0; c < g->c; c++)
+    for (size_t i = 0; i < g->kh; i++)
+      for (size_t j = 0; j < g->kw; j++)
+        d->toff[t++] = (int32_t)(c * d->sx + i * wp + j);
+  for (size_t o = 0, t = 0; o < g->oc; o++)
+    for (size_t i = 0; i < g->kh; i++)
+      for (size_t j = 0; j < g->kw; j++)
+        d->toff2[t++] = (int32_t)(o * d->sq + i * d->wq + j);
+  s->direct = 1;
+  return NNKIT_OK;
+}
+
+/* wpk: W [OC, K] in blocks of NNKIT__DIRECT_MR rows (forward). */
+static void pack_forward(const conv_state *s, const float *w)
+{
+  const nnkit__conv_geom *g = &s->g;
+  const size_t k = g->c * g->kh * g->kw, mr = NNKIT__DIRECT_MR;
+  float *p = s->d.wpk;
+  for (size_t b = 0; b < g->oc; b += mr)
+    for (size_t t = 0; t < k; t++)
+      for (size_t r = b; r < b + mr; r++)
+        *p++ = r < g->oc ? w[r * k + t] : 0.0f;
+}
+
+/* wpk2: row c, tap (o, i, j) = W[o][c][KH-1-i][KW-1-j] (the transposed
+ * convolution's flipped kernel), in blocks of NNKIT__DIRECT_MR rows. */
+static void pack_backward(const conv_state *s, const float *w)
+{
+  const nnkit__conv_geom *g = &s->g;
+  const size_t kh = g->kh, kw = g->kw, mr = NNKIT__DIRECT_MR;
+  float *p = s->d.wpk2;
+  for (size_t b = 0; b < g->c; b += mr)
+    for (size_t o = 0; o < g->oc; o++)
+      for (size_t i = 0; i < kh; i++)
+        for (size_t j = 0; j < kw; j++)
+          for (size_t c = b; c < b + mr; c++)
+            *p++ = c < g->c ? w[((o * g->c + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)]
+                            : 0.0f;
+}
+
+/* Copies x_i [C, H, W] into the interior of xp. */
+static void pad_input(const conv_state *s, const float *x, float *xp)
+{
+  const nnkit__conv_geom *g = &s->g;
+  for (size_t c = 0; c < g->c; c++)
+    nnkit__direct_copy_rows(xp + c * s->d.sx + g->pt * s->d.wp + g->pl, s->d.wp,
+                            x + c * g->h * g->w, g->w, g->h, g->w);
+}
+
 /* ---- the layer --------------------------------------------------------- */
 
 static nnkit_status conv_setup(nnkit__layer *l)
@@ -321,7 +460,7 @@ static nnkit_status conv_setup(nnkit__layer *l)
   l->out.d[1] = g.oh;
   l->out.d[2] = g.ow;
   l->num_params = nw + (s->bias ? oc : 0);
-  return NNKIT_OK;
+  return direct_setup(s, l->index);
 }
 
 static void conv_fans(const nnkit__layer *l, size_t *fan_in, size_t *fan_out,
@@ -340,6 +479,12 @@ static void free_ws(conv_state *s)
     nnkit__free(s->ws[t].col);
     nnkit__free(s->ws[t].dcol);
     nnkit__free(s->ws[t].dw);
+    nnkit__free(s->ws[t].xp);
+    nnkit__free(s->ws[t].yf);
+    nnkit__free(s->ws[t].dyf);
+    nnkit__free(s->ws[t].dyp);
+    nnkit__free(s->ws[t].dxf);
+    nnkit__free(s->ws[t].acc);
   }
   nnkit__free(s->ws);
   s->ws = NULL;
@@ -360,11 +505,25 @@ static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
   s->ws = nnkit__calloc((size_t)n, sizeof *s->ws);
   int ok = s->ws != NULL;
   for (int t = 0; ok && t < n; t++) {
+    conv_ws *w = &s->ws[t];
     s->nws = t + 1;
-    s->ws[t].col = nnkit__malloc(kp * sizeof(float));
-    s->ws[t].dcol = nnkit__malloc(kp * sizeof(float));
-    s->ws[t].dw = t ? nnkit__malloc(l->num_params * sizeof(float)) : NULL;
-    ok = s->ws[t].col && s->ws[t].dcol && (!t || s->ws[t].dw);
+    if (s->direct) {
+      const conv_direct *d = &s->d;
+      size_t k = g->c * g->kh * g->kw;
+      w->dw = nnkit__malloc(g->oc * sizeof(float));
+      w->xp = nnkit__calloc(d->xp_len, sizeof(float));
+      w->yf = nnkit__calloc(g->oc * d->qr, sizeof(float));
+      w->dyf = nnkit__calloc(g->oc * d->qr, sizeof(float));
+      w->dyp = nnkit__calloc(d->dyp_len, sizeof(float));
+      w->dxf = nnkit__calloc(g->c * d->q2r, sizeof(float));
+      w->acc = nnkit__calloc(g->oc * k * 8, sizeof(float));
+      ok = w->dw && w->xp && w->yf && w->dyf && w->dyp && w->dxf && w->acc;
+      continue;
+    }
+    w->col = nnkit__malloc(kp * sizeof(float));
+    w->dcol = nnkit__malloc(kp * sizeof(float));
+    w->dw = t ? nnkit__malloc(l->num_params * sizeof(float)) : NULL;
+    ok = w->col && w->dcol && (!t || w->dw);
   }
   if (!ok) {
     free_ws(s);
@@ -443,6 +602,66 @@ static void backward_task(void *ctx, int t, int n)
   }
 }
 
+static void direct_forward_task(void *ctx, int t, int n)
+{
+  conv_job *j = ctx;
+  const conv_state *s = j->l->state;
+  const nnkit__conv_geom *g = &s->g;
+  const conv_direct *d = &s->d;
+  const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
+  const size_t in = g->c * g->h * g->w, out = OC * P;
+  const float *bias = s->bias ? j->l->params + OC * K : NULL;
+  conv_ws *w = &s->ws[t];
+  size_t lo, hi;
+  nnkit__split(j->batch, t, n, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    pad_input(s, j->x + i * in, w->xp);
+    nnkit__direct_corr(w->yf, d->qr, OC, w->xp, d->toff, K, d->wpk, bias, d->qr);
+    float *yi = j->y + i * out;
+    for (size_t o = 0; o < OC; o++)
+      nnkit__direct_copy_rows(yi + o * P, g->ow, w->yf + o * d->qr, d->wp, g->oh,
+                              g->ow);
+  }
+}
+
+static void direct_backward_task(void *ctx, int t, int n)
+{
+  conv_job *j = ctx;
+  const conv_state *s = j->l->state;
+  const nnkit__conv_geom *g = &s->g;
+  const conv_direct *d = &s->d;
+  const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
+  const size_t in = g->c * g->h * g->w, out = OC * P;
+  conv_ws *w = &s->ws[t];
+  memset(w->acc, 0, OC * K * 8 * sizeof *w->acc);
+  memset(w->dw, 0, OC * sizeof *w->dw);
+  if (t == 0)
+    j->tasks = n;
+  size_t lo, hi;
+  nnkit__split(j->batch, t, n, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    const float *dyi = j->dy + i * out;
+    pad_input(s, j->x + i * in, w->xp);
+    for (size_t o = 0; o < OC; o++)
+      nnkit__direct_copy_rows(w->dyf + o * d->qr, d->wp, dyi + o * P, g->ow, g->oh,
+                              g->ow);
+    nnkit__direct_dw(w->acc, w->dyf, d->qr, OC, w->xp, d->toff, K, d->qr);
+    if (s->bias)
+      nnkit__direct_row_sums(w->dw, dyi, OC, P);
+    if (!j->dx)
+      continue;
+    for (size_t o = 0; o < OC; o++)
+      nnkit__direct_copy_rows(w->dyp + o * d->sq + d->top * d->wq + d->left, d->wq,
+                              dyi + o * P, g->ow, g->oh, g->ow);
+    nnkit__direct_corr(w->dxf, d->q2r, g->c, w->dyp, d->toff2, OC * g->kh * g->kw,
+                       d->wpk2, NULL, d->q2r);
+    float *dxi = j->dx + i * in;
+    for (size_t c = 0; c < g->c; c++)
+      nnkit__direct_copy_rows(dxi + c * g->h * g->w, g->w, w->dxf + c * d->q2r, d->wq,
+                              g->h, g->w);
+  }
+}
+
 static int conv_tasks(const nnkit__layer *l, size_t batch)
 {
   const conv_state *s = l->state;
@@ -455,7 +674,13 @@ static int conv_tasks(const nnkit__layer *l, size_t batch)
 
 static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
+  conv_state *s = l->state;
   conv_job j = {l, x, NULL, y, NULL, batch, 0};
+  if (s->direct) {
+    pack_forward(s, l->params);
+    nnkit__parallel(direct_forward_task, &j, conv_tasks(l, batch));
+    return;
+  }
   nnkit__parallel(forward_task, &j, conv_tasks(l, batch));
 }
 
@@ -465,6 +690,23 @@ static void conv_backward(nnkit__layer *l, const float *x, const float *y,
   (void)y;
   conv_state *s = l->state;
   conv_job j = {l, x, dy, NULL, dx, batch, 0};
+  if (s->direct) {
+    const nnkit__conv_geom *g = &s->g;
+    const size_t nw = g->oc * g->c * g->kh * g->kw;
+    if (dx)
+      pack_backward(s, l->params);
+    nnkit__parallel(direct_backward_task, &j, conv_tasks(l, batch));
+    for (int t = 0; t < j.tasks; t++) { /* partials in thread order */
+      const float *acc = s->ws[t].acc;
+      for (size_t k = 0; k < nw; k++, acc += 8)
+        l->grads[k] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                       ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      if (s->bias)
+        for (size_t o = 0; o < g->oc; o++)
+          l->grads[nw + o] += s->ws[t].dw[o];
+    }
+    return;
+  }
   nnkit__parallel(backward_task, &j, conv_tasks(l, batch));
   for (int t = 1; t < j.tasks; t++) { /* partials in thread order */
     const float *part = s->ws[t].dw;
@@ -496,6 +738,7 @@ static void conv_destroy(nnkit__layer *l)
   if (!s)
     return;
   free_ws(s);
+  free_direct(&s->d);
   nnkit__free(s);
   l->state = NULL;
 }

@@ -1,0 +1,298 @@
+/* Direct stride-1 convolution kernels (AVX2 + FMA, chosen at run time).
+ *
+ * A stride-1 convolution over a zero-padded map laid out flat with row
+ * width Wp is a sum of shifted copies: output position q = oy Wp + ox reads
+ * input position q + i Wp + j for tap (i, j), so for every tap the inputs
+ * of consecutive outputs are consecutive floats. The "im2col matrix" is
+ * then the input itself read at K offsets, and
+ *
+ *   out [M, Q] = W [M, K] . X_shift [K, Q],  X_shift[k][q] = in[toff[k] + q]
+ *
+ * is a GEMM whose B panel needs no copy. Columns ox >= OW of each row are
+ * garbage (they read across the row end) and are dropped by the caller.
+ * The same kernel runs the transposed convolution (dx) with flipped,
+ * transposed weights over the padded dy, and a second kernel reduces over q
+ * for dW. conv2d.c owns the layouts; this file owns only the arithmetic on
+ * raw arrays.
+ *
+ * Register blocking: 4 output rows x 24 positions (12 ymm accumulators) for
+ * the product, 4 rows x 3 taps x 8 lanes for dW. x86-64 builds compile
+ * these functions for AVX2+FMA with a target attribute and
+ * nnkit__direct_available() checks the CPU at run time; other targets and
+ * older CPUs keep conv2d.c's im2col + sgemm path. */
+#include <string.h>
+
+#include "internal.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#  define HAVE_DIRECT 1
+#  include <immintrin.h>
+#  define AVX2 __attribute__((target("avx2,fma")))
+#else
+#  define HAVE_DIRECT 0
+void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
+                             size_t sstride, size_t rows, size_t n)
+{
+  for (size_t r = 0; r < rows; r++)
+    memcpy(dst + r * dstride, src + r * sstride, n * sizeof *dst);
+}
+
+void nnkit__direct_row_sums(float *sum, const float *x, size_t rows, size_t n)
+{
+  for (size_t r = 0; r < rows; r++)
+    for (size_t i = 0; i < n; i++)
+      sum[r] += x[r * n + i];
+}
+
+#endif
+
+static int direct_override = -1; /* tests: 0 forces the im2col path */
+
+void nnkit__direct_force(int mode)
+{
+  direct_override = mode;
+}
+
+int nnkit__direct_available(void)
+{
+  if (direct_override == 0)
+    return 0;
+#if HAVE_DIRECT
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return 0;
+void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
+                             size_t sstride, size_t rows, size_t n)
+{
+  for (size_t r = 0; r < rows; r++)
+    memcpy(dst + r * dstride, src + r * sstride, n * sizeof *dst);
+}
+
+void nnkit__direct_row_sums(float *sum, const float *x, size_t rows, size_t n)
+{
+  for (size_t r = 0; r < rows; r++)
+    for (size_t i = 0; i < n; i++)
+      sum[r] += x[r * n + i];
+}
+
+#endif
+}
+
+#if HAVE_DIRECT
+
+/* 4 rows x 24 positions: out[r][0..24) = init_r + sum_t wpk[t][r] in[toff[t]..]. */
+AVX2 static void corr_4x24(float *out, size_t ostride, size_t rows,
+                           const float *in, const int32_t *toff, size_t k,
+                           const float *wpk, const float *init)
+{
+  __m256 a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32;
+  a00 = a01 = a02 = _mm256_set1_ps(init[0]);
+  a10 = a11 = a12 = _mm256_set1_ps(init[1]);
+  a20 = a21 = a22 = _mm256_set1_ps(init[2]);
+  a30 = a31 = a32 = _mm256_set1_ps(init[3]);
+  for (size_t t = 0; t < k; t++, wpk += 4) {
+    const float *p = in + toff[t];
+    __m256 x0 = _mm256_loadu_ps(p), x1 = _mm256_loadu_ps(p + 8),
+           x2 = _mm256_loadu_ps(p + 16);
+    __m256 w = _mm256_broadcast_ss(wpk);
+    a00 = _mm256_fmadd_ps(w, x0, a00);
+    a01 = _mm256_fmadd_ps(w, x1, a01);
+    a02 = _mm256_fmadd_ps(w, x2, a02);
+    w = _mm256_broadcast_ss(wpk + 1);
+    a10 = _mm256_fmadd_ps(w, x0, a10);
+    a11 = _mm256_fmadd_ps(w, x1, a11);
+    a12 = _mm256_fmadd_ps(w, x2, a12);
+    w = _mm256_broadcast_ss(wpk + 2);
+    a20 = _mm256_fmadd_ps(w, x0, a20);
+    a21 = _mm256_fmadd_ps(w, x1, a21);
+    a22 = _mm256_fmadd_ps(w, x2, a22);
+    w = _mm256_broadcast_ss(wpk + 3);
+    a30 = _mm256_fmadd_ps(w, x0, a30);
+    a31 = _mm256_fmadd_ps(w, x1, a31);
+    a32 = _mm256_fmadd_ps(w, x2, a32);
+  }
+  _mm256_storeu_ps(out, a00);
+  _mm256_storeu_ps(out + 8, a01);
+  _mm256_storeu_ps(out + 16, a02);
+  if (rows < 2)
+    return;
+  out += ostride;
+  _mm256_storeu_ps(out, a10);
+  _mm256_storeu_ps(out + 8, a11);
+  _mm256_storeu_ps(out + 16, a12);
+  if (rows < 3)
+    return;
+  out += ostride;
+  _mm256_storeu_ps(out, a20);
+  _mm256_storeu_ps(out + 8, a21);
+  _mm256_storeu_ps(out + 16, a22);
+  if (rows < 4)
+    return;
+  out += ostride;
+  _mm256_storeu_ps(out, a30);
+  _mm256_storeu_ps(out + 8, a31);
+  _mm256_storeu_ps(out + 16, a32);
+}
+
+AVX2 void nnkit__direct_corr(float *out, size_t ostride, size_t m,
+                             const float *in, const int32_t *toff, size_t k,
+                             const float *wpk, const float *init, size_t qr)
+{
+  for (size_t b = 0; b * NNKIT__DIRECT_MR < m; b++) {
+    size_t r0 = b * NNKIT__DIRECT_MR, rows = m - r0 < 4 ? m - r0 : 4;
+    float in4[4] = {0, 0, 0, 0};
+    for (size_t r = 0; r < rows; r++)
+      in4[r] = init ? init[r0 + r] : 0.0f;
+    const float *wb = wpk + b * k * NNKIT__DIRECT_MR;
+    for (size_t q = 0; q < qr; q += NNKIT__DIRECT_QB)
+      corr_4x24(out + r0 * ostride + q, ostride, rows, in + q, toff, k, wb, in4);
+  }
+}
+
+/* acc[r][t][0..8) += lanes of sum_q dy_r[q] in[toff[t] + q], 4 rows x 3 taps. */
+AVX2 static void dw_4x3(float *acc, size_t k, const float *const dy[4],
+                        const float *in, const int32_t *toff, size_t qr)
+{
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00,
+         a12 = a00, a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00,
+         a32 = a00;
+  const float *p0 = in + toff[0], *p1 = in + toff[1], *p2 = in + toff[2];
+  for (size_t q = 0; q < qr; q += 8) {
+    __m256 x0 = _mm256_loadu_ps(p0 + q), x1 = _mm256_loadu_ps(p1 + q),
+           x2 = _mm256_loadu_ps(p2 + q);
+    __m256 d = _mm256_loadu_ps(dy[0] + q);
+    a00 = _mm256_fmadd_ps(d, x0, a00);
+    a01 = _mm256_fmadd_ps(d, x1, a01);
+    a02 = _mm256_fmadd_ps(d, x2, a02);
+    d = _mm256_loadu_ps(dy[1] + q);
+    a10 = _mm256_fmadd_ps(d, x0, a10);
+    a11 = _mm256_fmadd_ps(d, x1, a11);
+    a12 = _mm256_fmadd_ps(d, x2, a12);
+    d = _mm256_loadu_ps(dy[2] + q);
+    a20 = _mm256_fmadd_ps(d, x0, a20);
+    a21 = _mm256_fmadd_ps(d, x1, a21);
+    a22 = _mm256_fmadd_ps(d, x2, a22);
+    d = _mm256_loadu_ps(dy[3] + q);
+    a30 = _mm256_fmadd_ps(d, x0, a30);
+    a31 = _mm256_fmadd_ps(d, x1, a31);
+    a32 = _mm256_fmadd_ps(d, x2, a32);
+  }
+#define ACC(r, t, v)                                                    \
+  _mm256_storeu_ps(acc + ((r) * k + (t)) * 8,                           \
+                   _mm256_add_ps(_mm256_loadu_ps(acc + ((r) * k + (t)) * 8), v))
+  ACC(0, 0, a00); ACC(0, 1, a01); ACC(0, 2, a02);
+  ACC(1, 0, a10); ACC(1, 1, a11); ACC(1, 2, a12);
+  ACC(2, 0, a20); ACC(2, 1, a21); ACC(2, 2, a22);
+  ACC(3, 0, a30); ACC(3, 1, a31); ACC(3, 2, a32);
+#undef ACC
+}
+
+/* One row x one tap. */
+AVX2 static void dw_1x1(float *acc, const float *dy, const float *in, size_t qr)
+{
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  size_t q = 0;
+  for (; q + 16 <= qr; q += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(dy + q), _mm256_loadu_ps(in + q), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(dy + q + 8), _mm256_loadu_ps(in + q + 8),
+                         a1);
+  }
+  for (; q < qr; q += 8)
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(dy + q), _mm256_loadu_ps(in + q), a0);
+  _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), _mm256_add_ps(a0, a1)));
+}
+
+AVX2 void nnkit__direct_dw(float *acc, const float *dy, size_t dystride, size_t m,
+                           const float *in, const int32_t *toff, size_t k,
+                           size_t qr)
+{
+  size_t m4 = m / 4 * 4, k3 = k / 3 * 3;
+  for (size_t r = 0; r < m4; r += 4) {
+    const float *rows[4] = {dy + r * dystride, dy + (r + 1) * dystride,
+                            dy + (r + 2) * dystride, dy + (r + 3) * dystride};
+    for (size_t t = 0; t < k3; t += 3)
+      dw_4x3(acc + (r * k + t) * 8, k, rows, in, toff + t, qr);
+    for (size_t t = k3; t < k; t++)
+      for (size_t i = 0; i < 4; i++)
+        dw_1x1(acc + ((r + i) * k + t) * 8, rows[i], in + toff[t], qr);
+  }
+  for (size_t r = m4; r < m; r++)
+    for (size_t t = 0; t < k; t++)
+      dw_1x1(acc + (r * k + t) * 8, dy + r * dystride, in + toff[t], qr);
+}
+
+
+/* dst[r][0..n) = src[r][0..n) for r < rows (short rows: no memcpy call). */
+AVX2 void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
+                                  size_t sstride, size_t rows, size_t n)
+{
+  for (size_t r = 0; r < rows; r++, dst += dstride, src += sstride) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+    for (; i < n; i++)
+      dst[i] = src[i];
+  }
+}
+
+/* sum[r] += sum of row r's n floats (8 lanes, then the lanes in a fixed order). */
+AVX2 void nnkit__direct_row_sums(float *sum, const float *x, size_t rows,
+                                 size_t n)
+{
+  for (size_t r = 0; r < rows; r++, x += n) {
+    __m256 a = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
+    float l[8], s = 0.0f;
+    _mm256_storeu_ps(l, a);
+    for (; i < n; i++)
+      s += x[i];
+    sum[r] += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])) + s;
+  }
+}
+
+#else /* !HAVE_DIRECT: plain loops with the same contract (conv2d.c uses
+       * them only when nnkit__direct_available(), i.e. never here, but they
+       * are the definition the AVX2 kernels implement) */
+
+void nnkit__direct_corr(float *out, size_t ostride, size_t m, const float *in,
+                        const int32_t *toff, size_t k, const float *wpk,
+                        const float *init, size_t qr)
+{
+  for (size_t r = 0; r < m; r++) {
+    const float *wr = wpk + (r / 4) * k * 4 + r % 4;
+    for (size_t q = 0; q < qr; q++) {
+      float s = init ? init[r] : 0.0f;
+      for (size_t t = 0; t < k; t++)
+        s += wr[t * 4] * in[toff[t] + q];
+      out[r * ostride + q] = s;
+    }
+  }
+}
+
+void nnkit__direct_dw(float *acc, const float *dy, size_t dystride, size_t m,
+                      const float *in, const int32_t *toff, size_t k, size_t qr)
+{
+  for (size_t r = 0; r < m; r++)
+    for (size_t t = 0; t < k; t++)
+      for (size_t q = 0; q < qr; q++)
+        acc[(r * k + t) * 8 + q % 8] += dy[r * dystride + q] * in[toff[t] + q];
+}
+
+void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
+                             size_t sstride, size_t rows, size_t n)
+{
+  for (size_t r = 0; r < rows; r++)
+    memcpy(dst + r * dstride, src + r * sstride, n * sizeof *dst);
+}
+
+void nnkit__direct_row_sums(float *sum, const float *x, size_t rows, size_t n)
+{
+  for (size_t r = 0; r < rows; r++)
+    for (size_t i = 0; i < n; i++)
+      sum[r] += x[r * n + i];
+}
+
+#endif
