@@ -322,9 +322,8 @@ int nnkit__conv_is_direct(const nnkit__layer *l);
 void nnkit__direct_corr(float *out, size_t ostride, size_t m, const float *in,
                         const int32_t *toff, size_t k, const float *wpk,
                         const float *init, size_t qr);
-/* acc[(r k + t) 8 + lane] += the lane's share of sum_q dy[r dystride + q]
- * in[toff[t] + q], q < qr (a multiple of 8); the 8 lanes of an entry add
- * up to its value. */
+/* acc[r k + t] += sum_q dy[r dystride + q] in[toff[t] + q], q < qr (a
+ * multiple of 8). */
 void nnkit__direct_dw(float *acc, const float *dy, size_t dystride, size_t m,
                       const float *in, const int32_t *toff, size_t k, size_t qr);
 /* dst[r][0..n) = src[r][0..n) for rows r < rows (row strides in floats). */

@@ -37,7 +37,7 @@ typedef struct conv_ws {
   float *dyf;  /* dy in the output's flat layout [OC, QR], garbage columns 0 */
   float *dyp;  /* dy padded for the transposed pass [OC, HQ, WQ] + slack */
   float *dxf;  /* flat dx [C, Q2R] */
-  float *acc;  /* dW lanes [OC K, 8] */
+  float *acc;  /* dW partial [OC K] (db partial in dw) */
 } conv_ws;
 
 /* Layout of the direct stride-1 path (conv2d_direct.c), fixed at setup. */
@@ -323,7 +323,7 @@ static double row_sum(const float *r, size_t n)
  *             yf [OC, QR] = bias + W . xp read at the K tap offsets;
  *             y_i = the first OW columns of each WP-wide row of yf
  *   backward  dyf = dy_i in yf's layout (garbage columns stay 0);
- *             dW lanes += dyf . xp at the tap offsets;
+ *             dW += dyf . xp at the tap offsets;
  *             dyp = dy_i padded by KH-1-PT above and KW-1-PL on the left,
  *             rows WQ = W + KW - 1 wide; dxf [C, Q2R] = flip(W)^T . dyp;
  *             dx_i = the first W columns of each row of dxf
@@ -516,7 +516,7 @@ static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
       w->dyf = nnkit__calloc(g->oc * d->qr, sizeof(float));
       w->dyp = nnkit__calloc(d->dyp_len, sizeof(float));
       w->dxf = nnkit__calloc(g->c * d->q2r, sizeof(float));
-      w->acc = nnkit__calloc(g->oc * k * 8, sizeof(float));
+      w->acc = nnkit__calloc(g->oc * k, sizeof(float));
       ok = w->dw && w->xp && w->yf && w->dyf && w->dyp && w->dxf && w->acc;
       continue;
     }
@@ -633,7 +633,7 @@ static void direct_backward_task(void *ctx, int t, int n)
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
   conv_ws *w = &s->ws[t];
-  memset(w->acc, 0, OC * K * 8 * sizeof *w->acc);
+  memset(w->acc, 0, OC * K * sizeof *w->acc);
   memset(w->dw, 0, OC * sizeof *w->dw);
   if (t == 0)
     j->tasks = n;
@@ -698,9 +698,8 @@ static void conv_backward(nnkit__layer *l, const float *x, const float *y,
     nnkit__parallel(direct_backward_task, &j, conv_tasks(l, batch));
     for (int t = 0; t < j.tasks; t++) { /* partials in thread order */
       const float *acc = s->ws[t].acc;
-      for (size_t k = 0; k < nw; k++, acc += 8)
-        l->grads[k] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                       ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      for (size_t k = 0; k < nw; k++)
+        l->grads[k] += acc[k];
       if (s->bias)
         for (size_t o = 0; o < g->oc; o++)
           l->grads[nw + o] += s->ws[t].dw[o];

@@ -16,7 +16,7 @@
  * raw arrays.
  *
  * Register blocking: 4 output rows x 24 positions (12 ymm accumulators) for
- * the product, 4 rows x 3 taps x 8 lanes for dW. x86-64 builds compile
+ * the product, 4 rows x 3 taps (x 8 lanes, added up at the end) for dW. x86-64 builds compile
  * these functions for AVX2+FMA with a target attribute and
  * nnkit__direct_available() checks the CPU at run time; other targets and
  * older CPUs keep conv2d.c's im2col + sgemm path. */
@@ -150,7 +150,7 @@ AVX2 void nnkit__direct_corr(float *out, size_t ostride, size_t m,
   }
 }
 
-/* acc[r][t][0..8) += lanes of sum_q dy_r[q] in[toff[t] + q], 4 rows x 3 taps. */
+/* acc[r k + t] += sum_q dy_r[q] in[toff[t] + q], 4 rows x 3 taps. */
 AVX2 static void dw_4x3(float *acc, size_t k, const float *const dy[4],
                         const float *in, const int32_t *toff, size_t qr)
 {
@@ -178,14 +178,19 @@ AVX2 static void dw_4x3(float *acc, size_t k, const float *const dy[4],
     a31 = _mm256_fmadd_ps(d, x1, a31);
     a32 = _mm256_fmadd_ps(d, x2, a32);
   }
-#define ACC(r, t, v)                                                    \
-  _mm256_storeu_ps(acc + ((r) * k + (t)) * 8,                           \
-                   _mm256_add_ps(_mm256_loadu_ps(acc + ((r) * k + (t)) * 8), v))
-  ACC(0, 0, a00); ACC(0, 1, a01); ACC(0, 2, a02);
-  ACC(1, 0, a10); ACC(1, 1, a11); ACC(1, 2, a12);
-  ACC(2, 0, a20); ACC(2, 1, a21); ACC(2, 2, a22);
-  ACC(3, 0, a30); ACC(3, 1, a31); ACC(3, 2, a32);
-#undef ACC
+  /* Lanes to sums: hadd folds pairs, the two 128-bit halves add last. */
+  __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(a00, a01), _mm256_hadd_ps(a02, a10));
+  __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a11, a12), _mm256_hadd_ps(a20, a21));
+  __m256 h2 = _mm256_hadd_ps(_mm256_hadd_ps(a22, a30), _mm256_hadd_ps(a31, a32));
+  float v[12];
+  _mm_storeu_ps(v, _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1)));
+  _mm_storeu_ps(v + 4,
+                _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
+  _mm_storeu_ps(v + 8,
+                _mm_add_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
+  for (size_t r = 0; r < 4; r++)
+    for (size_t t = 0; t < 3; t++)
+      acc[r * k + t] += v[r * 3 + t];
 }
 
 /* One row x one tap. */
@@ -200,7 +205,9 @@ AVX2 static void dw_1x1(float *acc, const float *dy, const float *in, size_t qr)
   }
   for (; q < qr; q += 8)
     a0 = _mm256_fmadd_ps(_mm256_loadu_ps(dy + q), _mm256_loadu_ps(in + q), a0);
-  _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), _mm256_add_ps(a0, a1)));
+  float v[8];
+  _mm256_storeu_ps(v, _mm256_add_ps(a0, a1));
+  *acc += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
 AVX2 void nnkit__direct_dw(float *acc, const float *dy, size_t dystride, size_t m,
@@ -212,14 +219,14 @@ AVX2 void nnkit__direct_dw(float *acc, const float *dy, size_t dystride, size_t 
     const float *rows[4] = {dy + r * dystride, dy + (r + 1) * dystride,
                             dy + (r + 2) * dystride, dy + (r + 3) * dystride};
     for (size_t t = 0; t < k3; t += 3)
-      dw_4x3(acc + (r * k + t) * 8, k, rows, in, toff + t, qr);
+      dw_4x3(acc + r * k + t, k, rows, in, toff + t, qr);
     for (size_t t = k3; t < k; t++)
       for (size_t i = 0; i < 4; i++)
-        dw_1x1(acc + ((r + i) * k + t) * 8, rows[i], in + toff[t], qr);
+        dw_1x1(acc + (r + i) * k + t, rows[i], in + toff[t], qr);
   }
   for (size_t r = m4; r < m; r++)
     for (size_t t = 0; t < k; t++)
-      dw_1x1(acc + (r * k + t) * 8, dy + r * dystride, in + toff[t], qr);
+      dw_1x1(acc + r * k + t, dy + r * dystride, in + toff[t], qr);
 }
 
 
@@ -278,7 +285,7 @@ void nnkit__direct_dw(float *acc, const float *dy, size_t dystride, size_t m,
   for (size_t r = 0; r < m; r++)
     for (size_t t = 0; t < k; t++)
       for (size_t q = 0; q < qr; q++)
-        acc[(r * k + t) * 8 + q % 8] += dy[r * dystride + q] * in[toff[t] + q];
+        acc[r * k + t] += dy[r * dystride + q] * in[toff[t] + q];
 }
 
 void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
