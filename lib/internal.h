@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "nnkit.h"
 
@@ -44,6 +45,18 @@ size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
  * *tmp_out (owned by the caller, nnkit__free) on success; NNKIT_E_IO naming
  * path, or NNKIT_E_NOMEM, with nothing left on disk otherwise. */
 nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, const char *path);
+
+/* Atomic files on a stream: nnkit__tfile_open creates the temporary file
+ * next to path (t->f open for writing); nnkit__tfile_commit flushes,
+ * fsyncs and renames it over path, or on any failure (or when ok == 0)
+ * removes it, leaving path as it was; NNKIT_E_IO with a sentence. */
+typedef struct nnkit__tfile {
+  FILE *f;
+  char *tmp;
+  const char *path;
+} nnkit__tfile;
+nnkit_status nnkit__tfile_open(nnkit__tfile *t, const char *path);
+nnkit_status nnkit__tfile_commit(nnkit__tfile *t, int ok);
 
 /* ---- random numbers (lib/core/rng.c) ---------------------------------- */
 /* Counter-based: draw i of (seed, stream) is a pure function of the three,
