@@ -173,8 +173,11 @@ static void maxpool_forward_task(void *ctx, int t, int n)
   pool_state *s = j->l->state;
   const nnkit__conv_geom *g = &s->g;
   const size_t HW = g->h * g->w, P = g->oh * g->ow;
+  /* (SAME padding on an odd size pads after the input: the last window
+   * is clipped, so that case takes the general path.) */
   const int k2s2 = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
-                   g->pt == 0 && g->pl == 0;
+                   g->pt == 0 && g->pl == 0 && 2 * g->oh <= g->h &&
+                   2 * g->ow <= g->w;
   size_t lo, hi;
   nnkit__split(j->maps, t, n, &lo, &hi);
   for (size_t m = lo; m < hi; m++) {
