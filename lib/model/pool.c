@@ -500,3 +500,50 @@ NNKIT_API nnkit_status nnkit_net_add_global_avgpool(nnkit_net *net)
   l.ops = &nnkit__global_avgpool_ops;
   return nnkit__net_add_layer(net, &l);
 }
+
+/* Model files: kernel, stride and the padding as requested. */
+static const char *const pool_args[] = {"kernel_h", "kernel_w", "stride_h",
+                                        "stride_w", "pad_h", "pad_w", NULL};
+
+static void pool_get_args(const nnkit__layer *l, double *v)
+{
+  const pool_state *s = l->state;
+  v[0] = (double)s->g.kh;
+  v[1] = (double)s->g.kw;
+  v[2] = (double)s->g.sh;
+  v[3] = (double)s->g.sw;
+  v[4] = nnkit__size_arg(s->ph);
+  v[5] = nnkit__size_arg(s->pw);
+}
+
+static nnkit_status maxpool_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_maxpool2d(net, nnkit__arg_size(v[0]), nnkit__arg_size(v[1]),
+                                 nnkit__arg_size(v[2]), nnkit__arg_size(v[3]),
+                                 nnkit__arg_size(v[4]), nnkit__arg_size(v[5]));
+}
+
+static nnkit_status avgpool_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_avgpool2d(net, nnkit__arg_size(v[0]), nnkit__arg_size(v[1]),
+                                 nnkit__arg_size(v[2]), nnkit__arg_size(v[3]),
+                                 nnkit__arg_size(v[4]), nnkit__arg_size(v[5]));
+}
+
+static nnkit_status gap_add(nnkit_net *net, const double *v)
+{
+  (void)v;
+  return nnkit_net_add_global_avgpool(net);
+}
+
+const nnkit__layer_io nnkit__maxpool2d_io = {
+  &nnkit__maxpool2d_ops, pool_args, 0, pool_get_args, maxpool_add, NULL,
+};
+
+const nnkit__layer_io nnkit__avgpool2d_io = {
+  &nnkit__avgpool2d_ops, pool_args, 0, pool_get_args, avgpool_add, NULL,
+};
+
+const nnkit__layer_io nnkit__global_avgpool_io = {
+  &nnkit__global_avgpool_ops, NULL, 0, NULL, gap_add, NULL,
+};
