@@ -1,6 +1,7 @@
 /* Command-line options shared by the examples: --data DIR, --epochs N,
- * --seed N, --threads N, --help, and --predictions FILE for the examples
- * that set takes_predictions. Header-only, for the examples only. */
+ * --seed N, --threads N, --help, and --predictions FILE and --save FILE
+ * for the examples that set takes_predictions and takes_save. Header-only,
+ * for the examples only. */
 #ifndef NNKIT_EXAMPLE_ARGS_H
 #define NNKIT_EXAMPLE_ARGS_H
 
@@ -17,6 +18,8 @@ typedef struct example_args {
   long threads;
   const char *predictions; /* --predictions FILE, or NULL */
   int takes_predictions;   /* 1: the example accepts --predictions */
+  const char *save;        /* --save FILE, or NULL */
+  int takes_save;          /* 1: the example accepts --save */
 } example_args;
 
 /* Monotonic seconds, for the examples' timings. */
@@ -58,6 +61,9 @@ static int example_parse(example_args *a, int argc, char **argv, const char *usa
       if (a->takes_predictions)
         printf("  --predictions FILE  write the test set's predicted classes, one "
                "per line\n");
+      if (a->takes_save)
+        printf("  --save FILE    write the trained model and its normalizer to FILE "
+               "(safetensors)\n");
       return 0;
     }
     if (i + 1 >= argc) {
@@ -78,6 +84,8 @@ static int example_parse(example_args *a, int argc, char **argv, const char *usa
         return -1;
     } else if (!strcmp(o, "--predictions") && a->takes_predictions) {
       a->predictions = v;
+    } else if (!strcmp(o, "--save") && a->takes_save) {
+      a->save = v;
     } else {
       fprintf(stderr, "unknown option %s (see --help)\n", o);
       return -1;

@@ -77,7 +77,7 @@ static nnkit_status study(double stats_out[DEPTH][4], const config *c,
 
 int main(int argc, char **argv)
 {
-  example_args args = {"(unused)", 1, 1, 0, NULL, 0};
+  example_args args = {"(unused)", 1, 1, 0, NULL, 0, NULL, 0};
   int pr = example_parse(&args, argc, argv, usage);
   if (pr <= 0)
     return pr == 0 ? EXIT_SUCCESS : 2;

@@ -144,7 +144,7 @@ out:
 
 int main(int argc, char **argv)
 {
-  example_args args = {"data/digits", 10, 1, 0, NULL, 0};
+  example_args args = {"data/digits", 10, 1, 0, NULL, 0, NULL, 0};
   int pr = example_parse(&args, argc, argv, usage);
   if (pr <= 0)
     return pr == 0 ? EXIT_SUCCESS : 2;

@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     }
     rest[nrest++] = argv[i];
   }
-  example_args args = {"(unused)", 400, 1, 1, NULL, 0};
+  example_args args = {"(unused)", 400, 1, 1, NULL, 0, NULL, 0};
   int pr = example_parse(&args, nrest, rest, usage);
   free(rest);
   if (pr <= 0)

@@ -112,7 +112,7 @@ out:
 
 int main(int argc, char **argv)
 {
-  example_args args = {"data/digits", 30, 1, 1, NULL, 0}; /* one thread: the net is small */
+  example_args args = {"data/digits", 30, 1, 1, NULL, 0, NULL, 0}; /* one thread: the net is small */
   int pr = example_parse(&args, argc, argv, usage);
   if (pr <= 0)
     return pr == 0 ? EXIT_SUCCESS : 2;

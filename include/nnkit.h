@@ -44,5 +44,6 @@
 #include "nnkit/train.h"
 #include "nnkit/pipeline.h"
 #include "nnkit/monitor.h"
+#include "nnkit/io.h"
 
 #endif /* NNKIT_H */

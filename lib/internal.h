@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "nnkit.h"
 
@@ -44,6 +45,18 @@ size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
  * *tmp_out (owned by the caller, nnkit__free) on success; NNKIT_E_IO naming
  * path, or NNKIT_E_NOMEM, with nothing left on disk otherwise. */
 nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, const char *path);
+
+/* Atomic files on a stream: nnkit__tfile_open creates the temporary file
+ * next to path (t->f open for writing); nnkit__tfile_commit flushes,
+ * fsyncs and renames it over path, or on any failure (or when ok == 0)
+ * removes it, leaving path as it was; NNKIT_E_IO with a sentence. */
+typedef struct nnkit__tfile {
+  FILE *f;
+  char *tmp;
+  const char *path;
+} nnkit__tfile;
+nnkit_status nnkit__tfile_open(nnkit__tfile *t, const char *path);
+nnkit_status nnkit__tfile_commit(nnkit__tfile *t, int ok);
 
 /* ---- random numbers (lib/core/rng.c) ---------------------------------- */
 /* Counter-based: draw i of (seed, stream) is a pure function of the three,
@@ -348,6 +361,67 @@ double nnkit__softmax_ce(const float *logits, const int32_t *labels,
 /* MSE over [batch, n]: mean of (y - t)^2; targets or one-hot labels. */
 double nnkit__mse(const float *y, const float *targets, const int32_t *labels,
                   float *grad, size_t batch, size_t n);
+
+/* ---- layer kinds for model files (lib/model/registry.c) ---------------- */
+/* What a model file needs to know about one layer kind: the public add
+ * call's arguments and the layer's tensors. One nnkit__layer_io per kind,
+ * defined next to its ops (dense and conv2d: in registry.c for now), and one
+ * line in registry.c's table. */
+#define NNKIT__MAX_LAYER_ARGS 8
+#define NNKIT__MAX_LAYER_TENSORS 4
+
+/* A named array of a layer, for saving and loading: data points into the
+ * net's parameters (after nnkit__net_build) or into the layer's state. */
+typedef struct nnkit__tensor {
+  const char *name; /* "weight", "bias", "running_mean", ... */
+  float *data;
+  size_t ndim;
+  size_t dims[4];
+} nnkit__tensor;
+
+typedef struct nnkit__layer_io {
+  const nnkit__layer_ops *ops; /* ops->name is the kind's name in files */
+  /* Names of the add call's arguments, NULL-terminated (at most
+   * NNKIT__MAX_LAYER_ARGS); real_args has bit i set when argument i may be
+   * fractional (the others are whole numbers >= -1; -1 = NNKIT_PAD_SAME). */
+  const char *const *arg_names;
+  unsigned real_args;
+  /* Writes the arguments that rebuild l, in arg_names order. NULL: none. */
+  void (*get_args)(const nnkit__layer *l, double *values);
+  /* Appends a layer of this kind through the public nnkit_net_add_* call
+   * (its NNKIT_E_INVALID/NNKIT_E_SHAPE sentence on bad values). */
+  nnkit_status (*add)(nnkit_net *net, const double *values);
+  /* Fills out[0..n) with the layer's tensors and returns n (at most
+   * NNKIT__MAX_LAYER_TENSORS). NULL: none. The net must be built. */
+  size_t (*tensors)(nnkit__layer *l, nnkit__tensor *out);
+} nnkit__layer_io;
+
+extern const nnkit__layer_io nnkit__dense_io;          /* registry.c */
+extern const nnkit__layer_io nnkit__conv2d_io;         /* registry.c */
+extern const nnkit__layer_io nnkit__activation_io;
+extern const nnkit__layer_io nnkit__maxpool2d_io;      /* pool.c */
+extern const nnkit__layer_io nnkit__avgpool2d_io;      /* pool.c */
+extern const nnkit__layer_io nnkit__global_avgpool_io; /* pool.c */
+extern const nnkit__layer_io nnkit__flatten_io;
+extern const nnkit__layer_io nnkit__batchnorm_io;
+extern const nnkit__layer_io nnkit__dropout_io;
+extern const nnkit__layer_io nnkit__spatial_dropout_io; /* dropout.c */
+
+/* The kind of a layer's ops, or of a name in a file; NULL when unknown. */
+const nnkit__layer_io *nnkit__layer_io_of(const nnkit__layer_ops *ops);
+const nnkit__layer_io *nnkit__layer_io_named(const char *name);
+
+/* A count or padding argument as the add calls take it: -1 is
+ * NNKIT_PAD_SAME (which every count check rejects as too large). */
+static inline size_t nnkit__arg_size(double v)
+{
+  return v < 0 ? NNKIT_PAD_SAME : (size_t)v;
+}
+/* The inverse, for get_args. */
+static inline double nnkit__size_arg(size_t v)
+{
+  return v == NNKIT_PAD_SAME ? -1.0 : (double)v;
+}
 
 /* ---- the net (lib/model/net.c) ---------------------------------------- */
 struct nnkit_net {

@@ -457,6 +457,24 @@ START_TEST(maxpool_ties_and_nan)
 }
 END_TEST
 
+/* 2x2/2 with SAME padding on a 3x3 map: the last row and column windows
+ * are clipped by the padding after the input (the fast path must not read
+ * past the map). */
+START_TEST(maxpool_same_padding_on_odd_size)
+{
+  nnkit_net *net = make_net3(1, 3, 3, 1);
+  ck_ok(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, NNKIT_PAD_SAME, NNKIT_PAD_SAME));
+  ck_assert_uint_eq(nnkit_net_output_size(net), 4);
+  float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, y[4];
+  ck_ok(nnkit_net_forward(net, x, 1, y, 4));
+  ck_assert_float_eq(y[0], 5.0f);
+  ck_assert_float_eq(y[1], 6.0f);
+  ck_assert_float_eq(y[2], 8.0f);
+  ck_assert_float_eq(y[3], 9.0f);
+  nnkit_net_free(net);
+}
+END_TEST
+
 START_TEST(gradcheck_maxpool)
 {
   /* Straight on the input with well-separated values, so no window's
@@ -1187,6 +1205,7 @@ static Suite *layers_suite(void)
   tcase_add_test(tp, golden_pooling_vs_pytorch);
   tcase_add_test(tp, gradcheck_maxpool);
   tcase_add_test(tp, maxpool_ties_and_nan);
+  tcase_add_test(tp, maxpool_same_padding_on_odd_size);
   tcase_add_test(tp, gradcheck_avgpool_and_global);
   suite_add_tcase(s, tp);
   TCase *tb = tcase_create("batchnorm");

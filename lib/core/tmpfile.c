@@ -1,10 +1,12 @@
 /* Temporary files next to a destination, the first half of every atomic
  * write (temporary file, fsync, rename). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -30,4 +32,70 @@ nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, const char *pat
   *fd_out = fd;
   *tmp_out = tmp;
   return NNKIT_OK;
+}
+
+/* ---- atomic files (temporary file, fsync, rename) ------------------------------------------------ */
+
+nnkit_status nnkit__tfile_open(nnkit__tfile *t, const char *path)
+{
+  memset(t, 0, sizeof *t);
+  t->path = path;
+  int fd;
+  nnkit_status tst = nnkit__tmpfile_next_to(&fd, &t->tmp, path);
+  if (tst != NNKIT_OK)
+    return tst;
+  t->f = fdopen(fd, "w");
+  if (!t->f) {
+    nnkit_status st = nnkit__err(NNKIT_E_IO, "%s: cannot open a stream: %s", path,
+                                 strerror(errno));
+    close(fd);
+    unlink(t->tmp);
+    nnkit__free(t->tmp);
+    t->tmp = NULL;
+    return st;
+  }
+  return NNKIT_OK;
+}
+
+nnkit_status nnkit__tfile_commit(nnkit__tfile *t, int ok)
+{
+  int e = 0;
+  if (ok && (ferror(t->f) || fflush(t->f) != 0 || fsync(fileno(t->f)) != 0)) {
+    ok = 0;
+    e = errno;
+  }
+  if (fclose(t->f) != 0 && ok) {
+    ok = 0;
+    e = errno;
+  }
+  if (ok && rename(t->tmp, t->path) != 0) {
+    ok = 0;
+    e = errno;
+  }
+  nnkit_status st = NNKIT_OK;
+  if (!ok) {
+    unlink(t->tmp);
+    st = nnkit__err(NNKIT_E_IO, "%s: write failed: %s; check free disk space and "
+                    "permissions (nothing was written)", t->path,
+                    e ? strerror(e) : "stream error");
+  } else {
+    /* Make the rename durable (best effort). */
+    char *slash = strrchr(t->tmp, '/');
+    int dfd;
+    if (!slash) {
+      dfd = open(".", O_RDONLY);
+    } else {
+      char saved = slash[1];
+      slash[1] = '\0';
+      dfd = open(t->tmp, O_RDONLY);
+      slash[1] = saved;
+    }
+    if (dfd >= 0) {
+      (void)fsync(dfd);
+      close(dfd);
+    }
+  }
+  nnkit__free(t->tmp);
+  memset(t, 0, sizeof *t);
+  return st;
 }

@@ -204,3 +204,24 @@ const nnkit__layer_ops nnkit__activation_ops = {
   .describe = act_describe,
   .destroy = NULL,
 };
+
+/* Model files: the kind and, for leaky ReLU, the slope. */
+static const char *const act_args[] = {"activation", "slope", NULL};
+
+static void act_get_args(const nnkit__layer *l, double *v)
+{
+  v[0] = (double)l->act;
+  v[1] = (double)l->slope;
+}
+
+static nnkit_status act_add(nnkit_net *net, const double *v)
+{
+  if (v[0] == NNKIT_ACT_LEAKY_RELU)
+    return nnkit_net_add_leaky_relu(net, (float)v[1]);
+  return nnkit_net_add_activation(net, v[0] >= 1 && v[0] <= 5 ? (nnkit_activation)v[0]
+                                                              : (nnkit_activation)0);
+}
+
+const nnkit__layer_io nnkit__activation_io = {
+  &nnkit__activation_ops, act_args, 1u << 1, act_get_args, act_add, NULL,
+};

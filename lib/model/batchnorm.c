@@ -351,3 +351,34 @@ NNKIT_API nnkit_status nnkit_net_set_batchnorm_stats(nnkit_net *net, size_t laye
   memcpy(s->run_var, var, len * sizeof(float));
   return NNKIT_OK;
 }
+
+/* Model files: momentum and eps; tensors named as PyTorch's BatchNorm
+ * names them (gamma is "weight", beta "bias"), then the running stats. */
+static const char *const bn_args[] = {"momentum", "eps", NULL};
+
+static void bn_get_args(const nnkit__layer *l, double *v)
+{
+  const bn_state *s = l->state;
+  v[0] = s->momentum;
+  v[1] = s->eps;
+}
+
+static nnkit_status bn_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_batchnorm(net, v[0], v[1]);
+}
+
+static size_t bn_tensors(nnkit__layer *l, nnkit__tensor *t)
+{
+  bn_state *s = l->state;
+  size_t C = s->channels;
+  t[0] = (nnkit__tensor){"weight", l->params, 1, {C}};
+  t[1] = (nnkit__tensor){"bias", l->params + C, 1, {C}};
+  t[2] = (nnkit__tensor){"running_mean", s->run_mean, 1, {C}};
+  t[3] = (nnkit__tensor){"running_var", s->run_var, 1, {C}};
+  return 4;
+}
+
+const nnkit__layer_io nnkit__batchnorm_io = {
+  &nnkit__batchnorm_ops, bn_args, 3u, bn_get_args, bn_add, bn_tensors,
+};

@@ -208,3 +208,30 @@ NNKIT_API nnkit_status nnkit_net_add_spatial_dropout(nnkit_net *net, double p)
 {
   return add_dropout(net, p, 1);
 }
+
+/* Model files: the drop probability. */
+static const char *const drop_args[] = {"p", NULL};
+
+static void drop_get_args(const nnkit__layer *l, double *v)
+{
+  v[0] = ((const drop_state *)l->state)->p;
+}
+
+static nnkit_status dropout_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_dropout(net, v[0]);
+}
+
+static nnkit_status spatial_dropout_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_spatial_dropout(net, v[0]);
+}
+
+const nnkit__layer_io nnkit__dropout_io = {
+  &nnkit__dropout_ops, drop_args, 1u, drop_get_args, dropout_add, NULL,
+};
+
+const nnkit__layer_io nnkit__spatial_dropout_io = {
+  &nnkit__spatial_dropout_ops, drop_args, 1u, drop_get_args, spatial_dropout_add,
+  NULL,
+};

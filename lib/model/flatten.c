@@ -54,3 +54,14 @@ NNKIT_API nnkit_status nnkit_net_add_flatten(nnkit_net *net)
   l.ops = &nnkit__flatten_ops;
   return nnkit__net_add_layer(net, &l);
 }
+
+/* Model files: no arguments, no tensors. */
+static nnkit_status flatten_add(nnkit_net *net, const double *v)
+{
+  (void)v;
+  return nnkit_net_add_flatten(net);
+}
+
+const nnkit__layer_io nnkit__flatten_io = {
+  &nnkit__flatten_ops, NULL, 0, NULL, flatten_add, NULL,
+};

@@ -173,8 +173,11 @@ static void maxpool_forward_task(void *ctx, int t, int n)
   pool_state *s = j->l->state;
   const nnkit__conv_geom *g = &s->g;
   const size_t HW = g->h * g->w, P = g->oh * g->ow;
+  /* (SAME padding on an odd size pads after the input: the last window
+   * is clipped, so that case takes the general path.) */
   const int k2s2 = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
-                   g->pt == 0 && g->pl == 0;
+                   g->pt == 0 && g->pl == 0 && 2 * g->oh <= g->h &&
+                   2 * g->ow <= g->w;
   size_t lo, hi;
   nnkit__split(j->maps, t, n, &lo, &hi);
   for (size_t m = lo; m < hi; m++) {
@@ -497,3 +500,50 @@ NNKIT_API nnkit_status nnkit_net_add_global_avgpool(nnkit_net *net)
   l.ops = &nnkit__global_avgpool_ops;
   return nnkit__net_add_layer(net, &l);
 }
+
+/* Model files: kernel, stride and the padding as requested. */
+static const char *const pool_args[] = {"kernel_h", "kernel_w", "stride_h",
+                                        "stride_w", "pad_h", "pad_w", NULL};
+
+static void pool_get_args(const nnkit__layer *l, double *v)
+{
+  const pool_state *s = l->state;
+  v[0] = (double)s->g.kh;
+  v[1] = (double)s->g.kw;
+  v[2] = (double)s->g.sh;
+  v[3] = (double)s->g.sw;
+  v[4] = nnkit__size_arg(s->ph);
+  v[5] = nnkit__size_arg(s->pw);
+}
+
+static nnkit_status maxpool_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_maxpool2d(net, nnkit__arg_size(v[0]), nnkit__arg_size(v[1]),
+                                 nnkit__arg_size(v[2]), nnkit__arg_size(v[3]),
+                                 nnkit__arg_size(v[4]), nnkit__arg_size(v[5]));
+}
+
+static nnkit_status avgpool_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_avgpool2d(net, nnkit__arg_size(v[0]), nnkit__arg_size(v[1]),
+                                 nnkit__arg_size(v[2]), nnkit__arg_size(v[3]),
+                                 nnkit__arg_size(v[4]), nnkit__arg_size(v[5]));
+}
+
+static nnkit_status gap_add(nnkit_net *net, const double *v)
+{
+  (void)v;
+  return nnkit_net_add_global_avgpool(net);
+}
+
+const nnkit__layer_io nnkit__maxpool2d_io = {
+  &nnkit__maxpool2d_ops, pool_args, 0, pool_get_args, maxpool_add, NULL,
+};
+
+const nnkit__layer_io nnkit__avgpool2d_io = {
+  &nnkit__avgpool2d_ops, pool_args, 0, pool_get_args, avgpool_add, NULL,
+};
+
+const nnkit__layer_io nnkit__global_avgpool_io = {
+  &nnkit__global_avgpool_ops, NULL, 0, NULL, gap_add, NULL,
+};

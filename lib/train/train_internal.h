@@ -87,18 +87,6 @@ void nnkit__history_free(nnkit_history *h);
 /* Short kind name of layer l of net ("dense", "relu", "tanh", ...). */
 const char *nnkit__layer_kind(const nnkit__layer *l);
 
-/* ---- atomic text files (history.c) ------------------------------------- */
-typedef struct nnkit__tfile {
-  FILE *f;
-  char *tmp;
-  const char *path;
-} nnkit__tfile;
-/* Opens a temporary file next to path. */
-nnkit_status nnkit__tfile_open(nnkit__tfile *t, const char *path);
-/* Flushes, fsyncs and renames over path; on any failure (or when ok == 0)
- * removes the temporary file. Returns NNKIT_E_IO with a sentence. */
-nnkit_status nnkit__tfile_commit(nnkit__tfile *t, int ok);
-
 /* ---- layer statistics (layer_stats.c) ---------------------------------- */
 /* Fills row[l * NNKIT__NSTATS + k] for every layer from the net's last
  * forward (activations) and its gradient buffer (when with_grads). alive

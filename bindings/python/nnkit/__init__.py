@@ -7,6 +7,7 @@ sentence. NumPy is optional.
 import array
 import ctypes
 import math
+import os
 
 from ._lib import lib, PACKAGE_VERSION, LOG_FN, EPOCH_FN, BATCH_FN
 
@@ -175,6 +176,14 @@ class _Handle:
     def __init__(self):
         self._h = ctypes.c_void_p()
 
+    @classmethod
+    def _wrap(cls, handle):
+        """An object of cls owning a handle the library made."""
+        obj = cls.__new__(cls)
+        _Handle.__init__(obj)
+        obj._h = handle
+        return obj
+
     @property
     def handle(self):
         if not self._h:
@@ -231,13 +240,6 @@ class Dataset(_Handle):
             _check(lib.nnkit_dataset_from_buffers(ctypes.byref(self._h), xb.ptr, lp,
                                                   count, cshape, len(shape),
                                                   int(num_classes)))
-
-    @classmethod
-    def _wrap(cls, handle):
-        obj = cls.__new__(cls)
-        _Handle.__init__(obj)
-        obj._h = handle
-        return obj
 
     @classmethod
     def load_idx(cls, images, labels=None, num_classes=0):
@@ -710,6 +712,29 @@ class Net(_Handle):
 
     def init_params(self):
         _check(lib.nnkit_net_init_params(self.handle))
+
+    def save(self, path, normalizer=None):
+        """Writes the net (and the fitted normalizer its inputs go through,
+        if given) to a safetensors model file, atomically; see
+        include/nnkit/io.h for the layout. PyTorch reads the weights."""
+        _check(lib.nnkit_net_save(self.handle,
+                                  normalizer.handle if normalizer is not None else None,
+                                  os.fsencode(path)))
+
+    @classmethod
+    def load(cls, path, with_normalizer=False):
+        """Reads a model file written by save(): the net, in evaluation mode;
+        with with_normalizer=True the pair (net, normalizer), the normalizer
+        None when the file has none. Bad files raise FormatError, missing or
+        unreadable ones IOFailure, with the C library's sentence."""
+        h, nz = ctypes.c_void_p(), ctypes.c_void_p()
+        _check(lib.nnkit_net_load(ctypes.byref(h),
+                                  ctypes.byref(nz) if with_normalizer else None,
+                                  os.fsencode(path)))
+        net = cls._wrap(h)
+        if not with_normalizer:
+            return net
+        return net, (Normalizer._wrap(nz) if nz else None)
 
     def set_init(self, layer, weights=None, bias=None):
         w, b = _as_init(weights), _as_init(bias)

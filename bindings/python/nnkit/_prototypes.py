@@ -52,6 +52,8 @@ PROTOTYPES = {
     "nnkit_dataset_labels": (c_int32_p, [vp]),
     "nnkit_dataset_targets": (c_float_p, [vp]),
     "nnkit_dataset_class_counts": (cint, [c_size_p, sz, vp]),
+    "nnkit_net_save": (cint, [vp, vp, cstr]),
+    "nnkit_net_load": (cint, [c_void_pp, c_void_pp, cstr]),
     "nnkit_init_create": (cint, [c_void_pp, cint, dbl, dbl]),
     "nnkit_init_free": (None, [vp]),
     "nnkit_init_get_kind": (cint, [vp]),
