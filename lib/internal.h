@@ -365,7 +365,7 @@ double nnkit__mse(const float *y, const float *targets, const int32_t *labels,
 /* ---- layer kinds for model files (lib/model/registry.c) ---------------- */
 /* What a model file needs to know about one layer kind: the public add
  * call's arguments and the layer's tensors. One nnkit__layer_io per kind,
- * defined next to its ops (dense and conv2d: in registry.c for now), and one
+ * defined next to its ops, and one
  * line in registry.c's table. */
 #define NNKIT__MAX_LAYER_ARGS 8
 #define NNKIT__MAX_LAYER_TENSORS 4
@@ -396,8 +396,8 @@ typedef struct nnkit__layer_io {
   size_t (*tensors)(nnkit__layer *l, nnkit__tensor *out);
 } nnkit__layer_io;
 
-extern const nnkit__layer_io nnkit__dense_io;          /* registry.c */
-extern const nnkit__layer_io nnkit__conv2d_io;         /* registry.c */
+extern const nnkit__layer_io nnkit__dense_io;
+extern const nnkit__layer_io nnkit__conv2d_io;
 extern const nnkit__layer_io nnkit__activation_io;
 extern const nnkit__layer_io nnkit__maxpool2d_io;      /* pool.c */
 extern const nnkit__layer_io nnkit__avgpool2d_io;      /* pool.c */

@@ -796,6 +796,49 @@ NNKIT_API nnkit_status nnkit_net_add_conv2d(nnkit_net *net, size_t out_channels,
   return nnkit__net_add_layer(net, &l);
 }
 
+/* ---- model files: weight [oc, c, kh, kw], bias [oc] when it has one ----- */
+
+static const char *const conv_args[] = {"out_channels", "kernel_h", "kernel_w",
+                                        "stride_h", "stride_w", "pad_h", "pad_w",
+                                        "bias", NULL};
+
+static void conv_get_args(const nnkit__layer *l, double *v)
+{
+  const conv_state *s = l->state;
+  v[0] = (double)s->g.oc;
+  v[1] = (double)s->g.kh;
+  v[2] = (double)s->g.kw;
+  v[3] = (double)s->g.sh;
+  v[4] = (double)s->g.sw;
+  v[5] = nnkit__size_arg(s->ph); /* as requested: NNKIT_PAD_SAME stays "same" */
+  v[6] = nnkit__size_arg(s->pw);
+  v[7] = s->bias;
+}
+
+static nnkit_status conv_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_conv2d(net, nnkit__arg_size(v[0]), nnkit__arg_size(v[1]),
+                              nnkit__arg_size(v[2]), nnkit__arg_size(v[3]),
+                              nnkit__arg_size(v[4]), nnkit__arg_size(v[5]),
+                              nnkit__arg_size(v[6]), v[7] != 0);
+}
+
+static size_t conv_tensors(nnkit__layer *l, nnkit__tensor *t)
+{
+  const conv_state *s = l->state;
+  const nnkit__conv_geom *g = &s->g;
+  size_t nw = g->oc * g->c * g->kh * g->kw;
+  t[0] = (nnkit__tensor){"weight", l->params, 4, {g->oc, g->c, g->kh, g->kw}};
+  if (!s->bias)
+    return 1;
+  t[1] = (nnkit__tensor){"bias", l->params + nw, 1, {g->oc}};
+  return 2;
+}
+
+const nnkit__layer_io nnkit__conv2d_io = {
+  &nnkit__conv2d_ops, conv_args, 0, conv_get_args, conv_add, conv_tensors,
+};
+
 /* ---- plain-loop twins -------------------------------------------------- */
 
 /* Input index of output (oy, ox) and kernel tap (i, j), or -1 in padding. */

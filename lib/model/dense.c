@@ -156,3 +156,29 @@ void nnkit__dense_backward_naive(const float *x, const float *w,
       dx[i * in + k] = (float)s;
     }
 }
+
+/* ---- dense: weight [units, in] (PyTorch's layout, as stored), bias ------ */
+
+static const char *const dense_args[] = {"units", NULL};
+
+static void dense_get_args(const nnkit__layer *l, double *v)
+{
+  v[0] = (double)l->units;
+}
+
+static nnkit_status dense_add(nnkit_net *net, const double *v)
+{
+  return nnkit_net_add_dense(net, nnkit__arg_size(v[0]));
+}
+
+static size_t dense_tensors(nnkit__layer *l, nnkit__tensor *t)
+{
+  size_t in = nnkit__shape_size(&l->in);
+  t[0] = (nnkit__tensor){"weight", l->params, 2, {l->units, in}};
+  t[1] = (nnkit__tensor){"bias", l->params + l->units * in, 1, {l->units}};
+  return 2;
+}
+
+const nnkit__layer_io nnkit__dense_io = {
+  &nnkit__dense_ops, dense_args, 0, dense_get_args, dense_add, dense_tensors,
+};
