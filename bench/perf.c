@@ -6,6 +6,8 @@
  *
  *   build/bench/perf --model mlp --threads 1 [--epochs 3] [--data DIR]
  *                    [--peak 0]   (skip the sgemm peak, e.g. under a profiler)
+ *                    [--slice N]  (N samples per slice of the leading conv/ReLU/
+ *                                  pool layers; 0 = whole batch; default auto)
  *
  * Prints one line of key=value figures; bench/run.py runs it next to
  * bench/pytorch_peer.py and prints the ratios. */
@@ -87,7 +89,7 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
   const char *data = "/usr/share/datasets/fashion-mnist", *model = "mlp";
-  int threads = 1, epochs = 3, batch = 128, measure_peak = 1;
+  int threads = 1, epochs = 3, batch = 128, measure_peak = 1, slice = -1;
   double lr = 0.01;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--model"))
@@ -100,9 +102,11 @@ int main(int argc, char **argv)
       data = argv[i + 1];
     else if (!strcmp(argv[i], "--peak"))
       measure_peak = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--slice"))
+      slice = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "usage: perf [--model mlp|cnn] [--threads N] [--epochs N] "
-                      "[--data DIR] [--peak 0|1]\n");
+                      "[--data DIR] [--peak 0|1] [--slice N]\n");
       return 2;
     }
   }
@@ -129,6 +133,8 @@ int main(int argc, char **argv)
   size_t shape[3] = {1, 28, 28};
   nnkit_net *net = NULL;
   TRY(nnkit_net_create(&net, shape, 3, 1));
+  if (slice >= 0)
+    nnkit__net_force_slice(net, slice ? (size_t)slice : SIZE_MAX);
   if (cnn) {
     TRY(nnkit_net_add_conv2d(net, 16, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1));
     TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));

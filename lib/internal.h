@@ -236,6 +236,14 @@ typedef struct nnkit__layer_ops {
    * of a larger batch; forward/backward then allocate nothing. NULL when
    * the layer needs no workspace. Returns NNKIT_E_NOMEM with a sentence. */
   nnkit_status (*reserve)(nnkit__layer *l, size_t batch);
+  /* 1: a call on samples [a, b) of a batch gives exactly rows [a, b) of a
+   * whole-batch call (parameter gradients still accumulate), so the net
+   * may run a leading run of such layers slice by slice, each slice's
+   * activations still in cache when the next layer reads them
+   * (convolutions, activations, pooling, flatten). Layers with per-sample
+   * state index it from l->slice0. 0 for layers that need the whole batch
+   * (batch norm, dropout's mask draws) or want it (dense: one large GEMM). */
+  int slice_ok;
 } nnkit__layer_ops;
 
 struct nnkit__layer {
@@ -256,6 +264,8 @@ struct nnkit__layer {
   nnkit_activation act;/* for activation layers */
   float slope;         /* leaky ReLU slope */
   size_t units;        /* dense */
+  size_t slice0;       /* first sample of the current forward/backward call
+                        * within the net's batch (slice-wise runs) */
   void *state;         /* kind-specific, owned */
 };
 
@@ -441,6 +451,10 @@ struct nnkit_net {
   float **acts;      /* acts[i] = output of layer i */
   float *input;      /* copy of the last forward input (for backward) */
   float *dbuf[2];    /* ping-pong gradient buffers */
+  size_t slice_layers; /* leading layers run slice by slice (slice_ok) */
+  size_t slice;        /* samples per slice */
+  float *sbuf[2];      /* ping-pong gradient buffers of one slice */
+  size_t slice_force;  /* 0: automatic; SIZE_MAX: whole batch; else samples */
   float *probs;      /* softmax/loss scratch [batch_cap, output] */
   float *dinput;     /* gradient w.r.t. the input */
   size_t max_width;  /* widest layer input/output */
@@ -461,6 +475,10 @@ nnkit_status nnkit__net_add_layer(nnkit_net *net, const nnkit__layer *proto);
 nnkit_status nnkit__net_build(nnkit_net *net);
 /* Ensures working memory for batch samples. */
 nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch);
+/* Tests and benchmarks: samples per slice for the leading slice-wise
+ * layers (0 automatic, SIZE_MAX whole batch); takes effect at the next
+ * forward. */
+void nnkit__net_force_slice(nnkit_net *net, size_t samples);
 /* Output of the last layer of the last forward. */
 const float *nnkit__net_output(const nnkit_net *net);
 /* Mean loss of the last forward and the number of correct argmax

@@ -252,6 +252,60 @@ START_TEST(conv2d_direct_matches_naive_twin)
 }
 END_TEST
 
+/* A CNN's leading conv/ReLU/pool layers run slice by slice (one thread):
+ * outputs are bitwise those of a whole-batch run, gradients (summed per
+ * slice) agree to rounding; max pooling's argmax is kept per slice. */
+static size_t run_sliced(size_t slice, size_t batch, const float *x,
+                         const int32_t *labels, float *out, float *grads,
+                         size_t grads_cap, float *dinput)
+{
+  nnkit_net *net = make_net3(2, 9, 9, 21);
+  ck_ok(nnkit_net_add_conv2d(net, 5, 3, 3, 1, 1, 1, 1, 1));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  ck_ok(nnkit_net_add_maxpool2d(net, 2, 2, 2, 2, NNKIT_PAD_SAME, NNKIT_PAD_SAME));
+  ck_ok(nnkit_net_add_conv2d(net, 4, 3, 3, 2, 2, 1, 1, 0));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_TANH));
+  ck_ok(nnkit_net_add_avgpool2d(net, 2, 2, 1, 1, 0, 0));
+  ck_ok(nnkit_net_add_flatten(net));
+  ck_ok(nnkit_net_add_dense(net, 3));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_SOFTMAX));
+  nnkit__net_force_slice(net, slice);
+  net->want_dinput = 1;
+  size_t outw = nnkit_net_output_size(net);
+  ck_ok(nnkit_net_forward(net, x, batch, out, batch * outw));
+  ck_assert_uint_eq(net->slice_layers, slice == SIZE_MAX ? 0 : 7);
+  ck_ok(nnkit_net_backward(net, labels, NULL, NULL));
+  size_t np = nnkit_net_num_params(net);
+  ck_assert_uint_le(np, grads_cap);
+  memcpy(grads, nnkit_net_grads(net), np * sizeof *grads);
+  memcpy(dinput, net->dinput, batch * nnkit_net_input_size(net) * sizeof *dinput);
+  nnkit_net_free(net);
+  return np;
+}
+
+START_TEST(slice_wise_prefix_matches_whole_batch)
+{
+  ck_ok(nnkit_set_num_threads(1));
+  enum { B = 10, IN = 2 * 9 * 9, NP = 4096 };
+  float x[B * IN], out[2][B * 3], g[2][NP], dx[2][B * IN];
+  int32_t labels[B];
+  tu_fill_uniform(x, B * IN, 8, -1, 1);
+  for (size_t i = 0; i < B; i++)
+    labels[i] = (int32_t)(i % 3);
+  size_t np = run_sliced(SIZE_MAX, B, x, labels, out[0], g[0], NP, dx[0]);
+  run_sliced(3, B, x, labels, out[1], g[1], NP, dx[1]); /* slices 3, 3, 3, 1 */
+  ck_assert(memcmp(out[0], out[1], sizeof out[0]) == 0);
+  for (size_t i = 0; i < np; i++)
+    ck_assert_msg(fabsf(g[0][i] - g[1][i]) <= 1e-5f * (1 + fabsf(g[0][i])),
+                  "grad[%zu] %g (whole) vs %g (sliced)", i, (double)g[0][i],
+                  (double)g[1][i]);
+  for (size_t i = 0; i < B * IN; i++)
+    ck_assert_msg(fabsf(dx[0][i] - dx[1][i]) <= 1e-6f * (1 + fabsf(dx[0][i])),
+                  "dinput[%zu] %g vs %g", i, (double)dx[0][i], (double)dx[1][i]);
+  ck_ok(nnkit_set_num_threads(0));
+}
+END_TEST
+
 START_TEST(conv2d_blas_matches_naive_twin)
 {
   check_conv_twin(3, 9, 8, 5, 3, 3, 1, 1, 1, 1, 1, 4);
@@ -1198,6 +1252,7 @@ static Suite *layers_suite(void)
   tcase_add_test(tc, gradcheck_conv_stack);
   tcase_add_test(tc, conv2d_blas_matches_naive_twin);
   tcase_add_test(tc, conv2d_direct_matches_naive_twin);
+  tcase_add_test(tc, slice_wise_prefix_matches_whole_batch);
   tcase_add_test(tc, dense_threads_match_naive_twin);
   tcase_add_test(tc, golden_conv2d_vs_pytorch);
   suite_add_tcase(s, tc);

@@ -203,6 +203,7 @@ const nnkit__layer_ops nnkit__activation_ops = {
   .backward = act_backward,
   .describe = act_describe,
   .destroy = NULL,
+  .slice_ok = 1,
 };
 
 /* Model files: the kind and, for leaky ReLU, the slope. */

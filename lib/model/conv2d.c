@@ -752,6 +752,7 @@ const nnkit__layer_ops nnkit__conv2d_ops = {
   .describe = conv_describe,
   .destroy = conv_destroy,
   .reserve = conv_reserve,
+  .slice_ok = 1,
 };
 
 NNKIT_API nnkit_status nnkit_net_add_conv2d(nnkit_net *net, size_t out_channels,

@@ -44,6 +44,7 @@ const nnkit__layer_ops nnkit__flatten_ops = {
   .describe = flatten_describe,
   .destroy = NULL,
   .reserve = NULL,
+  .slice_ok = 1,
 };
 
 NNKIT_API nnkit_status nnkit_net_add_flatten(nnkit_net *net)

@@ -78,7 +78,11 @@ static void free_work(nnkit_net *net)
   nnkit__free(net->dbuf[1]);
   nnkit__free(net->probs);
   nnkit__free(net->dinput);
+  nnkit__free(net->sbuf[0]);
+  nnkit__free(net->sbuf[1]);
   net->input = net->dbuf[0] = net->dbuf[1] = net->probs = net->dinput = NULL;
+  net->sbuf[0] = net->sbuf[1] = NULL;
+  net->slice_layers = net->slice = 0;
   net->batch_cap = 0;
   net->last_batch = 0;
   net->have_dinput = 0;
@@ -433,6 +437,45 @@ static size_t max_width(const nnkit_net *net)
   return w;
 }
 
+/* Slice-wise runs. With one thread, the leading layers with slice_ok (a
+ * CNN's conv, ReLU and pooling layers) run on slices of the batch, each
+ * slice through all of them before the next: a slice's activations
+ * (about SLICE_BYTES of the widest of those layers' outputs) are still in
+ * cache when the next layer reads them, instead of each layer streaming a
+ * whole batch of activations through memory (measured: the Fashion-MNIST
+ * CNN's epoch ~10% faster). With more threads each layer call is a
+ * fork-join over the pool, and one per layer per slice costs more than
+ * the cache saves (measured), so whole batches run there. */
+#define SLICE_BYTES ((size_t)768 * 1024)
+
+static void plan_slices(nnkit_net *net, size_t batch, int threads)
+{
+  size_t n = 0, widest = 1;
+  while (n < net->num_layers && net->layers[n].ops->slice_ok) {
+    size_t o = nnkit__shape_size(&net->layers[n].out);
+    if (o > widest)
+      widest = o;
+    n++;
+  }
+  size_t per = SLICE_BYTES / (widest * sizeof(float));
+  if (per < 4)
+    per = 4;
+  if (threads > 1)
+    per = batch;
+  if (net->slice_force == SIZE_MAX)
+    per = batch;
+  else if (net->slice_force)
+    per = net->slice_force;
+  net->slice_layers = n >= 2 && per < batch ? n : 0;
+  net->slice = net->slice_layers ? per : 0;
+}
+
+void nnkit__net_force_slice(nnkit_net *net, size_t samples)
+{
+  net->slice_force = samples;
+  net->batch_cap = 0; /* re-plan at the next reserve */
+}
+
 nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
 {
   /* Layers keep per-thread workspaces: a larger thread count reserves too. */
@@ -460,6 +503,13 @@ nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
   net->dinput = nnkit__malloc(batch * in * sizeof(float));
   if (!net->input || !net->dbuf[0] || !net->dbuf[1] || !net->probs || !net->dinput)
     goto nomem;
+  plan_slices(net, batch, threads);
+  if (net->slice) {
+    net->sbuf[0] = nnkit__malloc(net->slice * width * sizeof(float));
+    net->sbuf[1] = nnkit__malloc(net->slice * width * sizeof(float));
+    if (!net->sbuf[0] || !net->sbuf[1])
+      goto nomem;
+  }
   for (size_t i = 0; i < net->num_layers; i++) {
     nnkit__layer *l = &net->layers[i];
     if (l->ops->reserve) {
@@ -505,9 +555,28 @@ NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
     st = nnkit__net_reserve(net, batch);
   if (st != NNKIT_OK)
     return st;
-  memcpy(net->input, x, batch * nnkit__shape_size(&net->in) * sizeof(float));
+  const size_t in = nnkit__shape_size(&net->in);
+  memcpy(net->input, x, batch * in * sizeof(float));
   const float *cur = net->input;
-  for (size_t i = 0; i < net->num_layers; i++) {
+  size_t first = 0;
+  if (net->slice_layers && batch > net->slice) {
+    first = net->slice_layers;
+    for (size_t a = 0; a < batch; a += net->slice) {
+      size_t m = batch - a < net->slice ? batch - a : net->slice;
+      const float *sx = net->input + a * in;
+      for (size_t i = 0; i < first; i++) {
+        nnkit__layer *l = &net->layers[i];
+        float *sy = net->acts[i] + a * nnkit__shape_size(&l->out);
+        l->training = net->training;
+        l->slice0 = a;
+        l->ops->forward(l, sx, sy, m);
+        l->slice0 = 0;
+        sx = sy;
+      }
+    }
+    cur = net->acts[first - 1];
+  }
+  for (size_t i = first; i < net->num_layers; i++) {
     nnkit__layer *l = &net->layers[i];
     l->training = net->training;
     l->ops->forward(l, cur, net->acts[i], batch);
@@ -613,10 +682,14 @@ NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
   size_t batch = net->last_batch;
   if (net->num_params)
     memset(net->grads, 0, net->num_params * sizeof(float));
-  /* Walk back from layer first-1 to 0; dy starts as the loss gradient. */
+  /* Walk back from layer first-1 to 0; dy starts as the loss gradient.
+   * Layers below `top` ran slice-wise in forward and do so here too. */
+  size_t top = net->slice_layers && batch > net->slice ? net->slice_layers : 0;
+  if (top > first)
+    top = first;
   const float *dy = net->probs;
   int flip = 0;
-  for (size_t k = first; k-- > 0;) {
+  for (size_t k = first; k-- > top;) {
     nnkit__layer *l = &net->layers[k];
     const float *x = k ? net->acts[k - 1] : net->input;
     float *dx;
@@ -627,6 +700,26 @@ NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
     l->ops->backward(l, x, net->acts[k], dy, dx, batch);
     dy = dx;
     flip ^= 1;
+  }
+  for (size_t a = 0; top && a < batch; a += net->slice) {
+    size_t m = batch - a < net->slice ? batch - a : net->slice;
+    const float *sdy = dy + a * nnkit__shape_size(&net->layers[top - 1].out);
+    int f = 0;
+    for (size_t k = top; k-- > 0;) {
+      nnkit__layer *l = &net->layers[k];
+      size_t inw = nnkit__shape_size(&l->in), outw = nnkit__shape_size(&l->out);
+      const float *x = (k ? net->acts[k - 1] : net->input) + a * inw;
+      float *dx;
+      if (k == 0)
+        dx = net->want_dinput ? net->dinput + a * inw : NULL;
+      else
+        dx = net->sbuf[f];
+      l->slice0 = a;
+      l->ops->backward(l, x, net->acts[k] + a * outw, sdy, dx, m);
+      l->slice0 = 0;
+      sdy = dx;
+      f ^= 1;
+    }
   }
   net->have_dinput = net->want_dinput && first > 0;
   if (loss_out)

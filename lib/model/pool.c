@@ -183,7 +183,7 @@ static void maxpool_forward_task(void *ctx, int t, int n)
   for (size_t m = lo; m < hi; m++) {
     const float *xc = j->x + m * HW;
     float *yc = j->y + m * P;
-    int32_t *ac = s->arg + m * P;
+    int32_t *ac = s->arg + (j->l->slice0 * g->c + m) * P;
     if (k2s2) { /* the common 2x2 / stride 2 case, no window clipping */
       for (size_t oy = 0; oy < g->oh; oy++) {
         size_t base = 2 * oy * g->w;
@@ -225,7 +225,7 @@ static void maxpool_backward_task(void *ctx, int t, int n)
   for (size_t m = lo; m < hi; m++) {
     float *dxc = j->dx + m * HW;
     const float *dyc = j->dy + m * P;
-    const int32_t *ac = s->arg + m * P;
+    const int32_t *ac = s->arg + (j->l->slice0 * g->c + m) * P;
     for (size_t p = 0; p < P; p++)
       dxc[ac[p]] += dyc[p];
   }
@@ -355,6 +355,7 @@ const nnkit__layer_ops nnkit__maxpool2d_ops = {
   .describe = pool_describe,
   .destroy = pool_destroy,
   .reserve = maxpool_reserve,
+  .slice_ok = 1,
 };
 
 const nnkit__layer_ops nnkit__avgpool2d_ops = {
@@ -367,6 +368,7 @@ const nnkit__layer_ops nnkit__avgpool2d_ops = {
   .describe = pool_describe,
   .destroy = pool_destroy,
   .reserve = NULL,
+  .slice_ok = 1,
 };
 
 static nnkit_status add_pool(nnkit_net *net, const nnkit__layer_ops *ops,
@@ -490,6 +492,7 @@ const nnkit__layer_ops nnkit__global_avgpool_ops = {
   .describe = gap_describe,
   .destroy = NULL,
   .reserve = NULL,
+  .slice_ok = 1,
 };
 
 NNKIT_API nnkit_status nnkit_net_add_global_avgpool(nnkit_net *net)
