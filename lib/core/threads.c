@@ -10,6 +10,14 @@
  * no BLAS synchronization. The split is static (task t always gets the
  * same share), so a fixed thread count gives bitwise-identical results.
  *
+ * Hand-offs spin briefly before they sleep: a worker that finished a task
+ * watches for the next call for SPIN_SECONDS (0.2 ms), and
+ * the caller watches for the workers' end the same way, so the dozen
+ * fork-joins of a training step do not each pay a futex wake-up (on a
+ * virtual machine that is an inter-processor interrupt, and it made two
+ * threads slower than one for the MLP). Past that they block on the
+ * condition variables as before.
+ *
  * Until nnkit_set_num_threads() is called the pool uses all cores (the
  * first parallel call sets it up). A parallel call made while another one
  * runs (two application threads training two nets at once) runs serially
@@ -37,7 +45,6 @@ static struct {
   int started;          /* workers created */
   int want;             /* threads in use (workers + caller), 0 = not set */
   unsigned long gen;    /* bumped per parallel call */
-  int pending;          /* workers still running the current call */
   int quit;
   nnkit__task_fn fn;
   void *ctx;
@@ -47,6 +54,48 @@ static struct {
             .done = PTHREAD_COND_INITIALIZER};
 
 static atomic_int busy; /* 1 while a parallel call runs */
+static atomic_ulong agen;    /* pool.gen, readable without the lock */
+static atomic_int apending;  /* workers still running the current call */
+static atomic_int aquit;
+
+#define SPIN_SECONDS 200e-6
+
+static inline void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Spins until done(arg): 1 when it became true within SPIN_SECONDS (the
+ * clock is read every 64 pauses), 0 when the time ran out. */
+static int spin_until(int (*done)(const void *), const void *arg)
+{
+  double t0 = 0;
+  for (int i = 0;; i++) {
+    if (done(arg))
+      return 1;
+    relax();
+    if ((i & 63) == 63) {
+      double t = nnkit__now();
+      if (t0 == 0)
+        t0 = t;
+      else if (t - t0 > SPIN_SECONDS)
+        return done(arg);
+    }
+  }
+}
+
+static int new_call(const void *seen)
+{
+  return atomic_load(&agen) != *(const unsigned long *)seen || atomic_load(&aquit);
+}
+
+static int workers_done(const void *unused)
+{
+  (void)unused;
+  return atomic_load(&apending) == 0;
+}
 
 /* A forked child has only the forking thread: it starts a pool of its own
  * (the parent's workers, and their state, are not there). */
@@ -56,34 +105,41 @@ static void child_after_fork(void)
   pthread_cond_init(&pool.go, NULL);
   pthread_cond_init(&pool.done, NULL);
   pool.started = 0;
-  pool.pending = 0;
   pool.quit = 0;
   atomic_store(&busy, 0);
+  atomic_store(&apending, 0);
+  atomic_store(&aquit, 0);
 }
 
 static void *worker(void *arg)
 {
   int t = (int)(intptr_t)arg; /* this worker runs task t (1..) */
   unsigned long seen = 0;
-  pthread_mutex_lock(&pool.lock);
   for (;;) {
+    spin_until(new_call, &seen);
+    pthread_mutex_lock(&pool.lock);
     while (!pool.quit && pool.gen == seen)
       pthread_cond_wait(&pool.go, &pool.lock);
-    if (pool.quit)
-      break;
-    seen = pool.gen;
-    if (t < pool.n) {
-      nnkit__task_fn fn = pool.fn;
-      void *ctx = pool.ctx;
-      int n = pool.n;
+    if (pool.quit) {
       pthread_mutex_unlock(&pool.lock);
-      fn(ctx, t, n);
+      break;
+    }
+    seen = pool.gen;
+    if (t >= pool.n) {
+      pthread_mutex_unlock(&pool.lock);
+      continue;
+    }
+    nnkit__task_fn fn = pool.fn;
+    void *ctx = pool.ctx;
+    int n = pool.n;
+    pthread_mutex_unlock(&pool.lock);
+    fn(ctx, t, n);
+    if (atomic_fetch_sub(&apending, 1) == 1) { /* the last one wakes the caller */
       pthread_mutex_lock(&pool.lock);
-      if (--pool.pending == 0)
-        pthread_cond_signal(&pool.done);
+      pthread_cond_signal(&pool.done);
+      pthread_mutex_unlock(&pool.lock);
     }
   }
-  pthread_mutex_unlock(&pool.lock);
   return NULL;
 }
 
@@ -93,6 +149,7 @@ __attribute__((destructor)) static void pool_shutdown(void)
 {
   pthread_mutex_lock(&pool.lock);
   pool.quit = 1;
+  atomic_store(&aquit, 1);
   int started = pool.started;
   pthread_cond_broadcast(&pool.go);
   pthread_mutex_unlock(&pool.lock);
@@ -161,15 +218,18 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
   pool.fn = fn;
   pool.ctx = ctx;
   pool.n = workers + 1;
-  pool.pending = workers;
+  atomic_store(&apending, workers);
   pool.gen++;
+  atomic_store(&agen, pool.gen);
   pthread_cond_broadcast(&pool.go);
   pthread_mutex_unlock(&pool.lock);
   fn(ctx, 0, workers + 1); /* fewer tasks when a worker could not start */
-  pthread_mutex_lock(&pool.lock);
-  while (pool.pending > 0)
-    pthread_cond_wait(&pool.done, &pool.lock);
-  pthread_mutex_unlock(&pool.lock);
+  if (!spin_until(workers_done, NULL)) {
+    pthread_mutex_lock(&pool.lock);
+    while (atomic_load(&apending) > 0)
+      pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+  }
   atomic_store(&busy, 0);
 }
 
