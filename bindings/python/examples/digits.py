@@ -4,7 +4,9 @@ examples/digits.c: the same stratified 10% validation split, the same
 normalizer fitted on the training split only, the same 784-256-128-10 ReLU
 net, SGD + momentum 0.9 with a cosine schedule, early stopping on the
 validation accuracy. With the same seed, --predictions writes the same file
-as the C example, bit for bit. Loss curves are written as PNG."""
+as the C example, bit for bit. Loss curves are written as PNG. With --save
+FILE the model and its normalizer go to a safetensors file, are loaded back
+and must predict the same classes."""
 import os
 
 from _common import args, nnkit
@@ -12,6 +14,7 @@ from _common import args, nnkit
 
 def extra(p):
     p.add_argument("--predictions", help="write the test set's predicted classes here")
+    p.add_argument("--save", help="write the model and its normalizer here, then reload them")
 
 
 a = args(__doc__, epochs=20, extra=extra)
@@ -28,7 +31,7 @@ train, val = train_all.split(0.1, seed=a.seed)
 norm = nnkit.Normalizer("channel_mean", with_std=1).fit(train)
 for ds in (train, val, test):
     norm.apply(ds)
-net = nnkit.Net((1, 28, 28), [nnkit.Dense(256), nnkit.ReLU(), nnkit.Dense(128),
+net = nnkit.Net((784,), [nnkit.Dense(256), nnkit.ReLU(), nnkit.Dense(128),
                               nnkit.ReLU(), nnkit.Dense(10)], seed=a.seed)
 opt = nnkit.Optimizer("sgd", lr=0.02, momentum=0.9)
 opt.set_schedule(nnkit.Schedule("cosine", t_max=a.epochs))
@@ -51,3 +54,15 @@ if a.predictions:
     print("test predictions written to", a.predictions)
 print("test loss: %.4f" % loss)
 print("test accuracy: %.4f" % acc)
+if a.save:
+    # The file holds the net and the normalizer fitted on the training split.
+    net.save(a.save, normalizer=norm)
+    print("model and normalizer written to", a.save)
+    back, back_norm = nnkit.Net.load(a.save, with_normalizer=True)
+    _, back_acc = back.evaluate(test)
+    same = (list(back.predict(test.x)) == list(net.predict(test.x)) and back_acc == acc
+            and back_norm is not None)
+    print("reloaded model: test accuracy %.4f (%s)" % (back_acc,
+                                                     "identical" if same else "DIFFERENT"))
+    if not same:
+        raise SystemExit("digits: the reloaded model predicts differently")

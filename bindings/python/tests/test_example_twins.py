@@ -19,17 +19,21 @@ C_DIGITS = os.environ.get("NNKIT_EXAMPLE_DIGITS", "")
 class DigitsTwinTest(unittest.TestCase):
     def test_python_digits_predicts_like_the_c_example_bit_for_bit(self):
         """examples/digits.c and bindings/python/examples/digits.py, same
-        seed, epochs and threads: identical test-set predictions."""
+        seed, epochs and threads: identical test-set predictions; both
+        save their model with --save and reload it unchanged."""
         with tempfile.TemporaryDirectory() as tmp:
             c_pred, py_pred = os.path.join(tmp, "c.txt"), os.path.join(tmp, "py.txt")
             common = ["--data", DIGITS, "--epochs", "3", "--seed", "2", "--threads", "1"]
-            c = subprocess.run([C_DIGITS] + common + ["--predictions", c_pred], cwd=tmp,
+            c_model, py_model = os.path.join(tmp, "c.safetensors"), os.path.join(tmp, "py.safetensors")
+            c = subprocess.run([C_DIGITS] + common + ["--predictions", c_pred, "--save", c_model],
+                               cwd=tmp,
                                capture_output=True, text=True)
             self.assertEqual(c.returncode, 0, c.stderr)
             flags = ["-S"] if sys.flags.no_site else []  # with or without NumPy
             py = subprocess.run([sys.executable] + flags + [os.path.join(ROOT, "bindings", "python", "examples",
                                                 "digits.py")]
-                                + common + ["--out", tmp, "--predictions", py_pred],
+                                + common + ["--out", tmp, "--predictions", py_pred,
+                                            "--save", py_model],
                                 cwd=tmp, capture_output=True, text=True)
             self.assertEqual(py.returncode, 0, py.stderr)
             with open(c_pred) as f:
@@ -42,6 +46,11 @@ class DigitsTwinTest(unittest.TestCase):
             self.assertEqual(len(acc), 1, py.stdout)
             self.assertGreater(float(acc[0].split()[-1]), 0.9)
             self.assertIn(acc[0], c.stdout)
+            for out in (c.stdout, py.stdout):
+                self.assertRegex(out, r"reloaded model: test accuracy [0-9.]+ \(identical\)")
+            # Same net, same normalizer, same seed: the same file, byte for byte.
+            with open(c_model, "rb") as f, open(py_model, "rb") as g:
+                self.assertEqual(f.read(), g.read())
 
 
 if __name__ == "__main__":
