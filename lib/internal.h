@@ -85,9 +85,17 @@ int nnkit__num_threads(void);
  * count, max_tasks). While another parallel call runs (a second
  * application thread), the n tasks run one after the other in the caller
  * instead: same n, same results. BLAS called inside is single-threaded.
- * Tasks must not call nnkit__parallel. */
+ * A call made inside a task (nested) runs inline as the single task
+ * fn(ctx, 0, 1) of the calling thread: the net uses this to let each
+ * thread own whole slices of a batch. Code that keeps per-thread working
+ * memory indexes it with nnkit__task_slot(t), not t. */
 typedef void (*nnkit__task_fn)(void *ctx, int t, int n);
 void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks);
+/* The per-thread slot of task t: t itself, or, inside a nested call, the
+ * slot of the enclosing task (always < nnkit__num_threads()). */
+int nnkit__task_slot(int t);
+/* 1 while the calling thread runs a task of nnkit__parallel. */
+int nnkit__in_task(void);
 
 /* Tasks worth starting for work of `cost` (multiply-adds or element
  * operations): 1 below about 100k, so small layers pay no thread wake-up. */
@@ -241,9 +249,17 @@ typedef struct nnkit__layer_ops {
    * may run a leading run of such layers slice by slice, each slice's
    * activations still in cache when the next layer reads them
    * (convolutions, activations, pooling, flatten). Layers with per-sample
-   * state index it from l->slice0. 0 for layers that need the whole batch
-   * (batch norm, dropout's mask draws) or want it (dense: one large GEMM). */
+   * state index it from nnkit__net_slice0(). 0 for layers that need the whole batch
+   * (batch norm, dropout's mask draws) or want it (dense: one large GEMM).
+   * With several threads each thread owns slices: the layer's calls then
+   * run inside a task (nnkit__in_task()), their own parallel calls inline
+   * in that thread's slot (nnkit__task_slot()). */
   int slice_ok;
+  /* Optional, for slice_ok layers that keep per-thread gradient partials:
+   * when backward runs inside a task it leaves its partial in the
+   * thread's slot; after all slices the net calls gather, which adds the
+   * slots' partials into l->grads in slot order and zeroes them. */
+  void (*gather)(nnkit__layer *l);
 } nnkit__layer_ops;
 
 struct nnkit__layer {
@@ -264,8 +280,6 @@ struct nnkit__layer {
   nnkit_activation act;/* for activation layers */
   float slope;         /* leaky ReLU slope */
   size_t units;        /* dense */
-  size_t slice0;       /* first sample of the current forward/backward call
-                        * within the net's batch (slice-wise runs) */
   void *state;         /* kind-specific, owned */
 };
 
@@ -453,7 +467,8 @@ struct nnkit_net {
   float *dbuf[2];    /* ping-pong gradient buffers */
   size_t slice_layers; /* leading layers run slice by slice (slice_ok) */
   size_t slice;        /* samples per slice */
-  float *sbuf[2];      /* ping-pong gradient buffers of one slice */
+  size_t slice_threads; /* threads owning slices (1: the caller runs them) */
+  float *sbuf;         /* per thread, two ping-pong gradient buffers of a slice */
   size_t slice_force;  /* 0: automatic; SIZE_MAX: whole batch; else samples */
   float *probs;      /* softmax/loss scratch [batch_cap, output] */
   float *dinput;     /* gradient w.r.t. the input */
@@ -479,6 +494,9 @@ nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch);
  * layers (0 automatic, SIZE_MAX whole batch); takes effect at the next
  * forward. */
 void nnkit__net_force_slice(nnkit_net *net, size_t samples);
+/* First sample, within the net's batch, of the slice the calling thread
+ * runs a layer on (0 outside slice-wise runs). */
+size_t nnkit__net_slice0(void);
 /* Output of the last layer of the last forward. */
 const float *nnkit__net_output(const nnkit_net *net);
 /* Mean loss of the last forward and the number of correct argmax

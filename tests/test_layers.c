@@ -252,13 +252,16 @@ START_TEST(conv2d_direct_matches_naive_twin)
 }
 END_TEST
 
-/* A CNN's leading conv/ReLU/pool layers run slice by slice (one thread):
- * outputs are bitwise those of a whole-batch run, gradients (summed per
- * slice) agree to rounding; max pooling's argmax is kept per slice. */
-static size_t run_sliced(size_t slice, size_t batch, const float *x,
+/* A CNN's leading conv/ReLU/pool layers run slice by slice, on the
+ * calling thread (one thread) or with each thread owning a share of the
+ * batch (two and three threads): outputs are bitwise those of a
+ * whole-batch run, gradients (summed per slice and thread) agree to
+ * rounding and repeat bitwise; max pooling's argmax is kept per slice. */
+static size_t run_sliced(int threads, size_t slice, size_t batch, const float *x,
                          const int32_t *labels, float *out, float *grads,
                          size_t grads_cap, float *dinput)
 {
+  ck_ok(nnkit_set_num_threads(threads));
   nnkit_net *net = make_net3(2, 9, 9, 21);
   ck_ok(nnkit_net_add_conv2d(net, 5, 3, 3, 1, 1, 1, 1, 1));
   ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
@@ -272,37 +275,47 @@ static size_t run_sliced(size_t slice, size_t batch, const float *x,
   nnkit__net_force_slice(net, slice);
   net->want_dinput = 1;
   size_t outw = nnkit_net_output_size(net);
-  ck_ok(nnkit_net_forward(net, x, batch, out, batch * outw));
-  ck_assert_uint_eq(net->slice_layers, slice == SIZE_MAX ? 0 : 7);
-  ck_ok(nnkit_net_backward(net, labels, NULL, NULL));
+  for (int rep = 0; rep < 2; rep++) { /* partials are gathered and cleared */
+    ck_ok(nnkit_net_forward(net, x, batch, out, batch * outw));
+    ck_assert_uint_eq(net->slice_layers, slice == SIZE_MAX ? 0 : 7);
+    ck_ok(nnkit_net_backward(net, labels, NULL, NULL));
+  }
   size_t np = nnkit_net_num_params(net);
   ck_assert_uint_le(np, grads_cap);
   memcpy(grads, nnkit_net_grads(net), np * sizeof *grads);
   memcpy(dinput, net->dinput, batch * nnkit_net_input_size(net) * sizeof *dinput);
   nnkit_net_free(net);
+  ck_ok(nnkit_set_num_threads(0));
   return np;
 }
 
 START_TEST(slice_wise_prefix_matches_whole_batch)
 {
-  ck_ok(nnkit_set_num_threads(1));
   enum { B = 10, IN = 2 * 9 * 9, NP = 4096 };
-  float x[B * IN], out[2][B * 3], g[2][NP], dx[2][B * IN];
+  static float x[B * IN], out[2][B * 3], g[2][NP], dx[2][B * IN];
+  static float out2[B * 3], g2[NP], dx2[B * IN];
   int32_t labels[B];
   tu_fill_uniform(x, B * IN, 8, -1, 1);
   for (size_t i = 0; i < B; i++)
     labels[i] = (int32_t)(i % 3);
-  size_t np = run_sliced(SIZE_MAX, B, x, labels, out[0], g[0], NP, dx[0]);
-  run_sliced(3, B, x, labels, out[1], g[1], NP, dx[1]); /* slices 3, 3, 3, 1 */
-  ck_assert(memcmp(out[0], out[1], sizeof out[0]) == 0);
-  for (size_t i = 0; i < np; i++)
-    ck_assert_msg(fabsf(g[0][i] - g[1][i]) <= 1e-5f * (1 + fabsf(g[0][i])),
-                  "grad[%zu] %g (whole) vs %g (sliced)", i, (double)g[0][i],
-                  (double)g[1][i]);
-  for (size_t i = 0; i < B * IN; i++)
-    ck_assert_msg(fabsf(dx[0][i] - dx[1][i]) <= 1e-6f * (1 + fabsf(dx[0][i])),
-                  "dinput[%zu] %g vs %g", i, (double)dx[0][i], (double)dx[1][i]);
-  ck_ok(nnkit_set_num_threads(0));
+  size_t np = run_sliced(1, SIZE_MAX, B, x, labels, out[0], g[0], NP, dx[0]);
+  for (int threads = 1; threads <= 3; threads++) {
+    /* slices of 3 samples: 3, 3, 3, 1 on one thread; per-thread shares after */
+    run_sliced(threads, 3, B, x, labels, out[1], g[1], NP, dx[1]);
+    ck_assert_msg(memcmp(out[0], out[1], sizeof out[0]) == 0, "%d threads", threads);
+    for (size_t i = 0; i < np; i++)
+      ck_assert_msg(fabsf(g[0][i] - g[1][i]) <= 1e-5f * (1 + fabsf(g[0][i])),
+                    "%d threads: grad[%zu] %g (whole) vs %g (sliced)", threads, i,
+                    (double)g[0][i], (double)g[1][i]);
+    for (size_t i = 0; i < B * IN; i++)
+      ck_assert_msg(fabsf(dx[0][i] - dx[1][i]) <= 1e-6f * (1 + fabsf(dx[0][i])),
+                    "%d threads: dinput[%zu] %g vs %g", threads, i, (double)dx[0][i],
+                    (double)dx[1][i]);
+    run_sliced(threads, 3, B, x, labels, out2, g2, NP, dx2);
+    ck_assert(memcmp(out2, out[1], sizeof out2) == 0);
+    ck_assert(memcmp(g2, g[1], np * sizeof *g2) == 0);
+    ck_assert(memcmp(dx2, dx[1], sizeof dx2) == 0);
+  }
 }
 END_TEST
 

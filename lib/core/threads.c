@@ -18,6 +18,11 @@
  * threads slower than one for the MLP). Past that they block on the
  * condition variables as before.
  *
+ * A parallel call made inside a task runs inline as one task of its
+ * thread (nnkit__task_slot() names the thread's working memory), so the
+ * net can give each thread whole slices of a batch and run the layers'
+ * own parallel code on them unchanged.
+ *
  * Until nnkit_set_num_threads() is called the pool uses all cores (the
  * first parallel call sets it up). A parallel call made while another one
  * runs (two application threads training two nets at once) runs serially
@@ -57,6 +62,24 @@ static atomic_int busy; /* 1 while a parallel call runs */
 static atomic_ulong agen;    /* pool.gen, readable without the lock */
 static atomic_int apending;  /* workers still running the current call */
 static atomic_int aquit;
+
+/* The task the calling thread runs (-1: none) and, inside a nested call,
+ * the slot that call's single task uses. */
+static _Thread_local int tl_task = -1;
+static _Thread_local int tl_base;
+
+int nnkit__task_slot(int t) { return tl_base + t; }
+
+int nnkit__in_task(void) { return tl_task >= 0; }
+
+/* fn(ctx, t, n) with tl_task = t for calls nested inside it. */
+static void run_task(nnkit__task_fn fn, void *ctx, int t, int n)
+{
+  int saved = tl_task;
+  tl_task = t;
+  fn(ctx, t, n);
+  tl_task = saved;
+}
 
 #define SPIN_SECONDS 200e-6
 
@@ -133,7 +156,7 @@ static void *worker(void *arg)
     void *ctx = pool.ctx;
     int n = pool.n;
     pthread_mutex_unlock(&pool.lock);
-    fn(ctx, t, n);
+    run_task(fn, ctx, t, n);
     if (atomic_fetch_sub(&apending, 1) == 1) { /* the last one wakes the caller */
       pthread_mutex_lock(&pool.lock);
       pthread_cond_signal(&pool.done);
@@ -191,13 +214,22 @@ int nnkit__num_threads(void) { return nnkit_get_num_threads(); }
 
 void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
 {
+  if (tl_task >= 0) { /* nested: one task, inline, in the enclosing slot */
+    int saved_base = tl_base, saved_task = tl_task;
+    tl_base += tl_task;
+    tl_task = 0;
+    fn(ctx, 0, 1);
+    tl_base = saved_base;
+    tl_task = saved_task;
+    return;
+  }
   int n = nnkit_get_num_threads();
   if (n > max_tasks)
     n = max_tasks > 1 ? max_tasks : 1;
   int expect = 0;
   if (n <= 1 || !atomic_compare_exchange_strong(&busy, &expect, 1)) {
     for (int t = 0; t < n; t++) /* the same tasks, one after the other */
-      fn(ctx, t, n);
+      run_task(fn, ctx, t, n);
     return;
   }
   pthread_mutex_lock(&pool.lock);
@@ -223,7 +255,7 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
   atomic_store(&agen, pool.gen);
   pthread_cond_broadcast(&pool.go);
   pthread_mutex_unlock(&pool.lock);
-  fn(ctx, 0, workers + 1); /* fewer tasks when a worker could not start */
+  run_task(fn, ctx, 0, workers + 1); /* fewer tasks when a worker could not start */
   if (!spin_until(workers_done, NULL)) {
     pthread_mutex_lock(&pool.lock);
     while (atomic_load(&apending) > 0)

@@ -29,15 +29,14 @@
 typedef struct conv_ws {
   float *col;  /* [K, P] */
   float *dcol; /* [K, P] */
-  float *dw;   /* [OC K + OC]: a thread's dW/db partial (threads after the
-                * first; every thread's db partial on the direct path) */
+  float *part; /* [OC K + OC]: this thread's dW/db partial */
   /* Direct path (see "direct path" below); zero borders written once. */
   float *xp;   /* padded input [C, HP, WP] + slack */
   float *yf;   /* flat output [OC, QR] */
   float *dyf;  /* dy in the output's flat layout [OC, QR], garbage columns 0 */
   float *dyp;  /* dy padded for the transposed pass [OC, HQ, WQ] + slack */
   float *dxf;  /* flat dx [C, Q2R] */
-  float *acc;  /* dW partial [OC K] (db partial in dw) */
+  float *wpk, *wpk2; /* packed W and flipped W^T (packed per call) */
 } conv_ws;
 
 /* Layout of the direct stride-1 path (conv2d_direct.c), fixed at setup. */
@@ -46,7 +45,6 @@ typedef struct conv_direct {
   size_t wq, sq, q2r, top, left; /* dx: same for the padded dy */
   size_t xp_len, dyp_len;        /* floats, slack included */
   int32_t *toff, *toff2;         /* [K] and [OC KH KW] tap offsets */
-  float *wpk, *wpk2;             /* packed W and flipped W^T, per call */
 } conv_direct;
 
 typedef struct conv_state {
@@ -334,8 +332,6 @@ static void free_direct(conv_direct *d)
 {
   nnkit__free(d->toff);
   nnkit__free(d->toff2);
-  nnkit__free(d->wpk);
-  nnkit__free(d->wpk2);
   memset(d, 0, sizeof *d);
 }
 
@@ -375,9 +371,7 @@ static nnkit_status direct_setup(conv_state *s, size_t index)
   }
   d->toff = nnkit__malloc(k * sizeof *d->toff);
   d->toff2 = nnkit__malloc(k2 * sizeof *d->toff2);
-  d->wpk = nnkit__malloc(round_up(g->oc, NNKIT__DIRECT_MR) * k * sizeof(float));
-  d->wpk2 = nnkit__malloc(round_up(g->c, NNKIT__DIRECT_MR) * k2 * sizeof(float));
-  if (!d->toff || !d->toff2 || !d->wpk || !d->wpk2) {
+  if (!d->toff || !d->toff2) {
     free_direct(d);
     return nnkit__err(NNKIT_E_NOMEM, "conv2d (layer %zu): out of memory", index);
   }
@@ -393,25 +387,23 @@ static nnkit_status direct_setup(conv_state *s, size_t index)
   return NNKIT_OK;
 }
 
-/* wpk: W [OC, K] in blocks of NNKIT__DIRECT_MR rows (forward). */
-static void pack_forward(const conv_state *s, const float *w)
+/* p: W [OC, K] in blocks of NNKIT__DIRECT_MR rows (forward). */
+static void pack_forward(const conv_state *s, const float *w, float *p)
 {
   const nnkit__conv_geom *g = &s->g;
   const size_t k = g->c * g->kh * g->kw, mr = NNKIT__DIRECT_MR;
-  float *p = s->d.wpk;
   for (size_t b = 0; b < g->oc; b += mr)
     for (size_t t = 0; t < k; t++)
       for (size_t r = b; r < b + mr; r++)
         *p++ = r < g->oc ? w[r * k + t] : 0.0f;
 }
 
-/* wpk2: row c, tap (o, i, j) = W[o][c][KH-1-i][KW-1-j] (the transposed
+/* p: row c, tap (o, i, j) = W[o][c][KH-1-i][KW-1-j] (the transposed
  * convolution's flipped kernel), in blocks of NNKIT__DIRECT_MR rows. */
-static void pack_backward(const conv_state *s, const float *w)
+static void pack_backward(const conv_state *s, const float *w, float *p)
 {
   const nnkit__conv_geom *g = &s->g;
   const size_t kh = g->kh, kw = g->kw, mr = NNKIT__DIRECT_MR;
-  float *p = s->d.wpk2;
   for (size_t b = 0; b < g->c; b += mr)
     for (size_t o = 0; o < g->oc; o++)
       for (size_t i = 0; i < kh; i++)
@@ -478,13 +470,14 @@ static void free_ws(conv_state *s)
   for (int t = 0; t < s->nws; t++) {
     nnkit__free(s->ws[t].col);
     nnkit__free(s->ws[t].dcol);
-    nnkit__free(s->ws[t].dw);
+    nnkit__free(s->ws[t].part);
     nnkit__free(s->ws[t].xp);
     nnkit__free(s->ws[t].yf);
     nnkit__free(s->ws[t].dyf);
     nnkit__free(s->ws[t].dyp);
     nnkit__free(s->ws[t].dxf);
-    nnkit__free(s->ws[t].acc);
+    nnkit__free(s->ws[t].wpk);
+    nnkit__free(s->ws[t].wpk2);
   }
   nnkit__free(s->ws);
   s->ws = NULL;
@@ -507,23 +500,24 @@ static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
   for (int t = 0; ok && t < n; t++) {
     conv_ws *w = &s->ws[t];
     s->nws = t + 1;
+    w->part = nnkit__calloc(l->num_params, sizeof(float));
     if (s->direct) {
       const conv_direct *d = &s->d;
-      size_t k = g->c * g->kh * g->kw;
-      w->dw = nnkit__malloc(g->oc * sizeof(float));
+      size_t k = g->c * g->kh * g->kw, k2 = g->oc * g->kh * g->kw;
       w->xp = nnkit__calloc(d->xp_len, sizeof(float));
       w->yf = nnkit__calloc(g->oc * d->qr, sizeof(float));
       w->dyf = nnkit__calloc(g->oc * d->qr, sizeof(float));
       w->dyp = nnkit__calloc(d->dyp_len, sizeof(float));
       w->dxf = nnkit__calloc(g->c * d->q2r, sizeof(float));
-      w->acc = nnkit__calloc(g->oc * k, sizeof(float));
-      ok = w->dw && w->xp && w->yf && w->dyf && w->dyp && w->dxf && w->acc;
+      w->wpk = nnkit__malloc(round_up(g->oc, NNKIT__DIRECT_MR) * k * sizeof(float));
+      w->wpk2 = nnkit__malloc(round_up(g->c, NNKIT__DIRECT_MR) * k2 * sizeof(float));
+      ok = w->part && w->xp && w->yf && w->dyf && w->dyp && w->dxf && w->wpk &&
+           w->wpk2;
       continue;
     }
     w->col = nnkit__malloc(kp * sizeof(float));
     w->dcol = nnkit__malloc(kp * sizeof(float));
-    w->dw = t ? nnkit__malloc(l->num_params * sizeof(float)) : NULL;
-    ok = w->col && w->dcol && (!t || w->dw);
+    ok = w->part && w->col && w->dcol;
   }
   if (!ok) {
     free_ws(s);
@@ -540,7 +534,32 @@ typedef struct conv_job {
   float *y, *dx;
   size_t batch;
   int tasks; /* set by task 0: how many ran */
+  int owned; /* the call runs inside a task that owns a slice of the batch:
+              * gradient partials stay in the slot until conv_gather */
 } conv_job;
+
+/* A backward task's dW/db partial. Partials are zero between backward
+ * calls; a slot that owns slices keeps accumulating until conv_gather. */
+static float *task_part(conv_job *j, int t, int n)
+{
+  conv_state *s = j->l->state;
+  if (t == 0)
+    j->tasks = n;
+  return s->ws[nnkit__task_slot(t)].part;
+}
+
+/* Adds the partials of slots [0, tasks) into l->grads in slot order and
+ * zeroes them. */
+static void add_parts(nnkit__layer *l, int tasks)
+{
+  conv_state *s = l->state;
+  for (int t = 0; t < tasks; t++) {
+    float *part = s->ws[t].part;
+    for (size_t k = 0; k < l->num_params; k++)
+      l->grads[k] += part[k];
+    memset(part, 0, l->num_params * sizeof *part);
+  }
+}
 
 static void forward_task(void *ctx, int t, int n)
 {
@@ -550,7 +569,7 @@ static void forward_task(void *ctx, int t, int n)
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
   const float *w = j->l->params, *bias = s->bias ? j->l->params + OC * K : NULL;
-  float *col = s->ws[t].col;
+  float *col = s->ws[nnkit__task_slot(t)].col;
   size_t lo, hi;
   nnkit__split(j->batch, t, n, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
@@ -575,13 +594,10 @@ static void backward_task(void *ctx, int t, int n)
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
   const float *w = l->params;
-  float *dw = t ? s->ws[t].dw : l->grads;
+  float *dw = task_part(j, t, n);
   float *db = s->bias ? dw + OC * K : NULL;
-  float *col = s->ws[t].col, *dcol = s->ws[t].dcol;
-  if (t)
-    memset(dw, 0, l->num_params * sizeof *dw);
-  else
-    j->tasks = n;
+  conv_ws *ws = &s->ws[nnkit__task_slot(t)];
+  float *col = ws->col, *dcol = ws->dcol;
   size_t lo, hi;
   nnkit__split(j->batch, t, n, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
@@ -611,12 +627,13 @@ static void direct_forward_task(void *ctx, int t, int n)
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
   const float *bias = s->bias ? j->l->params + OC * K : NULL;
-  conv_ws *w = &s->ws[t];
+  conv_ws *w = &s->ws[nnkit__task_slot(t)];
   size_t lo, hi;
   nnkit__split(j->batch, t, n, &lo, &hi);
+  pack_forward(s, j->l->params, w->wpk);
   for (size_t i = lo; i < hi; i++) {
     pad_input(s, j->x + i * in, w->xp);
-    nnkit__direct_corr(w->yf, d->qr, OC, w->xp, d->toff, K, d->wpk, bias, d->qr);
+    nnkit__direct_corr(w->yf, d->qr, OC, w->xp, d->toff, K, w->wpk, bias, d->qr);
     float *yi = j->y + i * out;
     for (size_t o = 0; o < OC; o++)
       nnkit__direct_copy_rows(yi + o * P, g->ow, w->yf + o * d->qr, d->wp, g->oh,
@@ -632,11 +649,10 @@ static void direct_backward_task(void *ctx, int t, int n)
   const conv_direct *d = &s->d;
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
-  conv_ws *w = &s->ws[t];
-  memset(w->acc, 0, OC * K * sizeof *w->acc);
-  memset(w->dw, 0, OC * sizeof *w->dw);
-  if (t == 0)
-    j->tasks = n;
+  conv_ws *w = &s->ws[nnkit__task_slot(t)];
+  float *dw = task_part(j, t, n);
+  if (j->dx)
+    pack_backward(s, j->l->params, w->wpk2);
   size_t lo, hi;
   nnkit__split(j->batch, t, n, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
@@ -645,16 +661,16 @@ static void direct_backward_task(void *ctx, int t, int n)
     for (size_t o = 0; o < OC; o++)
       nnkit__direct_copy_rows(w->dyf + o * d->qr, d->wp, dyi + o * P, g->ow, g->oh,
                               g->ow);
-    nnkit__direct_dw(w->acc, w->dyf, d->qr, OC, w->xp, d->toff, K, d->qr);
+    nnkit__direct_dw(dw, w->dyf, d->qr, OC, w->xp, d->toff, K, d->qr);
     if (s->bias)
-      nnkit__direct_row_sums(w->dw, dyi, OC, P);
+      nnkit__direct_row_sums(dw + OC * K, dyi, OC, P);
     if (!j->dx)
       continue;
     for (size_t o = 0; o < OC; o++)
       nnkit__direct_copy_rows(w->dyp + o * d->sq + d->top * d->wq + d->left, d->wq,
                               dyi + o * P, g->ow, g->oh, g->ow);
     nnkit__direct_corr(w->dxf, d->q2r, g->c, w->dyp, d->toff2, OC * g->kh * g->kw,
-                       d->wpk2, NULL, d->q2r);
+                       w->wpk2, NULL, d->q2r);
     float *dxi = j->dx + i * in;
     for (size_t c = 0; c < g->c; c++)
       nnkit__direct_copy_rows(dxi + c * g->h * g->w, g->w, w->dxf + c * d->q2r, d->wq,
@@ -675,13 +691,9 @@ static int conv_tasks(const nnkit__layer *l, size_t batch)
 static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
   conv_state *s = l->state;
-  conv_job j = {l, x, NULL, y, NULL, batch, 0};
-  if (s->direct) {
-    pack_forward(s, l->params);
-    nnkit__parallel(direct_forward_task, &j, conv_tasks(l, batch));
-    return;
-  }
-  nnkit__parallel(forward_task, &j, conv_tasks(l, batch));
+  conv_job j = {l, x, NULL, y, NULL, batch, 0, 0};
+  nnkit__parallel(s->direct ? direct_forward_task : forward_task, &j,
+                  conv_tasks(l, batch));
 }
 
 static void conv_backward(nnkit__layer *l, const float *x, const float *y,
@@ -689,29 +701,18 @@ static void conv_backward(nnkit__layer *l, const float *x, const float *y,
 {
   (void)y;
   conv_state *s = l->state;
-  conv_job j = {l, x, dy, NULL, dx, batch, 0};
-  if (s->direct) {
-    const nnkit__conv_geom *g = &s->g;
-    const size_t nw = g->oc * g->c * g->kh * g->kw;
-    if (dx)
-      pack_backward(s, l->params);
-    nnkit__parallel(direct_backward_task, &j, conv_tasks(l, batch));
-    for (int t = 0; t < j.tasks; t++) { /* partials in thread order */
-      const float *acc = s->ws[t].acc;
-      for (size_t k = 0; k < nw; k++)
-        l->grads[k] += acc[k];
-      if (s->bias)
-        for (size_t o = 0; o < g->oc; o++)
-          l->grads[nw + o] += s->ws[t].dw[o];
-    }
-    return;
-  }
-  nnkit__parallel(backward_task, &j, conv_tasks(l, batch));
-  for (int t = 1; t < j.tasks; t++) { /* partials in thread order */
-    const float *part = s->ws[t].dw;
-    for (size_t k = 0; k < l->num_params; k++)
-      l->grads[k] += part[k];
-  }
+  conv_job j = {l, x, dy, NULL, dx, batch, 0, nnkit__in_task()};
+  nnkit__parallel(s->direct ? direct_backward_task : backward_task, &j,
+                  conv_tasks(l, batch));
+  if (!j.owned)
+    add_parts(l, j.tasks); /* partials in thread order */
+}
+
+/* After threads owned slices: every slot's partial, in slot order. */
+static void conv_gather(nnkit__layer *l)
+{
+  conv_state *s = l->state;
+  add_parts(l, s->nws);
 }
 
 static void conv_describe(const nnkit__layer *l, char *buf, size_t len)
@@ -753,6 +754,7 @@ const nnkit__layer_ops nnkit__conv2d_ops = {
   .destroy = conv_destroy,
   .reserve = conv_reserve,
   .slice_ok = 1,
+  .gather = conv_gather,
 };
 
 NNKIT_API nnkit_status nnkit_net_add_conv2d(nnkit_net *net, size_t out_channels,

@@ -178,12 +178,13 @@ static void maxpool_forward_task(void *ctx, int t, int n)
   const int k2s2 = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
                    g->pt == 0 && g->pl == 0 && 2 * g->oh <= g->h &&
                    2 * g->ow <= g->w;
+  const size_t first = nnkit__net_slice0() * g->c; /* maps before this slice */
   size_t lo, hi;
   nnkit__split(j->maps, t, n, &lo, &hi);
   for (size_t m = lo; m < hi; m++) {
     const float *xc = j->x + m * HW;
     float *yc = j->y + m * P;
-    int32_t *ac = s->arg + (j->l->slice0 * g->c + m) * P;
+    int32_t *ac = s->arg + (first + m) * P;
     if (k2s2) { /* the common 2x2 / stride 2 case, no window clipping */
       for (size_t oy = 0; oy < g->oh; oy++) {
         size_t base = 2 * oy * g->w;
@@ -219,13 +220,14 @@ static void maxpool_backward_task(void *ctx, int t, int n)
   const pool_state *s = j->l->state;
   const nnkit__conv_geom *g = &s->g;
   const size_t HW = g->h * g->w, P = g->oh * g->ow;
+  const size_t first = nnkit__net_slice0() * g->c; /* maps before this slice */
   size_t lo, hi;
   nnkit__split(j->maps, t, n, &lo, &hi);
   memset(j->dx + lo * HW, 0, (hi - lo) * HW * sizeof(float));
   for (size_t m = lo; m < hi; m++) {
     float *dxc = j->dx + m * HW;
     const float *dyc = j->dy + m * P;
-    const int32_t *ac = s->arg + (j->l->slice0 * g->c + m) * P;
+    const int32_t *ac = s->arg + (first + m) * P;
     for (size_t p = 0; p < P; p++)
       dxc[ac[p]] += dyc[p];
   }
