@@ -83,19 +83,28 @@ static inline nnkit_status digits_load(digits_data *d, const char *dir, uint64_t
   return st;
 }
 
-/* The case study's multi-layer perceptron: 784-256-128-10 with ReLU. */
-static inline nnkit_status digits_mlp(nnkit_net **out, size_t in, uint64_t seed)
+/* The case study's multi-layer perceptron: 784-256-128-10 with ReLU; with
+ * dropout > 0, inverted dropout of that probability on the input and after
+ * each hidden ReLU (identity at test time). */
+static inline nnkit_status digits_mlp(nnkit_net **out, size_t in, uint64_t seed,
+                                     double dropout)
 {
   nnkit_net *net = NULL;
   nnkit_status st = nnkit_net_create(&net, &in, 1, seed);
+  if (st == NNKIT_OK && dropout > 0)
+    st = nnkit_net_add_dropout(net, dropout);
   if (st == NNKIT_OK)
     st = nnkit_net_add_dense(net, 256);
   if (st == NNKIT_OK)
     st = nnkit_net_add_activation(net, NNKIT_ACT_RELU);
+  if (st == NNKIT_OK && dropout > 0)
+    st = nnkit_net_add_dropout(net, dropout);
   if (st == NNKIT_OK)
     st = nnkit_net_add_dense(net, 128);
   if (st == NNKIT_OK)
     st = nnkit_net_add_activation(net, NNKIT_ACT_RELU);
+  if (st == NNKIT_OK && dropout > 0)
+    st = nnkit_net_add_dropout(net, dropout);
   if (st == NNKIT_OK)
     st = nnkit_net_add_dense(net, 10);
   if (st != NNKIT_OK) {

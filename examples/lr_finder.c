@@ -51,7 +51,7 @@ int main(int argc, char **argv)
 
   TRY(nnkit_set_num_threads((int)args.threads));
   TRY(digits_load(&dd, args.data, (uint64_t)args.seed));
-  TRY(digits_mlp(&net, nnkit_dataset_sample_size(dd.train), (uint64_t)args.seed));
+  TRY(digits_mlp(&net, nnkit_dataset_sample_size(dd.train), (uint64_t)args.seed, 0));
   TRY(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
   TRY(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM, 0.9));
   TRY(nnkit_trainer_create(&tr, net, opt));

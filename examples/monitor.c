@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     nnkit_diagnosis *d = NULL;
     printf("\n=== run %d: SGD, learning rate %g (%s) ===\n", r + 1, runs[r].lr,
            runs[r].name);
-    st = digits_mlp(&net, nnkit_dataset_sample_size(dd.train), (uint64_t)args.seed);
+    st = digits_mlp(&net, nnkit_dataset_sample_size(dd.train), (uint64_t)args.seed, 0);
     if (st == NNKIT_OK)
       st = nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD);
     if (st == NNKIT_OK)
