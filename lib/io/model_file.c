@@ -3,13 +3,11 @@
  * names and shapes) comes from the layer kinds (lib/model/registry.c);
  * this file only writes and validates the container.
  *
- * cJSON allocates through nnkit__malloc/nnkit__free (installed once with
- * cJSON_InitHooks; both are plain malloc/free underneath, so other cJSON
- * users in the process are unaffected), which lets the tests count and
- * fail its allocations too. */
+ * cJSON keeps its own allocator: nnkit never calls cJSON_InitHooks, which
+ * is process-wide and would replace the hooks of a host program that uses
+ * cJSON too. Text cJSON prints is released with cJSON_free. */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,14 +22,6 @@
 #define MAX_HEADER ((uint64_t)100 * 1000 * 1000)
 /* Tensors a file may hold: every layer's plus the normalizer's. */
 #define MAX_TENSORS 100000
-
-static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
-
-static void install_hooks(void)
-{
-  cJSON_Hooks h = {nnkit__malloc, nnkit__free};
-  cJSON_InitHooks(&h);
-}
 
 static const char *const norm_kinds[] = {NULL, "mean_image", "channel_mean",
                                          "standardize", "pca", "pca_whiten",
@@ -157,7 +147,7 @@ static int add_json_string(cJSON *obj, const char *key, cJSON *item)
   if (!text)
     return 0;
   int ok = cJSON_AddStringToObject(obj, key, text) != NULL;
-  nnkit__free(text);
+  cJSON_free(text);
   return ok;
 }
 
@@ -373,7 +363,6 @@ NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *cnet, const nnkit_normali
                       "sample but the net takes %zu; save the normalizer the net "
                       "was trained with", path, nnkit_normalizer_out_size(nz),
                       nnkit_net_input_size(cnet));
-  pthread_once(&hooks_once, install_hooks);
   /* Parameters never drawn yet are drawn now, as nnkit_net_params() does:
    * lazy initialization, not a change the caller can tell from a copy. */
   nnkit_net *net = (nnkit_net *)cnet;
@@ -896,7 +885,6 @@ NNKIT_API nnkit_status nnkit_net_load(nnkit_net **net_out, nnkit_normalizer **nz
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_net_load: net_out and path must be non-NULL");
   *net_out = NULL;
-  pthread_once(&hooks_once, install_hooks);
   unsigned char *buf = NULL;
   size_t len = 0;
   nnkit_status st = read_file(path, &buf, &len);
