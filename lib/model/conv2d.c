@@ -15,7 +15,9 @@
  * own col/dcol and, for threads after the first, its own dW/db partial,
  * added in thread order after the join (deterministic for a thread
  * count). nnkit__conv2d_forward_naive / _backward_naive are the plain-loop
- * twins the tests compare with. */
+ * twins the tests compare with. On CPUs with AVX2+FMA, stride-1 layers
+ * take the direct path instead ("direct path" below, kernels in
+ * conv2d_direct.c): no im2col, the padded input read at tap offsets. */
 #include <stdio.h>
 #include <string.h>
 
