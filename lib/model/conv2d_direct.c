@@ -19,31 +19,20 @@
  * the product, 4 rows x 3 taps (x 8 lanes, added up at the end) for dW. x86-64 builds compile
  * these functions for AVX2+FMA with a target attribute and
  * nnkit__direct_available() checks the CPU at run time; other targets and
- * older CPUs keep conv2d.c's im2col + sgemm path. */
+ * older CPUs (and builds with -DNNKIT_NO_DIRECT, which the tests use to
+ * compare the kernels with the plain loops) keep conv2d.c's im2col +
+ * sgemm path. */
 #include <string.h>
 
 #include "internal.h"
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if !defined(NNKIT_NO_DIRECT) && defined(__GNUC__) && \
+    (defined(__x86_64__) || defined(__i386__))
 #  define HAVE_DIRECT 1
 #  include <immintrin.h>
 #  define AVX2 __attribute__((target("avx2,fma")))
 #else
 #  define HAVE_DIRECT 0
-void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
-                             size_t sstride, size_t rows, size_t n)
-{
-  for (size_t r = 0; r < rows; r++)
-    memcpy(dst + r * dstride, src + r * sstride, n * sizeof *dst);
-}
-
-void nnkit__direct_row_sums(float *sum, const float *x, size_t rows, size_t n)
-{
-  for (size_t r = 0; r < rows; r++)
-    for (size_t i = 0; i < n; i++)
-      sum[r] += x[r * n + i];
-}
-
 #endif
 
 static int direct_override = -1; /* tests: 0 forces the im2col path */
@@ -62,20 +51,6 @@ int nnkit__direct_available(void)
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
   return 0;
-void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
-                             size_t sstride, size_t rows, size_t n)
-{
-  for (size_t r = 0; r < rows; r++)
-    memcpy(dst + r * dstride, src + r * sstride, n * sizeof *dst);
-}
-
-void nnkit__direct_row_sums(float *sum, const float *x, size_t rows, size_t n)
-{
-  for (size_t r = 0; r < rows; r++)
-    for (size_t i = 0; i < n; i++)
-      sum[r] += x[r * n + i];
-}
-
 #endif
 }
 
