@@ -240,6 +240,62 @@ static void direct_cases(int expect)
   ck_ok(nnkit_set_num_threads(0));
 }
 
+/* The AVX2 kernels against their plain-loop definition (conv2d_direct.c
+ * built with NNKIT_NO_DIRECT, as on a CPU without AVX2; tests/meson.build
+ * renames its functions portable_*). Shapes with row and tap tails. */
+int portable_direct_available(void);
+void portable_direct_corr(float *out, size_t ostride, size_t m, const float *in,
+                          const int32_t *toff, size_t k, const float *wpk,
+                          const float *init, size_t qr);
+void portable_direct_dw(float *acc, const float *dy, size_t dystride, size_t m,
+                        const float *in, const int32_t *toff, size_t k, size_t qr);
+void portable_direct_copy_rows(float *dst, size_t dstride, const float *src,
+                               size_t sstride, size_t rows, size_t n);
+void portable_direct_row_sums(float *sum, const float *x, size_t rows, size_t n);
+
+START_TEST(direct_kernels_match_portable_definition)
+{
+  ck_assert_int_eq(portable_direct_available(), 0);
+  if (!nnkit__direct_available())
+    return; /* this CPU runs the definition itself */
+  enum { M = 7, K = 11, QR = 48, IN = 400, ROWS = 3, N = 13 };
+  static float in[IN], wpk[8 * K], init[M], dy[M * QR];
+  static float a[M * QR], b[M * QR], da[M * K], db[M * K];
+  int32_t toff[K];
+  tu_fill_uniform(in, IN, 31, -1, 1);
+  tu_fill_uniform(wpk, 8 * K, 32, -1, 1);
+  tu_fill_uniform(init, M, 33, -1, 1);
+  tu_fill_uniform(dy, M * QR, 34, -1, 1);
+  for (size_t t = 0; t < K; t++)
+    toff[t] = (int32_t)(t * 29 % 300);
+  for (int with_init = 0; with_init < 2; with_init++) {
+    nnkit__direct_corr(a, QR, M, in, toff, K, wpk, with_init ? init : NULL, QR);
+    portable_direct_corr(b, QR, M, in, toff, K, wpk, with_init ? init : NULL, QR);
+    for (size_t i = 0; i < M * QR; i++)
+      ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(b[i])),
+                    "corr[%zu] %g vs %g", i, (double)a[i], (double)b[i]);
+  }
+  for (size_t i = 0; i < M * K; i++)
+    da[i] = db[i] = 0.5f; /* both accumulate */
+  nnkit__direct_dw(da, dy, QR, M, in, toff, K, QR);
+  portable_direct_dw(db, dy, QR, M, in, toff, K, QR);
+  for (size_t i = 0; i < M * K; i++)
+    ck_assert_msg(fabsf(da[i] - db[i]) <= 1e-4f * (1 + fabsf(db[i])), "dw[%zu] %g vs %g",
+                  i, (double)da[i], (double)db[i]);
+  float ra[ROWS] = {1, 2, 3}, rb[ROWS] = {1, 2, 3};
+  nnkit__direct_row_sums(ra, in, ROWS, N);
+  portable_direct_row_sums(rb, in, ROWS, N);
+  for (size_t r = 0; r < ROWS; r++)
+    ck_assert(fabsf(ra[r] - rb[r]) <= 1e-5f * (1 + fabsf(rb[r])));
+  memset(a, 0, sizeof a);
+  memset(b, 0, sizeof b);
+  nnkit__direct_copy_rows(a, 20, in, 17, ROWS, N);
+  portable_direct_copy_rows(b, 20, in, 17, ROWS, N);
+  ck_assert(memcmp(a, b, sizeof a) == 0);
+  ck_assert(a[20 + 12] == in[17 + 12] && a[20 + 13] == 0.0f);
+}
+END_TEST
+
 START_TEST(conv2d_direct_matches_naive_twin)
 {
   direct_cases(nnkit__direct_available());
@@ -1265,6 +1321,7 @@ static Suite *layers_suite(void)
   tcase_add_test(tc, gradcheck_conv_stack);
   tcase_add_test(tc, conv2d_blas_matches_naive_twin);
   tcase_add_test(tc, conv2d_direct_matches_naive_twin);
+  tcase_add_test(tc, direct_kernels_match_portable_definition);
   tcase_add_test(tc, slice_wise_prefix_matches_whole_batch);
   tcase_add_test(tc, dense_threads_match_naive_twin);
   tcase_add_test(tc, golden_conv2d_vs_pytorch);
