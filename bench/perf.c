@@ -8,6 +8,11 @@
  *                    [--peak 0]   (skip the sgemm peak, e.g. under a profiler)
  *                    [--slice N]  (N samples per slice of the leading conv/ReLU/
  *                                  pool layers; 0 = whole batch; default auto)
+ *                    [--ab 1]     (alternate epochs with and without the AVX2
+ *                                  kernels, i.e. gemm.c / direct convolution
+ *                                  against cblas_sgemm / im2col, and print
+ *                                  the best epoch of each: an A/B in one
+ *                                  process, less exposed to a noisy machine)
  *
  * Prints one line of key=value figures; bench/run.py runs it next to
  * bench/pytorch_peer.py and prints the ratios. */
@@ -89,7 +94,7 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
   const char *data = "/usr/share/datasets/fashion-mnist", *model = "mlp";
-  int threads = 1, epochs = 3, batch = 128, measure_peak = 1, slice = -1;
+  int threads = 1, epochs = 3, batch = 128, measure_peak = 1, slice = -1, ab = 0;
   double lr = 0.01;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--model"))
@@ -104,9 +109,11 @@ int main(int argc, char **argv)
       measure_peak = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--slice"))
       slice = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--ab"))
+      ab = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "usage: perf [--model mlp|cnn] [--threads N] [--epochs N] "
-                      "[--data DIR] [--peak 0|1] [--slice N]\n");
+                      "[--data DIR] [--peak 0|1] [--slice N] [--ab 0|1]\n");
       return 2;
     }
   }
@@ -166,11 +173,18 @@ int main(int argc, char **argv)
   size_t steps_per_epoch = (n + (size_t)batch - 1) / (size_t)batch;
   double *secs = calloc((size_t)epochs, sizeof *secs);
   uint64_t allocs_after_first = 0;
+  double abmin[2] = {1e9, 1e9};
   for (int e = 0; e < epochs; e++) {
+    if (ab) /* odd epochs without the AVX2 kernels: cblas_sgemm, im2col */
+      nnkit__direct_force((e & 1) ? 0 : -1);
     uint64_t a0 = nnkit__alloc_count();
     double t0 = nnkit__now();
     TRY(nnkit_trainer_fit(tr, train, NULL));
     secs[e] = nnkit__now() - t0;
+    if (secs[e] < abmin[e & 1])
+      abmin[e & 1] = secs[e];
+    if (ab)
+      printf("ab epoch %d %s %.3f s\n", e, (e & 1) ? "cblas" : "kernels", secs[e]);
     if (e > 0)
       allocs_after_first += nnkit__alloc_count() - a0;
   }
@@ -190,6 +204,9 @@ int main(int argc, char **argv)
                           (double)(steps_per_epoch * (size_t)(epochs - 1))
                     : 0.0,
          acc, epochs);
+  if (ab)
+    printf("ab best epoch: kernels %.3f s, cblas %.3f s, ratio %.3f\n", abmin[0],
+           abmin[1], abmin[0] / abmin[1]);
   free(secs);
   nnkit_trainer_free(tr);
   nnkit_optimizer_free(opt);

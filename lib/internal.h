@@ -228,8 +228,8 @@ typedef struct nnkit__layer_ops {
                size_t *num_weights);
   /* y[batch, out] = f(x[batch, in]). */
   void (*forward)(nnkit__layer *l, const float *x, float *y, size_t batch);
-  /* Given dy, accumulates parameter gradients into l->grads (+=) and, when
-   * dx is not NULL, writes dx (=). x and y are forward's input and output. */
+  /* Given dy, accumulates parameter gradients into l->grads (+=; = when
+   * grads_overwrite is set) and, when dx is not NULL, writes dx (=). x and y are forward's input and output. */
   void (*backward)(nnkit__layer *l, const float *x, const float *y,
                    const float *dy, float *dx, size_t batch);
   /* Optional: initializes parameters of layers without fans (e.g. batch
@@ -255,6 +255,9 @@ typedef struct nnkit__layer_ops {
    * run inside a task (nnkit__in_task()), their own parallel calls inline
    * in that thread's slot (nnkit__task_slot()). */
   int slice_ok;
+  /* 1: backward writes (=) every one of l->grads instead of adding to them,
+   * so the net need not zero them before a backward pass (dense). */
+  int grads_overwrite;
   /* Optional, for slice_ok layers that keep per-thread gradient partials:
    * when backward runs inside a task it leaves its partial in the
    * thread's slot; after all slices the net calls gather, which adds the
@@ -345,6 +348,21 @@ void nnkit__conv2d_backward_naive(const float *x, const float *w,
 #define NNKIT__DIRECT_QB 24
 
 /* 1 when the CPU runs the AVX2+FMA kernels (and no test forced them off). */
+/* Dense-layer GEMMs (lib/model/gemm.c), row-major, C = A.B (beta 0) or
+ * C += A.B (beta 1); with bias (N floats, or NULL) C = bias + A.B, bias
+ * added to every row (beta is then ignored):
+ *   NT  C[M,N] = A[M,K] . B[N,K]^T    (dense forward: X . W^T)
+ *   TN  C[M,N] = A[K,M]^T . B[K,N]    (dense dW: dY^T . X)
+ *   NN  C[M,N] = A[M,K] . B[K,N]      (dense dX: dY . W)
+ * ws: nnkit__gemm_ws_floats(M, K) floats owned by the caller (one per
+ * thread), or NULL to call cblas_sgemm. On CPUs without AVX2 + FMA (and in
+ * -DNNKIT_NO_DIRECT builds) cblas_sgemm runs either way. */
+typedef enum { NNKIT__GEMM_NT, NNKIT__GEMM_TN, NNKIT__GEMM_NN } nnkit__gemm_form;
+size_t nnkit__gemm_ws_floats(size_t M, size_t K);
+int nnkit__gemm_fast(void);
+void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const float *A,
+                 size_t lda, const float *B, size_t ldb, float beta, float *C,
+                 size_t ldc, const float *bias, float *ws);
 int nnkit__direct_available(void);
 /* Tests: 0 makes nnkit__direct_available() return 0, -1 restores it. */
 void nnkit__direct_force(int mode);
@@ -464,6 +482,8 @@ struct nnkit_net {
   int threads_cap;   /* thread count the layers' workspaces were sized for */
   float **acts;      /* acts[i] = output of layer i */
   float *input;      /* copy of the last forward input (for backward) */
+  const float *x0;   /* the last forward input: input, or the trainer's
+                        batch (nnkit__net_forward_borrowed) */
   float *dbuf[2];    /* ping-pong gradient buffers */
   size_t slice_layers; /* leading layers run slice by slice (slice_ok) */
   size_t slice;        /* samples per slice */
@@ -490,6 +510,12 @@ nnkit_status nnkit__net_add_layer(nnkit_net *net, const nnkit__layer *proto);
 nnkit_status nnkit__net_build(nnkit_net *net);
 /* Ensures working memory for batch samples. */
 nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch);
+/* nnkit_net_forward without copying x: x must stay unchanged until the
+ * next forward (the trainer's gathered batch). Training-time only. */
+nnkit_status nnkit__net_forward_borrowed(nnkit_net *net, const float *x, size_t batch);
+/* Copies a borrowed input into the net's own buffer (the trainer calls it
+ * when fit returns, before the batch it lent goes away). */
+void nnkit__net_keep_input(nnkit_net *net);
 /* Tests and benchmarks: samples per slice for the leading slice-wise
  * layers (0 automatic, SIZE_MAX whole batch); takes effect at the next
  * forward. */

@@ -111,6 +111,8 @@ END_TEST
 
 /* ---- dense kernels ------------------------------------------------ */
 
+/* _i == 0: no workspace (cblas_sgemm); 1: after reserve (gemm.c's kernels
+ * on AVX2 machines). Odd sizes so every tile is an edge tile. */
 START_TEST(dense_blas_matches_naive_twin)
 {
   enum { B = 7, IN = 13, OUT = 5 };
@@ -122,12 +124,17 @@ START_TEST(dense_blas_matches_naive_twin)
   float *p = nnkit_net_params(net);
   tu_fill_uniform(p + IN * OUT, OUT, 3, -1, 1); /* non-zero bias */
   nnkit__layer *l = &net->layers[0];
+  if (_i)
+    ck_ok(l->ops->reserve(l, B));
   l->ops->forward(l, x, y, B);
   nnkit__dense_forward_naive(x, p, p + IN * OUT, yn, B, IN, OUT);
   for (size_t i = 0; i < B * OUT; i++)
     ck_assert_float_eq_tol(y[i], yn[i], 1e-5);
   float dx[B * IN], dxn[B * IN], dwn[IN * OUT], dbn[OUT];
-  memset(l->grads, 0, l->num_params * sizeof(float));
+  /* dense writes its gradients (grads_overwrite): what was there goes */
+  ck_assert_int_eq(l->ops->grads_overwrite, 1);
+  for (size_t i = 0; i < l->num_params; i++)
+    l->grads[i] = 1e6f;
   l->ops->backward(l, x, y, dy, dx, B);
   nnkit__dense_backward_naive(x, p, dy, dxn, dwn, dbn, B, IN, OUT);
   for (size_t i = 0; i < B * IN; i++)
@@ -136,11 +143,78 @@ START_TEST(dense_blas_matches_naive_twin)
     ck_assert_float_eq_tol(l->grads[i], dwn[i], 1e-5);
   for (size_t i = 0; i < OUT; i++)
     ck_assert_float_eq_tol(l->grads[IN * OUT + i], dbn[i], 1e-5);
-  /* backward accumulates into parameter gradients */
+  /* a second pass gives the same gradients, not twice them */
   l->ops->backward(l, x, y, dy, NULL, B);
   for (size_t i = 0; i < IN * OUT; i++)
-    ck_assert_float_eq_tol(l->grads[i], 2 * dwn[i], 2e-5);
+    ck_assert_float_eq_tol(l->grads[i], dwn[i], 1e-5);
   nnkit_net_free(net);
+}
+END_TEST
+
+/* nnkit__gemm against the double-precision definition: the three forms,
+ * beta 0 and 1, a bias row, shapes with edge tiles, several K blocks
+ * (K > 256) and several M blocks (M x K > 64k floats), leading dimensions
+ * wider than the matrices, a workspace at an odd address. _i == 1 runs the
+ * cblas_sgemm path (kernels forced off). */
+static void gemm_case(nnkit__gemm_form form, size_t M, size_t N, size_t K, int beta,
+                      int bias)
+{
+  size_t lda = (form == NNKIT__GEMM_TN ? M : K) + 3;
+  size_t ldb = (form == NNKIT__GEMM_NT ? K : N) + 5, ldc = N + 7;
+  size_t arows = form == NNKIT__GEMM_TN ? K : M, brows = form == NNKIT__GEMM_NT ? N : K;
+  float *a = malloc(arows * lda * sizeof(float)), *b = malloc(brows * ldb * sizeof(float));
+  float *c = malloc(M * ldc * sizeof(float)), *c0 = malloc(M * ldc * sizeof(float));
+  float *bv = malloc(N * sizeof(float));
+  size_t wsn = nnkit__gemm_ws_floats(M, K);
+  float *ws = malloc((wsn + 1) * sizeof(float));
+  ck_assert(a && b && c && c0 && bv && ws);
+  tu_fill_uniform(a, arows * lda, 11, -1, 1);
+  tu_fill_uniform(b, brows * ldb, 12, -1, 1);
+  tu_fill_uniform(c0, M * ldc, 13, -1, 1);
+  tu_fill_uniform(bv, N, 14, -1, 1);
+  memcpy(c, c0, M * ldc * sizeof(float));
+  nnkit__gemm(form, M, N, K, a, lda, b, ldb, (float)beta, c, ldc, bias ? bv : NULL,
+              ws + 1);
+  for (size_t i = 0; i < M; i++)
+    for (size_t j = 0; j < ldc; j++) {
+      if (j >= N) { /* the padding of each row is not touched */
+        ck_assert_float_eq(c[i * ldc + j], c0[i * ldc + j]);
+        continue;
+      }
+      double s = bias ? bv[j] : beta ? c0[i * ldc + j] : 0.0;
+      for (size_t k = 0; k < K; k++) {
+        double x = form == NNKIT__GEMM_TN ? a[k * lda + i] : a[i * lda + k];
+        double y = form == NNKIT__GEMM_NT ? b[j * ldb + k] : b[k * ldb + j];
+        s += x * y;
+      }
+      ck_assert_msg(fabs(c[i * ldc + j] - s) < 1e-4 * (1 + sqrt((double)K)),
+                    "form %d M %zu N %zu K %zu beta %d bias %d: C[%zu][%zu] = %g, "
+                    "want %g", (int)form, M, N, K, beta, bias, i, j, c[i * ldc + j], s);
+    }
+  free(a);
+  free(b);
+  free(c);
+  free(c0);
+  free(bv);
+  free(ws);
+}
+
+START_TEST(gemm_matches_definition)
+{
+  if (_i)
+    nnkit__direct_force(0);
+  static const size_t shapes[][3] = {
+    {1, 1, 1}, {4, 24, 8}, {5, 25, 9}, {3, 7, 300}, {13, 49, 17},
+    {128, 50, 784}, {600, 30, 130}, {9, 100, 513}, {31, 23, 1}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int form = 0; form < 3; form++)
+      for (int beta = 0; beta < 2; beta++)
+        gemm_case((nnkit__gemm_form)form, shapes[s][0], shapes[s][1], shapes[s][2],
+                  beta, 0);
+  for (int form = 0; form < 3; form++)
+    gemm_case((nnkit__gemm_form)form, 10, 37, 300, 1, 1);
+  if (_i)
+    nnkit__direct_force(-1);
 }
 END_TEST
 
@@ -492,7 +566,8 @@ static Suite *model_suite(void)
   tcase_add_test(ti, init_fill_is_reproducible);
   suite_add_tcase(s, ti);
   TCase *tg = tcase_create("gradients");
-  tcase_add_test(tg, dense_blas_matches_naive_twin);
+  tcase_add_loop_test(tg, dense_blas_matches_naive_twin, 0, 2);
+  tcase_add_loop_test(tg, gemm_matches_definition, 0, 2);
   tcase_add_test(tg, gradcheck_activations_with_cross_entropy);
   tcase_add_test(tg, gradcheck_activations_with_mse);
   tcase_add_test(tg, gradcheck_leaky_slope_and_mse_labels);

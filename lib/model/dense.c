@@ -1,11 +1,84 @@
 /* Fully connected layer: y[B, out] = x[B, in] W[out, in]^T + b[out].
- * Parameters: W (row-major, PyTorch's layout) then b. */
+ * Parameters: W (row-major, PyTorch's layout) then b. The products run
+ * through nnkit__gemm (gemm.c) with one packing workspace per thread,
+ * owned by the layer and sized by reserve; without one (a batch larger
+ * than reserved, or out of memory) they fall back to cblas_sgemm. */
 #include <stdio.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "internal.h"
+
+typedef struct dense_state {
+  int nws;          /* per-thread workspaces */
+  size_t ws_floats; /* floats in each */
+  float **ws;
+} dense_state;
+
+static void dense_destroy(nnkit__layer *l)
+{
+  dense_state *s = l->state;
+  if (!s)
+    return;
+  for (int t = 0; t < s->nws; t++)
+    nnkit__free(s->ws[t]);
+  nnkit__free(s->ws);
+  nnkit__free(s);
+  l->state = NULL;
+}
+
+/* Workspace floats for the three products of a batch of `batch`. */
+static size_t dense_ws_need(const nnkit__layer *l, size_t batch)
+{
+  size_t in = nnkit__shape_size(&l->in), out = l->units;
+  size_t a = nnkit__gemm_ws_floats(batch, in);  /* forward: M = batch, K = in */
+  size_t b = nnkit__gemm_ws_floats(out, batch); /* dW: M = out, K = batch */
+  size_t c = nnkit__gemm_ws_floats(batch, out); /* dX: M = batch, K = out */
+  size_t m = a > b ? a : b;
+  return m > c ? m : c;
+}
+
+static nnkit_status dense_reserve(nnkit__layer *l, size_t batch)
+{
+  if (!nnkit__gemm_fast())
+    return NNKIT_OK; /* cblas_sgemm packs for itself */
+  int n = nnkit__num_threads();
+  size_t need = dense_ws_need(l, batch);
+  dense_state *s = l->state;
+  if (s && s->nws >= n && s->ws_floats >= need)
+    return NNKIT_OK;
+  dense_destroy(l);
+  s = nnkit__calloc(1, sizeof *s);
+  if (s)
+    s->ws = nnkit__calloc((size_t)n, sizeof *s->ws);
+  int ok = s && s->ws;
+  for (int t = 0; ok && t < n; t++) {
+    s->ws[t] = nnkit__malloc(need * sizeof(float));
+    ok = s->ws[t] != NULL;
+    s->nws = t + 1;
+  }
+  if (s)
+    s->ws_floats = need;
+  l->state = s;
+  if (!ok) {
+    dense_destroy(l);
+    return nnkit__err(NNKIT_E_NOMEM,
+                      "dense (layer %zu): out of memory for %d GEMM workspaces of %zu "
+                      "KB",
+                      l->index, n, need * sizeof(float) / 1024);
+  }
+  return NNKIT_OK;
+}
+
+/* This thread's workspace for products of up to `need` floats, or NULL
+ * (cblas_sgemm). */
+static float *dense_ws(const nnkit__layer *l, int t, size_t need)
+{
+  const dense_state *s = l->state;
+  int slot = nnkit__task_slot(t);
+  if (!s || slot >= s->nws || need > s->ws_floats)
+    return NULL;
+  return s->ws[slot];
+}
 
 static nnkit_status dense_setup(nnkit__layer *l)
 {
@@ -49,12 +122,10 @@ static void forward_task(void *ctx, int t, int n)
   nnkit__split(out, t, n, &lo, &hi);
   if (hi == lo)
     return;
-  for (size_t i = 0; i < j->batch; i++)
-    memcpy(j->y + i * out + lo, b + lo, (hi - lo) * sizeof(float));
   /* Y[:, lo:hi] = X W[lo:hi, :]^T + b[lo:hi] */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->batch, (int)(hi - lo),
-              (int)in, 1.0f, j->x, (int)in, w + lo * in, (int)in, 1.0f, j->y + lo,
-              (int)out);
+  nnkit__gemm(NNKIT__GEMM_NT, j->batch, hi - lo, in, j->x, in, w + lo * in, in, 0.0f,
+              j->y + lo, out, b + lo,
+              dense_ws(j->l, t, nnkit__gemm_ws_floats(j->batch, in)));
 }
 
 static void backward_task(void *ctx, int t, int n)
@@ -63,12 +134,14 @@ static void backward_task(void *ctx, int t, int n)
   size_t in = nnkit__shape_size(&j->l->in), out = j->l->units, batch = j->batch, lo, hi;
   const float *w = j->l->params;
   float *dw = j->l->grads, *db = j->l->grads + in * out;
-  /* dW[out, in] += dY^T[out, B] X[B, in], rows [lo, hi) of dW */
+  /* dW[out, in] = dY^T[out, B] X[B, in], rows [lo, hi) of dW (written, not
+   * added: grads_overwrite) */
   nnkit__split(out, t, n, &lo, &hi);
   if (hi > lo) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(hi - lo), (int)in,
-                (int)batch, 1.0f, j->dy + lo, (int)out, j->x, (int)in, 1.0f,
-                dw + lo * in, (int)in);
+    nnkit__gemm(NNKIT__GEMM_TN, hi - lo, in, batch, j->dy + lo, out, j->x, in, 0.0f,
+                dw + lo * in, in, NULL,
+                dense_ws(j->l, t, nnkit__gemm_ws_floats(hi - lo, batch)));
+    memset(db + lo, 0, (hi - lo) * sizeof(float));
     for (size_t i = 0; i < batch; i++) {
       const float *r = j->dy + i * out;
       for (size_t u = lo; u < hi; u++)
@@ -78,9 +151,8 @@ static void backward_task(void *ctx, int t, int n)
   /* dX[B, in] = dY[B, out] W[out, in], input columns [lo, hi) */
   nnkit__split(in, t, n, &lo, &hi);
   if (j->dx && hi > lo)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)batch, (int)(hi - lo),
-                (int)out, 1.0f, j->dy, (int)out, w + lo, (int)in, 0.0f, j->dx + lo,
-                (int)in);
+    nnkit__gemm(NNKIT__GEMM_NN, batch, hi - lo, out, j->dy, out, w + lo, in, 0.0f,
+                j->dx + lo, in, NULL, dense_ws(j->l, t, nnkit__gemm_ws_floats(batch, out)));
 }
 
 static int dense_tasks(const nnkit__layer *l, size_t batch)
@@ -116,7 +188,9 @@ const nnkit__layer_ops nnkit__dense_ops = {
   .forward = dense_forward,
   .backward = dense_backward,
   .describe = dense_describe,
-  .destroy = NULL,
+  .destroy = dense_destroy,
+  .reserve = dense_reserve,
+  .grads_overwrite = 1,
 };
 
 /* Plain-loop twins of the BLAS path, for the tests. */

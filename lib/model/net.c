@@ -549,7 +549,7 @@ static void slices_forward(nnkit_net *net, size_t top, size_t lo, size_t hi)
   const size_t in = nnkit__shape_size(&net->in);
   for (size_t a = lo; a < hi; a += net->slice) {
     size_t m = hi - a < net->slice ? hi - a : net->slice;
-    const float *sx = net->input + a * in;
+    const float *sx = net->x0 + a * in;
     tl_slice0 = a;
     for (size_t i = 0; i < top; i++) {
       nnkit__layer *l = &net->layers[i];
@@ -578,7 +578,7 @@ static void slices_backward(nnkit_net *net, size_t top, const float *dy,
     for (size_t k = top; k-- > 0;) {
       nnkit__layer *l = &net->layers[k];
       size_t inw = nnkit__shape_size(&l->in), outw = nnkit__shape_size(&l->out);
-      const float *x = (k ? net->acts[k - 1] : net->input) + a * inw;
+      const float *x = (k ? net->acts[k - 1] : net->x0) + a * inw;
       float *dx;
       if (k == 0)
         dx = net->want_dinput ? net->dinput + a * inw : NULL;
@@ -629,9 +629,8 @@ static void run_slices(nnkit_net *net, size_t batch, size_t top, const float *dy
         net->layers[k].ops->gather(&net->layers[k]);
 }
 
-NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
-                                         size_t batch, float *out,
-                                         size_t out_len)
+static nnkit_status forward(nnkit_net *net, const float *x, size_t batch, float *out,
+                            size_t out_len, int borrow)
 {
   if (!net || !x || batch == 0)
     return nnkit__err(NNKIT_E_INVALID,
@@ -650,8 +649,12 @@ NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
   if (st != NNKIT_OK)
     return st;
   const size_t in = nnkit__shape_size(&net->in);
-  memcpy(net->input, x, batch * in * sizeof(float));
-  const float *cur = net->input;
+  if (!borrow) {
+    memcpy(net->input, x, batch * in * sizeof(float));
+    x = net->input;
+  }
+  net->x0 = x;
+  const float *cur = x;
   size_t first = net->slice_layers;
   if (first) {
     for (size_t i = 0; i < first; i++)
@@ -670,6 +673,26 @@ NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
   if (out)
     memcpy(out, cur, batch * outw * sizeof(float));
   return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
+                                         size_t batch, float *out,
+                                         size_t out_len)
+{
+  return forward(net, x, batch, out, out_len, 0);
+}
+
+nnkit_status nnkit__net_forward_borrowed(nnkit_net *net, const float *x, size_t batch)
+{
+  return forward(net, x, batch, NULL, 0, 1);
+}
+
+void nnkit__net_keep_input(nnkit_net *net)
+{
+  if (net->x0 && net->x0 != net->input && net->last_batch)
+    memcpy(net->input, net->x0,
+           net->last_batch * nnkit__shape_size(&net->in) * sizeof(float));
+  net->x0 = net->input;
 }
 
 /* Softmax cross-entropy folds a trailing softmax layer into the loss. */
@@ -711,7 +734,7 @@ static nnkit_status compute_loss(nnkit_net *net, const int32_t *labels,
   if (ce) {
     if (fused_softmax(net)) {
       first = L - 1;
-      y = L >= 2 ? net->acts[L - 2] : net->input;
+      y = L >= 2 ? net->acts[L - 2] : net->x0;
     }
     *loss_out = nnkit__softmax_ce(y, labels, net->probs, batch, outw);
   } else {
@@ -763,8 +786,11 @@ NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
   if (st != NNKIT_OK)
     return st;
   size_t batch = net->last_batch;
-  if (net->num_params)
-    memset(net->grads, 0, net->num_params * sizeof(float));
+  for (size_t k = 0; k < net->num_layers; k++) { /* what backward adds to */
+    nnkit__layer *l = &net->layers[k];
+    if (l->num_params && (!l->ops->grads_overwrite || k >= first))
+      memset(l->grads, 0, l->num_params * sizeof(float));
+  }
   /* Walk back from layer first-1 to 0; dy starts as the loss gradient.
    * Layers below `top` ran slice-wise in forward and do so here too. */
   size_t top = net->slice_layers;
@@ -774,7 +800,7 @@ NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
   int flip = 0;
   for (size_t k = first; k-- > top;) {
     nnkit__layer *l = &net->layers[k];
-    const float *x = k ? net->acts[k - 1] : net->input;
+    const float *x = k ? net->acts[k - 1] : net->x0;
     float *dx;
     if (k == 0)
       dx = net->want_dinput ? net->dinput : NULL;

@@ -255,7 +255,11 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
       }
     }
     double loss = 0;
-    nnkit_status st = nnkit_net_forward(net, bx, b, NULL, 0);
+    /* The trainer's own bx stays as it is until the next batch, so the net
+     * reads it in place; a pipeline's batch is copied (the pipeline may
+     * refill it once asked for the next one, even the empty last). */
+    nnkit_status st = pipe ? nnkit_net_forward(net, bx, b, NULL, 0)
+                           : nnkit__net_forward_borrowed(net, bx, b);
     if (st == NNKIT_OK)
       st = nnkit_net_backward(net, by, bt, &loss);
     if (st != NNKIT_OK)
@@ -381,7 +385,9 @@ NNKIT_API nnkit_status nnkit_trainer_fit(nnkit_trainer *tr,
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_trainer_fit: a trainer and a training set are required");
   tr->pipe = tr->vpipe = NULL;
-  return fit(tr, train, val);
+  nnkit_status st = fit(tr, train, val);
+  nnkit__net_keep_input(tr->net);
+  return st;
 }
 
 NNKIT_API nnkit_status nnkit_trainer_fit_pipeline(nnkit_trainer *tr,
