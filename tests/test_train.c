@@ -161,6 +161,50 @@ START_TEST(same_seed_same_weights)
 }
 END_TEST
 
+/* The trainer reads its gathered batch in place (nnkit__net_forward_borrowed)
+ * and copies the last one into the net when fit returns: fit must give
+ * exactly the weights of the plain forward/backward/step loop over the
+ * same batches, and a backward after fit must still see the last batch. */
+START_TEST(fit_equals_the_manual_loop)
+{
+  enum { N = 200, BS = 8 };
+  nnkit_dataset *ds = blobs(N, 4);
+  nnkit_net *a = mlp(9), *b = mlp(9);
+  nnkit_optimizer *oa = NULL, *ob = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&oa, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_optimizer_create(&ob, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_optimizer_set(oa, NNKIT_OPT_MOMENTUM, 0.9));
+  ck_ok(nnkit_optimizer_set(ob, NNKIT_OPT_MOMENTUM, 0.9));
+  ck_ok(nnkit_trainer_create(&tr, a, oa));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, BS));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 0));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  nnkit_trainer_free(tr); /* and with it the batch buffer it lent the net */
+  const float *x = nnkit_dataset_data(ds);
+  const int32_t *y = nnkit_dataset_labels(ds);
+  for (size_t s = 0; s < N; s += BS) {
+    double loss;
+    ck_ok(nnkit_net_forward(b, x + s * 2, BS, NULL, 0));
+    ck_ok(nnkit_net_backward(b, y + s, NULL, &loss));
+    ck_ok(nnkit_optimizer_step(ob, b));
+  }
+  size_t np = nnkit_net_num_params(a);
+  ck_assert_mem_eq(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float));
+  double la, lb;
+  ck_ok(nnkit_net_backward(a, y + N - BS, NULL, &la));
+  ck_ok(nnkit_net_backward(b, y + N - BS, NULL, &lb));
+  ck_assert(la == lb);
+  ck_assert_mem_eq(nnkit_net_grads(a), nnkit_net_grads(b), np * sizeof(float));
+  nnkit_optimizer_free(oa);
+  nnkit_optimizer_free(ob);
+  nnkit_net_free(a);
+  nnkit_net_free(b);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
 START_TEST(divergence_is_reported)
 {
   /* Regression with a learning rate far too high: the cost explodes to
@@ -278,6 +322,7 @@ static Suite *train_suite(void)
   tcase_add_test(tc, settings_and_bounds);
   tcase_add_test(tc, fit_learns_and_records);
   tcase_add_test(tc, same_seed_same_weights);
+  tcase_add_test(tc, fit_equals_the_manual_loop);
   tcase_add_test(tc, divergence_is_reported);
   tcase_add_test(tc, bad_datasets_are_rejected);
   tcase_add_test(tc, steady_state_allocates_nothing);

@@ -81,6 +81,7 @@ static void free_work(nnkit_net *net)
   nnkit__free(net->sbuf);
   net->input = net->dbuf[0] = net->dbuf[1] = net->probs = net->dinput = NULL;
   net->sbuf = NULL;
+  net->x0 = NULL;
   net->slice_layers = net->slice = 0;
   net->slice_threads = 0;
   net->batch_cap = 0;
