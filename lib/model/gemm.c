@@ -61,13 +61,16 @@ static size_t mc_for(size_t kc)
   return mc / MR * MR;
 }
 
+/* Floats of the packed A block: rows of M rounded up to MR, at most mc. */
+static size_t apk_floats(size_t M, size_t kc)
+{
+  size_t m = (M + MR - 1) / MR * MR, mc = mc_for(kc);
+  return (m < mc ? m : mc) * kc;
+}
+
 size_t nnkit__gemm_ws_floats(size_t M, size_t K)
 {
-  size_t kc = kc_for(K), mc = mc_for(kc);
-  size_t m = (M + MR - 1) / MR * MR;
-  if (m > mc)
-    m = mc;
-  return m * kc + (size_t)KC * NR + 16;
+  return apk_floats(M, kc_for(K)) + (size_t)KC * NR + 16;
 }
 
 #if HAVE_KERNELS
@@ -79,6 +82,12 @@ static const int32_t lane_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
 AVX2 static inline __m256i mask_for(size_t w)
 {
   return _mm256_loadu_si256((const __m256i *)(lane_tab + 8 - w));
+}
+
+/* Lanes of ymm v (0..2) that hold one of the first w columns of a panel. */
+static inline size_t lanes(size_t w, size_t v)
+{
+  return w <= 8 * v ? 0 : w - 8 * v < 8 ? w - 8 * v : 8;
 }
 
 /* ---- packing ------------------------------------------------------------- */
@@ -143,8 +152,8 @@ AVX2 static void pack_b_rows(float *dst, const float *B, size_t ldb, size_t w,
     }
     return;
   }
-  __m256i m0 = mask_for(w < 8 ? w : 8), m1 = mask_for(w < 8 ? 0 : w < 16 ? w - 8 : 8),
-          m2 = mask_for(w < 16 ? 0 : w - 16);
+  __m256i m0 = mask_for(lanes(w, 0)), m1 = mask_for(lanes(w, 1)),
+          m2 = mask_for(lanes(w, 2));
   for (size_t k = 0; k < kc; k++, dst += NR, B += ldb) {
     _mm256_storeu_ps(dst, _mm256_maskload_ps(B, m0));
     _mm256_storeu_ps(dst + 8, _mm256_maskload_ps(B + 8, m1));
@@ -209,9 +218,9 @@ AVX2 static void kernel_4x24(size_t kc, const float *ap, const float *bp, float 
   }
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00;
   if (bias) { /* every row starts from bias[0..w) */
-    c00 = _mm256_maskload_ps(bias, mask_for(w < 8 ? w : 8));
-    c01 = _mm256_maskload_ps(bias + 8, mask_for(w < 8 ? 0 : w < 16 ? w - 8 : 8));
-    c02 = _mm256_maskload_ps(bias + 16, mask_for(w < 16 ? 0 : w - 16));
+    c00 = _mm256_maskload_ps(bias, mask_for(lanes(w, 0)));
+    c01 = _mm256_maskload_ps(bias + 8, mask_for(lanes(w, 1)));
+    c02 = _mm256_maskload_ps(bias + 16, mask_for(lanes(w, 2)));
   }
   __m256 c10 = c00, c11 = c01, c12 = c02, c20 = c00, c21 = c01, c22 = c02, c30 = c00,
          c31 = c01, c32 = c02;
@@ -269,7 +278,7 @@ AVX2 static void kernel_4x24(size_t kc, const float *ap, const float *bp, float 
   __m256 acc[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
   for (size_t r = 0; r < mr; r++, c += ldc)
     for (size_t v = 0; v < 3 && 8 * v < w; v++) {
-      __m256i mk = mask_for(w - 8 * v < 8 ? w - 8 * v : 8);
+      __m256i mk = mask_for(lanes(w, v));
       __m256 t = acc[r][v];
       if (add)
         t = _mm256_add_ps(t, _mm256_maskload_ps(c + 8 * v, mk));
@@ -289,7 +298,7 @@ AVX2 static void gemm_avx2(nnkit__gemm_form form, size_t M, size_t N, size_t K,
    * (16 mod 64) base half of its 32-byte loads would straddle two lines
    * (13% slower epochs, measured). */
   ws = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-  float *apk = ws, *bpk = ws + (mc0 < M ? mc0 : (M + MR - 1) / MR * MR) * kc0;
+  float *apk = ws, *bpk = ws + apk_floats(M, kc0);
   for (size_t k0 = 0; k0 < K; k0 += kc0) {
     size_t kc = K - k0 < kc0 ? K - k0 : kc0;
     int add = beta != 0.0f || k0 > 0;
