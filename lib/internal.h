@@ -258,6 +258,10 @@ typedef struct nnkit__layer_ops {
   /* 1: backward writes (=) every one of l->grads instead of adding to them,
    * so the net need not zero them before a backward pass (dense). */
   int grads_overwrite;
+  /* 1: backward never reads y (its own output), so during training the
+   * net may let a ReLU right after this layer overwrite that output in
+   * place (conv, dense, batch norm, pooling, dropout, flatten). */
+  int backward_ignores_y;
   /* Optional, for slice_ok layers that keep per-thread gradient partials:
    * when backward runs inside a task it leaves its partial in the
    * thread's slot; after all slices the net calls gather, which adds the
@@ -277,6 +281,8 @@ struct nnkit__layer {
   size_t index;        /* position in the net */
   uint64_t seed;       /* the net's seed; layers draw from stream 2^32 + index */
   int frozen;          /* 1: the optimizer leaves this layer's params alone */
+  int out_stale;       /* 1: the last forward let the ReLU after this layer
+                          overwrite its output (nnkit__net_forward_fit) */
   float lr_mult;       /* per-layer learning-rate multiplier (default 1) */
   nnkit_init *w_init;  /* owned; NULL = default */
   nnkit_init *b_init;  /* owned; NULL = zeros */
@@ -343,11 +349,11 @@ void nnkit__conv2d_backward_naive(const float *x, const float *w,
                                   const nnkit__conv_geom *g);
 
 /* ---- direct stride-1 convolution kernels (lib/model/conv2d_direct.c) -- */
-/* Rows per register block and positions per block of nnkit__direct_corr. */
+/* Rows per register block and positions per full block of
+ * nnkit__direct_corr (a row's last block may be 8 or 16 positions). */
 #define NNKIT__DIRECT_MR 4
 #define NNKIT__DIRECT_QB 24
 
-/* 1 when the CPU runs the AVX2+FMA kernels (and no test forced them off). */
 /* Dense-layer GEMMs (lib/model/gemm.c), row-major, C = A.B (beta 0) or
  * C += A.B (beta 1); with bias (N floats, or NULL) C = bias + A.B, bias
  * added to every row (beta is then ignored):
@@ -363,6 +369,7 @@ int nnkit__gemm_fast(void);
 void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const float *A,
                  size_t lda, const float *B, size_t ldb, float beta, float *C,
                  size_t ldc, const float *bias, float *ws);
+/* 1 when the CPU runs the AVX2+FMA kernels (and no test forced them off). */
 int nnkit__direct_available(void);
 /* Tests: 0 makes nnkit__direct_available() return 0, -1 restores it. */
 void nnkit__direct_force(int mode);
@@ -370,7 +377,7 @@ void nnkit__direct_force(int mode);
 int nnkit__conv_is_direct(const nnkit__layer *l);
 
 /* out[r][q] = init[r] (0 when init is NULL) + sum_t W[r][t] in[toff[t] + q]
- * for rows r < m and positions q < qr (a multiple of NNKIT__DIRECT_QB);
+ * for rows r < m and positions q < qr (a multiple of 8);
  * out has row stride ostride. W comes packed in blocks of 4 rows:
  * wpk[((r / 4) k + t) 4 + r % 4], rows past m zero. in must be readable
  * at every toff[t] + q. */
@@ -483,7 +490,7 @@ struct nnkit_net {
   float **acts;      /* acts[i] = output of layer i */
   float *input;      /* copy of the last forward input (for backward) */
   const float *x0;   /* the last forward input: input, or the trainer's
-                        batch (nnkit__net_forward_borrowed) */
+                        batch (nnkit__net_forward_fit) */
   float *dbuf[2];    /* ping-pong gradient buffers */
   size_t slice_layers; /* leading layers run slice by slice (slice_ok) */
   size_t slice;        /* samples per slice */
@@ -510,9 +517,15 @@ nnkit_status nnkit__net_add_layer(nnkit_net *net, const nnkit__layer *proto);
 nnkit_status nnkit__net_build(nnkit_net *net);
 /* Ensures working memory for batch samples. */
 nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch);
-/* nnkit_net_forward without copying x: x must stay unchanged until the
- * next forward (the trainer's gathered batch). Training-time only. */
-nnkit_status nnkit__net_forward_borrowed(nnkit_net *net, const float *x, size_t batch);
+/* The trainer's forward. borrow: read x in place instead of copying it
+ * (x must stay unchanged until the next forward: the trainer's gathered
+ * batch). inplace: each ReLU right after a layer with backward_ignores_y
+ * writes over that layer's output (in cache, no second buffer to stream
+ * through memory); the buffers are then swapped, so acts[i] is still
+ * layer i's output for every layer but those, whose out_stale is set
+ * until the next forward (statistics and histograms refuse them). */
+nnkit_status nnkit__net_forward_fit(nnkit_net *net, const float *x, size_t batch,
+                                    int borrow, int inplace);
 /* Copies a borrowed input into the net's own buffer (the trainer calls it
  * when fit returns, before the batch it lent goes away). */
 void nnkit__net_keep_input(nnkit_net *net);

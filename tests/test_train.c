@@ -161,47 +161,172 @@ START_TEST(same_seed_same_weights)
 }
 END_TEST
 
-/* The trainer reads its gathered batch in place (nnkit__net_forward_borrowed)
- * and copies the last one into the net when fit returns: fit must give
- * exactly the weights of the plain forward/backward/step loop over the
- * same batches, and a backward after fit must still see the last batch. */
+/* Nets for the fit-versus-loop check: the tanh MLP; a ReLU MLP with batch
+ * norm (ReLUs the trainer runs in place over dense and batch-norm
+ * outputs); a CNN on 1x8x8 images (in place over conv and pooling
+ * outputs, inside the slice-wise leading layers -- 3 samples per slice --
+ * as their last layer, and after them). */
+static nnkit_net *fit_net(int kind, size_t *sample)
+{
+  nnkit_net *net = NULL;
+  if (kind == 0) {
+    *sample = 2;
+    return mlp(9);
+  }
+  if (kind == 1) {
+    size_t in = 2;
+    *sample = 2;
+    ck_ok(nnkit_net_create(&net, &in, 1, 9));
+    ck_ok(nnkit_net_add_dense(net, 16));
+    ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    ck_ok(nnkit_net_add_dense(net, 12));
+    ck_ok(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
+    ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    ck_ok(nnkit_net_add_dense(net, 4));
+    return net;
+  }
+  size_t in[3] = {1, 8, 8};
+  *sample = 64;
+  ck_ok(nnkit_net_create(&net, in, 3, 9));
+  ck_ok(nnkit_net_add_conv2d(net, 5, 3, 3, 1, 1, 1, 1, 1));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  ck_ok(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU)); /* a no-op, in place */
+  ck_ok(nnkit_net_add_conv2d(net, 6, 3, 3, 1, 1, 1, 1, 1));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU)); /* the last sliced layer */
+  ck_ok(nnkit_net_add_dense(net, 10));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  ck_ok(nnkit_net_add_dense(net, 4));
+  nnkit__net_force_slice(net, 3);
+  return net;
+}
+
+static nnkit_dataset *fit_data(int kind, size_t n)
+{
+  if (kind < 2)
+    return blobs(n, 4);
+  float *x = malloc(n * 64 * sizeof *x);
+  int32_t *y = malloc(n * sizeof *y);
+  ck_assert(x && y);
+  tu_fill_uniform(x, n * 64, 41, -1, 1);
+  for (size_t i = 0; i < n; i++) /* the class: the brightest quadrant */
+    y[i] = (x[i * 64] > 0) + 2 * (x[i * 64 + 63] > 0);
+  size_t shape[3] = {1, 8, 8};
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, y, n, shape, 3, 4));
+  free(x);
+  free(y);
+  return ds;
+}
+
+/* The trainer reads its gathered batch in place (nnkit__net_forward_fit)
+ * and copies the last one into the net when fit returns, and runs ReLUs
+ * in place over the layer before them: fit must give exactly the weights
+ * of the plain forward/backward/step loop over the same batches, and a
+ * backward after fit must still see the last batch. */
 START_TEST(fit_equals_the_manual_loop)
 {
   enum { N = 200, BS = 8 };
-  nnkit_dataset *ds = blobs(N, 4);
-  nnkit_net *a = mlp(9), *b = mlp(9);
-  nnkit_optimizer *oa = NULL, *ob = NULL;
-  nnkit_trainer *tr = NULL;
-  ck_ok(nnkit_optimizer_create(&oa, NNKIT_OPTIM_SGD));
-  ck_ok(nnkit_optimizer_create(&ob, NNKIT_OPTIM_SGD));
-  ck_ok(nnkit_optimizer_set(oa, NNKIT_OPT_MOMENTUM, 0.9));
-  ck_ok(nnkit_optimizer_set(ob, NNKIT_OPT_MOMENTUM, 0.9));
-  ck_ok(nnkit_trainer_create(&tr, a, oa));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, BS));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 0));
-  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
-  nnkit_trainer_free(tr); /* and with it the batch buffer it lent the net */
-  const float *x = nnkit_dataset_data(ds);
-  const int32_t *y = nnkit_dataset_labels(ds);
-  for (size_t s = 0; s < N; s += BS) {
-    double loss;
-    ck_ok(nnkit_net_forward(b, x + s * 2, BS, NULL, 0));
-    ck_ok(nnkit_net_backward(b, y + s, NULL, &loss));
-    ck_ok(nnkit_optimizer_step(ob, b));
+  for (int kind = 0; kind < 3; kind++) {
+    size_t in;
+    nnkit_dataset *ds = fit_data(kind, N);
+    nnkit_net *a = fit_net(kind, &in), *b = fit_net(kind, &in);
+    nnkit_optimizer *oa = NULL, *ob = NULL;
+    nnkit_trainer *tr = NULL;
+    ck_ok(nnkit_optimizer_create(&oa, NNKIT_OPTIM_SGD));
+    ck_ok(nnkit_optimizer_create(&ob, NNKIT_OPTIM_SGD));
+    ck_ok(nnkit_optimizer_set(oa, NNKIT_OPT_MOMENTUM, 0.9));
+    ck_ok(nnkit_optimizer_set(ob, NNKIT_OPT_MOMENTUM, 0.9));
+    ck_ok(nnkit_trainer_create(&tr, a, oa));
+    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 2));
+    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, BS));
+    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 0));
+    ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+    nnkit_trainer_free(tr); /* and with it the batch buffer it lent the net */
+    const float *x = nnkit_dataset_data(ds);
+    const int32_t *y = nnkit_dataset_labels(ds);
+    for (int e = 0; e < 2; e++)
+      for (size_t s = 0; s < N; s += BS) {
+        double loss;
+        ck_ok(nnkit_net_forward(b, x + s * in, BS, NULL, 0));
+        ck_ok(nnkit_net_backward(b, y + s, NULL, &loss));
+        ck_ok(nnkit_optimizer_step(ob, b));
+      }
+    size_t np = nnkit_net_num_params(a);
+    ck_assert_msg(memcmp(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float)) == 0,
+                  "net %d: fit and the loop differ", kind);
+    double la, lb;
+    ck_ok(nnkit_net_backward(a, y + N - BS, NULL, &la));
+    ck_ok(nnkit_net_backward(b, y + N - BS, NULL, &lb));
+    ck_assert(la == lb);
+    ck_assert_mem_eq(nnkit_net_grads(a), nnkit_net_grads(b), np * sizeof(float));
+    /* The last batch of an epoch ran without in-place ReLUs: after fit
+     * every layer's output is there to inspect. */
+    uint64_t ha[16], hb[16];
+    for (size_t l = 0; l < nnkit_net_num_layers(a); l++) {
+      ck_ok(nnkit_net_activation_histogram(ha, 16, -2, 2, a, l));
+      ck_ok(nnkit_net_activation_histogram(hb, 16, -2, 2, b, l));
+      ck_assert_mem_eq(ha, hb, sizeof ha);
+    }
+    nnkit_optimizer_free(oa);
+    nnkit_optimizer_free(ob);
+    nnkit_net_free(a);
+    nnkit_net_free(b);
+    nnkit_dataset_free(ds);
   }
-  size_t np = nnkit_net_num_params(a);
-  ck_assert_mem_eq(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float));
-  double la, lb;
-  ck_ok(nnkit_net_backward(a, y + N - BS, NULL, &la));
-  ck_ok(nnkit_net_backward(b, y + N - BS, NULL, &lb));
-  ck_assert(la == lb);
-  ck_assert_mem_eq(nnkit_net_grads(a), nnkit_net_grads(b), np * sizeof(float));
-  nnkit_optimizer_free(oa);
-  nnkit_optimizer_free(ob);
-  nnkit_net_free(a);
-  nnkit_net_free(b);
-  nnkit_dataset_free(ds);
+}
+END_TEST
+
+/* A training forward with in-place ReLUs: the ReLUs' outputs and the
+ * logits equal a plain forward's; the layers under them are marked, and
+ * their histograms are refused with a sentence until the next forward. */
+START_TEST(inplace_relu_forward_marks_overwritten_layers)
+{
+  enum { N = 16 };
+  for (int kind = 1; kind < 3; kind++) {
+    size_t in;
+    nnkit_dataset *ds = fit_data(kind, N);
+    nnkit_net *a = fit_net(kind, &in), *b = fit_net(kind, &in);
+    const float *x = nnkit_dataset_data(ds);
+    nnkit_net_set_training(a, 1);
+    nnkit_net_set_training(b, 1);
+    ck_ok(nnkit_net_forward(b, x, N, NULL, 0));
+    ck_ok(nnkit__net_forward_fit(a, x, N, 0, 1));
+    size_t L = nnkit_net_num_layers(a), stale = 0;
+    uint64_t ha[8], hb[8];
+    for (size_t l = 0; l < L; l++) {
+      const nnkit__layer *la = &a->layers[l];
+      int relu_next = l + 1 < L && a->layers[l + 1].ops == &nnkit__activation_ops &&
+                      a->layers[l + 1].act == NNKIT_ACT_RELU;
+      ck_assert_int_eq(la->out_stale, relu_next);
+      ck_assert_int_eq(b->layers[l].out_stale, 0);
+      if (la->out_stale) {
+        stale++;
+        ck_fails(nnkit_net_activation_histogram(ha, 8, -1, 1, a, l), NNKIT_E_STATE,
+                 "overwritten by the ReLU after it");
+        continue;
+      }
+      size_t n = N * nnkit__shape_size(&la->out);
+      ck_assert_mem_eq(a->acts[l], b->acts[l], n * sizeof(float));
+      ck_ok(nnkit_net_activation_histogram(ha, 8, -1, 1, a, l));
+      ck_ok(nnkit_net_activation_histogram(hb, 8, -1, 1, b, l));
+      ck_assert_mem_eq(ha, hb, sizeof ha);
+    }
+    ck_assert_uint_eq(stale, kind == 1 ? 2 : 4);
+    char path[512];
+    snprintf(path, sizeof path, "%s/inplace_hist.csv", NNKIT_TEST_TMPDIR);
+    remove(path);
+    ck_fails(nnkit_net_save_histograms_csv(a, path, 8, -1, 1), NNKIT_E_STATE,
+             "run nnkit_net_forward");
+    ck_assert_ptr_null(fopen(path, "r")); /* nothing written */
+    /* Any other forward brings them back. */
+    ck_ok(nnkit_net_forward(a, x, N, NULL, 0));
+    ck_ok(nnkit_net_save_histograms_csv(a, path, 8, -1, 1));
+    remove(path);
+    nnkit_net_free(a);
+    nnkit_net_free(b);
+    nnkit_dataset_free(ds);
+  }
 }
 END_TEST
 
@@ -323,6 +448,7 @@ static Suite *train_suite(void)
   tcase_add_test(tc, fit_learns_and_records);
   tcase_add_test(tc, same_seed_same_weights);
   tcase_add_test(tc, fit_equals_the_manual_loop);
+  tcase_add_test(tc, inplace_relu_forward_marks_overwritten_layers);
   tcase_add_test(tc, divergence_is_reported);
   tcase_add_test(tc, bad_datasets_are_rejected);
   tcase_add_test(tc, steady_state_allocates_nothing);

@@ -43,12 +43,24 @@ static void relu_forward(const float *restrict x, float *restrict y, size_t n)
   }
 }
 
-static void relu_backward(const float *restrict x, const float *restrict dy,
+/* In place (the net's training forward may run ReLU over the previous
+ * layer's output, x == y). */
+static void relu_inplace(float *restrict y, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    float v = y[i];
+    y[i] = v > 0.0f ? v : 0.0f;
+  }
+}
+
+/* From the output: y > 0 exactly where x > 0 (NaN gives 0 in both), and
+ * the input may have been overwritten by an in-place forward. */
+static void relu_backward(const float *restrict y, const float *restrict dy,
                           float *restrict dx, size_t n)
 {
   for (size_t i = 0; i < n; i++) {
     float g = dy[i];
-    dx[i] = x[i] > 0.0f ? g : 0.0f;
+    dx[i] = y[i] > 0.0f ? g : 0.0f;
   }
 }
 
@@ -93,7 +105,10 @@ static void forward_task(void *ctx, int t, int n)
   size_t m = hi - lo;
   switch (j->l->act) {
   case NNKIT_ACT_RELU:
-    relu_forward(x, y, m);
+    if (x == y)
+      relu_inplace(y, m);
+    else
+      relu_forward(x, y, m);
     break;
   case NNKIT_ACT_LEAKY_RELU:
     leaky_forward(x, y, m, j->l->slope);
@@ -134,7 +149,7 @@ static void backward_task(void *ctx, int t, int n)
   size_t m = hi - lo;
   switch (j->l->act) {
   case NNKIT_ACT_RELU:
-    relu_backward(x, dy, dx, m);
+    relu_backward(y, dy, dx, m);
     break;
   case NNKIT_ACT_LEAKY_RELU:
     leaky_backward(x, dy, dx, m, j->l->slope);

@@ -265,6 +265,7 @@ const nnkit__layer_ops nnkit__batchnorm_ops = {
   .describe = bn_describe,
   .destroy = bn_destroy,
   .reserve = NULL,
+  .backward_ignores_y = 1,
 };
 
 NNKIT_API nnkit_status nnkit_net_add_batchnorm(nnkit_net *net, double momentum,

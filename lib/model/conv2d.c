@@ -359,10 +359,10 @@ static nnkit_status direct_setup(conv_state *s, size_t index)
   size_t k = g->c * g->kh * g->kw, k2 = g->oc * g->kh * g->kw;
   d->wp = wp;
   d->sx = hp * wp;
-  d->qr = round_up((g->oh - 1) * wp + g->ow, NNKIT__DIRECT_QB);
+  d->qr = round_up((g->oh - 1) * wp + g->ow, 8);
   d->wq = g->w + g->kw - 1;
   d->sq = (g->h + g->kh - 1) * d->wq;
-  d->q2r = round_up((g->h - 1) * d->wq + g->w, NNKIT__DIRECT_QB);
+  d->q2r = round_up((g->h - 1) * d->wq + g->w, 8);
   d->top = g->kh - 1 - g->pt;
   d->left = g->kw - 1 - g->pl;
   d->xp_len = g->c * d->sx + d->qr + 8;
@@ -757,6 +757,7 @@ const nnkit__layer_ops nnkit__conv2d_ops = {
   .reserve = conv_reserve,
   .slice_ok = 1,
   .gather = conv_gather,
+  .backward_ignores_y = 1,
 };
 
 NNKIT_API nnkit_status nnkit_net_add_conv2d(nnkit_net *net, size_t out_channels,

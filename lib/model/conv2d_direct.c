@@ -15,8 +15,10 @@
  * for dW. conv2d.c owns the layouts; this file owns only the arithmetic on
  * raw arrays.
  *
- * Register blocking: 4 output rows x 24 positions (12 ymm accumulators) for
- * the product, 4 rows x 3 taps (x 8 lanes, added up at the end) for dW. x86-64 builds compile
+ * Register blocking: 4 output rows x 24 positions (12 ymm accumulators; the
+ * last block of a row 8 or 16 positions, so the caller rounds its position
+ * count up to 8, not 24) for the product, 4 rows x 3 taps (x 8 lanes, added
+ * up at the end) for dW. x86-64 builds compile
  * these functions for AVX2+FMA with a target attribute and
  * nnkit__direct_available() checks the CPU at run time; other targets and
  * older CPUs (and builds with -DNNKIT_NO_DIRECT, which the tests use to
@@ -56,10 +58,13 @@ int nnkit__direct_available(void)
 
 #if HAVE_DIRECT
 
-/* 4 rows x 24 positions: out[r][0..24) = init_r + sum_t wpk[t][r] in[toff[t]..]. */
-AVX2 static void corr_4x24(float *out, size_t ostride, size_t rows,
-                           const float *in, const int32_t *toff, size_t k,
-                           const float *wpk, const float *init)
+/* 4 rows x 8 nv positions (nv = 1, 2, 3; a constant at each call, so the
+ * unused accumulators vanish): out[r][0..8 nv) = init_r + sum_t wpk[t][r]
+ * in[toff[t]..]. */
+AVX2 static inline __attribute__((always_inline)) void
+corr_4xn(float *out, size_t ostride, size_t rows, const float *in,
+         const int32_t *toff, size_t k, const float *wpk, const float *init,
+         const int nv)
 {
   __m256 a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32;
   a00 = a01 = a02 = _mm256_set1_ps(init[0]);
@@ -68,60 +73,61 @@ AVX2 static void corr_4x24(float *out, size_t ostride, size_t rows,
   a30 = a31 = a32 = _mm256_set1_ps(init[3]);
   for (size_t t = 0; t < k; t++, wpk += 4) {
     const float *p = in + toff[t];
-    __m256 x0 = _mm256_loadu_ps(p), x1 = _mm256_loadu_ps(p + 8),
-           x2 = _mm256_loadu_ps(p + 16);
+    __m256 x0 = _mm256_loadu_ps(p), x1 = x0, x2 = x0;
+    if (nv > 1)
+      x1 = _mm256_loadu_ps(p + 8);
+    if (nv > 2)
+      x2 = _mm256_loadu_ps(p + 16);
     __m256 w = _mm256_broadcast_ss(wpk);
     a00 = _mm256_fmadd_ps(w, x0, a00);
-    a01 = _mm256_fmadd_ps(w, x1, a01);
-    a02 = _mm256_fmadd_ps(w, x2, a02);
+    if (nv > 1)
+      a01 = _mm256_fmadd_ps(w, x1, a01);
+    if (nv > 2)
+      a02 = _mm256_fmadd_ps(w, x2, a02);
     w = _mm256_broadcast_ss(wpk + 1);
     a10 = _mm256_fmadd_ps(w, x0, a10);
-    a11 = _mm256_fmadd_ps(w, x1, a11);
-    a12 = _mm256_fmadd_ps(w, x2, a12);
+    if (nv > 1)
+      a11 = _mm256_fmadd_ps(w, x1, a11);
+    if (nv > 2)
+      a12 = _mm256_fmadd_ps(w, x2, a12);
     w = _mm256_broadcast_ss(wpk + 2);
     a20 = _mm256_fmadd_ps(w, x0, a20);
-    a21 = _mm256_fmadd_ps(w, x1, a21);
-    a22 = _mm256_fmadd_ps(w, x2, a22);
+    if (nv > 1)
+      a21 = _mm256_fmadd_ps(w, x1, a21);
+    if (nv > 2)
+      a22 = _mm256_fmadd_ps(w, x2, a22);
     w = _mm256_broadcast_ss(wpk + 3);
     a30 = _mm256_fmadd_ps(w, x0, a30);
-    a31 = _mm256_fmadd_ps(w, x1, a31);
-    a32 = _mm256_fmadd_ps(w, x2, a32);
+    if (nv > 1)
+      a31 = _mm256_fmadd_ps(w, x1, a31);
+    if (nv > 2)
+      a32 = _mm256_fmadd_ps(w, x2, a32);
   }
-  _mm256_storeu_ps(out, a00);
-  _mm256_storeu_ps(out + 8, a01);
-  _mm256_storeu_ps(out + 16, a02);
-  if (rows < 2)
-    return;
-  out += ostride;
-  _mm256_storeu_ps(out, a10);
-  _mm256_storeu_ps(out + 8, a11);
-  _mm256_storeu_ps(out + 16, a12);
-  if (rows < 3)
-    return;
-  out += ostride;
-  _mm256_storeu_ps(out, a20);
-  _mm256_storeu_ps(out + 8, a21);
-  _mm256_storeu_ps(out + 16, a22);
-  if (rows < 4)
-    return;
-  out += ostride;
-  _mm256_storeu_ps(out, a30);
-  _mm256_storeu_ps(out + 8, a31);
-  _mm256_storeu_ps(out + 16, a32);
+  const __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
+                            {a30, a31, a32}};
+  for (size_t r = 0; r < rows; r++, out += ostride)
+    for (int v = 0; v < nv; v++)
+      _mm256_storeu_ps(out + 8 * v, acc[r][v]);
 }
 
 AVX2 void nnkit__direct_corr(float *out, size_t ostride, size_t m,
                              const float *in, const int32_t *toff, size_t k,
                              const float *wpk, const float *init, size_t qr)
 {
+  const size_t qb = qr / NNKIT__DIRECT_QB * NNKIT__DIRECT_QB, tail = (qr - qb) / 8;
   for (size_t b = 0; b * NNKIT__DIRECT_MR < m; b++) {
     size_t r0 = b * NNKIT__DIRECT_MR, rows = m - r0 < 4 ? m - r0 : 4;
     float in4[4] = {0, 0, 0, 0};
     for (size_t r = 0; r < rows; r++)
       in4[r] = init ? init[r0 + r] : 0.0f;
     const float *wb = wpk + b * k * NNKIT__DIRECT_MR;
-    for (size_t q = 0; q < qr; q += NNKIT__DIRECT_QB)
-      corr_4x24(out + r0 * ostride + q, ostride, rows, in + q, toff, k, wb, in4);
+    float *ob = out + r0 * ostride;
+    for (size_t q = 0; q < qb; q += NNKIT__DIRECT_QB)
+      corr_4xn(ob + q, ostride, rows, in + q, toff, k, wb, in4, 3);
+    if (tail == 2)
+      corr_4xn(ob + qb, ostride, rows, in + qb, toff, k, wb, in4, 2);
+    else if (tail == 1)
+      corr_4xn(ob + qb, ostride, rows, in + qb, toff, k, wb, in4, 1);
   }
 }
 
@@ -205,16 +211,23 @@ AVX2 void nnkit__direct_dw(float *acc, const float *dy, size_t dystride, size_t 
 }
 
 
-/* dst[r][0..n) = src[r][0..n) for r < rows (short rows: no memcpy call). */
+/* dst[r][0..n) = src[r][0..n) for r < rows (short rows: no memcpy call;
+ * src and dst do not overlap). */
 AVX2 void nnkit__direct_copy_rows(float *dst, size_t dstride, const float *src,
                                   size_t sstride, size_t rows, size_t n)
 {
+  if (n < 8) {
+    for (size_t r = 0; r < rows; r++, dst += dstride, src += sstride)
+      for (size_t i = 0; i < n; i++)
+        dst[i] = src[i];
+    return;
+  }
+  /* Rows of 8 or more: whole vectors, the last one ending at n (it may
+   * rewrite a few floats the previous one wrote, with the same values). */
   for (size_t r = 0; r < rows; r++, dst += dstride, src += sstride) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
+    for (size_t i = 0; i + 8 < n; i += 8)
       _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-    for (; i < n; i++)
-      dst[i] = src[i];
+    _mm256_storeu_ps(dst + n - 8, _mm256_loadu_ps(src + n - 8));
   }
 }
 

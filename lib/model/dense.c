@@ -191,6 +191,7 @@ const nnkit__layer_ops nnkit__dense_ops = {
   .destroy = dense_destroy,
   .reserve = dense_reserve,
   .grads_overwrite = 1,
+  .backward_ignores_y = 1,
 };
 
 /* Plain-loop twins of the BLAS path, for the tests. */

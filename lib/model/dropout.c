@@ -157,6 +157,7 @@ const nnkit__layer_ops nnkit__dropout_ops = {
   .describe = drop_describe,
   .destroy = drop_destroy,
   .reserve = drop_reserve,
+  .backward_ignores_y = 1,
 };
 
 const nnkit__layer_ops nnkit__spatial_dropout_ops = {
@@ -169,6 +170,7 @@ const nnkit__layer_ops nnkit__spatial_dropout_ops = {
   .describe = drop_describe,
   .destroy = drop_destroy,
   .reserve = drop_reserve,
+  .backward_ignores_y = 1,
 };
 
 void nnkit__dropout_freeze(nnkit__layer *l, int frozen)

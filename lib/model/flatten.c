@@ -45,6 +45,7 @@ const nnkit__layer_ops nnkit__flatten_ops = {
   .destroy = NULL,
   .reserve = NULL,
   .slice_ok = 1,
+  .backward_ignores_y = 1,
 };
 
 NNKIT_API nnkit_status nnkit_net_add_flatten(nnkit_net *net)

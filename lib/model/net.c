@@ -555,6 +555,8 @@ static void slices_forward(nnkit_net *net, size_t top, size_t lo, size_t hi)
     for (size_t i = 0; i < top; i++) {
       nnkit__layer *l = &net->layers[i];
       float *sy = net->acts[i] + a * nnkit__shape_size(&l->out);
+      if (i && net->layers[i - 1].out_stale) /* in place: see fold_relus() */
+        sy = (float *)sx;
       l->ops->forward(l, sx, sy, m);
       sx = sy;
     }
@@ -630,8 +632,38 @@ static void run_slices(nnkit_net *net, size_t batch, size_t top, const float *dy
         net->layers[k].ops->gather(&net->layers[k]);
 }
 
+/* In-place ReLUs (nnkit__net_forward_fit): marks layer i - 1 out_stale for
+ * each ReLU layer i whose predecessor's backward ignores its output; the
+ * forward then runs such a ReLU over acts[i - 1] in place. */
+static void fold_relus(nnkit_net *net, int inplace)
+{
+  for (size_t i = 0; i < net->num_layers; i++)
+    net->layers[i].out_stale = 0;
+  if (!inplace)
+    return;
+  for (size_t i = 1; i < net->num_layers; i++) {
+    const nnkit__layer *l = &net->layers[i];
+    if (l->ops == &nnkit__activation_ops && l->act == NNKIT_ACT_RELU &&
+        net->layers[i - 1].ops->backward_ignores_y)
+      net->layers[i - 1].out_stale = 1;
+  }
+}
+
+/* After an in-place forward the ReLU's output sits in acts[i - 1]: swap
+ * the two buffers (same size: ReLU keeps the shape) so that acts[i] is
+ * the ReLU's output again; acts[i - 1] now holds nothing of this batch. */
+static void unfold_relus(nnkit_net *net)
+{
+  for (size_t i = 1; i < net->num_layers; i++)
+    if (net->layers[i - 1].out_stale) {
+      float *t = net->acts[i - 1];
+      net->acts[i - 1] = net->acts[i];
+      net->acts[i] = t;
+    }
+}
+
 static nnkit_status forward(nnkit_net *net, const float *x, size_t batch, float *out,
-                            size_t out_len, int borrow)
+                            size_t out_len, int borrow, int inplace)
 {
   if (!net || !x || batch == 0)
     return nnkit__err(NNKIT_E_INVALID,
@@ -655,20 +687,27 @@ static nnkit_status forward(nnkit_net *net, const float *x, size_t batch, float 
     x = net->input;
   }
   net->x0 = x;
+  fold_relus(net, inplace);
   const float *cur = x;
   size_t first = net->slice_layers;
   if (first) {
     for (size_t i = 0; i < first; i++)
       net->layers[i].training = net->training;
     run_slices(net, batch, first, NULL);
+    /* the last sliced layer's output; a ReLU run in place left it one
+     * buffer down */
     cur = net->acts[first - 1];
+    if (first >= 2 && net->layers[first - 2].out_stale)
+      cur = net->acts[first - 2];
   }
   for (size_t i = first; i < net->num_layers; i++) {
     nnkit__layer *l = &net->layers[i];
     l->training = net->training;
-    l->ops->forward(l, cur, net->acts[i], batch);
-    cur = net->acts[i];
+    float *y = i && net->layers[i - 1].out_stale ? (float *)cur : net->acts[i];
+    l->ops->forward(l, cur, y, batch);
+    cur = y;
   }
+  unfold_relus(net);
   net->last_batch = batch;
   net->have_dinput = 0;
   if (out)
@@ -680,12 +719,13 @@ NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
                                          size_t batch, float *out,
                                          size_t out_len)
 {
-  return forward(net, x, batch, out, out_len, 0);
+  return forward(net, x, batch, out, out_len, 0, 0);
 }
 
-nnkit_status nnkit__net_forward_borrowed(nnkit_net *net, const float *x, size_t batch)
+nnkit_status nnkit__net_forward_fit(nnkit_net *net, const float *x, size_t batch,
+                                    int borrow, int inplace)
 {
-  return forward(net, x, batch, NULL, 0, 1);
+  return forward(net, x, batch, NULL, 0, borrow, inplace);
 }
 
 void nnkit__net_keep_input(nnkit_net *net)

@@ -358,6 +358,7 @@ const nnkit__layer_ops nnkit__maxpool2d_ops = {
   .destroy = pool_destroy,
   .reserve = maxpool_reserve,
   .slice_ok = 1,
+  .backward_ignores_y = 1,
 };
 
 const nnkit__layer_ops nnkit__avgpool2d_ops = {
@@ -371,6 +372,7 @@ const nnkit__layer_ops nnkit__avgpool2d_ops = {
   .destroy = pool_destroy,
   .reserve = NULL,
   .slice_ok = 1,
+  .backward_ignores_y = 1,
 };
 
 static nnkit_status add_pool(nnkit_net *net, const nnkit__layer_ops *ops,
@@ -495,6 +497,7 @@ const nnkit__layer_ops nnkit__global_avgpool_ops = {
   .destroy = NULL,
   .reserve = NULL,
   .slice_ok = 1,
+  .backward_ignores_y = 1,
 };
 
 NNKIT_API nnkit_status nnkit_net_add_global_avgpool(nnkit_net *net)

@@ -54,7 +54,7 @@ void nnkit__layer_stats_row(double *row, nnkit_net *net, int with_grads,
       r[k] = NAN;
     size_t per = nnkit__shape_size(&l->out), n = batch * per;
     const float *y = net->acts[li];
-    if (n) {
+    if (n && !l->out_stale) { /* (stale: see nnkit__net_forward_fit) */
       double sum = 0;
       for (size_t i = 0; i < n; i++)
         sum += y[i];
@@ -183,6 +183,18 @@ static nnkit_status check_hist(size_t bins, double lo, double hi,
   return NNKIT_OK;
 }
 
+/* A layer whose output the ReLU after it overwrote in place (a training
+ * batch that stopped mid-epoch) has no histogram until the next forward. */
+static nnkit_status check_fresh(const nnkit_net *net, size_t layer, const char *fn)
+{
+  if (net->layers[layer].out_stale)
+    return nnkit__err(NNKIT_E_STATE,
+                      "%s: layer %zu's outputs of the last batch were overwritten by "
+                      "the ReLU after it during training; run nnkit_net_forward on "
+                      "the samples to inspect them", fn, layer);
+  return NNKIT_OK;
+}
+
 static void histogram(uint64_t *counts, size_t bins, double lo, double hi,
                       const nnkit_net *net, size_t layer)
 {
@@ -216,6 +228,9 @@ NNKIT_API nnkit_status nnkit_net_activation_histogram(uint64_t *counts_out,
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_net_activation_histogram: layer %zu does not exist (the "
                       "net has %zu)", layer, net->num_layers);
+  st = check_fresh(net, layer, "nnkit_net_activation_histogram");
+  if (st != NNKIT_OK)
+    return st;
   histogram(counts_out, bins, lo, hi, net, layer);
   return NNKIT_OK;
 }
@@ -233,6 +248,11 @@ NNKIT_API nnkit_status nnkit_net_save_histograms_csv(const nnkit_net *net,
   if (bins > 100000)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_net_save_histograms_csv: %zu bins is above 100000", bins);
+  for (size_t l = 0; l < net->num_layers; l++) {
+    st = check_fresh(net, l, "nnkit_net_save_histograms_csv");
+    if (st != NNKIT_OK)
+      return st;
+  }
   uint64_t *counts = nnkit__malloc(bins * sizeof *counts);
   if (!counts)
     return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_save_histograms_csv: out of memory");

@@ -257,9 +257,12 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
     double loss = 0;
     /* The trainer's own bx stays as it is until the next batch, so the net
      * reads it in place; a pipeline's batch is copied (the pipeline may
-     * refill it once asked for the next one, even the empty last). */
-    nnkit_status st = pipe ? nnkit_net_forward(net, bx, b, NULL, 0)
-                           : nnkit__net_forward_borrowed(net, bx, b);
+     * refill it once asked for the next one, even the empty last). ReLUs
+     * run in place except on an epoch's last batch: the one the layer
+     * statistics sample, and the one whose activations fit leaves behind
+     * (so that every layer's output can be inspected afterwards). */
+    int last = batches + 1 == per_epoch;
+    nnkit_status st = nnkit__net_forward_fit(net, bx, b, !pipe, !last);
     if (st == NNKIT_OK)
       st = nnkit_net_backward(net, by, bt, &loss);
     if (st != NNKIT_OK)
@@ -267,7 +270,7 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
     (void)total_epochs; /* named in the divergence sentence by the hook */
     if (!isfinite(loss))
       return nnkit__tx_diverged(&tr->x, epoch, batches, loss);
-    nnkit__tx_before_step(&tr->x, batches + 1 == per_epoch);
+    nnkit__tx_before_step(&tr->x, last);
     st = nnkit_optimizer_step(tr->opt, net);
     if (st != NNKIT_OK)
       return st;
