@@ -258,7 +258,7 @@ START_TEST(direct_kernels_match_portable_definition)
   ck_assert_int_eq(portable_direct_available(), 0);
   if (!nnkit__direct_available())
     return; /* this CPU runs the definition itself */
-  enum { M = 7, K = 11, QR = 48, IN = 400, ROWS = 3, N = 13 };
+  enum { M = 7, K = 11, QR = 64, IN = 400, ROWS = 3, N = 13 };
   static float in[IN], wpk[8 * K], init[M], dy[M * QR];
   static float a[M * QR], b[M * QR], da[M * K], db[M * K];
   int32_t toff[K];
@@ -268,13 +268,19 @@ START_TEST(direct_kernels_match_portable_definition)
   tu_fill_uniform(dy, M * QR, 34, -1, 1);
   for (size_t t = 0; t < K; t++)
     toff[t] = (int32_t)(t * 29 % 300);
-  for (int with_init = 0; with_init < 2; with_init++) {
-    nnkit__direct_corr(a, QR, M, in, toff, K, wpk, with_init ? init : NULL, QR);
-    portable_direct_corr(b, QR, M, in, toff, K, wpk, with_init ? init : NULL, QR);
-    for (size_t i = 0; i < M * QR; i++)
-      ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(b[i])),
-                    "corr[%zu] %g vs %g", i, (double)a[i], (double)b[i]);
-  }
+  /* 48, 56, 64 positions: whole 24-position blocks, then a last block of
+   * 8 or 16; a row's positions past qr stay as they were. */
+  for (size_t qr = 48; qr <= QR; qr += 8)
+    for (int with_init = 0; with_init < 2; with_init++) {
+      for (size_t i = 0; i < M * QR; i++)
+        a[i] = b[i] = 7.0f;
+      nnkit__direct_corr(a, QR, M, in, toff, K, wpk, with_init ? init : NULL, qr);
+      portable_direct_corr(b, QR, M, in, toff, K, wpk, with_init ? init : NULL, qr);
+      for (size_t i = 0; i < M * QR; i++)
+        ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(b[i])),
+                      "corr[%zu] (qr %zu) %g vs %g", i, qr, (double)a[i], (double)b[i]);
+      ck_assert(qr == QR || a[qr] == 7.0f);
+    }
   for (size_t i = 0; i < M * K; i++)
     da[i] = db[i] = 0.5f; /* both accumulate */
   nnkit__direct_dw(da, dy, QR, M, in, toff, K, QR);
@@ -293,6 +299,14 @@ START_TEST(direct_kernels_match_portable_definition)
   portable_direct_copy_rows(b, 20, in, 17, ROWS, N);
   ck_assert(memcmp(a, b, sizeof a) == 0);
   ck_assert(a[20 + 12] == in[17 + 12] && a[20 + 13] == 0.0f);
+  for (size_t n = 1; n <= 17; n += 4) { /* short rows, exact and overlapped ends */
+    memset(a, 0, sizeof a);
+    memset(b, 0, sizeof b);
+    nnkit__direct_copy_rows(a, 20, in, 17, ROWS, n);
+    portable_direct_copy_rows(b, 20, in, 17, ROWS, n);
+    ck_assert(memcmp(a, b, sizeof a) == 0);
+    ck_assert(a[40 + n - 1] == in[34 + n - 1] && a[40 + n] == 0.0f);
+  }
 }
 END_TEST
 
