@@ -3,10 +3,14 @@
 workloads in one go and prints the ratio nnkit / PyTorch per row.
 
   /usr/bin/python3 bench/run.py [--build build] [--epochs 3] [--models mlp,cnn]
+                                [--rounds 1]
 
 For each thread count t, PyTorch runs every setting (torch threads x BLAS
 threads) with both at most t, and the best (fastest) one is compared;
-the table says which it was. Build the benchmark first:
+the table says which it was. With --rounds R every run (nnkit's and each
+PyTorch setting's) is made R times, the rounds taking turns, and each
+keeps its fastest: a shared machine's slow spells then hit both peers
+alike instead of whichever was running. Build the benchmark first:
   meson setup build -Dbench=true && ninja -C build
 """
 import argparse
@@ -37,26 +41,34 @@ def main():
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--rounds", type=int, default=1)
     a = ap.parse_args()
+    if a.rounds < 1:
+        sys.exit("bench/run.py: --rounds must be at least 1")
     perf = os.path.join(a.build, "bench", "perf")
     if not os.path.exists(perf):
         sys.exit("bench/run.py: %s not found; configure with -Dbench=true and build" % perf)
+    def faster(old, new):
+        return new if old is None or float(new["epoch_s"]) < float(old["epoch_s"]) else old
+
     rows = []
     for model in a.models.split(","):
         for t in [int(x) for x in a.threads.split(",")]:
-            mine = run([perf, "--model", model, "--threads", str(t), "--epochs",
-                        str(a.epochs), "--data", a.data])
-            print("nnkit  ", " ".join("%s=%s" % kv for kv in mine.items()), flush=True)
-            best = None
-            for tt in range(1, t + 1):
-                for bt in range(1, t + 1):
-                    peer = run([sys.executable, os.path.join(HERE, "pytorch_peer.py"),
-                                "--model", model, "--threads", str(tt), "--blas-threads",
-                                str(bt), "--epochs", str(a.epochs), "--data", a.data])
-                    print("pytorch", " ".join("%s=%s" % kv for kv in peer.items()),
-                          flush=True)
-                    if best is None or float(peer["epoch_s"]) < float(best["epoch_s"]):
-                        best = peer
+            mine, best = None, None
+            for r in range(a.rounds):
+                got = run([perf, "--model", model, "--threads", str(t), "--epochs",
+                           str(a.epochs), "--data", a.data])
+                print("nnkit  ", " ".join("%s=%s" % kv for kv in got.items()), flush=True)
+                mine = faster(mine, got)
+                for tt in range(1, t + 1):
+                    for bt in range(1, t + 1):
+                        peer = run([sys.executable, os.path.join(HERE, "pytorch_peer.py"),
+                                    "--model", model, "--threads", str(tt),
+                                    "--blas-threads", str(bt), "--epochs", str(a.epochs),
+                                    "--data", a.data])
+                        print("pytorch", " ".join("%s=%s" % kv for kv in peer.items()),
+                              flush=True)
+                        best = faster(best, peer)
             rows.append((model, t, mine, best))
     print()
     print("| model | threads | nnkit s/epoch | PyTorch best s/epoch (torch x BLAS threads) "
