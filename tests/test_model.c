@@ -205,7 +205,8 @@ START_TEST(gemm_matches_definition)
     nnkit__direct_force(0);
   static const size_t shapes[][3] = {
     {1, 1, 1}, {4, 24, 8}, {5, 25, 9}, {3, 7, 300}, {13, 49, 17},
-    {128, 50, 784}, {600, 30, 130}, {9, 100, 513}, {31, 23, 1}};
+    {128, 50, 784}, {600, 30, 130}, {9, 100, 513}, {31, 23, 1}, {4, 40, 8},
+    {6, 32, 20}, {7, 512, 33}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
     for (int form = 0; form < 3; form++)
       for (int beta = 0; beta < 2; beta++)

@@ -204,10 +204,13 @@ AVX2 static void pack_b_cols(float *dst, const float *B, size_t ldb, size_t w,
 
 /* ---- kernel -------------------------------------------------------------- */
 
-/* C[r][0..w) (+)= sum_k ap[k][r] bp[k][0..24) for r < mr: 12 ymm
- * accumulators; per k three loads of B, four broadcasts of A, twelve FMAs. */
-AVX2 static void kernel_4x24(size_t kc, const float *ap, const float *bp, float *c,
-                             size_t ldc, size_t mr, size_t w, int add, const float *bias)
+/* C[r][0..w) (+)= sum_k ap[k][r] bp[k][0..8 nv) for r < mr: up to 12 ymm
+ * accumulators; per k nv loads of B, four broadcasts of A, 4 nv FMAs. nv
+ * (1, 2 or 3 vectors) is a constant at each call, so a panel's last 8 or
+ * 16 columns do not pay for 24 (the 512-wide layers end in one). */
+AVX2 static inline __attribute__((always_inline)) void
+kernel_4xn(size_t kc, const float *ap, const float *bp, float *c, size_t ldc,
+           size_t mr, size_t w, int add, const float *bias, const int nv)
 {
   /* The tile of C is read (add) or written at the end: have its lines on
    * their way while the k loop runs, instead of missing on them after it. */
@@ -219,71 +222,79 @@ AVX2 static void kernel_4x24(size_t kc, const float *ap, const float *bp, float 
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00;
   if (bias) { /* every row starts from bias[0..w) */
     c00 = _mm256_maskload_ps(bias, mask_for(lanes(w, 0)));
-    c01 = _mm256_maskload_ps(bias + 8, mask_for(lanes(w, 1)));
-    c02 = _mm256_maskload_ps(bias + 16, mask_for(lanes(w, 2)));
+    if (nv > 1)
+      c01 = _mm256_maskload_ps(bias + 8, mask_for(lanes(w, 1)));
+    if (nv > 2)
+      c02 = _mm256_maskload_ps(bias + 16, mask_for(lanes(w, 2)));
   }
   __m256 c10 = c00, c11 = c01, c12 = c02, c20 = c00, c21 = c01, c22 = c02, c30 = c00,
          c31 = c01, c32 = c02;
 #pragma GCC unroll 4
   for (size_t k = 0; k < kc; k++, ap += MR, bp += NR) {
-    __m256 y0 = _mm256_loadu_ps(bp), y1 = _mm256_loadu_ps(bp + 8),
-           y2 = _mm256_loadu_ps(bp + 16);
+    __m256 y0 = _mm256_loadu_ps(bp), y1 = y0, y2 = y0;
+    if (nv > 1)
+      y1 = _mm256_loadu_ps(bp + 8);
+    if (nv > 2)
+      y2 = _mm256_loadu_ps(bp + 16);
     __m256 x = _mm256_broadcast_ss(ap);
     c00 = _mm256_fmadd_ps(x, y0, c00);
-    c01 = _mm256_fmadd_ps(x, y1, c01);
-    c02 = _mm256_fmadd_ps(x, y2, c02);
+    if (nv > 1)
+      c01 = _mm256_fmadd_ps(x, y1, c01);
+    if (nv > 2)
+      c02 = _mm256_fmadd_ps(x, y2, c02);
     x = _mm256_broadcast_ss(ap + 1);
     c10 = _mm256_fmadd_ps(x, y0, c10);
-    c11 = _mm256_fmadd_ps(x, y1, c11);
-    c12 = _mm256_fmadd_ps(x, y2, c12);
+    if (nv > 1)
+      c11 = _mm256_fmadd_ps(x, y1, c11);
+    if (nv > 2)
+      c12 = _mm256_fmadd_ps(x, y2, c12);
     x = _mm256_broadcast_ss(ap + 2);
     c20 = _mm256_fmadd_ps(x, y0, c20);
-    c21 = _mm256_fmadd_ps(x, y1, c21);
-    c22 = _mm256_fmadd_ps(x, y2, c22);
+    if (nv > 1)
+      c21 = _mm256_fmadd_ps(x, y1, c21);
+    if (nv > 2)
+      c22 = _mm256_fmadd_ps(x, y2, c22);
     x = _mm256_broadcast_ss(ap + 3);
     c30 = _mm256_fmadd_ps(x, y0, c30);
-    c31 = _mm256_fmadd_ps(x, y1, c31);
-    c32 = _mm256_fmadd_ps(x, y2, c32);
+    if (nv > 1)
+      c31 = _mm256_fmadd_ps(x, y1, c31);
+    if (nv > 2)
+      c32 = _mm256_fmadd_ps(x, y2, c32);
   }
-  if (mr == MR && w == NR) {
-    if (add) {
-      c00 = _mm256_add_ps(c00, _mm256_loadu_ps(c));
-      c01 = _mm256_add_ps(c01, _mm256_loadu_ps(c + 8));
-      c02 = _mm256_add_ps(c02, _mm256_loadu_ps(c + 16));
-      c10 = _mm256_add_ps(c10, _mm256_loadu_ps(c + ldc));
-      c11 = _mm256_add_ps(c11, _mm256_loadu_ps(c + ldc + 8));
-      c12 = _mm256_add_ps(c12, _mm256_loadu_ps(c + ldc + 16));
-      c20 = _mm256_add_ps(c20, _mm256_loadu_ps(c + 2 * ldc));
-      c21 = _mm256_add_ps(c21, _mm256_loadu_ps(c + 2 * ldc + 8));
-      c22 = _mm256_add_ps(c22, _mm256_loadu_ps(c + 2 * ldc + 16));
-      c30 = _mm256_add_ps(c30, _mm256_loadu_ps(c + 3 * ldc));
-      c31 = _mm256_add_ps(c31, _mm256_loadu_ps(c + 3 * ldc + 8));
-      c32 = _mm256_add_ps(c32, _mm256_loadu_ps(c + 3 * ldc + 16));
-    }
-    _mm256_storeu_ps(c, c00);
-    _mm256_storeu_ps(c + 8, c01);
-    _mm256_storeu_ps(c + 16, c02);
-    _mm256_storeu_ps(c + ldc, c10);
-    _mm256_storeu_ps(c + ldc + 8, c11);
-    _mm256_storeu_ps(c + ldc + 16, c12);
-    _mm256_storeu_ps(c + 2 * ldc, c20);
-    _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-    _mm256_storeu_ps(c + 2 * ldc + 16, c22);
-    _mm256_storeu_ps(c + 3 * ldc, c30);
-    _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-    _mm256_storeu_ps(c + 3 * ldc + 16, c32);
+  if (mr == MR && w == 8 * (size_t)nv) {
+    __m256 acc[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22},
+                         {c30, c31, c32}};
+    for (size_t r = 0; r < MR; r++, c += ldc)
+      for (int v = 0; v < nv; v++) {
+        __m256 t = acc[r][v];
+        if (add)
+          t = _mm256_add_ps(t, _mm256_loadu_ps(c + 8 * v));
+        _mm256_storeu_ps(c + 8 * v, t);
+      }
     return;
   }
   /* Edge tile: masked stores of the first w columns of the first mr rows. */
   __m256 acc[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
   for (size_t r = 0; r < mr; r++, c += ldc)
-    for (size_t v = 0; v < 3 && 8 * v < w; v++) {
-      __m256i mk = mask_for(lanes(w, v));
+    for (int v = 0; v < nv; v++) {
+      __m256i mk = mask_for(lanes(w, (size_t)v));
       __m256 t = acc[r][v];
       if (add)
         t = _mm256_add_ps(t, _mm256_maskload_ps(c + 8 * v, mk));
       _mm256_maskstore_ps(c + 8 * v, mk, t);
     }
+}
+
+/* One 4 x w tile, w <= 24: the 24-, 16- or 8-column kernel. */
+AVX2 static void kernel_4x24(size_t kc, const float *ap, const float *bp, float *c,
+                             size_t ldc, size_t mr, size_t w, int add, const float *bias)
+{
+  if (w > 16)
+    kernel_4xn(kc, ap, bp, c, ldc, mr, w, add, bias, 3);
+  else if (w > 8)
+    kernel_4xn(kc, ap, bp, c, ldc, mr, w, add, bias, 2);
+  else
+    kernel_4xn(kc, ap, bp, c, ldc, mr, w, add, bias, 1);
 }
 
 /* ---- driver -------------------------------------------------------------- */
