@@ -185,6 +185,17 @@ static nnkit_net *fit_net(int kind, size_t *sample)
     ck_ok(nnkit_net_add_dense(net, 4));
     return net;
   }
+  if (kind == 3) { /* wide enough for the dense layers to split over threads */
+    size_t in = 2;
+    *sample = 2;
+    ck_ok(nnkit_net_create(&net, &in, 1, 9));
+    ck_ok(nnkit_net_add_dense(net, 600));
+    ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    ck_ok(nnkit_net_add_dense(net, 300));
+    ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    ck_ok(nnkit_net_add_dense(net, 4));
+    return net;
+  }
   size_t in[3] = {1, 8, 8};
   *sample = 64;
   ck_ok(nnkit_net_create(&net, in, 3, 9));
@@ -203,7 +214,7 @@ static nnkit_net *fit_net(int kind, size_t *sample)
 
 static nnkit_dataset *fit_data(int kind, size_t n)
 {
-  if (kind < 2)
+  if (kind != 2)
     return blobs(n, 4);
   float *x = malloc(n * 64 * sizeof *x);
   int32_t *y = malloc(n * sizeof *y);
@@ -219,61 +230,100 @@ static nnkit_dataset *fit_data(int kind, size_t n)
   return ds;
 }
 
+/* Optimizer settings for the fit-versus-loop check: momentum, Nesterov
+ * with weight decay (with a frozen layer and a per-layer learning-rate
+ * multiplier), no momentum, clipping by norm. */
+static nnkit_optimizer *fit_opt(int cfg)
+{
+  nnkit_optimizer *o = NULL;
+  ck_ok(nnkit_optimizer_create(&o, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_optimizer_set(o, NNKIT_OPT_LR, 0.05));
+  ck_ok(nnkit_optimizer_set(o, NNKIT_OPT_MOMENTUM, cfg == 2 ? 0.0 : 0.9));
+  if (cfg == 1) {
+    ck_ok(nnkit_optimizer_set(o, NNKIT_OPT_NESTEROV, 1));
+    ck_ok(nnkit_optimizer_set(o, NNKIT_OPT_WEIGHT_DECAY, 1e-3));
+  }
+  if (cfg == 2)
+    ck_ok(nnkit_optimizer_set(o, NNKIT_OPT_WEIGHT_DECAY, 1e-2));
+  if (cfg == 3)
+    ck_ok(nnkit_optimizer_set(o, NNKIT_OPT_CLIP_NORM, 0.5));
+  return o;
+}
+
+/* fit against the plain forward/backward/step loop over the same batches:
+ * the weights must agree bit for bit, and a backward after fit must see
+ * the last batch (the trainer lent the net its batch buffer, freed by
+ * then). */
+static void fit_vs_loop(int kind, int cfg, size_t n, size_t bs, int threads)
+{
+  size_t in;
+  ck_ok(nnkit_set_num_threads(threads));
+  nnkit_dataset *ds = fit_data(kind, n);
+  nnkit_net *a = fit_net(kind, &in), *b = fit_net(kind, &in);
+  if (cfg == 1)
+    for (int k = 0; k < 2; k++) {
+      nnkit_net *m = k ? b : a;
+      ck_ok(nnkit_net_set_lr_multiplier(m, 0, 0.5));
+      ck_ok(nnkit_net_set_trainable(m, nnkit_net_num_layers(m) - 1, 0));
+    }
+  nnkit_optimizer *oa = fit_opt(cfg), *ob = fit_opt(cfg);
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_trainer_create(&tr, a, oa));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 2));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, (double)bs));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 0));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  nnkit_trainer_free(tr); /* and with it the batch buffer it lent the net */
+  const float *x = nnkit_dataset_data(ds);
+  const int32_t *y = nnkit_dataset_labels(ds);
+  for (int e = 0; e < 2; e++)
+    for (size_t s = 0; s < n; s += bs) {
+      double loss;
+      size_t m = n - s < bs ? n - s : bs;
+      ck_ok(nnkit_net_forward(b, x + s * in, m, NULL, 0));
+      ck_ok(nnkit_net_backward(b, y + s, NULL, &loss));
+      ck_ok(nnkit_optimizer_step(ob, b));
+    }
+  size_t np = nnkit_net_num_params(a);
+  ck_assert_msg(memcmp(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float)) == 0,
+                "net %d, optimizer %d, batch %zu, %d threads: fit and the loop differ",
+                kind, cfg, bs, threads);
+  /* The last batch of an epoch runs without in-place ReLUs: after fit
+   * every layer's output is there. */
+  ck_assert_mem_eq(nnkit_net_grads(a), nnkit_net_grads(b), np * sizeof(float));
+  uint64_t ha[16], hb[16];
+  for (size_t l = 0; l < nnkit_net_num_layers(a); l++) {
+    ck_ok(nnkit_net_activation_histogram(ha, 16, -2, 2, a, l));
+    ck_ok(nnkit_net_activation_histogram(hb, 16, -2, 2, b, l));
+    ck_assert_mem_eq(ha, hb, sizeof ha);
+  }
+  size_t last = (n - 1) / bs * bs;
+  double la, lb;
+  ck_ok(nnkit_net_backward(a, y + last, NULL, &la));
+  ck_ok(nnkit_net_backward(b, y + last, NULL, &lb));
+  ck_assert(la == lb);
+  ck_assert_mem_eq(nnkit_net_grads(a), nnkit_net_grads(b), np * sizeof(float));
+  nnkit_optimizer_free(oa);
+  nnkit_optimizer_free(ob);
+  nnkit_net_free(a);
+  nnkit_net_free(b);
+  nnkit_dataset_free(ds);
+  ck_ok(nnkit_set_num_threads(0));
+}
+
 /* The trainer reads its gathered batch in place (nnkit__net_forward_fit)
- * and copies the last one into the net when fit returns, and runs ReLUs
- * in place over the layer before them: fit must give exactly the weights
- * of the plain forward/backward/step loop over the same batches, and a
- * backward after fit must still see the last batch. */
+ * and runs ReLUs in place over the layer before them: neither may change
+ * a weight, with any optimizer setting, batch size or thread count. */
 START_TEST(fit_equals_the_manual_loop)
 {
-  enum { N = 200, BS = 8 };
-  for (int kind = 0; kind < 3; kind++) {
-    size_t in;
-    nnkit_dataset *ds = fit_data(kind, N);
-    nnkit_net *a = fit_net(kind, &in), *b = fit_net(kind, &in);
-    nnkit_optimizer *oa = NULL, *ob = NULL;
-    nnkit_trainer *tr = NULL;
-    ck_ok(nnkit_optimizer_create(&oa, NNKIT_OPTIM_SGD));
-    ck_ok(nnkit_optimizer_create(&ob, NNKIT_OPTIM_SGD));
-    ck_ok(nnkit_optimizer_set(oa, NNKIT_OPT_MOMENTUM, 0.9));
-    ck_ok(nnkit_optimizer_set(ob, NNKIT_OPT_MOMENTUM, 0.9));
-    ck_ok(nnkit_trainer_create(&tr, a, oa));
-    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 2));
-    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, BS));
-    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 0));
-    ck_ok(nnkit_trainer_fit(tr, ds, NULL));
-    nnkit_trainer_free(tr); /* and with it the batch buffer it lent the net */
-    const float *x = nnkit_dataset_data(ds);
-    const int32_t *y = nnkit_dataset_labels(ds);
-    for (int e = 0; e < 2; e++)
-      for (size_t s = 0; s < N; s += BS) {
-        double loss;
-        ck_ok(nnkit_net_forward(b, x + s * in, BS, NULL, 0));
-        ck_ok(nnkit_net_backward(b, y + s, NULL, &loss));
-        ck_ok(nnkit_optimizer_step(ob, b));
-      }
-    size_t np = nnkit_net_num_params(a);
-    ck_assert_msg(memcmp(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float)) == 0,
-                  "net %d: fit and the loop differ", kind);
-    double la, lb;
-    ck_ok(nnkit_net_backward(a, y + N - BS, NULL, &la));
-    ck_ok(nnkit_net_backward(b, y + N - BS, NULL, &lb));
-    ck_assert(la == lb);
-    ck_assert_mem_eq(nnkit_net_grads(a), nnkit_net_grads(b), np * sizeof(float));
-    /* The last batch of an epoch ran without in-place ReLUs: after fit
-     * every layer's output is there to inspect. */
-    uint64_t ha[16], hb[16];
-    for (size_t l = 0; l < nnkit_net_num_layers(a); l++) {
-      ck_ok(nnkit_net_activation_histogram(ha, 16, -2, 2, a, l));
-      ck_ok(nnkit_net_activation_histogram(hb, 16, -2, 2, b, l));
-      ck_assert_mem_eq(ha, hb, sizeof ha);
-    }
-    nnkit_optimizer_free(oa);
-    nnkit_optimizer_free(ob);
-    nnkit_net_free(a);
-    nnkit_net_free(b);
-    nnkit_dataset_free(ds);
-  }
+  for (int kind = 0; kind < 3; kind++)
+    for (int cfg = 0; cfg < 4; cfg++)
+      fit_vs_loop(kind, cfg, 200, 8, 1);
+  fit_vs_loop(1, 0, 700, 300, 1); /* K = 300: dW in two K blocks, a short last batch */
+  fit_vs_loop(1, 1, 700, 300, 1);
+  fit_vs_loop(3, 0, 192, 64, 2);  /* dense layers split over two threads */
+  fit_vs_loop(3, 1, 192, 64, 2);
+  fit_vs_loop(2, 0, 96, 16, 2);   /* slices owned per thread */
 }
 END_TEST
 
