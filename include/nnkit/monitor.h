@@ -261,7 +261,11 @@ NNKIT_API nnkit_status nnkit_net_layer_stats(double *out, size_t len,
  * bins; values below lo count in bin 0 and values from hi up in the last
  * bin, NaN in none.
  * @return NNKIT_E_INVALID for NULL counts_out, bins 0, lo >= hi or a layer
- *         out of range; NNKIT_E_STATE before any forward.
+ *         out of range; NNKIT_E_STATE before any forward, and for a layer
+ *         whose outputs the ReLU after it overwrote in place during
+ *         training (a fit stopped in mid-epoch; after a whole epoch every
+ *         layer's outputs are there, and nnkit_net_forward() brings them
+ *         back).
  */
 NNKIT_API nnkit_status nnkit_net_activation_histogram(uint64_t *counts_out,
                                                       size_t bins, double lo,
