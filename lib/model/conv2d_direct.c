@@ -32,6 +32,8 @@
     (defined(__x86_64__) || defined(__i386__))
 #  define HAVE_DIRECT 1
 #  include <immintrin.h>
+
+#  include "fma_block.h"
 #  define AVX2 __attribute__((target("avx2,fma")))
 #else
 #  define HAVE_DIRECT 0
@@ -66,48 +68,19 @@ corr_4xn(float *out, size_t ostride, size_t rows, const float *in,
          const int32_t *toff, size_t k, const float *wpk, const float *init,
          const int nv)
 {
-  __m256 a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32;
-  a00 = a01 = a02 = _mm256_set1_ps(init[0]);
-  a10 = a11 = a12 = _mm256_set1_ps(init[1]);
-  a20 = a21 = a22 = _mm256_set1_ps(init[2]);
-  a30 = a31 = a32 = _mm256_set1_ps(init[3]);
-  for (size_t t = 0; t < k; t++, wpk += 4) {
-    const float *p = in + toff[t];
-    __m256 x0 = _mm256_loadu_ps(p), x1 = x0, x2 = x0;
-    if (nv > 1)
-      x1 = _mm256_loadu_ps(p + 8);
-    if (nv > 2)
-      x2 = _mm256_loadu_ps(p + 16);
-    __m256 w = _mm256_broadcast_ss(wpk);
-    a00 = _mm256_fmadd_ps(w, x0, a00);
-    if (nv > 1)
-      a01 = _mm256_fmadd_ps(w, x1, a01);
-    if (nv > 2)
-      a02 = _mm256_fmadd_ps(w, x2, a02);
-    w = _mm256_broadcast_ss(wpk + 1);
-    a10 = _mm256_fmadd_ps(w, x0, a10);
-    if (nv > 1)
-      a11 = _mm256_fmadd_ps(w, x1, a11);
-    if (nv > 2)
-      a12 = _mm256_fmadd_ps(w, x2, a12);
-    w = _mm256_broadcast_ss(wpk + 2);
-    a20 = _mm256_fmadd_ps(w, x0, a20);
-    if (nv > 1)
-      a21 = _mm256_fmadd_ps(w, x1, a21);
-    if (nv > 2)
-      a22 = _mm256_fmadd_ps(w, x2, a22);
-    w = _mm256_broadcast_ss(wpk + 3);
-    a30 = _mm256_fmadd_ps(w, x0, a30);
-    if (nv > 1)
-      a31 = _mm256_fmadd_ps(w, x1, a31);
-    if (nv > 2)
-      a32 = _mm256_fmadd_ps(w, x2, a32);
-  }
-  const __m256 acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22},
-                            {a30, a31, a32}};
-  for (size_t r = 0; r < rows; r++, out += ostride)
-    for (int v = 0; v < nv; v++)
-      _mm256_storeu_ps(out + 8 * v, acc[r][v]);
+  __m256 acc[4][3];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++)
+    acc[r][0] = acc[r][1] = acc[r][2] = _mm256_set1_ps(init[r]);
+  for (size_t t = 0; t < k; t++, wpk += 4)
+    nnkit__fma_4xn(acc, wpk, in + toff[t], nv);
+  /* Constant indices only (unrolled), so that acc stays in registers. */
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++)
+    if ((size_t)r < rows)
+#pragma GCC unroll 3
+      for (int v = 0; v < nv; v++)
+        _mm256_storeu_ps(out + (size_t)r * ostride + 8 * v, acc[r][v]);
 }
 
 AVX2 void nnkit__direct_corr(float *out, size_t ostride, size_t m,

@@ -42,6 +42,8 @@
     (defined(__x86_64__) || defined(__i386__))
 #  define HAVE_KERNELS 1
 #  include <immintrin.h>
+
+#  include "fma_block.h"
 #  define AVX2 __attribute__((target("avx2,fma")))
 #else
 #  define HAVE_KERNELS 0
@@ -219,70 +221,42 @@ kernel_4xn(size_t kc, const float *ap, const float *bp, float *c, size_t ldc,
     _mm_prefetch((const char *)(c + r * ldc + w - 1), _MM_HINT_T0);
     _mm_prefetch((const char *)(c + r * ldc + w / 2), _MM_HINT_T0);
   }
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00;
+  __m256 b0 = _mm256_setzero_ps(), b1 = b0, b2 = b0;
   if (bias) { /* every row starts from bias[0..w) */
-    c00 = _mm256_maskload_ps(bias, mask_for(lanes(w, 0)));
+    b0 = _mm256_maskload_ps(bias, mask_for(lanes(w, 0)));
     if (nv > 1)
-      c01 = _mm256_maskload_ps(bias + 8, mask_for(lanes(w, 1)));
+      b1 = _mm256_maskload_ps(bias + 8, mask_for(lanes(w, 1)));
     if (nv > 2)
-      c02 = _mm256_maskload_ps(bias + 16, mask_for(lanes(w, 2)));
+      b2 = _mm256_maskload_ps(bias + 16, mask_for(lanes(w, 2)));
   }
-  __m256 c10 = c00, c11 = c01, c12 = c02, c20 = c00, c21 = c01, c22 = c02, c30 = c00,
-         c31 = c01, c32 = c02;
+  __m256 acc[MR][3] = {{b0, b1, b2}, {b0, b1, b2}, {b0, b1, b2}, {b0, b1, b2}};
 #pragma GCC unroll 4
-  for (size_t k = 0; k < kc; k++, ap += MR, bp += NR) {
-    __m256 y0 = _mm256_loadu_ps(bp), y1 = y0, y2 = y0;
-    if (nv > 1)
-      y1 = _mm256_loadu_ps(bp + 8);
-    if (nv > 2)
-      y2 = _mm256_loadu_ps(bp + 16);
-    __m256 x = _mm256_broadcast_ss(ap);
-    c00 = _mm256_fmadd_ps(x, y0, c00);
-    if (nv > 1)
-      c01 = _mm256_fmadd_ps(x, y1, c01);
-    if (nv > 2)
-      c02 = _mm256_fmadd_ps(x, y2, c02);
-    x = _mm256_broadcast_ss(ap + 1);
-    c10 = _mm256_fmadd_ps(x, y0, c10);
-    if (nv > 1)
-      c11 = _mm256_fmadd_ps(x, y1, c11);
-    if (nv > 2)
-      c12 = _mm256_fmadd_ps(x, y2, c12);
-    x = _mm256_broadcast_ss(ap + 2);
-    c20 = _mm256_fmadd_ps(x, y0, c20);
-    if (nv > 1)
-      c21 = _mm256_fmadd_ps(x, y1, c21);
-    if (nv > 2)
-      c22 = _mm256_fmadd_ps(x, y2, c22);
-    x = _mm256_broadcast_ss(ap + 3);
-    c30 = _mm256_fmadd_ps(x, y0, c30);
-    if (nv > 1)
-      c31 = _mm256_fmadd_ps(x, y1, c31);
-    if (nv > 2)
-      c32 = _mm256_fmadd_ps(x, y2, c32);
-  }
-  if (mr == MR && w == 8 * (size_t)nv) {
-    __m256 acc[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22},
-                         {c30, c31, c32}};
-    for (size_t r = 0; r < MR; r++, c += ldc)
-      for (int v = 0; v < nv; v++) {
-        __m256 t = acc[r][v];
-        if (add)
-          t = _mm256_add_ps(t, _mm256_loadu_ps(c + 8 * v));
-        _mm256_storeu_ps(c + 8 * v, t);
-      }
-    return;
-  }
-  /* Edge tile: masked stores of the first w columns of the first mr rows. */
-  __m256 acc[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
-  for (size_t r = 0; r < mr; r++, c += ldc)
+  for (size_t k = 0; k < kc; k++, ap += MR, bp += NR)
+    nnkit__fma_4xn(acc, ap, bp, nv);
+  /* Constant indices only (unrolled), so that acc stays in registers. A
+   * whole tile is stored plainly, an edge tile with masked stores of the
+   * first w columns of the first mr rows. */
+  const int whole = mr == MR && w == 8 * (size_t)nv;
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; r++) {
+    if ((size_t)r >= mr)
+      break;
+    float *cr = c + (size_t)r * ldc;
+#pragma GCC unroll 3
     for (int v = 0; v < nv; v++) {
-      __m256i mk = mask_for(lanes(w, (size_t)v));
       __m256 t = acc[r][v];
-      if (add)
-        t = _mm256_add_ps(t, _mm256_maskload_ps(c + 8 * v, mk));
-      _mm256_maskstore_ps(c + 8 * v, mk, t);
+      if (whole) {
+        if (add)
+          t = _mm256_add_ps(t, _mm256_loadu_ps(cr + 8 * v));
+        _mm256_storeu_ps(cr + 8 * v, t);
+      } else {
+        __m256i mk = mask_for(lanes(w, (size_t)v));
+        if (add)
+          t = _mm256_add_ps(t, _mm256_maskload_ps(cr + 8 * v, mk));
+        _mm256_maskstore_ps(cr + 8 * v, mk, t);
+      }
     }
+  }
 }
 
 /* One 4 x w tile, w <= 24: the 24-, 16- or 8-column kernel. */
