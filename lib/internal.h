@@ -122,7 +122,16 @@ struct nnkit_dataset {
   size_t sample_size;
   uint32_t num_classes; /* 0 when unlabelled or regression */
   size_t target_dim;    /* 0 unless regression */
-  float *x;             /* count * sample_size */
+  /* The values, in one of two forms (see the helpers below):
+   * - floats: x holds count * sample_size floats and x8 is NULL;
+   * - bytes (compact, e.g. an IDX ubyte file): x8 holds one byte per value
+   *   and value i is lut[x8[i]]; x is NULL until nnkit__dataset_floats()
+   *   builds the float copy once, after which both are kept (equal).
+   * Read values only through the helpers: while x8 is set, x may be filled
+   * in concurrently by a reader of a const dataset. */
+  float *x;
+  uint8_t *x8;
+  float lut[256];       /* byte -> value, with x8 */
   int32_t *labels;      /* count, or NULL */
   float *targets;       /* count * target_dim, or NULL */
   /* num_classes class names or NULL: one nnkit__malloc block holding the
@@ -136,6 +145,41 @@ struct nnkit_dataset {
 nnkit_status nnkit__dataset_alloc(nnkit_dataset **out, size_t count,
                                   const size_t *shape, size_t ndim,
                                   int labelled, size_t target_dim);
+
+/* As nnkit__dataset_alloc(), in the compact form: x8 gets count *
+ * sample_size bytes, x stays NULL and lut maps each byte to itself. */
+nnkit_status nnkit__dataset_alloc_bytes(nnkit_dataset **out, size_t count,
+                                        const size_t *shape, size_t ndim,
+                                        int labelled);
+
+/* Value i of ds (0 <= i < count * sample_size), in either form. */
+static inline float nnkit__ds_at(const nnkit_dataset *ds, size_t i)
+{
+  return ds->x8 ? ds->lut[ds->x8[i]] : ds->x[i];
+}
+
+/* Writes samples [first, first + n) to out (n * sample_size floats). */
+void nnkit__dataset_rows(const nnkit_dataset *ds, size_t first, size_t n,
+                         float *out);
+
+/* Writes samples idx[0..n) to out, in that order. Allocates nothing. */
+void nnkit__dataset_gather(const nnkit_dataset *ds, const size_t *idx,
+                           size_t n, float *out);
+
+/* Samples [first, first + n) as floats: a pointer into the float form when
+ * the set has no bytes, else decoded into scratch (n * sample_size floats)
+ * and scratch returned. */
+const float *nnkit__dataset_block(const nnkit_dataset *ds, size_t first,
+                                  size_t n, float *scratch);
+
+/* The whole float array, built from the bytes on first use (safe against
+ * concurrent callers; the set then keeps both forms). NULL, with
+ * NNKIT_E_NOMEM set in fn's name, when the copy cannot be allocated. */
+const float *nnkit__dataset_floats(const nnkit_dataset *ds, const char *fn);
+
+/* Turns ds into the float form for a caller about to modify the values in
+ * place (the bytes are dropped). NNKIT_E_NOMEM in fn's name. */
+nnkit_status nnkit__dataset_own_floats(nnkit_dataset *ds, const char *fn);
 
 /* ---- data pipelines (lib/data/classes.c, csv.c, imagefolder.c, split.c,
  * normalizer.c, augment.c, pipeline.c) ---------------------------------- */

@@ -871,6 +871,130 @@ static void save_and_reload(const nnkit_dataset *ds, int gzip,
   nnkit_dataset_free(back);
 }
 
+/* ---- the compact (byte) form ------------------------------------------- */
+
+/* Every value of a and b compares equal bit for bit, read in both forms. */
+static void same_values(const nnkit_dataset *a, const nnkit_dataset *b)
+{
+  size_t n = nnkit_dataset_count(a) * nnkit_dataset_sample_size(a);
+  ck_assert_uint_eq(n, nnkit_dataset_count(b) * nnkit_dataset_sample_size(b));
+  for (size_t i = 0; i < n; i++) {
+    float u = nnkit__ds_at(a, i), v = nnkit__ds_at(b, i);
+    ck_assert_msg(memcmp(&u, &v, sizeof u) == 0, "value %zu: %.9g vs %.9g", i,
+                  (double)u, (double)v);
+  }
+}
+
+START_TEST(idx_ubyte_loads_compact_and_reads_as_floats)
+{
+  enum { N = 40, PER = 12 };
+  unsigned char px[N * PER], lab[N];
+  noise(px, sizeof px, 5);
+  for (int i = 0; i < N; i++)
+    lab[i] = (unsigned char)(i % 3);
+  uint32_t dims[3] = {N, 3, 4}, nl = N;
+  char img[512], labp[512];
+  idx_file(img, sizeof img, "compact_img", 1, 0x08, 3, dims, px, sizeof px);
+  idx_file(labp, sizeof labp, "compact_lab", 0, 0x08, 1, &nl, lab, N);
+  nnkit_dataset *ds = NULL, *fl = NULL;
+  ck_ok(nnkit_dataset_load_idx(&ds, img, labp, 0));
+  /* One byte per value in memory, and no float copy yet. */
+  ck_assert_ptr_nonnull(ds->x8);
+  ck_assert_ptr_null(ds->x);
+  float x[N * PER];
+  int32_t y[N];
+  for (int i = 0; i < N * PER; i++)
+    x[i] = px[i];
+  for (int i = 0; i < N; i++)
+    y[i] = lab[i];
+  const size_t shape[3] = {1, 3, 4};
+  ck_ok(nnkit_dataset_from_buffers(&fl, x, y, N, shape, 3, 0));
+  same_values(ds, fl);
+  /* A chain of scales gives the float form's values exactly and keeps the
+   * bytes (the table of 256 values is what changes). */
+  ck_ok(nnkit_dataset_scale(ds, 1.0f / 255, 0));
+  ck_ok(nnkit_dataset_scale(fl, 1.0f / 255, 0));
+  ck_ok(nnkit_dataset_scale(ds, 2.0f, -1.0f));
+  ck_ok(nnkit_dataset_scale(fl, 2.0f, -1.0f));
+  ck_assert_ptr_null(ds->x);
+  same_values(ds, fl);
+  /* The public float pointer builds the copy once; the bytes stay. */
+  const float *p = nnkit_dataset_data(ds);
+  ck_assert_ptr_nonnull(p);
+  ck_assert(memcmp(p, nnkit_dataset_data(fl), sizeof x) == 0);
+  ck_assert_ptr_eq(nnkit_dataset_data(ds), p);
+  ck_assert_ptr_nonnull(ds->x8);
+  /* Scaling now updates the copy and the table alike. */
+  ck_ok(nnkit_dataset_scale(ds, 0.5f, 0.25f));
+  ck_ok(nnkit_dataset_scale(fl, 0.5f, 0.25f));
+  same_values(ds, fl);
+  ck_assert(memcmp(nnkit_dataset_data(ds), nnkit_dataset_data(fl), sizeof x) == 0);
+  float rows[2 * PER], want[2 * PER];
+  size_t idx[2] = {7, 3};
+  nnkit__dataset_gather(ds, idx, 2, rows);
+  nnkit__dataset_gather(fl, idx, 2, want);
+  ck_assert(memcmp(rows, want, sizeof rows) == 0);
+  nnkit__dataset_rows(ds, 5, 2, rows);
+  ck_assert(memcmp(rows, nnkit_dataset_data(fl) + 5 * PER, sizeof rows) == 0);
+  nnkit_dataset_free(ds);
+  nnkit_dataset_free(fl);
+}
+END_TEST
+
+START_TEST(compact_scale_overflow_names_sample_and_changes_nothing)
+{
+  char img[512], lab[512];
+  tiny_pair(img, lab, sizeof img, 0, 0);
+  nnkit_dataset *ds = NULL;
+  ck_ok(nnkit_dataset_load_idx(&ds, img, lab, 0));
+  ck_assert_ptr_nonnull(ds->x8);
+  /* 2 * 3e38 overflows: sample 0's third value (2) is the first. */
+  ck_fails(nnkit_dataset_scale(ds, 3e38f, 0), NNKIT_E_INVALID,
+           "sample 0, value 2 (2)");
+  for (size_t i = 0; i < 12; i++)
+    ck_assert_float_eq(nnkit__ds_at(ds, i), (float)tiny_px[i]);
+  nnkit_dataset_free(ds);
+  /* Bytes absent from the set may overflow: only present values matter. */
+  const unsigned char small[4] = {0, 1, 2, 3};
+  uint32_t d2[2] = {2, 2};
+  idx_file(img, sizeof img, "small", 0, 0x08, 2, d2, small, 4);
+  ck_ok(nnkit_dataset_load_idx(&ds, img, NULL, 0));
+  ck_ok(nnkit_dataset_scale(ds, 1e38f, 0));
+  for (size_t i = 0; i < 4; i++)
+    ck_assert_float_eq(nnkit__ds_at(ds, i), (float)small[i] * 1e38f);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(compact_subset_and_save_keep_the_values)
+{
+  const size_t shape[3] = {1, 4, 5};
+  nnkit_dataset *b = NULL, *f = NULL, *bs = NULL, *fs = NULL;
+  tu_compact_twins(&b, &f, 30, shape, 3, 4, 11);
+  size_t idx[5] = {29, 0, 7, 7, 12};
+  ck_ok(nnkit_dataset_subset(&bs, b, idx, 5));
+  ck_ok(nnkit_dataset_subset(&fs, f, idx, 5));
+  ck_assert_ptr_nonnull(bs->x8); /* a subset of bytes is bytes */
+  ck_assert_ptr_null(bs->x);
+  same_values(bs, fs);
+  ck_assert(memcmp(bs->labels, fs->labels, 5 * sizeof(int32_t)) == 0);
+  /* Saved as ubyte, and reloaded equal. */
+  unsigned char h[12];
+  save_and_reload(bs, 1, h);
+  ck_assert_int_eq(h[2], 0x08);
+  /* Once scaled to fractions, saved as float32. */
+  ck_ok(nnkit_dataset_scale(bs, 1.0f / 255, 0));
+  ck_ok(nnkit_dataset_scale(fs, 1.0f / 255, 0));
+  same_values(bs, fs);
+  save_and_reload(bs, 0, h);
+  ck_assert_int_eq(h[2], 0x0D);
+  nnkit_dataset_free(b);
+  nnkit_dataset_free(f);
+  nnkit_dataset_free(bs);
+  nnkit_dataset_free(fs);
+}
+END_TEST
+
 START_TEST(save_idx_round_trips_mnist_layout)
 {
   float x[12];
@@ -1183,6 +1307,12 @@ static Suite *data_suite(void)
   tcase_add_test(t, save_idx_failure_leaves_no_file);
   tcase_add_test(t, save_idx_write_error_midway_leaves_no_file);
   tcase_add_test(t, save_idx_rejects_bad_requests);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("compact");
+  tcase_add_test(t, idx_ubyte_loads_compact_and_reads_as_floats);
+  tcase_add_test(t, compact_scale_overflow_names_sample_and_changes_nothing);
+  tcase_add_test(t, compact_subset_and_save_keep_the_values);
   suite_add_tcase(s, t);
 
   t = tcase_create("alloc");

@@ -2617,6 +2617,134 @@ START_TEST(allocation_failures_are_clean)
 }
 END_TEST
 
+/* ---- compact (byte) sets ------------------------------------------------ */
+
+/* Asserts that every value of a and b is the same float, bit for bit. */
+static void same_values(const nnkit_dataset *a, const nnkit_dataset *b)
+{
+  size_t n = nnkit_dataset_count(a) * nnkit_dataset_sample_size(a);
+  ck_assert_uint_eq(n, nnkit_dataset_count(b) * nnkit_dataset_sample_size(b));
+  for (size_t i = 0; i < n; i++) {
+    float u = nnkit__ds_at(a, i), v = nnkit__ds_at(b, i);
+    ck_assert_msg(memcmp(&u, &v, sizeof u) == 0, "value %zu: %.9g vs %.9g", i,
+                  (double)u, (double)v);
+  }
+}
+
+/* Normalizers fitted on a set of bytes equal those fitted on the same
+ * values as floats; applying one turns a byte set into floats; concat
+ * mixes both forms. */
+START_TEST(compact_sets_normalize_and_concat_as_float_sets)
+{
+  const size_t shape[3] = {3, 4, 4};
+  nnkit_dataset *b = NULL, *f = NULL;
+  tu_compact_twins(&b, &f, 90, shape, 3, 3, 31);
+  ck_ok(nnkit_dataset_scale(b, 1.0f / 255, 0));
+  ck_ok(nnkit_dataset_scale(f, 1.0f / 255, 0));
+  const nnkit_norm_kind kinds[3] = {NNKIT_NORM_STANDARDIZE,
+                                    NNKIT_NORM_CHANNEL_MEAN,
+                                    NNKIT_NORM_PCA_WHITEN};
+  const nnkit_norm_array arrays[3] = {NNKIT_NORM_ARRAY_MEAN, NNKIT_NORM_ARRAY_SCALE,
+                                      NNKIT_NORM_ARRAY_PROJECTION};
+  size_t all[90];
+  for (size_t i = 0; i < 90; i++)
+    all[i] = i;
+  for (int k = 0; k < 3; k++) {
+    nnkit_normalizer *na = NULL, *nf = NULL;
+    ck_ok(nnkit_normalizer_create(&na, kinds[k]));
+    ck_ok(nnkit_normalizer_create(&nf, kinds[k]));
+    ck_ok(nnkit_normalizer_set(na, NNKIT_NORM_FIT_SAMPLES, 70));
+    ck_ok(nnkit_normalizer_set(nf, NNKIT_NORM_FIT_SAMPLES, 70));
+    ck_ok(nnkit_normalizer_fit(na, b));
+    ck_ok(nnkit_normalizer_fit(nf, f));
+    for (int a = 0; a < 3; a++) {
+      size_t len = nnkit_normalizer_array_len(na, arrays[a]);
+      ck_assert_uint_eq(len, nnkit_normalizer_array_len(nf, arrays[a]));
+      if (!len)
+        continue;
+      float *va = malloc(len * sizeof *va), *vf = malloc(len * sizeof *vf);
+      ck_ok(nnkit_normalizer_get_array(va, len, na, arrays[a]));
+      ck_ok(nnkit_normalizer_get_array(vf, len, nf, arrays[a]));
+      ck_assert_msg(memcmp(va, vf, len * sizeof *va) == 0, "kind %d array %d",
+                    (int)kinds[k], a);
+      free(va);
+      free(vf);
+    }
+    nnkit_dataset *cb = NULL, *cf = NULL;
+    ck_ok(nnkit_dataset_subset(&cb, b, all, 90));
+    ck_ok(nnkit_dataset_subset(&cf, f, all, 90));
+    ck_assert_ptr_nonnull(cb->x8);
+    ck_ok(nnkit_normalizer_apply(na, cb));
+    ck_ok(nnkit_normalizer_apply(nf, cf));
+    ck_assert_ptr_null(cb->x8); /* normalized values are no longer bytes */
+    same_values(cb, cf);
+    nnkit_dataset_free(cb);
+    nnkit_dataset_free(cf);
+    nnkit_normalizer_free(na);
+    nnkit_normalizer_free(nf);
+  }
+  nnkit_dataset *m1 = NULL, *m2 = NULL;
+  const nnkit_dataset *p1[2] = {b, f}, *p2[2] = {f, f};
+  ck_ok(nnkit_dataset_concat(&m1, p1, 2));
+  ck_ok(nnkit_dataset_concat(&m2, p2, 2));
+  same_values(m1, m2);
+  nnkit_dataset_free(m1);
+  nnkit_dataset_free(m2);
+  nnkit_dataset_free(b);
+  nnkit_dataset_free(f);
+}
+END_TEST
+
+/* A pipeline over a set of bytes hands out the float set's batches: plain,
+ * normalized (in the normalizer's chunks) and augmented. */
+START_TEST(compact_pipeline_batches_equal_float_batches)
+{
+  const size_t shape[3] = {1, 6, 6};
+  enum { N = 300, PER = 36 };
+  nnkit_dataset *b = NULL, *f = NULL;
+  tu_compact_twins(&b, &f, N, shape, 3, 4, 41);
+  nnkit_normalizer *nz = NULL;
+  ck_ok(nnkit_normalizer_create(&nz, NNKIT_NORM_PCA_WHITEN));
+  ck_ok(nnkit_normalizer_fit(nz, f));
+  nnkit_augmenter *aug = NULL;
+  ck_ok(nnkit_augmenter_create(&aug));
+  ck_ok(nnkit_augmenter_add(aug, NNKIT_AUG_HFLIP, 0.5, 0, 0));
+  ck_ok(nnkit_augmenter_add(aug, NNKIT_AUG_ROTATE, 1.0, -15, 15));
+  float *xa = malloc(N * PER * sizeof *xa), *xb = malloc(N * PER * sizeof *xb);
+  int32_t ya[N], yb[N];
+  for (int mode = 0; mode < 3; mode++) {
+    nnkit_pipeline *pa = NULL, *pb = NULL;
+    ck_ok(nnkit_pipeline_create(&pa, b));
+    ck_ok(nnkit_pipeline_create(&pb, f));
+    for (int k = 0; k < 2; k++) {
+      nnkit_pipeline *p = k ? pb : pa;
+      ck_ok(nnkit_pipeline_set(p, NNKIT_PIPE_BATCH_SIZE, 32));
+      ck_ok(nnkit_pipeline_set(p, NNKIT_PIPE_SEED, 3));
+      if (mode == 1)
+        ck_ok(nnkit_pipeline_set_normalizer(p, nz));
+      if (mode == 2)
+        ck_ok(nnkit_pipeline_set_augmenter(p, aug));
+    }
+    size_t na = drain(pa, 2, xa, N * PER, ya, NULL, NULL);
+    size_t nb = drain(pb, 2, xb, N * PER, yb, NULL, NULL);
+    ck_assert_uint_eq(na, N);
+    ck_assert_uint_eq(nb, N);
+    size_t per = nnkit_pipeline_sample_size(pa);
+    ck_assert_msg(memcmp(xa, xb, N * per * sizeof *xa) == 0, "mode %d", mode);
+    ck_assert_mem_eq(ya, yb, sizeof ya);
+    nnkit_pipeline_free(pa);
+    nnkit_pipeline_free(pb);
+  }
+  ck_assert_ptr_null(b->x); /* the pipeline decoded; no float copy */
+  free(xa);
+  free(xb);
+  nnkit_augmenter_free(aug);
+  nnkit_normalizer_free(nz);
+  nnkit_dataset_free(b);
+  nnkit_dataset_free(f);
+}
+END_TEST
+
 static Suite *pipeline_suite(void)
 {
   Suite *s = suite_create("pipeline");
@@ -2676,6 +2804,8 @@ static Suite *pipeline_suite(void)
   tcase_add_test(t, pipeline_internal_consumer_api_and_targets);
   tcase_add_test(t, pipeline_rejects_bad_use);
   tcase_add_test(t, pipeline_feeds_a_net_that_learns);
+  tcase_add_test(t, compact_sets_normalize_and_concat_as_float_sets);
+  tcase_add_test(t, compact_pipeline_batches_equal_float_batches);
   suite_add_tcase(s, t);
 
   t = tcase_create("alloc");

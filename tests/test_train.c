@@ -314,6 +314,65 @@ static void fit_vs_loop(int kind, int cfg, size_t n, size_t bs, int threads)
 /* The trainer reads its gathered batch in place (nnkit__net_forward_fit)
  * and runs ReLUs in place over the layer before them: neither may change
  * a weight, with any optimizer setting, batch size or thread count. */
+/* A set kept as bytes (an IDX ubyte file) trains, evaluates and scores
+ * exactly as the same values held as floats: with shuffling, a
+ * validation set and more samples than one evaluation chunk. */
+START_TEST(compact_set_trains_and_scores_as_the_float_set)
+{
+  const size_t shape[3] = {1, 8, 8};
+  enum { N = 1100 };
+  nnkit_dataset *b = NULL, *f = NULL, *vb = NULL, *vf = NULL;
+  tu_compact_twins(&b, &f, N, shape, 3, 4, 21);
+  tu_compact_twins(&vb, &vf, 300, shape, 3, 4, 22);
+  nnkit_dataset *sets[4] = {b, f, vb, vf};
+  for (int i = 0; i < 4; i++)
+    ck_ok(nnkit_dataset_scale(sets[i], 1.0f / 255, -0.5f));
+  size_t in;
+  nnkit_net *na = fit_net(2, &in), *nb = fit_net(2, &in);
+  nnkit_optimizer *oa = fit_opt(0), *ob = fit_opt(0);
+  nnkit_trainer *ta = NULL, *tb = NULL;
+  ck_ok(nnkit_trainer_create(&ta, na, oa));
+  ck_ok(nnkit_trainer_create(&tb, nb, ob));
+  for (int k = 0; k < 2; k++) {
+    nnkit_trainer *t = k ? tb : ta;
+    ck_ok(nnkit_trainer_set(t, NNKIT_TRAIN_EPOCHS, 2));
+    ck_ok(nnkit_trainer_set(t, NNKIT_TRAIN_BATCH_SIZE, 64));
+    ck_ok(nnkit_trainer_set(t, NNKIT_TRAIN_SEED, 5));
+  }
+  ck_ok(nnkit_trainer_fit(ta, b, vb));
+  ck_ok(nnkit_trainer_fit(tb, f, vf));
+  ck_assert_ptr_null(b->x); /* trained from the bytes, no float copy */
+  ck_assert_ptr_null(vb->x);
+  size_t np = nnkit_net_num_params(na);
+  ck_assert_mem_eq(nnkit_net_params(na), nnkit_net_params(nb), np * sizeof(float));
+  double la, aa, lb, ab;
+  ck_ok(nnkit_net_evaluate(&la, &aa, na, vb));
+  ck_ok(nnkit_net_evaluate(&lb, &ab, nb, vf));
+  ck_assert(la == lb && aa == ab);
+  ck_assert_double_gt(aa, 0.5); /* it learnt something: 4 classes */
+  size_t ca[16], cb[16];
+  ck_ok(nnkit_net_confusion(ca, 16, na, b));
+  ck_ok(nnkit_net_confusion(cb, 16, nb, f));
+  ck_assert_mem_eq(ca, cb, sizeof ca);
+  size_t sum = 0;
+  for (int i = 0; i < 16; i++)
+    sum += ca[i];
+  ck_assert_uint_eq(sum, N);
+  ck_ok(nnkit_net_top_k_accuracy(&la, na, b, 2));
+  ck_ok(nnkit_net_top_k_accuracy(&lb, nb, f, 2));
+  ck_assert(la == lb && la > 0.5);
+  ck_assert_ptr_null(b->x);
+  nnkit_trainer_free(ta);
+  nnkit_trainer_free(tb);
+  nnkit_optimizer_free(oa);
+  nnkit_optimizer_free(ob);
+  nnkit_net_free(na);
+  nnkit_net_free(nb);
+  for (int i = 0; i < 4; i++)
+    nnkit_dataset_free(sets[i]);
+}
+END_TEST
+
 START_TEST(fit_equals_the_manual_loop)
 {
   for (int kind = 0; kind < 3; kind++)
@@ -498,6 +557,7 @@ static Suite *train_suite(void)
   tcase_add_test(tc, fit_learns_and_records);
   tcase_add_test(tc, same_seed_same_weights);
   tcase_add_test(tc, fit_equals_the_manual_loop);
+  tcase_add_test(tc, compact_set_trains_and_scores_as_the_float_set);
   tcase_add_test(tc, inplace_relu_forward_marks_overwritten_layers);
   tcase_add_test(tc, divergence_is_reported);
   tcase_add_test(tc, bad_datasets_are_rejected);

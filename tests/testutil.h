@@ -76,6 +76,38 @@ static inline nnkit_dataset *tu_blobs4(size_t n, double spread, uint64_t seed)
   return ds;
 }
 
+/* The same labelled samples twice: *bytes in the compact form (as an IDX
+ * ubyte file loads) and *floats built from float buffers. Values are bytes
+ * whose pattern, at class y, leans towards y (learnable); seeded. */
+static inline void tu_compact_twins(nnkit_dataset **bytes, nnkit_dataset **floats,
+                                    size_t n, const size_t *shape, size_t ndim,
+                                    uint32_t classes, uint64_t seed)
+{
+  size_t per = 1;
+  for (size_t i = 0; i < ndim; i++)
+    per *= shape[i];
+  ck_ok(nnkit__dataset_alloc_bytes(bytes, n, shape, ndim, 1));
+  nnkit_dataset *b = *bytes;
+  float *x = malloc(n * per * sizeof *x);
+  ck_assert_ptr_nonnull(x);
+  nnkit__rng r;
+  nnkit__rng_init(&r, seed, 7);
+  for (size_t i = 0; i < n; i++) {
+    int32_t y = (int32_t)(i % classes);
+    b->labels[i] = y;
+    for (size_t j = 0; j < per; j++) {
+      double u = nnkit__rng_uniform(&r) * 160.0;
+      if (j % classes == (size_t)y)
+        u += 95.0;
+      b->x8[i * per + j] = (uint8_t)u;
+      x[i * per + j] = (float)b->x8[i * per + j];
+    }
+  }
+  b->num_classes = classes;
+  ck_ok(nnkit_dataset_from_buffers(floats, x, b->labels, n, shape, ndim, classes));
+  free(x);
+}
+
 /* Logger lines captured by tu_capture (nnkit_trainer_set_logger's
  * callback): the first 64, up to 511 characters each. */
 typedef struct tu_lines {

@@ -226,7 +226,7 @@ NNKIT_API nnkit_status nnkit_dataset_concat(nnkit_dataset **out,
   size_t at = 0, per = first->sample_size, td = first->target_dim;
   for (size_t p = 0; p < num_parts; p++) {
     const nnkit_dataset *d = parts[p];
-    memcpy(ds->x + at * per, d->x, d->count * per * sizeof(float));
+    nnkit__dataset_rows(d, 0, d->count, ds->x + at * per);
     if (d->labels)
       memcpy(ds->labels + at, d->labels, d->count * sizeof(int32_t));
     if (td)

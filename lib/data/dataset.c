@@ -55,9 +55,9 @@ static nnkit_status check_geometry(const char *fn, size_t count,
   return NNKIT_OK;
 }
 
-nnkit_status nnkit__dataset_alloc(nnkit_dataset **out, size_t count,
+static nnkit_status dataset_alloc(nnkit_dataset **out, size_t count,
                                   const size_t *shape, size_t ndim,
-                                  int labelled, size_t target_dim)
+                                  int labelled, size_t target_dim, int bytes)
 {
   *out = NULL;
   size_t per, total;
@@ -80,18 +80,115 @@ nnkit_status nnkit__dataset_alloc(nnkit_dataset **out, size_t count,
   ds->sample_size = per;
   ds->target_dim = target_dim;
   /* count <= total, so count * sizeof(int32_t) cannot overflow either. */
-  ds->x = nnkit__malloc(total * sizeof(float));
+  if (bytes) {
+    ds->x8 = nnkit__malloc(total);
+    for (int b = 0; b < 256; b++)
+      ds->lut[b] = (float)b;
+  } else {
+    ds->x = nnkit__malloc(total * sizeof(float));
+  }
   if (labelled)
     ds->labels = nnkit__malloc(count * sizeof(int32_t));
   if (target_dim)
     ds->targets = nnkit__malloc(tbytes);
-  if (!ds->x || (labelled && !ds->labels) || (target_dim && !ds->targets)) {
+  if (!(bytes ? (void *)ds->x8 : (void *)ds->x) || (labelled && !ds->labels) ||
+      (target_dim && !ds->targets)) {
     nnkit_dataset_free(ds);
     return nnkit__err(NNKIT_E_NOMEM,
                       "dataset: out of memory for %zu samples of %zu values",
                       count, per);
   }
   *out = ds;
+  return NNKIT_OK;
+}
+
+nnkit_status nnkit__dataset_alloc(nnkit_dataset **out, size_t count,
+                                  const size_t *shape, size_t ndim,
+                                  int labelled, size_t target_dim)
+{
+  return dataset_alloc(out, count, shape, ndim, labelled, target_dim, 0);
+}
+
+nnkit_status nnkit__dataset_alloc_bytes(nnkit_dataset **out, size_t count,
+                                        const size_t *shape, size_t ndim,
+                                        int labelled)
+{
+  return dataset_alloc(out, count, shape, ndim, labelled, 0, 1);
+}
+
+/* ---- reading values in either form ------------------------------------ */
+
+static void decode(const nnkit_dataset *ds, const uint8_t *src, size_t n,
+                   float *out)
+{
+  const float *lut = ds->lut;
+  for (size_t i = 0; i < n; i++)
+    out[i] = lut[src[i]];
+}
+
+void nnkit__dataset_rows(const nnkit_dataset *ds, size_t first, size_t n,
+                         float *out)
+{
+  size_t per = ds->sample_size;
+  if (ds->x8)
+    decode(ds, ds->x8 + first * per, n * per, out);
+  else
+    memcpy(out, ds->x + first * per, n * per * sizeof(float));
+}
+
+void nnkit__dataset_gather(const nnkit_dataset *ds, const size_t *idx,
+                           size_t n, float *out)
+{
+  size_t per = ds->sample_size;
+  for (size_t i = 0; i < n; i++)
+    if (ds->x8)
+      decode(ds, ds->x8 + idx[i] * per, per, out + i * per);
+    else
+      memcpy(out + i * per, ds->x + idx[i] * per, per * sizeof(float));
+}
+
+const float *nnkit__dataset_block(const nnkit_dataset *ds, size_t first,
+                                  size_t n, float *scratch)
+{
+  if (!ds->x8)
+    return ds->x + first * ds->sample_size;
+  decode(ds, ds->x8 + first * ds->sample_size, n * ds->sample_size, scratch);
+  return scratch;
+}
+
+const float *nnkit__dataset_floats(const nnkit_dataset *ds, const char *fn)
+{
+  if (!ds->x8)
+    return ds->x;
+  /* Several readers may race here: each builds a copy, the first to
+   * publish wins and the others free theirs. The values are equal. */
+  float *x = __atomic_load_n(&((nnkit_dataset *)ds)->x, __ATOMIC_ACQUIRE);
+  if (x)
+    return x;
+  size_t n = ds->count * ds->sample_size; /* fits: checked at allocation */
+  float *mine = nnkit__malloc(n * sizeof *mine);
+  if (!mine) {
+    nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for the float copy of "
+               "%zu dataset values (the set keeps them as bytes)", fn, n);
+    return NULL;
+  }
+  decode(ds, ds->x8, n, mine);
+  float *expected = NULL;
+  if (__atomic_compare_exchange_n(&((nnkit_dataset *)ds)->x, &expected, mine,
+                                  0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    return mine;
+  nnkit__free(mine);
+  return expected;
+}
+
+nnkit_status nnkit__dataset_own_floats(nnkit_dataset *ds, const char *fn)
+{
+  if (!ds->x8)
+    return NNKIT_OK;
+  if (!nnkit__dataset_floats(ds, fn))
+    return NNKIT_E_NOMEM;
+  nnkit__free(ds->x8);
+  ds->x8 = NULL;
   return NNKIT_OK;
 }
 
@@ -242,14 +339,20 @@ NNKIT_API nnkit_status nnkit_dataset_subset(nnkit_dataset **out,
                         "set has %zu, so indices run from 0 to %zu)", fn, i,
                         indices[i], src->count, src->count - 1);
   nnkit_dataset *ds;
-  nnkit_status st = nnkit__dataset_alloc(&ds, count, src->shape, src->ndim,
-                                         src->labels != NULL, src->target_dim);
+  nnkit_status st = dataset_alloc(&ds, count, src->shape, src->ndim,
+                                  src->labels != NULL, src->target_dim,
+                                  src->x8 != NULL); /* compact stays compact */
   if (st != NNKIT_OK)
     return st;
   size_t per = src->sample_size, td = src->target_dim;
+  if (src->x8)
+    memcpy(ds->lut, src->lut, sizeof ds->lut);
   for (size_t i = 0; i < count; i++) {
     size_t k = indices[i];
-    memcpy(ds->x + i * per, src->x + k * per, per * sizeof(float));
+    if (src->x8)
+      memcpy(ds->x8 + i * per, src->x8 + k * per, per);
+    else
+      memcpy(ds->x + i * per, src->x + k * per, per * sizeof(float));
     if (src->labels)
       ds->labels[i] = src->labels[k];
     if (td)
@@ -278,18 +381,30 @@ NNKIT_API nnkit_status nnkit_dataset_scale(nnkit_dataset *ds, float scale,
                       "be finite", fn, (double)scale, (double)shift);
   size_t n = ds->count * ds->sample_size;
   /* Check first so a failing call leaves the data unchanged and the set
-   * keeps its all-finite invariant. */
-  for (size_t i = 0; i < n; i++) {
-    float v = ds->x[i] * scale + shift;
+   * keeps its all-finite invariant. A compact set maps its 256 byte values
+   * (the same expression, so both forms give the same floats); only bytes
+   * that occur matter. */
+  float lut[256];
+  int any_bad = 0;
+  if (ds->x8)
+    for (int b = 0; b < 256; b++) {
+      lut[b] = ds->lut[b] * scale + shift;
+      any_bad |= !isfinite(lut[b]);
+    }
+  for (size_t i = 0; i < n && (!ds->x8 || any_bad); i++) {
+    float old = nnkit__ds_at(ds, i), v = old * scale + shift;
     if (!isfinite(v))
       return nnkit__err(NNKIT_E_INVALID,
                         "%s: sample %zu, value %zu (%g) overflows float when "
                         "scaled by %g and shifted by %g; use a smaller scale",
                         fn, i / ds->sample_size, i % ds->sample_size,
-                        (double)ds->x[i], (double)scale, (double)shift);
+                        (double)old, (double)scale, (double)shift);
   }
-  for (size_t i = 0; i < n; i++)
-    ds->x[i] = ds->x[i] * scale + shift;
+  if (ds->x8)
+    memcpy(ds->lut, lut, sizeof lut);
+  if (ds->x) /* the float form, or a compact set's float copy */
+    for (size_t i = 0; i < n; i++)
+      ds->x[i] = ds->x[i] * scale + shift;
   return NNKIT_OK;
 }
 
@@ -298,6 +413,7 @@ NNKIT_API void nnkit_dataset_free(nnkit_dataset *ds)
   if (!ds)
     return;
   nnkit__free(ds->x);
+  nnkit__free(ds->x8);
   nnkit__free(ds->labels);
   nnkit__free(ds->targets);
   nnkit__free(ds->class_names);
@@ -338,7 +454,7 @@ NNKIT_API size_t nnkit_dataset_target_dim(const nnkit_dataset *ds)
 
 NNKIT_API const float *nnkit_dataset_data(const nnkit_dataset *ds)
 {
-  return ds ? ds->x : NULL;
+  return ds ? nnkit__dataset_floats(ds, "nnkit_dataset_data") : NULL;
 }
 
 NNKIT_API const int32_t *nnkit_dataset_labels(const nnkit_dataset *ds)

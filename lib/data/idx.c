@@ -343,9 +343,11 @@ static nnkit_status check_end(idx_reader *r)
                     "re-download the file", r->path);
 }
 
-/* Reads all r->count values, as floats into fx or (labels files) as
- * int32 into lab, then checks the end of the file. */
-static nnkit_status read_values(idx_reader *r, float *fx, int32_t *lab)
+/* Reads all r->count values, as floats into fx, as bytes into bx (a
+ * ubyte file kept compact) or (labels files) as int32 into lab, then
+ * checks the end of the file. */
+static nnkit_status read_values(idx_reader *r, float *fx, uint8_t *bx,
+                                int32_t *lab)
 {
   unsigned char buf[IDX_CHUNK];
   size_t per_chunk = IDX_CHUNK / r->vsize;
@@ -360,6 +362,8 @@ static nnkit_status read_values(idx_reader *r, float *fx, int32_t *lab)
     if (lab) {
       for (size_t i = 0; i < n; i++)
         lab[done + i] = buf[i];
+    } else if (bx) {
+      memcpy(bx + done, buf, n);
     } else {
       nnkit_status st = convert_values(r, fx + done, buf, n, done);
       if (st != NNKIT_OK)
@@ -434,13 +438,17 @@ static nnkit_status load_into(nnkit_dataset **out, idx_reader *img,
   size_t shape[NNKIT_MAX_SAMPLE_DIMS];
   size_t ndim = sample_shape(img, shape);
   nnkit_dataset *ds;
-  nnkit_status st = nnkit__dataset_alloc(&ds, img->dims[0], shape, ndim,
-                                         lab != NULL, 0);
+  /* Bytes stay bytes in memory (a quarter of the floats' size); they read
+   * as the same float values through every function. */
+  nnkit_status st =
+      img->type == IDX_UBYTE
+          ? nnkit__dataset_alloc_bytes(&ds, img->dims[0], shape, ndim, lab != NULL)
+          : nnkit__dataset_alloc(&ds, img->dims[0], shape, ndim, lab != NULL, 0);
   if (st != NNKIT_OK)
     return st;
-  st = read_values(img, ds->x, NULL);
+  st = read_values(img, ds->x, ds->x8, NULL);
   if (st == NNKIT_OK && lab)
-    st = read_values(lab, NULL, ds->labels);
+    st = read_values(lab, NULL, NULL, ds->labels);
   if (st == NNKIT_OK && lab)
     st = finish_labels(ds, lab->path, num_classes);
   if (st != NNKIT_OK) {
@@ -483,13 +491,13 @@ NNKIT_API nnkit_status nnkit_dataset_load_idx(nnkit_dataset **out,
 
 /* ---- writing ---------------------------------------------------------- */
 
-/* What one IDX file holds: a header plus values taken from floats (x) or
- * from int32 labels, written as `type`. */
+/* What one IDX file holds: a header plus values taken from a dataset's
+ * samples (ds) or from int32 labels, written as `type`. */
 typedef struct idx_content {
   int type;
   int ndim;
   size_t dims[IDX_MAX_DIMS];
-  const float *x;
+  const nnkit_dataset *ds;
   const int32_t *labels;
   size_t count;
 } idx_content;
@@ -505,12 +513,13 @@ static size_t encode_values(const idx_content *c, unsigned char *buf,
   }
   if (c->type == IDX_UBYTE) {
     for (size_t i = 0; i < n; i++)
-      buf[i] = (unsigned char)c->x[first + i];
+      buf[i] = (unsigned char)nnkit__ds_at(c->ds, first + i);
     return n;
   }
   for (size_t i = 0; i < n; i++) {
     uint32_t bits;
-    memcpy(&bits, &c->x[first + i], sizeof bits);
+    float v = nnkit__ds_at(c->ds, first + i);
+    memcpy(&bits, &v, sizeof bits);
     put_be32(buf + 4 * i, bits);
   }
   return 4 * n;
@@ -618,7 +627,7 @@ static nnkit_status plan_images(idx_content *c, const nnkit_dataset *ds,
                                 const char *images_path)
 {
   memset(c, 0, sizeof *c);
-  c->x = ds->x;
+  c->ds = ds;
   c->count = ds->count * ds->sample_size;
   c->dims[c->ndim++] = ds->count;
   if (ds->ndim == 3 && ds->shape[0] == 1) { /* N x H x W, as MNIST */
@@ -634,9 +643,10 @@ static nnkit_status plan_images(idx_content *c, const nnkit_dataset *ds,
                         "32-bit dimensions; save the dataset in parts",
                         images_path, c->dims[i]);
   int bytes = 1;
-  for (size_t i = 0; i < c->count && bytes; i++)
-    bytes = c->x[i] >= 0.0f && c->x[i] <= 255.0f &&
-            c->x[i] == floorf(c->x[i]);
+  for (size_t i = 0; i < c->count && bytes; i++) {
+    float v = nnkit__ds_at(ds, i);
+    bytes = v >= 0.0f && v <= 255.0f && v == floorf(v);
+  }
   c->type = bytes ? IDX_UBYTE : IDX_FLOAT;
   return NNKIT_OK;
 }

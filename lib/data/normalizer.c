@@ -259,30 +259,30 @@ static void moments(const nnkit_dataset *ds, const size_t *rows, size_t m,
   memset(mean, 0, len * sizeof *mean);
   memset(std, 0, len * sizeof *std);
   for (size_t i = 0; i < m; i++) {
-    const float *x = ds->x + (rows ? rows[i] : i) * d;
+    size_t x = (rows ? rows[i] : i) * d; /* first value of the sample */
     if (!plane) {
       for (size_t j = 0; j < d; j++)
-        mean[j] += x[j];
+        mean[j] += nnkit__ds_at(ds, x + j);
     } else {
       for (size_t c = 0; c < len; c++)
         for (size_t j = 0; j < plane; j++)
-          mean[c] += x[c * plane + j];
+          mean[c] += nnkit__ds_at(ds, x + c * plane + j);
     }
   }
   double per = (double)m * (double)(plane ? plane : 1);
   for (size_t j = 0; j < len; j++)
     mean[j] /= per;
   for (size_t i = 0; i < m; i++) {
-    const float *x = ds->x + (rows ? rows[i] : i) * d;
+    size_t x = (rows ? rows[i] : i) * d;
     if (!plane) {
       for (size_t j = 0; j < d; j++) {
-        double t = x[j] - mean[j];
+        double t = nnkit__ds_at(ds, x + j) - mean[j];
         std[j] += t * t;
       }
     } else {
       for (size_t c = 0; c < len; c++)
         for (size_t j = 0; j < plane; j++) {
-          double t = x[c * plane + j] - mean[c];
+          double t = nnkit__ds_at(ds, x + c * plane + j) - mean[c];
           std[c] += t * t;
         }
     }
@@ -356,9 +356,9 @@ static nnkit_status covariance(double *cov, const nnkit_dataset *ds,
   for (size_t s = 0; s < m; s += chunk) {
     size_t b = m - s < chunk ? m - s : chunk;
     for (size_t i = 0; i < b; i++) {
-      const float *x = ds->x + (rows ? rows[s + i] : s + i) * d;
+      size_t x = (rows ? rows[s + i] : s + i) * d;
       for (size_t j = 0; j < d; j++)
-        buf[i * d + j] = x[j] - mean[j];
+        buf[i * d + j] = nnkit__ds_at(ds, x + j) - mean[j];
     }
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)b, 1.0,
                 buf, (int)d, 1.0, cov, (int)d);
@@ -798,6 +798,8 @@ NNKIT_API nnkit_status nnkit_normalizer_apply(const nnkit_normalizer *nz,
   if (!ds)
     return nnkit__err(NNKIT_E_INVALID, "%s: ds is NULL", fn);
   st = check_shape(nz, ds, fn);
+  if (st == NNKIT_OK) /* a compact set becomes floats: the values change */
+    st = nnkit__dataset_own_floats(ds, fn);
   if (st != NNKIT_OK)
     return st;
   st = nnkit_normalizer_transform(nz, ds->x, ds->x, ds->count);

@@ -53,6 +53,7 @@ struct nnkit_pipeline {
   float *slot_t;
   size_t *slot_n;
   float *normed; /* count x out_size: the dataset after the normalizer */
+  float *row;    /* one decoded sample, for augmenting a compact set */
   size_t *order;
   size_t *cls_start, *cls_idx, *cls_present, num_present;
   /* the epoch */
@@ -116,6 +117,17 @@ static void fill_batch(nnkit_pipeline *p, size_t j, size_t s)
     for (size_t i = 0; i < b; i++)
       memcpy(p->slot_t + (s * p->slot_cap + i) * td, ds->targets + ord[i] * td,
              td * sizeof(float));
+  if (!p->normed && ds->x8) { /* a compact set, decoded here */
+    for (size_t i = 0; i < b; i++)
+      if (p->aug) {
+        nnkit__dataset_rows(ds, ord[i], 1, p->row);
+        nnkit__augment_sample(p->aug, p->row, x + i * out, p->ac, p->ah, p->aw,
+                              p->seed, p->epoch, first + i);
+      } else {
+        nnkit__dataset_rows(ds, ord[i], 1, x + i * out);
+      }
+    return;
+  }
   const float *rows = p->normed ? p->normed : ds->x;
   size_t stride = p->normed ? out : in;
   for (size_t i = 0; i < b; i++) {
@@ -177,11 +189,12 @@ static void free_buffers(nnkit_pipeline *p)
   nnkit__free(p->slot_t);
   nnkit__free(p->slot_n);
   nnkit__free(p->normed);
+  nnkit__free(p->row);
   nnkit__free(p->order);
   nnkit__free(p->cls_start);
   nnkit__free(p->cls_idx);
   nnkit__free(p->cls_present);
-  p->slot_x = p->normed = p->slot_t = NULL;
+  p->slot_x = p->normed = p->slot_t = p->row = NULL;
   p->slot_y = NULL;
   p->slot_n = p->order = p->cls_start = p->cls_idx = p->cls_present = NULL;
   p->prepared = 0;
@@ -432,13 +445,23 @@ static nnkit_status prepare(nnkit_pipeline *p, const char *fn)
     size_t sl = nnkit__normalizer_scratch_len(p->nz);
     int o2 = 0;
     size_t nb = nnkit__mul_size(nnkit__mul_size(n, out, &o2), sizeof(float), &o2);
-    float *scratch = NULL;
+    float *scratch = NULL, *chunk = NULL;
+    size_t in = ds->sample_size, rows = n < NNKIT__NORM_CHUNK ? n : NNKIT__NORM_CHUNK;
     ok = !o2 && (p->normed = nnkit__malloc(nb)) != NULL &&
-         (!sl || (scratch = nnkit__malloc(sl * sizeof(float))) != NULL);
-    if (ok)
-      nnkit__normalizer_transform(p->nz, ds->x, p->normed, n, scratch);
+         (!sl || (scratch = nnkit__malloc(sl * sizeof(float))) != NULL) &&
+         (!ds->x8 || (chunk = nnkit__malloc(rows * in * sizeof(float))) != NULL);
+    /* A compact set is decoded in the normalizer's own chunks of rows, so
+     * the result is the float form's bit for bit. */
+    for (size_t s = 0; ok && s < n; s += rows) {
+      size_t m = n - s < rows ? n - s : rows;
+      nnkit__normalizer_transform(p->nz, nnkit__dataset_block(ds, s, m, chunk),
+                                  p->normed + s * out, m, scratch);
+    }
     nnkit__free(scratch);
+    nnkit__free(chunk);
   }
+  if (ok && !p->nz && p->aug && ds->x8)
+    ok = (p->row = nnkit__malloc(ds->sample_size * sizeof *p->row)) != NULL;
   if (ok && p->balanced) {
     uint32_t k = ds->num_classes;
     p->cls_start = nnkit__calloc((size_t)k + 1, sizeof *p->cls_start);

@@ -955,6 +955,15 @@ NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
   if (!ds->labels && !ds->targets)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_net_evaluate: the dataset has no labels or targets");
+  /* A compact (byte) set is decoded one chunk at a time. */
+  float *scratch = NULL;
+  if (ds->x8) {
+    size_t m = ds->count < EVAL_CHUNK ? ds->count : EVAL_CHUNK;
+    scratch = nnkit__malloc(m * in * sizeof *scratch);
+    if (!scratch)
+      return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_evaluate: out of memory "
+                        "for %zu samples of %zu values", m, in);
+  }
   int mode = net->training;
   net->training = 0;
   double total = 0;
@@ -962,7 +971,8 @@ NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
   nnkit_status st = NNKIT_OK;
   for (size_t s = 0; s < ds->count; s += EVAL_CHUNK) {
     size_t n = ds->count - s < EVAL_CHUNK ? ds->count - s : EVAL_CHUNK;
-    st = nnkit_net_forward(net, ds->x + s * in, n, NULL, 0);
+    st = nnkit_net_forward(net, nnkit__dataset_block(ds, s, n, scratch), n,
+                           NULL, 0);
     double loss = 0;
     size_t c = 0;
     if (st == NNKIT_OK)
@@ -975,6 +985,7 @@ NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
     correct += c;
   }
   net->training = mode;
+  nnkit__free(scratch);
   if (st != NNKIT_OK)
     return st;
   if (loss_out)

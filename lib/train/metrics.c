@@ -232,9 +232,21 @@ NNKIT_API nnkit_status nnkit_net_confusion(size_t *matrix_out, size_t len,
                       "nnkit_net_confusion: matrix_out holds %zu values, %zu x %zu "
                       "are needed", matrix_out ? len : 0, C, C);
   int32_t *pred = nnkit__malloc(ds->count * sizeof *pred);
-  if (!pred)
+  /* A compact (byte) set is decoded one chunk at a time. */
+  enum { CHUNK = 1024 };
+  size_t in = ds->sample_size, m0 = ds->count < CHUNK ? ds->count : CHUNK;
+  float *scratch = ds->x8 ? nnkit__malloc(m0 * in * sizeof *scratch) : NULL;
+  if (!pred || (ds->x8 && !scratch)) {
+    nnkit__free(pred);
+    nnkit__free(scratch);
     return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_confusion: out of memory");
-  st = nnkit_net_predict(pred, net, ds->x, ds->count);
+  }
+  for (size_t s = 0; s < ds->count && st == NNKIT_OK; s += CHUNK) {
+    size_t m = ds->count - s < CHUNK ? ds->count - s : CHUNK;
+    st = nnkit_net_predict(pred + s, net, nnkit__dataset_block(ds, s, m, scratch),
+                           m);
+  }
+  nnkit__free(scratch);
   if (st == NNKIT_OK) {
     /* Predictions beyond the dataset's classes (a wider output layer)
      * cannot be placed in a C x C matrix: name them. */
@@ -269,17 +281,25 @@ NNKIT_API nnkit_status nnkit_net_top_k_accuracy(double *out, nnkit_net *net,
   enum { CHUNK = 1024 };
   size_t n = ds->count < CHUNK ? ds->count : CHUNK, hits = 0;
   float *probs = nnkit__malloc(n * C * sizeof *probs);
-  if (!probs)
+  /* A compact (byte) set is decoded one chunk at a time. */
+  float *scratch = ds->x8 ? nnkit__malloc(n * ds->sample_size * sizeof *scratch)
+                          : NULL;
+  if (!probs || (ds->x8 && !scratch)) {
+    nnkit__free(probs);
+    nnkit__free(scratch);
     return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_top_k_accuracy: out of memory");
+  }
   for (size_t s = 0; s < ds->count && st == NNKIT_OK; s += CHUNK) {
     size_t m = ds->count - s < CHUNK ? ds->count - s : CHUNK;
-    st = nnkit_net_predict_proba(probs, n * C, net, ds->x + s * ds->sample_size, m);
+    st = nnkit_net_predict_proba(probs, n * C, net,
+                                 nnkit__dataset_block(ds, s, m, scratch), m);
     double acc = 0;
     if (st == NNKIT_OK)
       st = nnkit_metrics_top_k(&acc, probs, m, C, ds->labels + s, k);
     hits += (size_t)llround(acc * (double)m);
   }
   nnkit__free(probs);
+  nnkit__free(scratch);
   if (st == NNKIT_OK)
     *out = (double)hits / (double)ds->count;
   return st;

@@ -215,7 +215,7 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
 {
   nnkit_net *net = tr->net;
   nnkit_pipeline *pipe = tr->pipe;
-  size_t n = train->count, in = train->sample_size, td = train->target_dim;
+  size_t n = train->count, td = train->target_dim;
   size_t bs = tr->batch_size < n ? tr->batch_size : n;
   size_t per_epoch = pipe ? nnkit_pipeline_batches_per_epoch(pipe) : (n + bs - 1) / bs;
   if (pipe) {
@@ -245,9 +245,9 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
         break;
     } else {
       b = n - s < bs ? n - s : bs;
+      nnkit__dataset_gather(train, tr->order + s, b, tr->bx);
       for (size_t i = 0; i < b; i++) {
         size_t k = tr->order[s + i];
-        memcpy(tr->bx + i * in, train->x + k * in, in * sizeof(float));
         if (train->labels)
           tr->by[i] = train->labels[k];
         if (td)
