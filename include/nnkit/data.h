@@ -1,7 +1,14 @@
 /**
  * @file nnkit/data.h
- * Datasets: samples held as float32 in NCHW order, with optional integer
+ * Datasets: samples read as float32 in NCHW order, with optional integer
  * class labels or float regression targets.
+ *
+ * Memory: a set loaded from an IDX ubyte file is kept compact, one byte per
+ * value plus a table of the 256 float values (a quarter of the float size:
+ * Fashion-MNIST's 60k images take 47 MB instead of 188 MB). Every function
+ * reads it as the same floats. nnkit_dataset_data() is the one that makes a
+ * float copy (once, on first call), and nnkit_normalizer_apply() turns the
+ * set into floats, since its results are no longer bytes.
  */
 #ifndef NNKIT_DATA_H
 #define NNKIT_DATA_H
@@ -12,8 +19,10 @@
 extern "C" {
 #endif
 
-/** A dataset owns a copy of its samples (count x sample_size floats) and
- *  its labels or targets. Immutable once built, except nnkit_dataset_scale(). */
+/** A dataset owns a copy of its samples (count x sample_size values, as
+ *  floats or compact bytes) and its labels or targets. Immutable once built,
+ *  except nnkit_dataset_scale() and nnkit_normalizer_apply(); a const set may
+ *  be read from several threads at once. */
 typedef struct nnkit_dataset nnkit_dataset;
 
 /** Most dimensions a sample may have (C, H, W). */
@@ -62,8 +71,9 @@ NNKIT_API nnkit_status nnkit_dataset_from_targets(nnkit_dataset **out,
  * bytes (type 0x08) or big-endian float32 (0x0D) with 1 to 4 dimensions
  * (the first is the sample count; a 3-dimensional file of N x H x W
  * becomes samples of shape {1, H, W}). Each file may be gzip-compressed
- * (detected by the gzip magic, not the name) or plain. Values are
- * converted to float unchanged (bytes stay 0..255; see nnkit_dataset_scale()).
+ * (detected by the gzip magic, not the name) or plain. Values read as
+ * floats unchanged (bytes as 0..255; see nnkit_dataset_scale()). Ubyte
+ * images are kept as bytes in memory (see the top of this file).
  * @param images_path  path of the images file (borrowed).
  * @param labels_path  path of a 1-dimensional ubyte labels file, or NULL.
  * @param num_classes  labels must lie in [0, num_classes); 0 = max label + 1.
@@ -99,8 +109,11 @@ NNKIT_API nnkit_status nnkit_dataset_subset(nnkit_dataset **out,
                                             size_t count);
 
 /** Applies x = x * scale + shift to every sample value in place (e.g.
- *  scale 1/255 maps bytes to [0, 1]). @return NNKIT_E_INVALID when scale
- *  or shift is not finite. */
+ *  scale 1/255 maps bytes to [0, 1]). A compact set stays compact (its
+ *  table of 256 values is scaled) and gives exactly the values the float
+ *  form would. @return NNKIT_E_INVALID when scale or shift is not finite,
+ *  or when a value would overflow (the sentence names the sample); the
+ *  set is then unchanged. */
 NNKIT_API nnkit_status nnkit_dataset_scale(nnkit_dataset *ds, float scale,
                                            float shift);
 
@@ -119,7 +132,11 @@ NNKIT_API size_t nnkit_dataset_sample_size(const nnkit_dataset *ds);
 NNKIT_API uint32_t nnkit_dataset_num_classes(const nnkit_dataset *ds);
 /** Floats of target per sample for a regression set; 0 otherwise. */
 NNKIT_API size_t nnkit_dataset_target_dim(const nnkit_dataset *ds);
-/** Borrowed pointer to count * sample_size floats, valid while ds lives. */
+/** Borrowed pointer to count * sample_size floats, valid while ds lives.
+ *  For a compact set (IDX ubyte) the first call allocates the float copy
+ *  (4 bytes per value, kept beside the bytes); NULL with NNKIT_E_NOMEM in
+ *  nnkit_last_error() if that allocation fails. Training and evaluation
+ *  never need it. */
 NNKIT_API const float *nnkit_dataset_data(const nnkit_dataset *ds);
 /** Borrowed pointer to count labels, or NULL when unlabelled. */
 NNKIT_API const int32_t *nnkit_dataset_labels(const nnkit_dataset *ds);

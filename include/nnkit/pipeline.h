@@ -370,7 +370,9 @@ NNKIT_API nnkit_status nnkit_normalizer_shape(size_t *dims_out, size_t len,
 /**
  * Applies the fitted transform in place to every sample of ds. For PCA and
  * PCA_WHITEN the samples become 1-D of out_size values; other kinds keep
- * the shape.
+ * the shape. A compact (byte) set becomes a float set, 4 bytes per value:
+ * for training on a compact set, give the normalizer to a pipeline
+ * instead (nnkit_pipeline_set_normalizer()).
  * @return NNKIT_E_STATE when not fitted; NNKIT_E_SHAPE when ds's sample
  *         shape differs from the fitted one (both are named); NNKIT_E_NOMEM
  *         (ds unchanged).
