@@ -1260,6 +1260,20 @@ START_TEST(allocation_failures_are_clean)
     ck_assert_int_eq(count_temps(out_img) + count_temps(out_lab), 0);
   }
   ck_assert(file_exists(out_img) && file_exists(out_lab));
+  /* The float copy of a compact set: NULL and a sentence when it cannot be
+   * allocated, the set unharmed; then built on a later call. */
+  ck_assert_ptr_nonnull(src->x8);
+  nnkit_clear_error();
+  nnkit__alloc_fail_after(1);
+  const float *x = nnkit_dataset_data(src);
+  nnkit__alloc_fail_after(0);
+  ck_assert_ptr_null(x);
+  ck_assert_ptr_nonnull(strstr(nnkit_last_error(), "out of memory for the float copy"));
+  ck_assert_ptr_null(src->x);
+  x = nnkit_dataset_data(src);
+  ck_assert_ptr_nonnull(x);
+  for (size_t i = 0; i < 12; i++)
+    ck_assert_float_eq(x[i], (float)tiny_px[i]);
   nnkit_dataset_free(src);
 }
 END_TEST

@@ -2521,7 +2521,7 @@ static nnkit_status op_normalizers(const void *arg)
     st = nnkit_normalizer_fit(nz, ds);
     if (st == NNKIT_OK) {
       float y[30 * 12];
-      st = nnkit_normalizer_transform(nz, ds->x, y, 30);
+      st = nnkit_normalizer_transform(nz, nnkit_dataset_data(ds), y, 30);
     }
     if (st == NNKIT_OK)
       st = nnkit_normalizer_compare(NULL, NULL, nz, ds);
@@ -2614,6 +2614,14 @@ START_TEST(allocation_failures_are_clean)
   sweep(op_normalizers, ds, "normalizers");
   sweep(op_pipeline, ds, "pipeline");
   nnkit_dataset_free(ds);
+  /* The same over a compact (byte) set: its decoding buffers. */
+  nnkit_dataset *b = NULL, *f = NULL;
+  tu_compact_twins(&b, &f, 30, (size_t[]){3, 2, 2}, 3, 3, 9);
+  sweep(op_sets, b, "splits and concat, bytes");
+  sweep(op_pipeline, b, "pipeline, bytes");
+  sweep(op_normalizers, b, "normalizers, bytes");
+  nnkit_dataset_free(b);
+  nnkit_dataset_free(f);
 }
 END_TEST
 
