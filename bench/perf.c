@@ -203,8 +203,10 @@ int main(int argc, char **argv)
   uint64_t allocs_after_first = 0;
   double abmin[2] = {1e9, 1e9};
   for (int e = 0; e < epochs; e++) {
-    if (ab) /* odd epochs without the AVX2 kernels: cblas_sgemm, im2col */
+    if (ab) { /* odd epochs without the AVX2 kernels: cblas_sgemm, im2col */
       nnkit__direct_force((e & 1) ? 0 : -1);
+      nnkit__gemm_force((e & 1) ? 0 : 1); /* even: nnkit's GEMM, even on AVX-512 */
+    }
     uint64_t a0 = nnkit__alloc_count();
     double t0 = nnkit__now();
     TRY(nnkit_trainer_fit(tr, train, NULL));
@@ -225,13 +227,13 @@ int main(int argc, char **argv)
   double gflops = flops_per_sample(cnn) * (double)n / med / 1e9;
   printf("peer=nnkit model=%s threads=%d epoch_s=%.3f samples_s=%.0f gflops=%.1f "
          "sgemm_peak_gflops=%.1f peak_fraction=%.2f rss_mb=%.0f "
-         "allocs_per_step=%.3f test_acc=%.4f epochs=%d\n",
+         "allocs_per_step=%.3f test_acc=%.4f epochs=%d gemm=%s\n",
          model, threads, med, (double)n / med, gflops, peak, peak > 0 ? gflops / peak : 0.0,
          (double)ru.ru_maxrss / 1024.0,
          epochs > 1 ? (double)allocs_after_first /
                           (double)(steps_per_epoch * (size_t)(epochs - 1))
                     : 0.0,
-         acc, epochs);
+         acc, epochs, ab ? "alternating" : nnkit__gemm_fast() ? "nnkit" : "cblas");
   if (ab)
     printf("ab best epoch: kernels %.3f s, cblas %.3f s, ratio %.3f\n", abmin[0],
            abmin[1], abmin[0] / abmin[1]);

@@ -409,7 +409,12 @@ void nnkit__conv2d_backward_naive(const float *x, const float *w,
  * -DNNKIT_NO_DIRECT builds) cblas_sgemm runs either way. */
 typedef enum { NNKIT__GEMM_NT, NNKIT__GEMM_TN, NNKIT__GEMM_NN } nnkit__gemm_form;
 size_t nnkit__gemm_ws_floats(size_t M, size_t K);
+/* 1 when the dense GEMMs run nnkit's kernel: AVX2+FMA without AVX-512F
+ * (there OpenBLAS's 16-lane kernels win), unless forced. */
 int nnkit__gemm_fast(void);
+/* Tests and benchmarks: 1 uses nnkit's kernel whenever the CPU has AVX2 and
+ * FMA (AVX-512 or not), 0 always cblas_sgemm, -1 restores the choice. */
+void nnkit__gemm_force(int mode);
 void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const float *A,
                  size_t lda, const float *B, size_t ldb, float beta, float *C,
                  size_t ldc, const float *bias, float *ws);

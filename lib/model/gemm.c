@@ -1,5 +1,6 @@
-/* Dense-layer GEMMs: packed 4 x 24 AVX2 + FMA kernel, chosen at run time;
- * cblas_sgemm on other CPUs and targets.
+/* Dense-layer GEMMs: packed 4 x 24 AVX2 + FMA kernel, chosen at run time
+ * on CPUs with AVX2 and FMA but no AVX-512; cblas_sgemm on other CPUs and
+ * targets (with AVX-512, OpenBLAS's 16-lane kernels are twice as wide).
  *
  * A dense layer needs three products per step, all row-major:
  *
@@ -315,10 +316,24 @@ AVX2 static void gemm_avx2(nnkit__gemm_form form, size_t M, size_t N, size_t K,
 
 #endif /* HAVE_KERNELS */
 
+static int gemm_override = -1;
+
+void nnkit__gemm_force(int mode)
+{
+  gemm_override = mode;
+}
+
 int nnkit__gemm_fast(void)
 {
 #if HAVE_KERNELS
-  return nnkit__direct_available();
+  if (gemm_override == 0 || !nnkit__direct_available())
+    return 0;
+  if (gemm_override == 1)
+    return 1;
+  /* A CPU with AVX-512 gets OpenBLAS's 16-lane sgemm kernels, twice this
+   * 8-lane kernel's width: there cblas_sgemm is the faster path. */
+  __builtin_cpu_init();
+  return !__builtin_cpu_supports("avx512f");
 #else
   return 0;
 #endif
