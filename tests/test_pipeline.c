@@ -520,6 +520,8 @@ START_TEST(images_load_rgb_and_gray_in_sorted_order)
   ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 2);
   ck_assert_str_eq(nnkit_dataset_class_name(ds, 0), "cat");
   ck_assert_str_eq(nnkit_dataset_class_name(ds, 1), "dog");
+  ck_assert_ptr_nonnull(ds->x8); /* without resizing, kept as bytes */
+  ck_assert_ptr_null(ds->x);
   /* cat/a.PNG (base 0), cat/b.png (100), dog/z.png (7): byte order. */
   const int bases[3] = {0, 100, 7};
   const int32_t labels[3] = {0, 0, 1};
@@ -561,6 +563,7 @@ START_TEST(images_resize_bilinear_or_reject_other_sizes)
   /* Upscaling 2x2 -> 4x4 with aligned pixel centres: source coordinate of
    * output i is (i + 0.5) / 2 - 0.5, clamped: 0, 0.25, 0.75, 1. */
   ck_ok(nnkit_dataset_load_image_folder(&ds, root, 1, 4, 4, 1));
+  ck_assert_ptr_null(ds->x8); /* resized values are not bytes: floats */
   const double t[4] = {0, 0.25, 0.75, 1};
   const float *x = nnkit_dataset_data(ds);
   for (int y = 0; y < 4; y++)

@@ -89,7 +89,8 @@ NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
  * ignored. Images are decoded by stb_image.
  *
  * Samples have shape [channels, height, width] (NCHW) with values 0..255
- * unchanged (see nnkit_dataset_scale()). Grayscale images loaded as RGB
+ * unchanged (see nnkit_dataset_scale()); with resize 0 they are kept as
+ * bytes in memory, a quarter of the floats' size (see nnkit/data.h). Grayscale images loaded as RGB
  * repeat the gray value; RGB images loaded as grayscale use stb_image's
  * luma 0.30 R + 0.59 G + 0.11 B.
  *

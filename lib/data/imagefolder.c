@@ -193,9 +193,11 @@ static void resize_plane(const float *src, size_t sh, size_t sw, float *dst,
 
 /* Decodes one image into dst (channels x h x w floats), resizing through
  * tmp (channels * ih * iw floats, grown as needed) when allowed. */
+/* Decodes one image into dst (floats) or, when dst8 is given (resize 0:
+ * every image keeps its bytes), into dst8. */
 static nnkit_status load_one(const char *path, size_t channels, size_t h,
-                             size_t w, int resize, float *dst, float **tmp,
-                             size_t *tmp_cap)
+                             size_t w, int resize, float *dst, uint8_t *dst8,
+                             float **tmp, size_t *tmp_cap)
 {
   FILE *f = fopen(path, "rb");
   if (!f)
@@ -210,7 +212,11 @@ static nnkit_status load_one(const char *path, size_t channels, size_t h,
                       "replace or remove it", path, stbi_failure_reason());
   size_t sh = (size_t)ih, sw = (size_t)iw;
   nnkit_status st = NNKIT_OK;
-  if (sh == h && sw == w) {
+  if (sh == h && sw == w && dst8) {
+    for (size_t c = 0; c < channels; c++)
+      for (size_t i = 0; i < h * w; i++)
+        dst8[c * h * w + i] = px[i * channels + c];
+  } else if (sh == h && sw == w) {
     for (size_t c = 0; c < channels; c++)
       for (size_t i = 0; i < h * w; i++)
         dst[c * h * w + i] = px[i * channels + c];
@@ -345,7 +351,9 @@ NNKIT_API nnkit_status nnkit_dataset_load_image_folder(nnkit_dataset **out,
   }
   if (st == NNKIT_OK) {
     size_t shape[3] = {channels, height, width};
-    st = nnkit__dataset_alloc(&ds, files.n, shape, 3, 1, 0);
+    /* Without resizing every value is a byte: kept compact. */
+    st = resize ? nnkit__dataset_alloc(&ds, files.n, shape, 3, 1, 0)
+                : nnkit__dataset_alloc_bytes(&ds, files.n, shape, 3, 1);
   }
   if (st == NNKIT_OK) {
     class_names = nnkit__malloc(classes.n * sizeof *class_names);
@@ -364,8 +372,10 @@ NNKIT_API nnkit_status nnkit_dataset_load_image_folder(nnkit_dataset **out,
       st = nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", root);
       break;
     }
+    size_t at = i * ds->sample_size;
     st = load_one(path, channels, height, width, resize,
-                  ds->x + i * ds->sample_size, &tmp, &tmp_cap);
+                  ds->x8 ? NULL : ds->x + at, ds->x8 ? ds->x8 + at : NULL, &tmp,
+                  &tmp_cap);
     ds->labels[i] = (int32_t)labels[i];
     nnkit__free(path);
     path = NULL;
