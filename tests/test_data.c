@@ -265,6 +265,41 @@ START_TEST(from_buffers_shapes_and_class_count)
 }
 END_TEST
 
+START_TEST(from_bytes_keeps_bytes_and_checks_arguments)
+{
+  const uint8_t px[6] = {0, 7, 255, 128, 1, 2};
+  const int32_t labels[3] = {1, 0, 1};
+  const size_t shape[1] = {2}, zero[1] = {0};
+  nnkit_dataset *ds = SENTINEL;
+  ck_ok(nnkit_dataset_from_bytes(&ds, px, labels, 3, shape, 1, 0));
+  ck_assert_ptr_nonnull(ds->x8);
+  ck_assert_ptr_null(ds->x);
+  ck_assert_uint_eq(nnkit_dataset_count(ds), 3);
+  ck_assert_uint_eq(nnkit_dataset_sample_size(ds), 2);
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 2);
+  ck_assert_int_eq(nnkit_dataset_labels(ds)[2], 1);
+  ck_ok(nnkit_dataset_scale(ds, 1.0f / 255, 0));
+  for (int i = 0; i < 6; i++)
+    ck_assert_float_eq(nnkit__ds_at(ds, (size_t)i), (float)px[i] * (1.0f / 255));
+  nnkit_dataset_free(ds);
+  ck_ok(nnkit_dataset_from_bytes(&ds, px, NULL, 1, (size_t[]){1, 2, 3}, 3, 0));
+  ck_assert_ptr_null(nnkit_dataset_labels(ds));
+  ck_assert_float_eq(nnkit_dataset_data(ds)[2], 255.0f);
+  nnkit_dataset_free(ds);
+  ds = SENTINEL;
+  ck_fails(nnkit_dataset_from_bytes(NULL, px, labels, 3, shape, 1, 2),
+           NNKIT_E_INVALID, "out is NULL");
+  ck_fails(nnkit_dataset_from_bytes(&ds, NULL, labels, 3, shape, 1, 2),
+           NNKIT_E_INVALID, "x is NULL; pass count * sample_size bytes");
+  ck_assert_ptr_null(ds);
+  ck_fails(nnkit_dataset_from_bytes(&ds, px, labels, 3, zero, 1, 2),
+           NNKIT_E_INVALID, "shape[0] is 0");
+  ck_fails(nnkit_dataset_from_bytes(&ds, px, labels, 3, shape, 1, 1),
+           NNKIT_E_INVALID, "sample 0");
+  ck_assert_ptr_null(ds);
+}
+END_TEST
+
 START_TEST(from_buffers_rejects_bad_arguments)
 {
   float x[4] = {0, 1, 2, 3};
@@ -1220,6 +1255,15 @@ static nnkit_status op_from_buffers(nnkit_dataset **out, const void *arg)
   return nnkit_dataset_from_buffers(out, x, labels, 2, shape, 1, 0);
 }
 
+static nnkit_status op_from_bytes(nnkit_dataset **out, const void *arg)
+{
+  (void)arg;
+  const uint8_t x[4] = {1, 2, 3, 4};
+  const int32_t labels[2] = {0, 1};
+  const size_t shape[1] = {2};
+  return nnkit_dataset_from_bytes(out, x, labels, 2, shape, 1, 0);
+}
+
 static nnkit_status op_from_targets(nnkit_dataset **out, const void *arg)
 {
   (void)arg;
@@ -1241,6 +1285,7 @@ START_TEST(allocation_failures_are_clean)
   const char *paths[2] = {img, lab};
   ck_assert_int_ge(sweep_alloc_failures(op_load, paths), 3);
   ck_assert_int_eq(sweep_alloc_failures(op_from_buffers, NULL), 3);
+  ck_assert_int_eq(sweep_alloc_failures(op_from_bytes, NULL), 3);
   ck_assert_int_eq(sweep_alloc_failures(op_from_targets, NULL), 3);
   nnkit_dataset *src = NULL;
   ck_ok(nnkit_dataset_load_idx(&src, img, lab, 0));
@@ -1285,6 +1330,7 @@ static Suite *data_suite(void)
   tcase_add_test(t, from_buffers_copies_inputs);
   tcase_add_test(t, from_buffers_shapes_and_class_count);
   tcase_add_test(t, from_buffers_rejects_bad_arguments);
+  tcase_add_test(t, from_bytes_keeps_bytes_and_checks_arguments);
   tcase_add_test(t, from_buffers_rejects_bad_labels_and_values);
   tcase_add_test(t, from_targets_builds_regression_set);
   tcase_add_test(t, from_targets_rejects_bad_arguments);

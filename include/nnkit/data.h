@@ -3,8 +3,9 @@
  * Datasets: samples read as float32 in NCHW order, with optional integer
  * class labels or float regression targets.
  *
- * Memory: a set loaded from an IDX ubyte file is kept compact, one byte per
- * value plus a table of the 256 float values (a quarter of the float size:
+ * Memory: a set built from bytes (nnkit_dataset_from_bytes(), an IDX ubyte
+ * file, an image folder loaded without resizing) is kept compact, one byte
+ * per value plus a table of the 256 float values (a quarter of the float size:
  * Fashion-MNIST's 60k images take 47 MB instead of 188 MB). Every function
  * reads it as the same floats. nnkit_dataset_data() is the one that makes a
  * float copy (once, on first call), and nnkit_normalizer_apply() turns the
@@ -51,6 +52,23 @@ NNKIT_API nnkit_status nnkit_dataset_from_buffers(nnkit_dataset **out,
                                                   const size_t *shape,
                                                   size_t ndim,
                                                   uint32_t num_classes);
+
+/**
+ * Builds a dataset from bytes (e.g. 8-bit images), kept compact: one byte
+ * per value in memory, read as the floats 0..255 (nnkit_dataset_scale()
+ * maps them, e.g. to [0, 1]). Arguments as nnkit_dataset_from_buffers(),
+ * with x holding count * prod(shape) bytes (copied).
+ * @return NNKIT_E_INVALID for a NULL buffer, zero count or dimension, or a
+ *         label outside [0, num_classes) (the sentence names the sample);
+ *         NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_dataset_from_bytes(nnkit_dataset **out,
+                                                const uint8_t *x,
+                                                const int32_t *labels,
+                                                size_t count,
+                                                const size_t *shape,
+                                                size_t ndim,
+                                                uint32_t num_classes);
 
 /**
  * Builds a regression dataset: each sample has target_dim float targets

@@ -276,6 +276,41 @@ NNKIT_API nnkit_status nnkit_dataset_from_buffers(nnkit_dataset **out,
   return NNKIT_OK;
 }
 
+NNKIT_API nnkit_status nnkit_dataset_from_bytes(nnkit_dataset **out,
+                                                const uint8_t *x,
+                                                const int32_t *labels,
+                                                size_t count,
+                                                const size_t *shape,
+                                                size_t ndim,
+                                                uint32_t num_classes)
+{
+  static const char fn[] = "nnkit_dataset_from_bytes";
+  if (!out)
+    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL; pass the address "
+                      "of a nnkit_dataset pointer", fn);
+  *out = NULL;
+  if (!x)
+    return nnkit__err(NNKIT_E_INVALID, "%s: x is NULL; pass count * "
+                      "sample_size bytes", fn);
+  size_t per, total;
+  nnkit_status st = check_geometry(fn, count, shape, ndim, &per, &total);
+  if (st == NNKIT_OK && labels)
+    st = check_labels(fn, labels, count, &num_classes);
+  if (st != NNKIT_OK)
+    return st;
+  nnkit_dataset *ds;
+  st = nnkit__dataset_alloc_bytes(&ds, count, shape, ndim, labels != NULL);
+  if (st != NNKIT_OK)
+    return st;
+  memcpy(ds->x8, x, total);
+  if (labels) {
+    memcpy(ds->labels, labels, count * sizeof *labels);
+    ds->num_classes = num_classes;
+  }
+  *out = ds;
+  return NNKIT_OK;
+}
+
 NNKIT_API nnkit_status nnkit_dataset_from_targets(nnkit_dataset **out,
                                                   const float *x,
                                                   const float *targets,

@@ -94,7 +94,8 @@ def get_num_threads():
 # ---------------------------------------------------------------- arrays
 
 _POINTER = {ctypes.c_float: ctypes.POINTER(ctypes.c_float),
-            ctypes.c_int32: ctypes.POINTER(ctypes.c_int32)}
+            ctypes.c_int32: ctypes.POINTER(ctypes.c_int32),
+            ctypes.c_uint8: ctypes.POINTER(ctypes.c_uint8)}
 
 
 class _Buffer:
@@ -103,7 +104,8 @@ class _Buffer:
     def __init__(self, data, ctype, typecode, count=None):
         self.keep = None
         if _np is not None and isinstance(data, _np.ndarray):
-            dt = _np.float32 if ctype is ctypes.c_float else _np.int32
+            dt = {ctypes.c_float: _np.float32, ctypes.c_int32: _np.int32,
+                  ctypes.c_uint8: _np.uint8}[ctype]
             arr = data
             if arr.dtype != dt or not arr.flags.c_contiguous:
                 arr = _np.ascontiguousarray(data, dtype=dt)  # converted only when needed
@@ -208,13 +210,24 @@ class _Handle:
             pass
 
 
+def _is_bytes(x):
+    """True for data nnkit keeps as bytes: uint8 arrays, bytes, bytearray."""
+    if isinstance(x, (bytes, bytearray)):
+        return True
+    return _np is not None and isinstance(x, _np.ndarray) and x.dtype == _np.uint8
+
+
 class Dataset(_Handle):
-    """Samples (float32, NCHW per sample) with class labels or float targets."""
+    """Samples read as float32 (NCHW per sample) with class labels or float
+    targets. A uint8 array (or bytes) with labels is kept as bytes in
+    memory, a quarter of float32's size, and reads as the floats 0..255
+    (scale it with .scale(1 / 255)); so are IDX ubyte files."""
     _free = lib.nnkit_dataset_free
 
     def __init__(self, x, labels=None, *, shape=None, num_classes=0, targets=None):
         super().__init__()
-        xb = _Buffer(x, ctypes.c_float, "f")
+        compact = targets is None and _is_bytes(x)
+        xb = _Buffer(x, ctypes.c_uint8, "B") if compact else _Buffer(x, ctypes.c_float, "f")
         if shape is None:
             shape = xb.shape[1:] if len(xb.shape) > 1 else (1,)
         shape = tuple(int(d) for d in shape)
@@ -237,9 +250,9 @@ class Dataset(_Handle):
                     raise InvalidArgument(E_INVALID, "%d labels for %d samples" %
                                           (lb.count, count))
                 lp = lb.ptr
-            _check(lib.nnkit_dataset_from_buffers(ctypes.byref(self._h), xb.ptr, lp,
-                                                  count, cshape, len(shape),
-                                                  int(num_classes)))
+            make = lib.nnkit_dataset_from_bytes if compact else lib.nnkit_dataset_from_buffers
+            _check(make(ctypes.byref(self._h), xb.ptr, lp, count, cshape, len(shape),
+                        int(num_classes)))
 
     @classmethod
     def load_idx(cls, images, labels=None, num_classes=0):

@@ -36,6 +36,7 @@ PROTOTYPES = {
     "nnkit_set_num_threads": (cint, [cint]),
     "nnkit_get_num_threads": (cint, []),
     "nnkit_dataset_from_buffers": (cint, [c_void_pp, c_float_p, c_int32_p, sz, c_size_p, sz, u32]),
+    "nnkit_dataset_from_bytes": (cint, [c_void_pp, ctypes.POINTER(ctypes.c_uint8), c_int32_p, sz, c_size_p, sz, u32]),
     "nnkit_dataset_from_targets": (cint, [c_void_pp, c_float_p, c_float_p, sz, c_size_p, sz, sz]),
     "nnkit_dataset_load_idx": (cint, [c_void_pp, cstr, cstr, u32]),
     "nnkit_dataset_save_idx": (cint, [vp, cstr, cstr, cint]),

@@ -106,6 +106,34 @@ class ErrorTest(unittest.TestCase):
 
 
 class TrainTest(unittest.TestCase):
+    def test_byte_data_stays_bytes_and_trains_as_floats(self):
+        # 8-bit "images" whose bright column is the class; as bytes (a
+        # bytes object here, a uint8 array with NumPy) and as floats.
+        raw, ys = bytearray(), []
+        for i in range(96):
+            k = i % 4
+            raw += bytes(200 if j % 4 == k else (i * 7 + j) % 50 for j in range(16))
+            ys.append(k)
+        data = np.frombuffer(bytes(raw), dtype=np.uint8).reshape(96, 1, 4, 4) \
+            if np is not None else bytes(raw)
+        floats = [float(v) for v in raw]
+        a = nnkit.Dataset(data, ys, shape=(1, 4, 4), num_classes=4)
+        b = nnkit.Dataset(floats, ys, shape=(1, 4, 4), num_classes=4)
+        self.assertEqual(len(a), 96)
+        for ds in (a, b):
+            ds.scale(1 / 255)
+        nets = []
+        for ds in (a, b):
+            net = nnkit.Net((1, 4, 4), [nnkit.Flatten(), nnkit.Dense(8), nnkit.ReLU(),
+                                        nnkit.Dense(4)], seed=5)
+            net.fit(ds, epochs=20, batch_size=16, lr=0.1)
+            nets.append(net)
+        self.assertEqual(list(nets[0].params), list(nets[1].params))
+        self.assertEqual(nets[0].evaluate(a), nets[1].evaluate(b))
+        self.assertGreater(nets[0].evaluate(a)[1], 0.9)
+        self.assertEqual(list(a.x.reshape(-1) if np is not None else a.x),
+                         list(b.x.reshape(-1) if np is not None else b.x))
+
     def test_fit_predict_evaluate_without_numpy_types(self):
         xs, ys = blobs(200)
         train = nnkit.Dataset(xs, ys, num_classes=4)
