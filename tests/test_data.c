@@ -908,18 +908,6 @@ static void save_and_reload(const nnkit_dataset *ds, int gzip,
 
 /* ---- the compact (byte) form ------------------------------------------- */
 
-/* Every value of a and b compares equal bit for bit, read in both forms. */
-static void same_values(const nnkit_dataset *a, const nnkit_dataset *b)
-{
-  size_t n = nnkit_dataset_count(a) * nnkit_dataset_sample_size(a);
-  ck_assert_uint_eq(n, nnkit_dataset_count(b) * nnkit_dataset_sample_size(b));
-  for (size_t i = 0; i < n; i++) {
-    float u = nnkit__ds_at(a, i), v = nnkit__ds_at(b, i);
-    ck_assert_msg(memcmp(&u, &v, sizeof u) == 0, "value %zu: %.9g vs %.9g", i,
-                  (double)u, (double)v);
-  }
-}
-
 START_TEST(idx_ubyte_loads_compact_and_reads_as_floats)
 {
   enum { N = 40, PER = 12 };
@@ -944,7 +932,7 @@ START_TEST(idx_ubyte_loads_compact_and_reads_as_floats)
     y[i] = lab[i];
   const size_t shape[3] = {1, 3, 4};
   ck_ok(nnkit_dataset_from_buffers(&fl, x, y, N, shape, 3, 0));
-  same_values(ds, fl);
+  tu_same_values(ds, fl);
   /* A chain of scales gives the float form's values exactly and keeps the
    * bytes (the table of 256 values is what changes). */
   ck_ok(nnkit_dataset_scale(ds, 1.0f / 255, 0));
@@ -952,7 +940,7 @@ START_TEST(idx_ubyte_loads_compact_and_reads_as_floats)
   ck_ok(nnkit_dataset_scale(ds, 2.0f, -1.0f));
   ck_ok(nnkit_dataset_scale(fl, 2.0f, -1.0f));
   ck_assert_ptr_null(ds->x);
-  same_values(ds, fl);
+  tu_same_values(ds, fl);
   /* The public float pointer builds the copy once; the bytes stay. */
   const float *p = nnkit_dataset_data(ds);
   ck_assert_ptr_nonnull(p);
@@ -962,7 +950,7 @@ START_TEST(idx_ubyte_loads_compact_and_reads_as_floats)
   /* Scaling now updates the copy and the table alike. */
   ck_ok(nnkit_dataset_scale(ds, 0.5f, 0.25f));
   ck_ok(nnkit_dataset_scale(fl, 0.5f, 0.25f));
-  same_values(ds, fl);
+  tu_same_values(ds, fl);
   ck_assert(memcmp(nnkit_dataset_data(ds), nnkit_dataset_data(fl), sizeof x) == 0);
   float rows[2 * PER], want[2 * PER];
   size_t idx[2] = {7, 3};
@@ -1011,7 +999,7 @@ START_TEST(compact_subset_and_save_keep_the_values)
   ck_ok(nnkit_dataset_subset(&fs, f, idx, 5));
   ck_assert_ptr_nonnull(bs->x8); /* a subset of bytes is bytes */
   ck_assert_ptr_null(bs->x);
-  same_values(bs, fs);
+  tu_same_values(bs, fs);
   ck_assert(memcmp(bs->labels, fs->labels, 5 * sizeof(int32_t)) == 0);
   /* Saved as ubyte, and reloaded equal. */
   unsigned char h[12];
@@ -1020,7 +1008,7 @@ START_TEST(compact_subset_and_save_keep_the_values)
   /* Once scaled to fractions, saved as float32. */
   ck_ok(nnkit_dataset_scale(bs, 1.0f / 255, 0));
   ck_ok(nnkit_dataset_scale(fs, 1.0f / 255, 0));
-  same_values(bs, fs);
+  tu_same_values(bs, fs);
   save_and_reload(bs, 0, h);
   ck_assert_int_eq(h[2], 0x0D);
   nnkit_dataset_free(b);

@@ -2630,18 +2630,6 @@ END_TEST
 
 /* ---- compact (byte) sets ------------------------------------------------ */
 
-/* Asserts that every value of a and b is the same float, bit for bit. */
-static void same_values(const nnkit_dataset *a, const nnkit_dataset *b)
-{
-  size_t n = nnkit_dataset_count(a) * nnkit_dataset_sample_size(a);
-  ck_assert_uint_eq(n, nnkit_dataset_count(b) * nnkit_dataset_sample_size(b));
-  for (size_t i = 0; i < n; i++) {
-    float u = nnkit__ds_at(a, i), v = nnkit__ds_at(b, i);
-    ck_assert_msg(memcmp(&u, &v, sizeof u) == 0, "value %zu: %.9g vs %.9g", i,
-                  (double)u, (double)v);
-  }
-}
-
 /* Normalizers fitted on a set of bytes equal those fitted on the same
  * values as floats; applying one turns a byte set into floats; concat
  * mixes both forms. */
@@ -2688,7 +2676,7 @@ START_TEST(compact_sets_normalize_and_concat_as_float_sets)
     ck_ok(nnkit_normalizer_apply(na, cb));
     ck_ok(nnkit_normalizer_apply(nf, cf));
     ck_assert_ptr_null(cb->x8); /* normalized values are no longer bytes */
-    same_values(cb, cf);
+    tu_same_values(cb, cf);
     nnkit_dataset_free(cb);
     nnkit_dataset_free(cf);
     nnkit_normalizer_free(na);
@@ -2698,7 +2686,7 @@ START_TEST(compact_sets_normalize_and_concat_as_float_sets)
   const nnkit_dataset *p1[2] = {b, f}, *p2[2] = {f, f};
   ck_ok(nnkit_dataset_concat(&m1, p1, 2));
   ck_ok(nnkit_dataset_concat(&m2, p2, 2));
-  same_values(m1, m2);
+  tu_same_values(m1, m2);
   nnkit_dataset_free(m1);
   nnkit_dataset_free(m2);
   nnkit_dataset_free(b);

@@ -108,6 +108,19 @@ static inline void tu_compact_twins(nnkit_dataset **bytes, nnkit_dataset **float
   free(x);
 }
 
+/* Asserts that every value of a and b is the same float, bit for bit,
+ * whichever form (floats or compact bytes) each set holds. */
+static inline void tu_same_values(const nnkit_dataset *a, const nnkit_dataset *b)
+{
+  size_t n = nnkit_dataset_count(a) * nnkit_dataset_sample_size(a);
+  ck_assert_uint_eq(n, nnkit_dataset_count(b) * nnkit_dataset_sample_size(b));
+  for (size_t i = 0; i < n; i++) {
+    float u = nnkit__ds_at(a, i), v = nnkit__ds_at(b, i);
+    ck_assert_msg(memcmp(&u, &v, sizeof u) == 0, "value %zu: %.9g vs %.9g", i,
+                  (double)u, (double)v);
+  }
+}
+
 /* Logger lines captured by tu_capture (nnkit_trainer_set_logger's
  * callback): the first 64, up to 511 characters each. */
 typedef struct tu_lines {

@@ -239,6 +239,45 @@ static nnkit_status check_labels(const char *fn, const int32_t *labels,
   return NNKIT_OK;
 }
 
+/* The labelled/unlabelled constructors: x is count * sample_size floats,
+ * or bytes when `bytes` (kept compact); fn names the public function. */
+static nnkit_status from_values(const char *fn, nnkit_dataset **out,
+                                const void *x, int bytes,
+                                const int32_t *labels, size_t count,
+                                const size_t *shape, size_t ndim,
+                                uint32_t num_classes)
+{
+  if (!out)
+    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL; pass the address "
+                      "of a nnkit_dataset pointer", fn);
+  *out = NULL;
+  if (!x)
+    return nnkit__err(NNKIT_E_INVALID, "%s: x is NULL; pass count * "
+                      "sample_size %s", fn, bytes ? "bytes" : "floats");
+  size_t per, total;
+  nnkit_status st = check_geometry(fn, count, shape, ndim, &per, &total);
+  if (st == NNKIT_OK && !bytes)
+    st = check_finite(fn, "value", x, total, per);
+  if (st == NNKIT_OK && labels)
+    st = check_labels(fn, labels, count, &num_classes);
+  if (st != NNKIT_OK)
+    return st;
+  nnkit_dataset *ds;
+  st = dataset_alloc(&ds, count, shape, ndim, labels != NULL, 0, bytes);
+  if (st != NNKIT_OK)
+    return st;
+  if (bytes)
+    memcpy(ds->x8, x, total);
+  else
+    memcpy(ds->x, x, total * sizeof(float));
+  if (labels) {
+    memcpy(ds->labels, labels, count * sizeof *labels);
+    ds->num_classes = num_classes;
+  }
+  *out = ds;
+  return NNKIT_OK;
+}
+
 NNKIT_API nnkit_status nnkit_dataset_from_buffers(nnkit_dataset **out,
                                                   const float *x,
                                                   const int32_t *labels,
@@ -247,33 +286,8 @@ NNKIT_API nnkit_status nnkit_dataset_from_buffers(nnkit_dataset **out,
                                                   size_t ndim,
                                                   uint32_t num_classes)
 {
-  static const char fn[] = "nnkit_dataset_from_buffers";
-  if (!out)
-    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL; pass the address "
-                      "of a nnkit_dataset pointer", fn);
-  *out = NULL;
-  if (!x)
-    return nnkit__err(NNKIT_E_INVALID, "%s: x is NULL; pass count * "
-                      "sample_size floats", fn);
-  size_t per, total;
-  nnkit_status st = check_geometry(fn, count, shape, ndim, &per, &total);
-  if (st == NNKIT_OK)
-    st = check_finite(fn, "value", x, total, per);
-  if (st == NNKIT_OK && labels)
-    st = check_labels(fn, labels, count, &num_classes);
-  if (st != NNKIT_OK)
-    return st;
-  nnkit_dataset *ds;
-  st = nnkit__dataset_alloc(&ds, count, shape, ndim, labels != NULL, 0);
-  if (st != NNKIT_OK)
-    return st;
-  memcpy(ds->x, x, total * sizeof *x);
-  if (labels) {
-    memcpy(ds->labels, labels, count * sizeof *labels);
-    ds->num_classes = num_classes;
-  }
-  *out = ds;
-  return NNKIT_OK;
+  return from_values("nnkit_dataset_from_buffers", out, x, 0, labels, count,
+                     shape, ndim, num_classes);
 }
 
 NNKIT_API nnkit_status nnkit_dataset_from_bytes(nnkit_dataset **out,
@@ -284,31 +298,8 @@ NNKIT_API nnkit_status nnkit_dataset_from_bytes(nnkit_dataset **out,
                                                 size_t ndim,
                                                 uint32_t num_classes)
 {
-  static const char fn[] = "nnkit_dataset_from_bytes";
-  if (!out)
-    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL; pass the address "
-                      "of a nnkit_dataset pointer", fn);
-  *out = NULL;
-  if (!x)
-    return nnkit__err(NNKIT_E_INVALID, "%s: x is NULL; pass count * "
-                      "sample_size bytes", fn);
-  size_t per, total;
-  nnkit_status st = check_geometry(fn, count, shape, ndim, &per, &total);
-  if (st == NNKIT_OK && labels)
-    st = check_labels(fn, labels, count, &num_classes);
-  if (st != NNKIT_OK)
-    return st;
-  nnkit_dataset *ds;
-  st = nnkit__dataset_alloc_bytes(&ds, count, shape, ndim, labels != NULL);
-  if (st != NNKIT_OK)
-    return st;
-  memcpy(ds->x8, x, total);
-  if (labels) {
-    memcpy(ds->labels, labels, count * sizeof *labels);
-    ds->num_classes = num_classes;
-  }
-  *out = ds;
-  return NNKIT_OK;
+  return from_values("nnkit_dataset_from_bytes", out, x, 1, labels, count,
+                     shape, ndim, num_classes);
 }
 
 NNKIT_API nnkit_status nnkit_dataset_from_targets(nnkit_dataset **out,
