@@ -2686,9 +2686,29 @@ START_TEST(compact_sets_normalize_and_concat_as_float_sets)
   const nnkit_dataset *p1[2] = {b, f}, *p2[2] = {f, f};
   ck_ok(nnkit_dataset_concat(&m1, p1, 2));
   ck_ok(nnkit_dataset_concat(&m2, p2, 2));
+  ck_assert_ptr_null(m1->x8); /* mixed forms: floats */
   tu_same_values(m1, m2);
   nnkit_dataset_free(m1);
   nnkit_dataset_free(m2);
+  /* Bytes with one table stay bytes; with different tables, floats. */
+  const nnkit_dataset *p3[2] = {b, b};
+  ck_ok(nnkit_dataset_concat(&m1, p3, 2));
+  ck_assert_ptr_nonnull(m1->x8);
+  ck_assert_ptr_null(m1->x);
+  ck_ok(nnkit_dataset_concat(&m2, p2, 2));
+  tu_same_values(m1, m2);
+  nnkit_dataset_free(m2);
+  nnkit_dataset *b2 = NULL;
+  size_t all2[2] = {0, 1};
+  ck_ok(nnkit_dataset_subset(&b2, b, all2, 2));
+  ck_ok(nnkit_dataset_scale(b2, 2.0f, 0));
+  const nnkit_dataset *p4[2] = {b, b2};
+  ck_ok(nnkit_dataset_concat(&m2, p4, 2));
+  ck_assert_ptr_null(m2->x8);
+  ck_assert_float_eq(nnkit__ds_at(m2, 90 * 48), 2.0f * nnkit__ds_at(b, 0));
+  nnkit_dataset_free(m1);
+  nnkit_dataset_free(m2);
+  nnkit_dataset_free(b2);
   nnkit_dataset_free(b);
   nnkit_dataset_free(f);
 }

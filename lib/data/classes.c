@@ -217,16 +217,27 @@ NNKIT_API nnkit_status nnkit_dataset_concat(nnkit_dataset **out,
         named = d;
     }
   }
+  /* Parts that are all bytes with one table stay bytes; else floats. */
+  int bytes = 1;
+  for (size_t p = 0; p < num_parts && bytes; p++)
+    bytes = parts[p]->x8 && !memcmp(parts[p]->lut, first->lut, sizeof first->lut);
   nnkit_dataset *ds;
-  nnkit_status st = nnkit__dataset_alloc(&ds, total, first->shape, first->ndim,
-                                         first->labels != NULL,
-                                         first->target_dim);
+  nnkit_status st =
+      bytes ? nnkit__dataset_alloc_bytes(&ds, total, first->shape, first->ndim,
+                                         first->labels != NULL)
+            : nnkit__dataset_alloc(&ds, total, first->shape, first->ndim,
+                                   first->labels != NULL, first->target_dim);
   if (st != NNKIT_OK)
     return st;
   size_t at = 0, per = first->sample_size, td = first->target_dim;
+  if (bytes)
+    memcpy(ds->lut, first->lut, sizeof ds->lut);
   for (size_t p = 0; p < num_parts; p++) {
     const nnkit_dataset *d = parts[p];
-    nnkit__dataset_rows(d, 0, d->count, ds->x + at * per);
+    if (bytes)
+      memcpy(ds->x8 + at * per, d->x8, d->count * per);
+    else
+      nnkit__dataset_rows(d, 0, d->count, ds->x + at * per);
     if (d->labels)
       memcpy(ds->labels + at, d->labels, d->count * sizeof(int32_t));
     if (td)
