@@ -139,12 +139,8 @@ void nnkit__dataset_rows(const nnkit_dataset *ds, size_t first, size_t n,
 void nnkit__dataset_gather(const nnkit_dataset *ds, const size_t *idx,
                            size_t n, float *out)
 {
-  size_t per = ds->sample_size;
   for (size_t i = 0; i < n; i++)
-    if (ds->x8)
-      decode(ds, ds->x8 + idx[i] * per, per, out + i * per);
-    else
-      memcpy(out + i * per, ds->x + idx[i] * per, per * sizeof(float));
+    nnkit__dataset_rows(ds, idx[i], 1, out + i * ds->sample_size);
 }
 
 const float *nnkit__dataset_block(const nnkit_dataset *ds, size_t first,

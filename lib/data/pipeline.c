@@ -117,26 +117,22 @@ static void fill_batch(nnkit_pipeline *p, size_t j, size_t s)
     for (size_t i = 0; i < b; i++)
       memcpy(p->slot_t + (s * p->slot_cap + i) * td, ds->targets + ord[i] * td,
              td * sizeof(float));
-  if (!p->normed && ds->x8) { /* a compact set, decoded here */
-    for (size_t i = 0; i < b; i++)
-      if (p->aug) {
-        nnkit__dataset_rows(ds, ord[i], 1, p->row);
-        nnkit__augment_sample(p->aug, p->row, x + i * out, p->ac, p->ah, p->aw,
-                              p->seed, p->epoch, first + i);
-      } else {
-        nnkit__dataset_rows(ds, ord[i], 1, x + i * out);
-      }
-    return;
-  }
-  const float *rows = p->normed ? p->normed : ds->x;
-  size_t stride = p->normed ? out : in;
   for (size_t i = 0; i < b; i++) {
-    const float *row = rows + ord[i] * stride;
+    float *dst = x + i * out;
+    const float *row;
+    if (p->normed) {
+      row = p->normed + ord[i] * out;
+    } else if (!ds->x8) {
+      row = ds->x + ord[i] * in;
+    } else { /* a compact set: decoded into the batch, or for the augmenter */
+      nnkit__dataset_rows(ds, ord[i], 1, p->aug ? p->row : dst);
+      row = p->aug ? p->row : dst;
+    }
     if (p->aug)
-      nnkit__augment_sample(p->aug, row, x + i * out, p->ac, p->ah, p->aw,
-                            p->seed, p->epoch, first + i);
-    else
-      memcpy(x + i * out, row, out * sizeof(float));
+      nnkit__augment_sample(p->aug, row, dst, p->ac, p->ah, p->aw, p->seed,
+                            p->epoch, first + i);
+    else if (row != dst)
+      memcpy(dst, row, out * sizeof(float));
   }
 }
 
