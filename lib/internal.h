@@ -114,6 +114,40 @@ static inline void nnkit__split(size_t total, int t, int n, size_t *lo, size_t *
 /* ---- time (lib/core/threads.c) ---------------------------------------- */
 double nnkit__now(void); /* monotonic seconds */
 
+/* ---- keyed settings (lib/core/settings.c) ---------------------------- */
+/* One row of a keyed-settings table: the key's name, range, default and
+ * nnkit_bound_flag bits. kind 0 = the row applies to every kind (objects
+ * with a single kind use 0 throughout). Every keyed object -- optimizer,
+ * schedule, regularizer, trainer, pipeline, normalizer, augmenter, layer --
+ * keeps one such table and goes through these calls, so ranges, bounds
+ * and error sentences read the same everywhere. */
+typedef struct nnkit__spec {
+  int kind;
+  int key;
+  const char *name;
+  double lo, hi, def;
+  int flags;
+} nnkit__spec;
+
+/* The row for (kind, key) in table[0..n), or NULL. */
+const nnkit__spec *nnkit__spec_find(const nnkit__spec *table, size_t n,
+                                    int kind, int key);
+/* NNKIT_OK when value is inside s's range; otherwise NNKIT_E_INVALID with
+ * "<owner> <name> <value> is outside its range [lo, hi)" (or "must be 0 or
+ * 1", "must be an integer in [lo, hi]"). */
+nnkit_status nnkit__spec_check(const nnkit__spec *s, const char *owner,
+                               double value);
+/* Writes s's range as text: "[0, 1)", "(0, 1]", "0 or 1", ... */
+void nnkit__spec_range(const nnkit__spec *s, char *buf, size_t len);
+/* As nnkit__spec_find, recording NNKIT_E_INVALID "<owner> has no setting
+ * <key>; use one of its <family> keys" when there is no row. */
+const nnkit__spec *nnkit__spec_lookup(const nnkit__spec *table, size_t n, int kind,
+                                      int key, const char *owner,
+                                      const char *family);
+/* Writes s's range to the non-NULL outputs (the public *_bounds calls). */
+void nnkit__spec_bounds(const nnkit__spec *s, double *lo_out, double *hi_out,
+                        int *flags_out);
+
 /* ---- datasets (lib/data/dataset.c) ------------------------------------ */
 struct nnkit_dataset {
   size_t count;
@@ -594,27 +628,6 @@ nnkit_status nnkit__net_batch_loss(nnkit_net *net, const int32_t *labels,
                                    size_t *correct_out);
 
 /* ---- optimizers, schedules, regularizers (lib/optim/) ------------------ */
-/* One row of a hyperparameter table: the key's name, range, default and
- * nnkit_bound_flag bits. kind 0 = the row applies to every kind. Optimizer,
- * schedule and regularizer keys all use this one mechanism (optimizer.c). */
-typedef struct nnkit__spec {
-  int kind;
-  int key;
-  const char *name;
-  double lo, hi, def;
-  int flags;
-} nnkit__spec;
-
-/* The row for (kind, key) in table[0..n), or NULL. */
-const nnkit__spec *nnkit__spec_find(const nnkit__spec *table, size_t n,
-                                    int kind, int key);
-/* NNKIT_OK when value is inside s's range; otherwise NNKIT_E_INVALID with
- * "<owner> <name> <value> is outside its range [lo, hi)" (or "must be 0 or
- * 1", "must be an integer in [lo, hi]"). */
-nnkit_status nnkit__spec_check(const nnkit__spec *s, const char *owner,
-                               double value);
-/* Writes s's range as text: "[0, 1)", "(0, 1]", "0 or 1", ... */
-void nnkit__spec_range(const nnkit__spec *s, char *buf, size_t len);
 
 struct nnkit_optimizer {
   nnkit_optim_kind kind;
