@@ -295,9 +295,68 @@ size_t nnkit__shape_size(const nnkit__shape *s);
 
 typedef struct nnkit__layer nnkit__layer;
 
-/* One layer kind = one file implementing this table + one registry line. */
-typedef struct nnkit__layer_ops {
+/* A named array a layer owns, for model files, checkpoints, snapshots,
+ * regularizers and statistics: data points into the net's parameters
+ * (after nnkit__net_build) or into the layer's state. Roles say what the
+ * array is, so callers select by role and never by layer kind. */
+typedef enum nnkit__role {
+  NNKIT__ROLE_WEIGHT = 1,  /* trainable weights (regularized by default) */
+  NNKIT__ROLE_BIAS = 2,    /* trainable biases */
+  NNKIT__ROLE_NORM = 4,    /* trainable scale and shift of a normalization */
+  NNKIT__ROLE_STATE = 8,   /* floats that are not trained but learned from
+                              data (running statistics): saved in model
+                              files, kept by snapshots */
+  NNKIT__ROLE_COUNTER = 16 /* a uint64 position of the layer's random
+                              stream (dropout's mask step): checkpoints */
+} nnkit__role;
+#define NNKIT__ROLE_PARAMS (NNKIT__ROLE_WEIGHT | NNKIT__ROLE_BIAS | NNKIT__ROLE_NORM)
+
+#define NNKIT__MAX_LAYER_ARGS 8
+#define NNKIT__MAX_LAYER_TENSORS 4
+
+typedef struct nnkit__tensor {
+  const char *name; /* "weight", "bias", "running_mean", ... */
+  float *data;      /* floats (every role but COUNTER) */
+  size_t ndim;
+  size_t dims[4];
+  int role;         /* one nnkit__role */
+  uint64_t *count;  /* the COUNTER role's value (data is NULL) */
+} nnkit__tensor;
+
+/* A layer kind's descriptor: one file defines one (or a few sharing
+ * code) and registry.c lists it. It holds the kind's ops, its options (the
+ * add call's arguments, as nnkit_layer_param keys with bounds) and its
+ * tensors by name and role. Nothing outside the kind's file knows its
+ * fields: the net, model files, snapshots, regularizers, statistics and
+ * the keyed layer settings all go through this table. */
+typedef struct nnkit__layer_kind {
+  /* The kind's name in descriptions and model files ("dense"). */
   const char *name;
+  /* Options: rows of the keyed-settings engine (key = nnkit_layer_param,
+   * name = the option's name in model files, range, flags) in the add
+   * call's argument order; at most NNKIT__MAX_LAYER_ARGS. A whole number
+   * option (NNKIT_BOUND_INTEGER) may hold -1 for NNKIT_PAD_SAME. */
+  const nnkit__spec *opts;
+  size_t num_opts;
+  /* Writes the options that rebuild l, in opts order. NULL: no options. */
+  void (*get_opts)(const nnkit__layer *l, double *values);
+  /* Changes option `key` of an added layer (value already inside the
+   * row's range), or returns NNKIT_E_STATE naming the option when it is
+   * fixed once added (it changes shapes). NULL: every option is fixed. */
+  nnkit_status (*set_opt)(nnkit__layer *l, int key, double value);
+  /* Appends a layer of this kind through the public nnkit_net_add_* call
+   * (its NNKIT_E_INVALID/NNKIT_E_SHAPE sentence on bad values). */
+  nnkit_status (*add)(nnkit_net *net, const double *values);
+  /* Fills out[0..n) with the layer's tensors and returns n (at most
+   * NNKIT__MAX_LAYER_TENSORS); parameter tensors first, in parameter
+   * order. NULL: none. The net must be built. */
+  size_t (*tensors)(nnkit__layer *l, nnkit__tensor *out);
+  /* The element-wise activation the layer applies (an nnkit_activation),
+   * with *slope for leaky ReLU; 0 for layers that are not activations.
+   * The net uses it for default initializers (He before a ReLU) and
+   * in-place ReLUs, statistics for saturation and dead units. */
+  int (*activation)(const nnkit__layer *l, float *slope);
+/* One layer kind = one file implementing this table + one registry line. */
   /* Shape inference at add time: sets l->out and l->num_params from l->in,
    * or returns NNKIT_E_SHAPE with a sentence naming the layer and sizes. */
   nnkit_status (*setup)(nnkit__layer *l);
@@ -345,10 +404,10 @@ typedef struct nnkit__layer_ops {
    * thread's slot; after all slices the net calls gather, which adds the
    * slots' partials into l->grads in slot order and zeroes them. */
   void (*gather)(nnkit__layer *l);
-} nnkit__layer_ops;
+} nnkit__layer_kind;
 
 struct nnkit__layer {
-  const nnkit__layer_ops *ops;
+  const nnkit__layer_kind *ops; /* the kind's descriptor */
   nnkit__shape in, out;
   size_t num_params;   /* floats in this layer's slice */
   size_t param_offset; /* into net->params */
@@ -364,22 +423,24 @@ struct nnkit__layer {
   float lr_mult;       /* per-layer learning-rate multiplier (default 1) */
   nnkit_init *w_init;  /* owned; NULL = default */
   nnkit_init *b_init;  /* owned; NULL = zeros */
-  nnkit_activation act;/* for activation layers */
-  float slope;         /* leaky ReLU slope */
-  size_t units;        /* dense */
-  void *state;         /* kind-specific, owned */
+  void *state;         /* kind-specific, owned (the kind's destroy frees it) */
 };
 
-extern const nnkit__layer_ops nnkit__dense_ops;
-extern const nnkit__layer_ops nnkit__activation_ops;
-extern const nnkit__layer_ops nnkit__conv2d_ops;          /* conv2d.c */
-extern const nnkit__layer_ops nnkit__maxpool2d_ops;       /* pool.c */
-extern const nnkit__layer_ops nnkit__avgpool2d_ops;       /* pool.c */
-extern const nnkit__layer_ops nnkit__global_avgpool_ops;  /* pool.c */
-extern const nnkit__layer_ops nnkit__flatten_ops;         /* flatten.c */
-extern const nnkit__layer_ops nnkit__batchnorm_ops;       /* batchnorm.c */
-extern const nnkit__layer_ops nnkit__dropout_ops;         /* dropout.c */
-extern const nnkit__layer_ops nnkit__spatial_dropout_ops; /* dropout.c */
+/* The registry (lib/model/registry.c): the kinds a model file can name. */
+const nnkit__layer_kind *nnkit__layer_kind_named(const char *name);
+/* Kind i of the registry (i < n, *n set), in registry order. */
+const nnkit__layer_kind *nnkit__layer_kind_at(size_t i, size_t *n);
+/* The option row of key in l's kind, or NULL. */
+const nnkit__spec *nnkit__layer_opt(const nnkit__layer *l, int key);
+/* The layer's activation (0 when it is not one) and leaky slope. */
+static inline int nnkit__layer_activation(const nnkit__layer *l, float *slope)
+{
+  float sl = 0.0f;
+  int a = l->ops->activation ? l->ops->activation(l, &sl) : 0;
+  if (slope)
+    *slope = sl;
+  return a;
+}
 
 /* Reference twins of BLAS-backed kernels, used by the tests. */
 void nnkit__dense_forward_naive(const float *x, const float *w, const float *b,
@@ -484,6 +545,9 @@ void nnkit__dropout_freeze(nnkit__layer *l, int frozen);
 
 /* Softmax of each row (numerically stable). */
 void nnkit__softmax_rows(const float *x, float *y, size_t rows, size_t cols);
+/* "relu", "leaky_relu", "tanh", "sigmoid", "softmax" for an
+ * nnkit_activation; "?" otherwise. */
+const char *nnkit__activation_name(int act);
 
 /* Losses (lib/model/loss.c). Each returns the mean loss and writes the
  * gradient of the mean loss with respect to its input into grad.
@@ -493,55 +557,6 @@ double nnkit__softmax_ce(const float *logits, const int32_t *labels,
 /* MSE over [batch, n]: mean of (y - t)^2; targets or one-hot labels. */
 double nnkit__mse(const float *y, const float *targets, const int32_t *labels,
                   float *grad, size_t batch, size_t n);
-
-/* ---- layer kinds for model files (lib/model/registry.c) ---------------- */
-/* What a model file needs to know about one layer kind: the public add
- * call's arguments and the layer's tensors. One nnkit__layer_io per kind,
- * defined next to its ops, and one
- * line in registry.c's table. */
-#define NNKIT__MAX_LAYER_ARGS 8
-#define NNKIT__MAX_LAYER_TENSORS 4
-
-/* A named array of a layer, for saving and loading: data points into the
- * net's parameters (after nnkit__net_build) or into the layer's state. */
-typedef struct nnkit__tensor {
-  const char *name; /* "weight", "bias", "running_mean", ... */
-  float *data;
-  size_t ndim;
-  size_t dims[4];
-} nnkit__tensor;
-
-typedef struct nnkit__layer_io {
-  const nnkit__layer_ops *ops; /* ops->name is the kind's name in files */
-  /* Names of the add call's arguments, NULL-terminated (at most
-   * NNKIT__MAX_LAYER_ARGS); real_args has bit i set when argument i may be
-   * fractional (the others are whole numbers >= -1; -1 = NNKIT_PAD_SAME). */
-  const char *const *arg_names;
-  unsigned real_args;
-  /* Writes the arguments that rebuild l, in arg_names order. NULL: none. */
-  void (*get_args)(const nnkit__layer *l, double *values);
-  /* Appends a layer of this kind through the public nnkit_net_add_* call
-   * (its NNKIT_E_INVALID/NNKIT_E_SHAPE sentence on bad values). */
-  nnkit_status (*add)(nnkit_net *net, const double *values);
-  /* Fills out[0..n) with the layer's tensors and returns n (at most
-   * NNKIT__MAX_LAYER_TENSORS). NULL: none. The net must be built. */
-  size_t (*tensors)(nnkit__layer *l, nnkit__tensor *out);
-} nnkit__layer_io;
-
-extern const nnkit__layer_io nnkit__dense_io;
-extern const nnkit__layer_io nnkit__conv2d_io;
-extern const nnkit__layer_io nnkit__activation_io;
-extern const nnkit__layer_io nnkit__maxpool2d_io;      /* pool.c */
-extern const nnkit__layer_io nnkit__avgpool2d_io;      /* pool.c */
-extern const nnkit__layer_io nnkit__global_avgpool_io; /* pool.c */
-extern const nnkit__layer_io nnkit__flatten_io;
-extern const nnkit__layer_io nnkit__batchnorm_io;
-extern const nnkit__layer_io nnkit__dropout_io;
-extern const nnkit__layer_io nnkit__spatial_dropout_io; /* dropout.c */
-
-/* The kind of a layer's ops, or of a name in a file; NULL when unknown. */
-const nnkit__layer_io *nnkit__layer_io_of(const nnkit__layer_ops *ops);
-const nnkit__layer_io *nnkit__layer_io_named(const char *name);
 
 /* A count or padding argument as the add calls take it: -1 is
  * NNKIT_PAD_SAME (which every count check rejects as too large). */
@@ -594,6 +609,12 @@ struct nnkit_net {
  * *proto; runs ops->setup with l->in, l->index and l->seed set. The net
  * owns proto->state from this call on, also on failure (ops->destroy). */
 nnkit_status nnkit__net_add_layer(nnkit_net *net, const nnkit__layer *proto);
+
+/* Floats in the tensors of the given nnkit__role bits over every layer,
+ * and copying them out of the layers into buf (to_net 0) or back (1), in
+ * layer and tensor order. The net must be built. Never allocates. */
+size_t nnkit__net_role_floats(nnkit_net *net, int roles);
+void nnkit__net_role_copy(nnkit_net *net, int roles, float *buf, int to_net);
 
 /* Allocates params for all layers (keeping existing values of initialized
  * layers) and initializes layers never initialized. */

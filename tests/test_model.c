@@ -562,6 +562,150 @@ START_TEST(net_survives_allocation_failures)
 }
 END_TEST
 
+START_TEST(net_layer_options_are_keys)
+{
+  size_t shape[3] = {2, 6, 6};
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, shape, 3, 5));
+  ck_ok(nnkit_net_add_conv2d(net, 4, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1));
+  ck_ok(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
+  ck_ok(nnkit_net_add_leaky_relu(net, 0.2f));
+  ck_ok(nnkit_net_add_flatten(net));
+  ck_ok(nnkit_net_add_dropout(net, 0.25));
+  ck_ok(nnkit_net_add_dense(net, 3));
+  double v, lo, hi;
+  int flags;
+  /* every add-call argument reads back */
+  ck_ok(nnkit_net_layer_get(&v, net, 0, NNKIT_LAYER_OUT_CHANNELS));
+  ck_assert(v == 4);
+  ck_ok(nnkit_net_layer_get(&v, net, 0, NNKIT_LAYER_PAD_H));
+  ck_assert(v == -1); /* NNKIT_PAD_SAME */
+  ck_ok(nnkit_net_layer_get(&v, net, 1, NNKIT_LAYER_EPS));
+  ck_assert(v == 1e-5);
+  ck_ok(nnkit_net_layer_get(&v, net, 2, NNKIT_LAYER_SLOPE));
+  ck_assert(v == (double)0.2f);
+  ck_ok(nnkit_net_layer_get(&v, net, 2, NNKIT_LAYER_ACTIVATION));
+  ck_assert(v == NNKIT_ACT_LEAKY_RELU);
+  ck_ok(nnkit_net_layer_get(&v, net, 5, NNKIT_LAYER_UNITS));
+  ck_assert(v == 3);
+  /* bounds come from the kind's table */
+  ck_ok(nnkit_net_layer_bounds(&lo, &hi, &flags, net, 4, NNKIT_LAYER_DROP_P));
+  ck_assert(lo == 0 && hi == 1 && flags == NNKIT_BOUND_HI_OPEN);
+  ck_ok(nnkit_net_layer_bounds(&lo, &hi, &flags, net, 1, NNKIT_LAYER_EPS));
+  ck_assert(lo == 0 && hi == 1 && flags == NNKIT_BOUND_LO_OPEN);
+  ck_ok(nnkit_net_layer_bounds(NULL, NULL, NULL, net, 0, NNKIT_LAYER_BIAS));
+  /* settable options change, shape options are fixed */
+  ck_ok(nnkit_net_layer_set(net, 1, NNKIT_LAYER_MOMENTUM, 0.5));
+  ck_ok(nnkit_net_layer_get(&v, net, 1, NNKIT_LAYER_MOMENTUM));
+  ck_assert(v == 0.5);
+  ck_ok(nnkit_net_layer_set(net, 2, NNKIT_LAYER_SLOPE, 0.3));
+  ck_ok(nnkit_net_layer_get(&v, net, 2, NNKIT_LAYER_SLOPE));
+  ck_assert(v == (double)0.3f);
+  ck_assert_str_eq(nnkit_net_layer_describe(net, 4), "dropout p=0.25 144");
+  ck_ok(nnkit_net_layer_set(net, 4, NNKIT_LAYER_DROP_P, 0.5));
+  ck_assert_str_eq(nnkit_net_layer_describe(net, 4), "dropout p=0.5 144");
+  ck_fails(nnkit_net_layer_set(net, 0, NNKIT_LAYER_OUT_CHANNELS, 8), NNKIT_E_STATE,
+           "out_channels is fixed once the layer is added");
+  ck_fails(nnkit_net_layer_set(net, 5, NNKIT_LAYER_UNITS, 8), NNKIT_E_STATE, "units");
+  ck_fails(nnkit_net_layer_set(net, 2, NNKIT_LAYER_ACTIVATION, 1), NNKIT_E_STATE,
+           "fixed once the layer is added");
+  /* out-of-range values, unknown keys and layers */
+  ck_fails(nnkit_net_layer_set(net, 4, NNKIT_LAYER_DROP_P, 1.0), NNKIT_E_INVALID,
+           "dropout (layer 4) p 1 is outside its range [0, 1)");
+  ck_fails(nnkit_net_layer_set(net, 1, NNKIT_LAYER_EPS, 0.0), NNKIT_E_INVALID,
+           "eps 0 is outside its range (0, 1]");
+  ck_fails(nnkit_net_layer_set(net, 1, NNKIT_LAYER_EPS, NAN), NNKIT_E_INVALID, "eps");
+  ck_fails(nnkit_net_layer_get(&v, net, 3, NNKIT_LAYER_UNITS), NNKIT_E_INVALID,
+           "layer 3 (flatten) has no option 1");
+  ck_fails(nnkit_net_layer_get(&v, net, 6, NNKIT_LAYER_UNITS), NNKIT_E_INVALID,
+           "layer 6 does not exist (the net has 6)");
+  ck_fails(nnkit_net_layer_get(NULL, net, 0, NNKIT_LAYER_UNITS), NNKIT_E_INVALID, "out");
+  ck_fails(nnkit_net_layer_set(NULL, 0, NNKIT_LAYER_UNITS, 1), NNKIT_E_INVALID, "net");
+  ck_fails(nnkit_net_layer_bounds(&lo, &hi, &flags, net, 0, (nnkit_layer_param)99),
+           NNKIT_E_INVALID, "has no option 99");
+  nnkit_net_free(net);
+}
+END_TEST
+
+/* Setting dropout's p on a layer gives the masks of a layer added with
+ * that p, and a training forward of a net that had its p lowered to 0 is
+ * the identity. */
+START_TEST(net_layer_set_takes_effect)
+{
+  size_t shape[1] = {64};
+  float x[4 * 64], ya[4 * 64], yb[4 * 64];
+  for (size_t i = 0; i < 4 * 64; i++)
+    x[i] = (float)i / 64.0f - 2.0f;
+  nnkit_net *a = NULL, *b = NULL;
+  ck_ok(nnkit_net_create(&a, shape, 1, 9));
+  ck_ok(nnkit_net_create(&b, shape, 1, 9));
+  ck_ok(nnkit_net_add_dropout(a, 0.1));
+  ck_ok(nnkit_net_add_dropout(b, 0.6));
+  ck_ok(nnkit_net_layer_set(a, 0, NNKIT_LAYER_DROP_P, 0.6));
+  ck_ok(nnkit_net_forward(a, x, 4, ya, 4 * 64));
+  ck_ok(nnkit_net_forward(b, x, 4, yb, 4 * 64));
+  ck_assert_mem_eq(ya, yb, sizeof ya);
+  ck_ok(nnkit_net_layer_set(a, 0, NNKIT_LAYER_DROP_P, 0.0));
+  ck_ok(nnkit_net_forward(a, x, 4, ya, 4 * 64));
+  ck_assert_mem_eq(ya, x, sizeof ya);
+  nnkit_net_free(a);
+  nnkit_net_free(b);
+}
+END_TEST
+
+/* Snapshots and checkpoints select a layer's arrays by role, never by
+ * kind: batch norm's running statistics are STATE, dropout's mask step a
+ * COUNTER, and parameter tensors tile each layer's parameter slice. */
+START_TEST(net_tensors_by_role)
+{
+  size_t shape[1] = {5};
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, shape, 1, 1));
+  ck_ok(nnkit_net_add_dense(net, 4));
+  ck_ok(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
+  ck_ok(nnkit_net_add_dropout(net, 0.5));
+  ck_ok(nnkit_net_add_dense(net, 2));
+  ck_ok(nnkit__net_build(net));
+  ck_assert_uint_eq(nnkit__net_role_floats(net, NNKIT__ROLE_STATE), 8);
+  ck_assert_uint_eq(nnkit__net_role_floats(net, NNKIT__ROLE_PARAMS),
+                    nnkit_net_num_params(net));
+  ck_assert_uint_eq(nnkit__net_role_floats(net, NNKIT__ROLE_WEIGHT), 5 * 4 + 4 * 2);
+  ck_assert_uint_eq(nnkit__net_role_floats(net, NNKIT__ROLE_NORM), 8);
+  float st[8], mean[4], var[4];
+  for (size_t i = 0; i < 8; i++)
+    st[i] = (float)(i + 1);
+  nnkit__net_role_copy(net, NNKIT__ROLE_STATE, st, 1);
+  ck_ok(nnkit_net_batchnorm_stats(mean, var, 4, net, 1));
+  ck_assert(mean[0] == 1 && mean[3] == 4 && var[0] == 5 && var[3] == 8);
+  float back[8];
+  nnkit__net_role_copy(net, NNKIT__ROLE_STATE, back, 0);
+  ck_assert_mem_eq(back, st, sizeof st);
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    nnkit__tensor t[NNKIT__MAX_LAYER_TENSORS];
+    size_t nt = l->ops->tensors ? l->ops->tensors(l, t) : 0, off = 0, counters = 0;
+    for (size_t k = 0; k < nt; k++) {
+      if (t[k].role == NNKIT__ROLE_COUNTER) {
+        ck_assert_ptr_null(t[k].data);
+        ck_assert_ptr_nonnull(t[k].count);
+        counters++;
+        continue;
+      }
+      if (!(t[k].role & NNKIT__ROLE_PARAMS))
+        continue;
+      ck_assert_ptr_eq(t[k].data, l->params + off);
+      size_t n = 1;
+      for (size_t d = 0; d < t[k].ndim; d++)
+        n *= t[k].dims[d];
+      off += n;
+    }
+    ck_assert_uint_eq(off, l->num_params);
+    ck_assert_uint_eq(counters, i == 2);
+  }
+  nnkit_net_free(net);
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
   Suite *s = suite_create("model");
@@ -587,6 +731,9 @@ static Suite *model_suite(void)
   tcase_add_test(tn, net_predict_and_evaluate);
   tcase_add_test(tn, net_forward_allocates_nothing_after_first_batch);
   tcase_add_test(tn, net_survives_allocation_failures);
+  tcase_add_test(tn, net_layer_options_are_keys);
+  tcase_add_test(tn, net_layer_set_takes_effect);
+  tcase_add_test(tn, net_tensors_by_role);
   suite_add_tcase(s, tn);
   return s;
 }

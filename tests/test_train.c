@@ -405,8 +405,8 @@ START_TEST(inplace_relu_forward_marks_overwritten_layers)
     uint64_t ha[8], hb[8];
     for (size_t l = 0; l < L; l++) {
       const nnkit__layer *la = &a->layers[l];
-      int relu_next = l + 1 < L && a->layers[l + 1].ops == &nnkit__activation_ops &&
-                      a->layers[l + 1].act == NNKIT_ACT_RELU;
+      int relu_next = l + 1 < L &&
+                      nnkit__layer_activation(&a->layers[l + 1], NULL) == NNKIT_ACT_RELU;
       ck_assert_int_eq(la->out_stale, relu_next);
       ck_assert_int_eq(b->layers[l].out_stale, 0);
       if (la->out_stale) {

@@ -187,6 +187,63 @@ NNKIT_API nnkit_status nnkit_net_layer_params(size_t *offset_out,
                                               const nnkit_net *net,
                                               size_t layer);
 
+/** Options of a layer, read and changed with nnkit_net_layer_get(),
+ *  nnkit_net_layer_set() and nnkit_net_layer_bounds(). Each kind has the
+ *  options of its nnkit_net_add_* call; options that change shapes are
+ *  fixed once the layer is added (reading them works, setting them is
+ *  NNKIT_E_STATE). Values are doubles; whole-number options hold -1 for
+ *  NNKIT_PAD_SAME. New options are appended. */
+typedef enum nnkit_layer_param {
+  NNKIT_LAYER_UNITS = 1,        /**< dense: output units (fixed) */
+  NNKIT_LAYER_OUT_CHANNELS = 2, /**< conv2d: output channels (fixed) */
+  NNKIT_LAYER_KERNEL_H = 3,     /**< conv2d, pooling: kernel height (fixed) */
+  NNKIT_LAYER_KERNEL_W = 4,     /**< conv2d, pooling: kernel width (fixed) */
+  NNKIT_LAYER_STRIDE_H = 5,     /**< conv2d, pooling: vertical stride (fixed) */
+  NNKIT_LAYER_STRIDE_W = 6,     /**< conv2d, pooling: horizontal stride (fixed) */
+  NNKIT_LAYER_PAD_H = 7,        /**< conv2d, pooling: rows of zero padding, -1 =
+                                     NNKIT_PAD_SAME (fixed) */
+  NNKIT_LAYER_PAD_W = 8,        /**< conv2d, pooling: columns of padding (fixed) */
+  NNKIT_LAYER_BIAS = 9,         /**< conv2d: 1 with a bias (fixed) */
+  NNKIT_LAYER_DROP_P = 10,      /**< dropout, spatial dropout: drop probability,
+                                     [0, 1); settable (takes effect at the next
+                                     training forward) */
+  NNKIT_LAYER_MOMENTUM = 11,    /**< batch norm: running-statistics momentum,
+                                     [0, 1]; settable */
+  NNKIT_LAYER_EPS = 12,         /**< batch norm, layer norm: epsilon added to
+                                     the variance, (0, 1]; settable */
+  NNKIT_LAYER_ACTIVATION = 13,  /**< activation: its nnkit_activation (fixed) */
+  NNKIT_LAYER_SLOPE = 14        /**< leaky ReLU: negative slope, [0, 1e6];
+                                     settable */
+} nnkit_layer_param;
+
+/**
+ * Reads option `key` of layer `layer` into *out.
+ * @return NNKIT_E_INVALID for a layer out of range or a key the layer's
+ * kind does not have (the sentence names the kind).
+ */
+NNKIT_API nnkit_status nnkit_net_layer_get(double *out, const nnkit_net *net,
+                                           size_t layer, nnkit_layer_param key);
+
+/**
+ * Changes option `key` of layer `layer` (see ::nnkit_layer_param for which
+ * options are settable). Parameters and statistics are kept.
+ * @return NNKIT_E_INVALID for a layer out of range, a key the kind does
+ * not have or a value outside the option's bounds (the sentence gives
+ * them); NNKIT_E_STATE for an option fixed once the layer is added.
+ */
+NNKIT_API nnkit_status nnkit_net_layer_set(nnkit_net *net, size_t layer,
+                                           nnkit_layer_param key, double value);
+
+/**
+ * The range of option `key` of layer `layer`: lo, hi and ::nnkit_bound_flag
+ * bits (NULL outputs are skipped), as nnkit_optimizer_bounds().
+ * @return NNKIT_E_INVALID for a layer out of range or an unknown key.
+ */
+NNKIT_API nnkit_status nnkit_net_layer_bounds(double *lo_out, double *hi_out,
+                                              int *flags_out,
+                                              const nnkit_net *net, size_t layer,
+                                              nnkit_layer_param key);
+
 /** Total number of parameters. */
 NNKIT_API size_t nnkit_net_num_params(const nnkit_net *net);
 

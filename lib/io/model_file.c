@@ -156,6 +156,10 @@ static const char *loss_name(nnkit_loss l)
   return l == NNKIT_LOSS_MSE ? "mse" : "softmax_cross_entropy";
 }
 
+/* Model files hold a layer's parameters and running statistics; random
+ * stream positions (NNKIT__ROLE_COUNTER) belong in checkpoints. */
+#define MODEL_TENSOR(t) (((t)->role & (NNKIT__ROLE_PARAMS | NNKIT__ROLE_STATE)) != 0)
+
 /* The "architecture" array; tensors of each layer go into s. */
 static cJSON *architecture(saver *s, nnkit_net *net, nnkit_status *st)
 {
@@ -164,8 +168,8 @@ static cJSON *architecture(saver *s, nnkit_net *net, nnkit_status *st)
     goto nomem;
   for (size_t i = 0; i < net->num_layers; i++) {
     nnkit__layer *l = &net->layers[i];
-    const nnkit__layer_io *k = nnkit__layer_io_of(l->ops);
-    if (!k) {
+    const nnkit__layer_kind *k = l->ops;
+    if (!k->add || nnkit__layer_kind_named(k->name) != k) {
       *st = nnkit__err(NNKIT_E_INVALID, "%s: layer %zu is a %s layer, which model "
                        "files cannot store yet", s->path, i, l->ops->name);
       cJSON_Delete(arch);
@@ -179,10 +183,10 @@ static cJSON *architecture(saver *s, nnkit_net *net, nnkit_status *st)
     if (!cJSON_AddStringToObject(o, "kind", l->ops->name))
       goto nomem;
     double v[NNKIT__MAX_LAYER_ARGS];
-    if (k->get_args)
-      k->get_args(l, v);
-    for (size_t a = 0; k->arg_names && k->arg_names[a]; a++)
-      if (!cJSON_AddNumberToObject(o, k->arg_names[a], v[a]))
+    if (k->get_opts)
+      k->get_opts(l, v);
+    for (size_t a = 0; a < k->num_opts; a++)
+      if (!cJSON_AddNumberToObject(o, k->opts[a].name, v[a]))
         goto nomem;
     if (!cJSON_AddBoolToObject(o, "trainable", !l->frozen) ||
         !cJSON_AddNumberToObject(o, "lr_multiplier", (double)l->lr_mult))
@@ -192,7 +196,8 @@ static cJSON *architecture(saver *s, nnkit_net *net, nnkit_status *st)
     char prefix[48];
     snprintf(prefix, sizeof prefix, "layers.%zu.", i);
     for (size_t j = 0; j < nt; j++)
-      if ((*st = add_tensor(s, prefix, t[j].name, t[j].data, t[j].ndim, t[j].dims)) !=
+      if (MODEL_TENSOR(&t[j]) &&
+          (*st = add_tensor(s, prefix, t[j].name, t[j].data, t[j].ndim, t[j].dims)) !=
           NNKIT_OK) {
         cJSON_Delete(arch);
         return NULL;
@@ -579,18 +584,18 @@ static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t 
   const cJSON *kind = cJSON_GetObjectItemCaseSensitive(o, "kind");
   if (!cJSON_IsObject(o) || !cJSON_IsString(kind))
     return BAD("%s: layer %zu of the architecture has no \"kind\"", l->path, i);
-  const nnkit__layer_io *k = nnkit__layer_io_named(kind->valuestring);
+  const nnkit__layer_kind *k = nnkit__layer_kind_named(kind->valuestring);
   if (!k)
     return BAD("%s: layer %zu has the unknown kind \"%s\" (a newer nnkit's file?)",
                l->path, i, kind->valuestring);
   double v[NNKIT__MAX_LAYER_ARGS] = {0};
-  for (size_t a = 0; k->arg_names && k->arg_names[a]; a++) {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k->arg_names[a]);
+  for (size_t a = 0; a < k->num_opts; a++) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k->opts[a].name);
     double d = cJSON_IsNumber(x) ? x->valuedouble : NAN;
-    int real = (k->real_args >> a) & 1;
+    int real = !(k->opts[a].flags & NNKIT_BOUND_INTEGER);
     if (!isfinite(d) || (!real && (d != floor(d) || d < -1 || d > 9007199254740992.0)))
-      return BAD("%s: layer %zu (%s) needs \"%s\", %s", l->path, i, k->ops->name,
-                 k->arg_names[a], real ? "a finite number" : "a whole number >= -1");
+      return BAD("%s: layer %zu (%s) needs \"%s\", %s", l->path, i, k->name,
+                 k->opts[a].name, real ? "a finite number" : "a whole number >= -1");
     v[a] = d;
   }
   nnkit_status st = relabel(k->add(net, v), l->path, what);
@@ -600,7 +605,7 @@ static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t 
   const cJSON *lr = cJSON_GetObjectItemCaseSensitive(o, "lr_multiplier");
   if (!cJSON_IsBool(tr) || !cJSON_IsNumber(lr))
     return BAD("%s: layer %zu (%s) needs \"trainable\" (true or false) and "
-               "\"lr_multiplier\" (a number)", l->path, i, k->ops->name);
+               "\"lr_multiplier\" (a number)", l->path, i, k->name);
   st = nnkit_net_set_trainable(net, i, cJSON_IsTrue(tr));
   if (st == NNKIT_OK)
     st = nnkit_net_set_lr_multiplier(net, i, lr->valuedouble);
@@ -672,12 +677,14 @@ static nnkit_status build_net(loader *l, const cJSON *meta, nnkit_net **out)
     st = nnkit__net_build(net);
   for (i = 0; st == NNKIT_OK && i < net->num_layers; i++) {
     nnkit__layer *ly = &net->layers[i];
-    const nnkit__layer_io *k = nnkit__layer_io_of(ly->ops);
+    const nnkit__layer_kind *k = ly->ops;
     nnkit__tensor t[NNKIT__MAX_LAYER_TENSORS];
     size_t nt = k->tensors ? k->tensors(ly, t) : 0;
     char what[64];
     snprintf(what, sizeof what, "the architecture's %s layer %zu", ly->ops->name, i);
     for (size_t j = 0; st == NNKIT_OK && j < nt; j++) {
+      if (!MODEL_TENSOR(&t[j]))
+        continue;
       char name[96];
       snprintf(name, sizeof name, "layers.%zu.%s", i, t[j].name);
       st = take_tensor(l, name, t[j].data, t[j].dims, t[j].ndim, what);

@@ -4,6 +4,24 @@
 
 #include "internal.h"
 
+extern const nnkit__layer_kind nnkit__activation_kind; /* below */
+
+/* The layer's kind of activation and leaky ReLU's negative slope. */
+typedef struct act_state {
+  nnkit_activation act;
+  float slope;
+} act_state;
+
+static nnkit_activation act_of(const nnkit__layer *l)
+{
+  return ((const act_state *)l->state)->act;
+}
+
+static float slope_of(const nnkit__layer *l)
+{
+  return ((const act_state *)l->state)->slope;
+}
+
 static nnkit_status act_setup(nnkit__layer *l)
 {
   l->out = l->in;
@@ -94,7 +112,7 @@ static void forward_task(void *ctx, int t, int n)
 {
   const act_job *j = ctx;
   size_t cols = nnkit__shape_size(&j->l->in), lo, hi;
-  if (j->l->act == NNKIT_ACT_SOFTMAX) {
+  if (act_of(j->l) == NNKIT_ACT_SOFTMAX) {
     nnkit__split(j->batch, t, n, &lo, &hi);
     nnkit__softmax_rows(j->x + lo * cols, j->out + lo * cols, hi - lo, cols);
     return;
@@ -103,7 +121,7 @@ static void forward_task(void *ctx, int t, int n)
   const float *x = j->x + lo;
   float *y = j->out + lo;
   size_t m = hi - lo;
-  switch (j->l->act) {
+  switch (act_of(j->l)) {
   case NNKIT_ACT_RELU:
     if (x == y)
       relu_inplace(y, m);
@@ -111,7 +129,7 @@ static void forward_task(void *ctx, int t, int n)
       relu_forward(x, y, m);
     break;
   case NNKIT_ACT_LEAKY_RELU:
-    leaky_forward(x, y, m, j->l->slope);
+    leaky_forward(x, y, m, slope_of(j->l));
     break;
   case NNKIT_ACT_TANH:
     for (size_t i = 0; i < m; i++)
@@ -130,7 +148,7 @@ static void backward_task(void *ctx, int t, int n)
 {
   const act_job *j = ctx;
   size_t cols = nnkit__shape_size(&j->l->in), lo, hi;
-  if (j->l->act == NNKIT_ACT_SOFTMAX) {
+  if (act_of(j->l) == NNKIT_ACT_SOFTMAX) {
     /* dx_j = y_j (dy_j - sum_k dy_k y_k) */
     nnkit__split(j->batch, t, n, &lo, &hi);
     for (size_t r = lo; r < hi; r++) {
@@ -147,12 +165,12 @@ static void backward_task(void *ctx, int t, int n)
   const float *x = j->x + lo, *y = j->y + lo, *dy = j->dy + lo;
   float *dx = j->out + lo;
   size_t m = hi - lo;
-  switch (j->l->act) {
+  switch (act_of(j->l)) {
   case NNKIT_ACT_RELU:
     relu_backward(y, dy, dx, m);
     break;
   case NNKIT_ACT_LEAKY_RELU:
-    leaky_backward(x, dy, dx, m, j->l->slope);
+    leaky_backward(x, dy, dx, m, slope_of(j->l));
     break;
   case NNKIT_ACT_TANH:
     for (size_t i = 0; i < m; i++)
@@ -189,7 +207,7 @@ static void act_backward(nnkit__layer *l, const float *x, const float *y,
   nnkit__parallel(backward_task, &j, act_tasks(l, batch));
 }
 
-static const char *act_name(nnkit_activation a)
+const char *nnkit__activation_name(int a)
 {
   switch (a) {
   case NNKIT_ACT_RELU: return "relu";
@@ -203,31 +221,74 @@ static const char *act_name(nnkit_activation a)
 
 static void act_describe(const nnkit__layer *l, char *buf, size_t len)
 {
-  if (l->act == NNKIT_ACT_LEAKY_RELU)
-    snprintf(buf, len, "leaky_relu(%g) %zu", (double)l->slope,
+  if (act_of(l) == NNKIT_ACT_LEAKY_RELU)
+    snprintf(buf, len, "leaky_relu(%g) %zu", (double)slope_of(l),
              nnkit__shape_size(&l->in));
   else
-    snprintf(buf, len, "%s %zu", act_name(l->act), nnkit__shape_size(&l->in));
+    snprintf(buf, len, "%s %zu", nnkit__activation_name(act_of(l)), nnkit__shape_size(&l->in));
 }
 
-const nnkit__layer_ops nnkit__activation_ops = {
-  .name = "activation",
-  .setup = act_setup,
-  .fans = NULL,
-  .forward = act_forward,
-  .backward = act_backward,
-  .describe = act_describe,
-  .destroy = NULL,
-  .slice_ok = 1,
-};
+static void act_destroy(nnkit__layer *l)
+{
+  nnkit__free(l->state);
+  l->state = NULL;
+}
 
-/* Model files: the kind and, for leaky ReLU, the slope. */
-static const char *const act_args[] = {"activation", "slope", NULL};
+static int act_activation(const nnkit__layer *l, float *slope)
+{
+  *slope = act_of(l) == NNKIT_ACT_LEAKY_RELU ? slope_of(l) : 0.0f;
+  return (int)act_of(l);
+}
+
+static nnkit_status add_act(nnkit_net *net, nnkit_activation act, float slope);
+
+NNKIT_API nnkit_status nnkit_net_add_activation(nnkit_net *net,
+                                                nnkit_activation act)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_activation: net is NULL");
+  if (act < NNKIT_ACT_RELU || act > NNKIT_ACT_SOFTMAX)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "layer %zu: unknown activation %d; use an NNKIT_ACT_* value",
+                      net->num_layers, (int)act);
+  return add_act(net, act, 0.01f);
+}
+
+NNKIT_API nnkit_status nnkit_net_add_leaky_relu(nnkit_net *net, float slope)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_leaky_relu: net is NULL");
+  if (!isfinite(slope) || slope < 0)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "layer %zu: leaky ReLU slope %g must be finite and >= 0",
+                      net->num_layers, (double)slope);
+  return add_act(net, NNKIT_ACT_LEAKY_RELU, slope);
+}
+
+/* Options: the kind and, for leaky ReLU, the slope (settable). */
+static const nnkit__spec act_opts[] = {
+  {0, NNKIT_LAYER_ACTIVATION, "activation", 1, 5, 1, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_SLOPE, "slope", 0, 1e6, 0.01, 0},
+};
 
 static void act_get_args(const nnkit__layer *l, double *v)
 {
-  v[0] = (double)l->act;
-  v[1] = (double)l->slope;
+  v[0] = (double)act_of(l);
+  v[1] = (double)slope_of(l);
+}
+
+static nnkit_status act_set_opt(nnkit__layer *l, int key, double value)
+{
+  if (key == NNKIT_LAYER_SLOPE && act_of(l) == NNKIT_ACT_LEAKY_RELU) {
+    ((act_state *)l->state)->slope = (float)value;
+    return NNKIT_OK;
+  }
+  if (key == NNKIT_LAYER_SLOPE)
+    return nnkit__err(NNKIT_E_STATE, "%s (layer %zu): only a leaky ReLU has a "
+                      "settable slope", nnkit__activation_name(act_of(l)), l->index);
+  return nnkit__err(NNKIT_E_STATE, "activation (layer %zu): the kind of activation "
+                    "is fixed once the layer is added; add a new layer instead",
+                    l->index);
 }
 
 static nnkit_status act_add(nnkit_net *net, const double *v)
@@ -238,6 +299,33 @@ static nnkit_status act_add(nnkit_net *net, const double *v)
                                                               : (nnkit_activation)0);
 }
 
-const nnkit__layer_io nnkit__activation_io = {
-  &nnkit__activation_ops, act_args, 1u << 1, act_get_args, act_add, NULL,
+const nnkit__layer_kind nnkit__activation_kind = {
+  .name = "activation",
+  .opts = act_opts,
+  .num_opts = 2,
+  .get_opts = act_get_args,
+  .set_opt = act_set_opt,
+  .add = act_add,
+  .activation = act_activation,
+  .setup = act_setup,
+  .fans = NULL,
+  .forward = act_forward,
+  .backward = act_backward,
+  .describe = act_describe,
+  .destroy = act_destroy,
+  .slice_ok = 1,
 };
+
+static nnkit_status add_act(nnkit_net *net, nnkit_activation act, float slope)
+{
+  act_state *s = nnkit__calloc(1, sizeof *s);
+  if (!s)
+    return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_add_%s: out of memory",
+                      act == NNKIT_ACT_LEAKY_RELU ? "leaky_relu" : "activation");
+  s->act = act;
+  s->slope = slope;
+  nnkit__layer l = {0};
+  l.ops = &nnkit__activation_kind;
+  l.state = s;
+  return nnkit__net_add_layer(net, &l);
+}

@@ -22,6 +22,8 @@
 
 #include "internal.h"
 
+extern const nnkit__layer_kind nnkit__batchnorm_kind; /* below */
+
 typedef struct bn_state {
   double momentum, eps;
   size_t channels;    /* C */
@@ -255,18 +257,6 @@ static void bn_destroy(nnkit__layer *l)
   l->state = NULL;
 }
 
-const nnkit__layer_ops nnkit__batchnorm_ops = {
-  .name = "batchnorm",
-  .setup = bn_setup,
-  .fans = NULL,
-  .forward = bn_forward,
-  .backward = bn_backward,
-  .init = bn_init,
-  .describe = bn_describe,
-  .destroy = bn_destroy,
-  .reserve = NULL,
-  .backward_ignores_y = 1,
-};
 
 NNKIT_API nnkit_status nnkit_net_add_batchnorm(nnkit_net *net, double momentum,
                                                double eps)
@@ -287,7 +277,7 @@ NNKIT_API nnkit_status nnkit_net_add_batchnorm(nnkit_net *net, double momentum,
   s->momentum = momentum;
   s->eps = eps;
   nnkit__layer l = {0};
-  l.ops = &nnkit__batchnorm_ops;
+  l.ops = &nnkit__batchnorm_kind;
   l.state = s;
   return nnkit__net_add_layer(net, &l);
 }
@@ -301,7 +291,7 @@ static bn_state *find_bn(const nnkit_net *net, size_t layer, const char *fn)
     return NULL;
   }
   const nnkit__layer *l = &net->layers[layer];
-  if (l->ops != &nnkit__batchnorm_ops) {
+  if (l->ops != &nnkit__batchnorm_kind) {
     nnkit__err(NNKIT_E_INVALID, "%s: layer %zu is a %s layer, not batch normalization",
                fn, layer, l->ops->name);
     return NULL;
@@ -355,7 +345,6 @@ NNKIT_API nnkit_status nnkit_net_set_batchnorm_stats(nnkit_net *net, size_t laye
 
 /* Model files: momentum and eps; tensors named as PyTorch's BatchNorm
  * names them (gamma is "weight", beta "bias"), then the running stats. */
-static const char *const bn_args[] = {"momentum", "eps", NULL};
 
 static void bn_get_args(const nnkit__layer *l, double *v)
 {
@@ -369,17 +358,50 @@ static nnkit_status bn_add(nnkit_net *net, const double *v)
   return nnkit_net_add_batchnorm(net, v[0], v[1]);
 }
 
+static nnkit_status bn_set_opt(nnkit__layer *l, int key, double value)
+{
+  bn_state *s = l->state;
+  if (key == NNKIT_LAYER_MOMENTUM)
+    s->momentum = value;
+  else
+    s->eps = value;
+  return NNKIT_OK;
+}
+
 static size_t bn_tensors(nnkit__layer *l, nnkit__tensor *t)
 {
   bn_state *s = l->state;
   size_t C = s->channels;
-  t[0] = (nnkit__tensor){"weight", l->params, 1, {C}};
-  t[1] = (nnkit__tensor){"bias", l->params + C, 1, {C}};
-  t[2] = (nnkit__tensor){"running_mean", s->run_mean, 1, {C}};
-  t[3] = (nnkit__tensor){"running_var", s->run_var, 1, {C}};
+  t[0] = (nnkit__tensor){"weight", l->params, 1, {C}, NNKIT__ROLE_NORM, NULL};
+  t[1] = (nnkit__tensor){"bias", l->params + C, 1, {C}, NNKIT__ROLE_NORM, NULL};
+  t[2] = (nnkit__tensor){"running_mean", s->run_mean, 1, {C}, NNKIT__ROLE_STATE, NULL};
+  t[3] = (nnkit__tensor){"running_var", s->run_var, 1, {C}, NNKIT__ROLE_STATE, NULL};
   return 4;
 }
 
-const nnkit__layer_io nnkit__batchnorm_io = {
-  &nnkit__batchnorm_ops, bn_args, 3u, bn_get_args, bn_add, bn_tensors,
+/* ---- the descriptor ---- */
+
+static const nnkit__spec bn_opts[] = {
+  {0, NNKIT_LAYER_MOMENTUM, "momentum", 0, 1, 0.1, 0},
+  {0, NNKIT_LAYER_EPS, "eps", 0, 1, 1e-5, NNKIT_BOUND_LO_OPEN},
 };
+
+const nnkit__layer_kind nnkit__batchnorm_kind = {
+  .name = "batchnorm",
+  .opts = bn_opts,
+  .num_opts = 2,
+  .get_opts = bn_get_args,
+  .set_opt = bn_set_opt,
+  .add = bn_add,
+  .tensors = bn_tensors,
+  .setup = bn_setup,
+  .fans = NULL,
+  .forward = bn_forward,
+  .backward = bn_backward,
+  .init = bn_init,
+  .describe = bn_describe,
+  .destroy = bn_destroy,
+  .reserve = NULL,
+  .backward_ignores_y = 1,
+};
+

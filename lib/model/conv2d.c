@@ -25,6 +25,8 @@
 
 #include "internal.h"
 
+extern const nnkit__layer_kind nnkit__conv2d_kind; /* below */
+
 /* Limits on counts given at add time (keeps every product in range). */
 #define MAX_COUNT ((size_t)1 << 16)
 
@@ -144,15 +146,16 @@ nnkit_status nnkit__conv_geom_setup(nnkit__conv_geom *g, const nnkit__shape *in,
 
 const nnkit__conv_geom *nnkit__layer_geom(const nnkit__layer *l)
 {
-  if (l->ops == &nnkit__conv2d_ops || l->ops == &nnkit__maxpool2d_ops ||
-      l->ops == &nnkit__avgpool2d_ops)
+  extern const nnkit__layer_kind nnkit__maxpool2d_kind, nnkit__avgpool2d_kind; /* pool.c */
+  if (l->ops == &nnkit__conv2d_kind || l->ops == &nnkit__maxpool2d_kind ||
+      l->ops == &nnkit__avgpool2d_kind)
     return (const nnkit__conv_geom *)l->state;
   return NULL;
 }
 
 int nnkit__conv_is_direct(const nnkit__layer *l)
 {
-  return l->ops == &nnkit__conv2d_ops && ((const conv_state *)l->state)->direct;
+  return l->ops == &nnkit__conv2d_kind && ((const conv_state *)l->state)->direct;
 }
 
 /* ---- im2col / col2im --------------------------------------------------- */
@@ -745,20 +748,6 @@ static void conv_destroy(nnkit__layer *l)
   l->state = NULL;
 }
 
-const nnkit__layer_ops nnkit__conv2d_ops = {
-  .name = "conv2d",
-  .setup = conv_setup,
-  .fans = conv_fans,
-  .forward = conv_forward,
-  .backward = conv_backward,
-  .init = NULL,
-  .describe = conv_describe,
-  .destroy = conv_destroy,
-  .reserve = conv_reserve,
-  .slice_ok = 1,
-  .gather = conv_gather,
-  .backward_ignores_y = 1,
-};
 
 NNKIT_API nnkit_status nnkit_net_add_conv2d(nnkit_net *net, size_t out_channels,
                                             size_t kernel_h, size_t kernel_w,
@@ -797,16 +786,13 @@ NNKIT_API nnkit_status nnkit_net_add_conv2d(nnkit_net *net, size_t out_channels,
   s->pw = pad_w;
   s->bias = bias != 0;
   nnkit__layer l = {0};
-  l.ops = &nnkit__conv2d_ops;
+  l.ops = &nnkit__conv2d_kind;
   l.state = s;
   return nnkit__net_add_layer(net, &l);
 }
 
 /* ---- model files: weight [oc, c, kh, kw], bias [oc] when it has one ----- */
 
-static const char *const conv_args[] = {"out_channels", "kernel_h", "kernel_w",
-                                        "stride_h", "stride_w", "pad_h", "pad_w",
-                                        "bias", NULL};
 
 static void conv_get_args(const nnkit__layer *l, double *v)
 {
@@ -834,16 +820,14 @@ static size_t conv_tensors(nnkit__layer *l, nnkit__tensor *t)
   const conv_state *s = l->state;
   const nnkit__conv_geom *g = &s->g;
   size_t nw = g->oc * g->c * g->kh * g->kw;
-  t[0] = (nnkit__tensor){"weight", l->params, 4, {g->oc, g->c, g->kh, g->kw}};
+  t[0] = (nnkit__tensor){"weight", l->params, 4, {g->oc, g->c, g->kh, g->kw},
+                         NNKIT__ROLE_WEIGHT, NULL};
   if (!s->bias)
     return 1;
-  t[1] = (nnkit__tensor){"bias", l->params + nw, 1, {g->oc}};
+  t[1] = (nnkit__tensor){"bias", l->params + nw, 1, {g->oc}, NNKIT__ROLE_BIAS, NULL};
   return 2;
 }
 
-const nnkit__layer_io nnkit__conv2d_io = {
-  &nnkit__conv2d_ops, conv_args, 0, conv_get_args, conv_add, conv_tensors,
-};
 
 /* ---- plain-loop twins -------------------------------------------------- */
 
@@ -920,3 +904,37 @@ void nnkit__conv2d_backward_naive(const float *x, const float *w,
       dx[i] = (float)sx[i];
   nnkit__free(sw);
 }
+
+/* ---- the descriptor ---- */
+
+static const nnkit__spec conv_opts[] = {
+  {0, NNKIT_LAYER_OUT_CHANNELS, "out_channels", 1, 65536, 1, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_KERNEL_H, "kernel_h", 1, 65536, 3, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_KERNEL_W, "kernel_w", 1, 65536, 3, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_STRIDE_H, "stride_h", 1, 65536, 1, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_STRIDE_W, "stride_w", 1, 65536, 1, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_PAD_H, "pad_h", -1, 65536, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_PAD_W, "pad_w", -1, 65536, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_BIAS, "bias", 0, 1, 1, NNKIT_BOUND_INTEGER},
+};
+
+const nnkit__layer_kind nnkit__conv2d_kind = {
+  .name = "conv2d",
+  .opts = conv_opts,
+  .num_opts = 8,
+  .get_opts = conv_get_args,
+  .add = conv_add,
+  .tensors = conv_tensors,
+  .setup = conv_setup,
+  .fans = conv_fans,
+  .forward = conv_forward,
+  .backward = conv_backward,
+  .init = NULL,
+  .describe = conv_describe,
+  .destroy = conv_destroy,
+  .reserve = conv_reserve,
+  .slice_ok = 1,
+  .gather = conv_gather,
+  .backward_ignores_y = 1,
+};
+

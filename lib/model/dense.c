@@ -8,28 +8,44 @@
 
 #include "internal.h"
 
+extern const nnkit__layer_kind nnkit__dense_kind; /* below */
+
 typedef struct dense_state {
+  size_t units;     /* outputs */
   int nws;          /* per-thread workspaces */
   size_t ws_floats; /* floats in each */
   float **ws;
 } dense_state;
+
+static void free_ws(dense_state *s)
+{
+  for (int t = 0; t < s->nws; t++)
+    nnkit__free(s->ws[t]);
+  nnkit__free(s->ws);
+  s->ws = NULL;
+  s->nws = 0;
+  s->ws_floats = 0;
+}
 
 static void dense_destroy(nnkit__layer *l)
 {
   dense_state *s = l->state;
   if (!s)
     return;
-  for (int t = 0; t < s->nws; t++)
-    nnkit__free(s->ws[t]);
-  nnkit__free(s->ws);
+  free_ws(s);
   nnkit__free(s);
   l->state = NULL;
+}
+
+static size_t units_of(const nnkit__layer *l)
+{
+  return ((const dense_state *)l->state)->units;
 }
 
 /* Workspace floats for the three products of a batch of `batch`. */
 static size_t dense_ws_need(const nnkit__layer *l, size_t batch)
 {
-  size_t in = nnkit__shape_size(&l->in), out = l->units;
+  size_t in = nnkit__shape_size(&l->in), out = units_of(l);
   size_t a = nnkit__gemm_ws_floats(batch, in);  /* forward: M = batch, K = in */
   size_t b = nnkit__gemm_ws_floats(out, batch); /* dW: M = out, K = batch */
   size_t c = nnkit__gemm_ws_floats(batch, out); /* dX: M = batch, K = out */
@@ -44,23 +60,19 @@ static nnkit_status dense_reserve(nnkit__layer *l, size_t batch)
   int n = nnkit__num_threads();
   size_t need = dense_ws_need(l, batch);
   dense_state *s = l->state;
-  if (s && s->nws >= n && s->ws_floats >= need)
+  if (s->nws >= n && s->ws_floats >= need)
     return NNKIT_OK;
-  dense_destroy(l);
-  s = nnkit__calloc(1, sizeof *s);
-  if (s)
-    s->ws = nnkit__calloc((size_t)n, sizeof *s->ws);
-  int ok = s && s->ws;
+  free_ws(s);
+  s->ws = nnkit__calloc((size_t)n, sizeof *s->ws);
+  int ok = s->ws != NULL;
   for (int t = 0; ok && t < n; t++) {
     s->ws[t] = nnkit__malloc(need * sizeof(float));
     ok = s->ws[t] != NULL;
     s->nws = t + 1;
   }
-  if (s)
-    s->ws_floats = need;
-  l->state = s;
+  s->ws_floats = need;
   if (!ok) {
-    dense_destroy(l);
+    free_ws(s);
     return nnkit__err(NNKIT_E_NOMEM,
                       "dense (layer %zu): out of memory for %d GEMM workspaces of %zu "
                       "KB",
@@ -75,7 +87,7 @@ static float *dense_ws(const nnkit__layer *l, int t, size_t need)
 {
   const dense_state *s = l->state;
   int slot = nnkit__task_slot(t);
-  if (!s || slot >= s->nws || need > s->ws_floats)
+  if (slot >= s->nws || need > s->ws_floats)
     return NULL;
   return s->ws[slot];
 }
@@ -84,14 +96,14 @@ static nnkit_status dense_setup(nnkit__layer *l)
 {
   size_t in = nnkit__shape_size(&l->in);
   int ovf = 0;
-  size_t w = nnkit__mul_size(in, l->units, &ovf);
+  size_t w = nnkit__mul_size(in, units_of(l), &ovf);
   if (ovf || w > ((size_t)1 << 31))
     return nnkit__err(NNKIT_E_SHAPE,
                       "dense %zu -> %zu: %zu x %zu weights are too many (limit 2^31)",
-                      in, l->units, l->units, in);
+                      in, units_of(l), units_of(l), in);
   l->out.ndim = 1;
-  l->out.d[0] = l->units;
-  l->num_params = w + l->units;
+  l->out.d[0] = units_of(l);
+  l->num_params = w + units_of(l);
   return NNKIT_OK;
 }
 
@@ -99,8 +111,8 @@ static void dense_fans(const nnkit__layer *l, size_t *fan_in, size_t *fan_out,
                        size_t *num_weights)
 {
   *fan_in = nnkit__shape_size(&l->in);
-  *fan_out = l->units;
-  *num_weights = *fan_in * l->units;
+  *fan_out = units_of(l);
+  *num_weights = *fan_in * units_of(l);
 }
 
 /* The GEMMs are split over nnkit's threads by the dimension whose operand
@@ -117,7 +129,7 @@ typedef struct dense_job {
 static void forward_task(void *ctx, int t, int n)
 {
   const dense_job *j = ctx;
-  size_t in = nnkit__shape_size(&j->l->in), out = j->l->units, lo, hi;
+  size_t in = nnkit__shape_size(&j->l->in), out = units_of(j->l), lo, hi;
   const float *w = j->l->params, *b = j->l->params + in * out;
   nnkit__split(out, t, n, &lo, &hi);
   if (hi == lo)
@@ -131,7 +143,7 @@ static void forward_task(void *ctx, int t, int n)
 static void backward_task(void *ctx, int t, int n)
 {
   const dense_job *j = ctx;
-  size_t in = nnkit__shape_size(&j->l->in), out = j->l->units, batch = j->batch, lo, hi;
+  size_t in = nnkit__shape_size(&j->l->in), out = units_of(j->l), batch = j->batch, lo, hi;
   const float *w = j->l->params;
   float *dw = j->l->grads, *db = j->l->grads + in * out;
   /* dW[out, in] = dY^T[out, B] X[B, in], rows [lo, hi) of dW (written, not
@@ -158,7 +170,7 @@ static void backward_task(void *ctx, int t, int n)
 static int dense_tasks(const nnkit__layer *l, size_t batch)
 {
   return nnkit__tasks_for((double)batch * (double)nnkit__shape_size(&l->in) *
-                          (double)l->units);
+                          (double)units_of(l));
 }
 
 static void dense_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
@@ -178,11 +190,24 @@ static void dense_backward(nnkit__layer *l, const float *x, const float *y,
 static void dense_describe(const nnkit__layer *l, char *buf, size_t len)
 {
   snprintf(buf, len, "dense %zu -> %zu (%zu params)", nnkit__shape_size(&l->in),
-           l->units, l->num_params);
+           units_of(l), l->num_params);
 }
 
-const nnkit__layer_ops nnkit__dense_ops = {
+static const nnkit__spec dense_opts[] = {
+  {0, NNKIT_LAYER_UNITS, "units", 1, 16777216, 0, NNKIT_BOUND_INTEGER},
+};
+
+static size_t dense_tensors(nnkit__layer *l, nnkit__tensor *t);
+static void dense_get_args(const nnkit__layer *l, double *v);
+static nnkit_status dense_add(nnkit_net *net, const double *v);
+
+const nnkit__layer_kind nnkit__dense_kind = {
   .name = "dense",
+  .opts = dense_opts,
+  .num_opts = 1,
+  .get_opts = dense_get_args,
+  .add = dense_add,
+  .tensors = dense_tensors,
   .setup = dense_setup,
   .fans = dense_fans,
   .forward = dense_forward,
@@ -234,11 +259,27 @@ void nnkit__dense_backward_naive(const float *x, const float *w,
 
 /* ---- dense: weight [units, in] (PyTorch's layout, as stored), bias ------ */
 
-static const char *const dense_args[] = {"units", NULL};
+NNKIT_API nnkit_status nnkit_net_add_dense(nnkit_net *net, size_t units)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_dense: net is NULL");
+  if (units == 0 || units > ((size_t)1 << 24))
+    return nnkit__err(NNKIT_E_INVALID,
+                      "dense layer %zu: %zu units is outside [1, 2^24]",
+                      net->num_layers, units);
+  dense_state *s = nnkit__calloc(1, sizeof *s);
+  if (!s)
+    return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_add_dense: out of memory");
+  s->units = units;
+  nnkit__layer l = {0};
+  l.ops = &nnkit__dense_kind;
+  l.state = s;
+  return nnkit__net_add_layer(net, &l);
+}
 
 static void dense_get_args(const nnkit__layer *l, double *v)
 {
-  v[0] = (double)l->units;
+  v[0] = (double)units_of(l);
 }
 
 static nnkit_status dense_add(nnkit_net *net, const double *v)
@@ -249,11 +290,9 @@ static nnkit_status dense_add(nnkit_net *net, const double *v)
 static size_t dense_tensors(nnkit__layer *l, nnkit__tensor *t)
 {
   size_t in = nnkit__shape_size(&l->in);
-  t[0] = (nnkit__tensor){"weight", l->params, 2, {l->units, in}};
-  t[1] = (nnkit__tensor){"bias", l->params + l->units * in, 1, {l->units}};
+  size_t u = units_of(l);
+  t[0] = (nnkit__tensor){"weight", l->params, 2, {u, in}, NNKIT__ROLE_WEIGHT, NULL};
+  t[1] = (nnkit__tensor){"bias", l->params + u * in, 1, {u}, NNKIT__ROLE_BIAS, NULL};
   return 2;
 }
 
-const nnkit__layer_io nnkit__dense_io = {
-  &nnkit__dense_ops, dense_args, 0, dense_get_args, dense_add, dense_tensors,
-};

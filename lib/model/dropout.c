@@ -17,6 +17,9 @@
 
 #include "internal.h"
 
+extern const nnkit__layer_kind nnkit__dropout_kind; /* below */
+extern const nnkit__layer_kind nnkit__spatial_dropout_kind; /* below */
+
 typedef struct drop_state {
   double p;
   float scale;        /* 1 / (1 - p) */
@@ -147,41 +150,17 @@ static void drop_destroy(nnkit__layer *l)
   l->state = NULL;
 }
 
-const nnkit__layer_ops nnkit__dropout_ops = {
-  .name = "dropout",
-  .setup = drop_setup,
-  .fans = NULL,
-  .forward = drop_forward,
-  .backward = drop_backward,
-  .init = NULL,
-  .describe = drop_describe,
-  .destroy = drop_destroy,
-  .reserve = drop_reserve,
-  .backward_ignores_y = 1,
-};
 
-const nnkit__layer_ops nnkit__spatial_dropout_ops = {
-  .name = "spatial_dropout",
-  .setup = drop_setup,
-  .fans = NULL,
-  .forward = drop_forward,
-  .backward = drop_backward,
-  .init = NULL,
-  .describe = drop_describe,
-  .destroy = drop_destroy,
-  .reserve = drop_reserve,
-  .backward_ignores_y = 1,
-};
 
 void nnkit__dropout_freeze(nnkit__layer *l, int frozen)
 {
-  if (l->ops == &nnkit__dropout_ops || l->ops == &nnkit__spatial_dropout_ops)
+  if (l->ops == &nnkit__dropout_kind || l->ops == &nnkit__spatial_dropout_kind)
     ((drop_state *)l->state)->frozen = frozen != 0;
 }
 
 static nnkit_status add_dropout(nnkit_net *net, double p, int spatial)
 {
-  const nnkit__layer_ops *ops = spatial ? &nnkit__spatial_dropout_ops : &nnkit__dropout_ops;
+  const nnkit__layer_kind *ops = spatial ? &nnkit__spatial_dropout_kind : &nnkit__dropout_kind;
   if (!net)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_%s: net is NULL", ops->name);
   if (!isfinite(p) || p < 0.0 || p >= 1.0)
@@ -212,7 +191,24 @@ NNKIT_API nnkit_status nnkit_net_add_spatial_dropout(nnkit_net *net, double p)
 }
 
 /* Model files: the drop probability. */
-static const char *const drop_args[] = {"p", NULL};
+
+static nnkit_status drop_set_opt(nnkit__layer *l, int key, double value)
+{
+  (void)key; /* p, the only option */
+  drop_state *s = l->state;
+  s->p = value;
+  s->scale = (float)(1.0 / (1.0 - value));
+  s->threshold = (uint64_t)ldexp(value, 32);
+  return NNKIT_OK;
+}
+
+/* The mask step, for checkpoints: the position of the layer's stream. */
+static size_t drop_tensors(nnkit__layer *l, nnkit__tensor *t)
+{
+  drop_state *s = l->state;
+  t[0] = (nnkit__tensor){"mask_step", NULL, 1, {1}, NNKIT__ROLE_COUNTER, &s->step};
+  return 1;
+}
 
 static void drop_get_args(const nnkit__layer *l, double *v)
 {
@@ -229,11 +225,47 @@ static nnkit_status spatial_dropout_add(nnkit_net *net, const double *v)
   return nnkit_net_add_spatial_dropout(net, v[0]);
 }
 
-const nnkit__layer_io nnkit__dropout_io = {
-  &nnkit__dropout_ops, drop_args, 1u, drop_get_args, dropout_add, NULL,
+/* ---- the descriptors ---- */
+
+static const nnkit__spec drop_opts[] = {
+  {0, NNKIT_LAYER_DROP_P, "p", 0, 1, 0.5, NNKIT_BOUND_HI_OPEN},
 };
 
-const nnkit__layer_io nnkit__spatial_dropout_io = {
-  &nnkit__spatial_dropout_ops, drop_args, 1u, drop_get_args, spatial_dropout_add,
-  NULL,
+const nnkit__layer_kind nnkit__dropout_kind = {
+  .name = "dropout",
+  .opts = drop_opts,
+  .num_opts = 1,
+  .get_opts = drop_get_args,
+  .set_opt = drop_set_opt,
+  .add = dropout_add,
+  .tensors = drop_tensors,
+  .setup = drop_setup,
+  .fans = NULL,
+  .forward = drop_forward,
+  .backward = drop_backward,
+  .init = NULL,
+  .describe = drop_describe,
+  .destroy = drop_destroy,
+  .reserve = drop_reserve,
+  .backward_ignores_y = 1,
 };
+
+const nnkit__layer_kind nnkit__spatial_dropout_kind = {
+  .name = "spatial_dropout",
+  .opts = drop_opts,
+  .num_opts = 1,
+  .get_opts = drop_get_args,
+  .set_opt = drop_set_opt,
+  .add = spatial_dropout_add,
+  .tensors = drop_tensors,
+  .setup = drop_setup,
+  .fans = NULL,
+  .forward = drop_forward,
+  .backward = drop_backward,
+  .init = NULL,
+  .describe = drop_describe,
+  .destroy = drop_destroy,
+  .reserve = drop_reserve,
+  .backward_ignores_y = 1,
+};
+

@@ -5,6 +5,8 @@
 
 #include "internal.h"
 
+extern const nnkit__layer_kind nnkit__flatten_kind; /* below */
+
 static nnkit_status flatten_setup(nnkit__layer *l)
 {
   l->out.ndim = 1;
@@ -34,8 +36,28 @@ static void flatten_describe(const nnkit__layer *l, char *buf, size_t len)
   snprintf(buf, len, "flatten %s -> %zu", ins, l->out.d[0]);
 }
 
-const nnkit__layer_ops nnkit__flatten_ops = {
+
+NNKIT_API nnkit_status nnkit_net_add_flatten(nnkit_net *net)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_flatten: net is NULL");
+  nnkit__layer l = {0};
+  l.ops = &nnkit__flatten_kind;
+  return nnkit__net_add_layer(net, &l);
+}
+
+/* Model files: no arguments, no tensors. */
+static nnkit_status flatten_add(nnkit_net *net, const double *v)
+{
+  (void)v;
+  return nnkit_net_add_flatten(net);
+}
+
+/* ---- the descriptor ---- */
+
+const nnkit__layer_kind nnkit__flatten_kind = {
   .name = "flatten",
+  .add = flatten_add,
   .setup = flatten_setup,
   .fans = NULL,
   .forward = flatten_forward,
@@ -48,22 +70,3 @@ const nnkit__layer_ops nnkit__flatten_ops = {
   .backward_ignores_y = 1,
 };
 
-NNKIT_API nnkit_status nnkit_net_add_flatten(nnkit_net *net)
-{
-  if (!net)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_flatten: net is NULL");
-  nnkit__layer l = {0};
-  l.ops = &nnkit__flatten_ops;
-  return nnkit__net_add_layer(net, &l);
-}
-
-/* Model files: no arguments, no tensors. */
-static nnkit_status flatten_add(nnkit_net *net, const double *v)
-{
-  (void)v;
-  return nnkit_net_add_flatten(net);
-}
-
-const nnkit__layer_io nnkit__flatten_io = {
-  &nnkit__flatten_ops, NULL, 0, NULL, flatten_add, NULL,
-};

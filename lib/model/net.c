@@ -150,52 +150,6 @@ nnkit_status nnkit__net_add_layer(nnkit_net *net, const nnkit__layer *proto)
   return NNKIT_OK;
 }
 
-NNKIT_API nnkit_status nnkit_net_add_dense(nnkit_net *net, size_t units)
-{
-  if (!net)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_dense: net is NULL");
-  if (units == 0 || units > ((size_t)1 << 24))
-    return nnkit__err(NNKIT_E_INVALID,
-                      "dense layer %zu: %zu units is outside [1, 2^24]",
-                      net->num_layers, units);
-  nnkit__layer l = {0};
-  l.ops = &nnkit__dense_ops;
-  l.units = units;
-  return nnkit__net_add_layer(net, &l);
-}
-
-static nnkit_status add_act(nnkit_net *net, nnkit_activation act, float slope)
-{
-  nnkit__layer l = {0};
-  l.ops = &nnkit__activation_ops;
-  l.act = act;
-  l.slope = slope;
-  return nnkit__net_add_layer(net, &l);
-}
-
-NNKIT_API nnkit_status nnkit_net_add_activation(nnkit_net *net,
-                                                nnkit_activation act)
-{
-  if (!net)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_activation: net is NULL");
-  if (act < NNKIT_ACT_RELU || act > NNKIT_ACT_SOFTMAX)
-    return nnkit__err(NNKIT_E_INVALID,
-                      "layer %zu: unknown activation %d; use an NNKIT_ACT_* value",
-                      net->num_layers, (int)act);
-  return add_act(net, act, 0.01f);
-}
-
-NNKIT_API nnkit_status nnkit_net_add_leaky_relu(nnkit_net *net, float slope)
-{
-  if (!net)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_leaky_relu: net is NULL");
-  if (!isfinite(slope) || slope < 0)
-    return nnkit__err(NNKIT_E_INVALID,
-                      "layer %zu: leaky ReLU slope %g must be finite and >= 0",
-                      net->num_layers, (double)slope);
-  return add_act(net, NNKIT_ACT_LEAKY_RELU, slope);
-}
-
 static nnkit_status copy_init(nnkit_init **dst, const nnkit_init *src)
 {
   if (!src)
@@ -263,12 +217,12 @@ static nnkit_status init_layer(nnkit_net *net, size_t i)
                          2 * i);
   } else {
     const nnkit__layer *next = i + 1 < net->num_layers ? &net->layers[i + 1] : NULL;
-    int relu = next && next->ops == &nnkit__activation_ops &&
-               (next->act == NNKIT_ACT_RELU || next->act == NNKIT_ACT_LEAKY_RELU);
+    float slope = 0.0f;
+    int act = next ? nnkit__layer_activation(next, &slope) : 0;
     nnkit_init def = {NNKIT_INIT_XAVIER_UNIFORM, 1.0, 0.0};
-    if (relu) {
+    if (act == NNKIT_ACT_RELU || act == NNKIT_ACT_LEAKY_RELU) {
       def.kind = NNKIT_INIT_HE_NORMAL;
-      def.a = next->act == NNKIT_ACT_LEAKY_RELU ? next->slope : 0.0;
+      def.a = act == NNKIT_ACT_LEAKY_RELU ? slope : 0.0;
     }
     st = nnkit_init_fill(&def, l->params, nw, fan_in, fan_out, net->seed, 2 * i);
   }
@@ -643,7 +597,7 @@ static void fold_relus(nnkit_net *net, int inplace)
     return;
   for (size_t i = 1; i < net->num_layers; i++) {
     const nnkit__layer *l = &net->layers[i];
-    if (l->ops == &nnkit__activation_ops && l->act == NNKIT_ACT_RELU &&
+    if (nnkit__layer_activation(l, NULL) == NNKIT_ACT_RELU &&
         net->layers[i - 1].ops->backward_ignores_y)
       net->layers[i - 1].out_stale = 1;
   }
@@ -741,7 +695,7 @@ static int fused_softmax(const nnkit_net *net)
 {
   const nnkit__layer *last = &net->layers[net->num_layers - 1];
   return net->loss == NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY &&
-         last->ops == &nnkit__activation_ops && last->act == NNKIT_ACT_SOFTMAX;
+         nnkit__layer_activation(last, NULL) == NNKIT_ACT_SOFTMAX;
 }
 
 /* Loss of the last forward batch; gradient w.r.t. the loss input goes to
@@ -993,4 +947,123 @@ NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
   if (acc_out)
     *acc_out = ds->labels ? (double)correct / (double)ds->count : 0.0;
   return NNKIT_OK;
+}
+
+/* ---- keyed layer options ------------------------------------------------ */
+
+static nnkit__layer *layer_at(const nnkit_net *net, size_t layer, const char *fn)
+{
+  if (!net) {
+    nnkit__err(NNKIT_E_INVALID, "%s: net is NULL", fn);
+    return NULL;
+  }
+  if (layer >= net->num_layers) {
+    nnkit__err(NNKIT_E_INVALID, "%s: layer %zu does not exist (the net has %zu)", fn,
+               layer, net->num_layers);
+    return NULL;
+  }
+  return &net->layers[layer];
+}
+
+static const nnkit__spec *layer_key(const nnkit__layer *l, int key, const char *fn)
+{
+  const nnkit__spec *s = nnkit__layer_opt(l, key);
+  if (!s)
+    nnkit__err(NNKIT_E_INVALID, "%s: layer %zu (%s) has no option %d; its options "
+               "are the arguments of its nnkit_net_add_%s call", fn, l->index,
+               l->ops->name, key, l->ops->name);
+  return s;
+}
+
+NNKIT_API nnkit_status nnkit_net_layer_get(double *out, const nnkit_net *net,
+                                           size_t layer, nnkit_layer_param key)
+{
+  static const char fn[] = "nnkit_net_layer_get";
+  if (!out)
+    return nnkit__err(NNKIT_E_INVALID, "%s: out is NULL", fn);
+  const nnkit__layer *l = layer_at(net, layer, fn);
+  const nnkit__spec *s = l ? layer_key(l, (int)key, fn) : NULL;
+  if (!s)
+    return NNKIT_E_INVALID;
+  double v[NNKIT__MAX_LAYER_ARGS];
+  l->ops->get_opts(l, v);
+  *out = v[s - l->ops->opts];
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_layer_set(nnkit_net *net, size_t layer,
+                                           nnkit_layer_param key, double value)
+{
+  static const char fn[] = "nnkit_net_layer_set";
+  nnkit__layer *l = layer_at(net, layer, fn);
+  const nnkit__spec *s = l ? layer_key(l, (int)key, fn) : NULL;
+  if (!s)
+    return NNKIT_E_INVALID;
+  char owner[64];
+  snprintf(owner, sizeof owner, "%s (layer %zu)", l->ops->name, l->index);
+  nnkit_status st = nnkit__spec_check(s, owner, value);
+  if (st != NNKIT_OK)
+    return st;
+  if (!l->ops->set_opt)
+    return nnkit__err(NNKIT_E_STATE, "%s: %s is fixed once the layer is added (it "
+                      "sets shapes); build the net with the value you want", owner,
+                      s->name);
+  return l->ops->set_opt(l, (int)key, value);
+}
+
+NNKIT_API nnkit_status nnkit_net_layer_bounds(double *lo_out, double *hi_out,
+                                              int *flags_out,
+                                              const nnkit_net *net, size_t layer,
+                                              nnkit_layer_param key)
+{
+  static const char fn[] = "nnkit_net_layer_bounds";
+  const nnkit__layer *l = layer_at(net, layer, fn);
+  const nnkit__spec *s = l ? layer_key(l, (int)key, fn) : NULL;
+  if (!s)
+    return NNKIT_E_INVALID;
+  nnkit__spec_bounds(s, lo_out, hi_out, flags_out);
+  return NNKIT_OK;
+}
+
+/* ---- tensors by role ----------------------------------------------------- */
+
+static size_t tensor_floats(const nnkit__tensor *t)
+{
+  size_t n = 1;
+  for (size_t d = 0; d < t->ndim; d++)
+    n *= t->dims[d];
+  return n;
+}
+
+size_t nnkit__net_role_floats(nnkit_net *net, int roles)
+{
+  size_t n = 0;
+  nnkit__tensor t[NNKIT__MAX_LAYER_TENSORS];
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    size_t nt = l->ops->tensors ? l->ops->tensors(l, t) : 0;
+    for (size_t k = 0; k < nt; k++)
+      if ((t[k].role & roles) && t[k].data)
+        n += tensor_floats(&t[k]);
+  }
+  return n;
+}
+
+void nnkit__net_role_copy(nnkit_net *net, int roles, float *buf, int to_net)
+{
+  nnkit__tensor t[NNKIT__MAX_LAYER_TENSORS];
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    size_t nt = l->ops->tensors ? l->ops->tensors(l, t) : 0;
+    for (size_t k = 0; k < nt; k++) {
+      if (!(t[k].role & roles) || !t[k].data)
+        continue;
+      size_t n = tensor_floats(&t[k]);
+      if (to_net)
+        memcpy(t[k].data, buf, n * sizeof(float));
+      else
+        memcpy(buf, t[k].data, n * sizeof(float));
+      buf += n;
+    }
+  }
 }

@@ -12,6 +12,10 @@
 
 #include "internal.h"
 
+extern const nnkit__layer_kind nnkit__maxpool2d_kind; /* below */
+extern const nnkit__layer_kind nnkit__avgpool2d_kind; /* below */
+extern const nnkit__layer_kind nnkit__global_avgpool_kind; /* below */
+
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -347,35 +351,9 @@ static void pool_destroy(nnkit__layer *l)
   l->state = NULL;
 }
 
-const nnkit__layer_ops nnkit__maxpool2d_ops = {
-  .name = "maxpool2d",
-  .setup = pool_setup,
-  .fans = NULL,
-  .forward = maxpool_forward,
-  .backward = maxpool_backward,
-  .init = NULL,
-  .describe = pool_describe,
-  .destroy = pool_destroy,
-  .reserve = maxpool_reserve,
-  .slice_ok = 1,
-  .backward_ignores_y = 1,
-};
 
-const nnkit__layer_ops nnkit__avgpool2d_ops = {
-  .name = "avgpool2d",
-  .setup = pool_setup,
-  .fans = NULL,
-  .forward = avgpool_forward,
-  .backward = avgpool_backward,
-  .init = NULL,
-  .describe = pool_describe,
-  .destroy = pool_destroy,
-  .reserve = NULL,
-  .slice_ok = 1,
-  .backward_ignores_y = 1,
-};
 
-static nnkit_status add_pool(nnkit_net *net, const nnkit__layer_ops *ops,
+static nnkit_status add_pool(nnkit_net *net, const nnkit__layer_kind *ops,
                              size_t kh, size_t kw, size_t sh, size_t sw,
                              size_t ph, size_t pw)
 {
@@ -419,7 +397,7 @@ NNKIT_API nnkit_status nnkit_net_add_maxpool2d(nnkit_net *net, size_t kernel_h,
                                                size_t stride_w, size_t pad_h,
                                                size_t pad_w)
 {
-  return add_pool(net, &nnkit__maxpool2d_ops, kernel_h, kernel_w, stride_h, stride_w,
+  return add_pool(net, &nnkit__maxpool2d_kind, kernel_h, kernel_w, stride_h, stride_w,
                   pad_h, pad_w);
 }
 
@@ -428,7 +406,7 @@ NNKIT_API nnkit_status nnkit_net_add_avgpool2d(nnkit_net *net, size_t kernel_h,
                                                size_t stride_w, size_t pad_h,
                                                size_t pad_w)
 {
-  return add_pool(net, &nnkit__avgpool2d_ops, kernel_h, kernel_w, stride_h, stride_w,
+  return add_pool(net, &nnkit__avgpool2d_kind, kernel_h, kernel_w, stride_h, stride_w,
                   pad_h, pad_w);
 }
 
@@ -486,32 +464,17 @@ static void gap_describe(const nnkit__layer *l, char *buf, size_t len)
   snprintf(buf, len, "global_avgpool %s -> %zu", ins, l->out.d[0]);
 }
 
-const nnkit__layer_ops nnkit__global_avgpool_ops = {
-  .name = "global_avgpool",
-  .setup = gap_setup,
-  .fans = NULL,
-  .forward = gap_forward,
-  .backward = gap_backward,
-  .init = NULL,
-  .describe = gap_describe,
-  .destroy = NULL,
-  .reserve = NULL,
-  .slice_ok = 1,
-  .backward_ignores_y = 1,
-};
 
 NNKIT_API nnkit_status nnkit_net_add_global_avgpool(nnkit_net *net)
 {
   if (!net)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_global_avgpool: net is NULL");
   nnkit__layer l = {0};
-  l.ops = &nnkit__global_avgpool_ops;
+  l.ops = &nnkit__global_avgpool_kind;
   return nnkit__net_add_layer(net, &l);
 }
 
 /* Model files: kernel, stride and the padding as requested. */
-static const char *const pool_args[] = {"kernel_h", "kernel_w", "stride_h",
-                                        "stride_w", "pad_h", "pad_w", NULL};
 
 static void pool_get_args(const nnkit__layer *l, double *v)
 {
@@ -544,14 +507,65 @@ static nnkit_status gap_add(nnkit_net *net, const double *v)
   return nnkit_net_add_global_avgpool(net);
 }
 
-const nnkit__layer_io nnkit__maxpool2d_io = {
-  &nnkit__maxpool2d_ops, pool_args, 0, pool_get_args, maxpool_add, NULL,
+/* ---- the descriptors ---- */
+
+static const nnkit__spec pool_opts[] = {
+  {0, NNKIT_LAYER_KERNEL_H, "kernel_h", 1, 65536, 2, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_KERNEL_W, "kernel_w", 1, 65536, 2, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_STRIDE_H, "stride_h", 1, 65536, 2, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_STRIDE_W, "stride_w", 1, 65536, 2, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_PAD_H, "pad_h", -1, 65536, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_PAD_W, "pad_w", -1, 65536, 0, NNKIT_BOUND_INTEGER},
 };
 
-const nnkit__layer_io nnkit__avgpool2d_io = {
-  &nnkit__avgpool2d_ops, pool_args, 0, pool_get_args, avgpool_add, NULL,
+const nnkit__layer_kind nnkit__maxpool2d_kind = {
+  .name = "maxpool2d",
+  .opts = pool_opts,
+  .num_opts = 6,
+  .get_opts = pool_get_args,
+  .add = maxpool_add,
+  .setup = pool_setup,
+  .fans = NULL,
+  .forward = maxpool_forward,
+  .backward = maxpool_backward,
+  .init = NULL,
+  .describe = pool_describe,
+  .destroy = pool_destroy,
+  .reserve = maxpool_reserve,
+  .slice_ok = 1,
+  .backward_ignores_y = 1,
 };
 
-const nnkit__layer_io nnkit__global_avgpool_io = {
-  &nnkit__global_avgpool_ops, NULL, 0, NULL, gap_add, NULL,
+const nnkit__layer_kind nnkit__avgpool2d_kind = {
+  .name = "avgpool2d",
+  .opts = pool_opts,
+  .num_opts = 6,
+  .get_opts = pool_get_args,
+  .add = avgpool_add,
+  .setup = pool_setup,
+  .fans = NULL,
+  .forward = avgpool_forward,
+  .backward = avgpool_backward,
+  .init = NULL,
+  .describe = pool_describe,
+  .destroy = pool_destroy,
+  .reserve = NULL,
+  .slice_ok = 1,
+  .backward_ignores_y = 1,
 };
+
+const nnkit__layer_kind nnkit__global_avgpool_kind = {
+  .name = "global_avgpool",
+  .add = gap_add,
+  .setup = gap_setup,
+  .fans = NULL,
+  .forward = gap_forward,
+  .backward = gap_backward,
+  .init = NULL,
+  .describe = gap_describe,
+  .destroy = NULL,
+  .reserve = NULL,
+  .slice_ok = 1,
+  .backward_ignores_y = 1,
+};
+

@@ -1,36 +1,52 @@
 /* The layer kinds a model file can name: one line per kind in `kinds`.
  *
- * Each kind's nnkit__layer_io (add-call arguments and tensors) lives next
- * to its ops. */
+ * Each kind's descriptor (ops, options, tensors) lives in its own file;
+ * adding a kind is that file plus its line here. */
 #include <string.h>
 
 #include "internal.h"
 
-static const nnkit__layer_io *const kinds[] = {
-  &nnkit__dense_io,
-  &nnkit__conv2d_io,
-  &nnkit__activation_io,
-  &nnkit__maxpool2d_io,
-  &nnkit__avgpool2d_io,
-  &nnkit__global_avgpool_io,
-  &nnkit__flatten_io,
-  &nnkit__batchnorm_io,
-  &nnkit__dropout_io,
-  &nnkit__spatial_dropout_io,
+extern const nnkit__layer_kind nnkit__dense_kind;           /* dense.c */
+extern const nnkit__layer_kind nnkit__conv2d_kind;          /* conv2d.c */
+extern const nnkit__layer_kind nnkit__activation_kind;      /* activation.c */
+extern const nnkit__layer_kind nnkit__maxpool2d_kind;       /* pool.c */
+extern const nnkit__layer_kind nnkit__avgpool2d_kind;       /* pool.c */
+extern const nnkit__layer_kind nnkit__global_avgpool_kind;  /* pool.c */
+extern const nnkit__layer_kind nnkit__flatten_kind;         /* flatten.c */
+extern const nnkit__layer_kind nnkit__batchnorm_kind;       /* batchnorm.c */
+extern const nnkit__layer_kind nnkit__dropout_kind;         /* dropout.c */
+extern const nnkit__layer_kind nnkit__spatial_dropout_kind; /* dropout.c */
+
+static const nnkit__layer_kind *const kinds[] = {
+  &nnkit__dense_kind,
+  &nnkit__conv2d_kind,
+  &nnkit__activation_kind,
+  &nnkit__maxpool2d_kind,
+  &nnkit__avgpool2d_kind,
+  &nnkit__global_avgpool_kind,
+  &nnkit__flatten_kind,
+  &nnkit__batchnorm_kind,
+  &nnkit__dropout_kind,
+  &nnkit__spatial_dropout_kind,
 };
 
-const nnkit__layer_io *nnkit__layer_io_of(const nnkit__layer_ops *ops)
+#define NKINDS (sizeof kinds / sizeof kinds[0])
+
+const nnkit__layer_kind *nnkit__layer_kind_named(const char *name)
 {
-  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-    if (kinds[i]->ops == ops)
+  for (size_t i = 0; i < NKINDS; i++)
+    if (strcmp(kinds[i]->name, name) == 0)
       return kinds[i];
   return NULL;
 }
 
-const nnkit__layer_io *nnkit__layer_io_named(const char *name)
+const nnkit__layer_kind *nnkit__layer_kind_at(size_t i, size_t *n)
 {
-  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-    if (strcmp(kinds[i]->ops->name, name) == 0)
-      return kinds[i];
-  return NULL;
+  *n = NKINDS;
+  return i < NKINDS ? kinds[i] : NULL;
+}
+
+const nnkit__spec *nnkit__layer_opt(const nnkit__layer *l, int key)
+{
+  return nnkit__spec_find(l->ops->opts, l->ops->num_opts, 0, key);
 }

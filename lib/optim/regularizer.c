@@ -1,7 +1,8 @@
 /* Regularizers: L2, L1 and elastic-net penalties (value and gradient over
  * the weights of chosen layers) and the max-norm constraint. Which floats
- * are weights comes from each layer's fans hook: the first num_weights
- * floats of a layer's slice; layers without fans have no weights. */
+ * are penalized comes from the roles of each layer's tensors: weights
+ * always, biases with WITH_BIASES, the scale and shift of normalization
+ * layers with WITH_BATCHNORM; the layer kinds are never named. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -232,28 +233,31 @@ double nnkit__regularizer_apply(const nnkit_regularizer *r, nnkit_net *net,
   /* d/dw lambda (ratio |w| + (1 - ratio) w^2) */
   float c1 = (float)(r->strength * ratio), c2 = (float)(2.0 * r->strength * (1.0 - ratio));
   double sum_abs = 0, sum_sq = 0;
+  int roles = NNKIT__ROLE_WEIGHT | (r->with_biases != 0 ? NNKIT__ROLE_BIAS : 0) |
+              (r->with_batchnorm != 0 ? NNKIT__ROLE_NORM : 0);
   size_t n = count_selected(r, net);
   for (size_t i = 0; i < n; i++) {
     const nnkit__layer *l = &net->layers[nth_layer(r, i)];
     if (!l->num_params || l->frozen)
       continue;
-    size_t seg;
-    if (l->ops->fans) {
-      size_t fan_in, fan_out, nw;
-      l->ops->fans(l, &fan_in, &fan_out, &nw);
-      seg = r->with_biases != 0 ? l->num_params : nw;
-    } else {
-      seg = r->with_batchnorm != 0 ? l->num_params : 0;
-    }
-    const float *w = l->params;
-    float *g = l->grads;
-    for (size_t k = 0; k < seg; k++) {
-      float v = w[k];
-      sum_abs += fabsf(v);
-      sum_sq += (double)v * v;
-      if (add_grad) {
-        float sign = (float)((v > 0) - (v < 0));
-        g[k] += c1 * sign + c2 * v;
+    nnkit__tensor t[NNKIT__MAX_LAYER_TENSORS];
+    size_t nt = l->ops->tensors ? l->ops->tensors((nnkit__layer *)l, t) : 0;
+    for (size_t j = 0; j < nt; j++) {
+      if (!(t[j].role & roles) || !t[j].data)
+        continue;
+      size_t seg = 1;
+      for (size_t d = 0; d < t[j].ndim; d++)
+        seg *= t[j].dims[d];
+      const float *w = t[j].data;
+      float *g = l->grads + (t[j].data - l->params);
+      for (size_t k = 0; k < seg; k++) {
+        float v = w[k];
+        sum_abs += fabsf(v);
+        sum_sq += (double)v * v;
+        if (add_grad) {
+          float sign = (float)((v > 0) - (v < 0));
+          g[k] += c1 * sign + c2 * v;
+        }
       }
     }
   }

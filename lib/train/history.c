@@ -22,19 +22,10 @@ static size_t grow(size_t cap, size_t need, size_t floor_)
   return c;
 }
 
-const char *nnkit__layer_kind(const nnkit__layer *l)
+const char *nnkit__layer_kind_name(const nnkit__layer *l)
 {
-  if (l->ops == &nnkit__activation_ops) {
-    switch (l->act) {
-    case NNKIT_ACT_RELU: return "relu";
-    case NNKIT_ACT_LEAKY_RELU: return "leaky_relu";
-    case NNKIT_ACT_TANH: return "tanh";
-    case NNKIT_ACT_SIGMOID: return "sigmoid";
-    case NNKIT_ACT_SOFTMAX: return "softmax";
-    }
-    return "activation";
-  }
-  return l->ops->name;
+  int act = nnkit__layer_activation(l, NULL);
+  return act ? nnkit__activation_name(act) : l->ops->name;
 }
 
 nnkit_status nnkit__history_reserve(nnkit_history *h, size_t epochs,
@@ -50,7 +41,7 @@ nnkit_status nnkit__history_reserve(nnkit_history *h, size_t epochs,
     if (!h->kinds)
       return nnkit__err(NNKIT_E_NOMEM, "nnkit_trainer_fit: out of memory for the history");
     for (size_t i = 0; i < L; i++)
-      snprintf(h->kinds[i], sizeof h->kinds[i], "%s", nnkit__layer_kind(&net->layers[i]));
+      snprintf(h->kinds[i], sizeof h->kinds[i], "%s", nnkit__layer_kind_name(&net->layers[i]));
     h->num_layers = L;
     /* Rows for the epochs already allocated. */
     if (h->cap_epochs) {

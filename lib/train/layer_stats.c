@@ -8,7 +8,7 @@
 
 static int is_act(const nnkit__layer *l, nnkit_activation a)
 {
-  return l->ops == &nnkit__activation_ops && l->act == a;
+  return nnkit__layer_activation(l, NULL) == (int)a;
 }
 
 /* Units of a layer's output for the dead-ReLU count: channels of a
@@ -266,7 +266,7 @@ NNKIT_API nnkit_status nnkit_net_save_histograms_csv(const nnkit_net *net,
   double w = (hi - lo) / (double)bins;
   for (size_t l = 0; l < net->num_layers; l++) {
     histogram(counts, bins, lo, hi, net, l);
-    const char *kind = nnkit__layer_kind(&net->layers[l]);
+    const char *kind = nnkit__layer_kind_name(&net->layers[l]);
     for (size_t b = 0; b < bins; b++)
       fprintf(t.f, "%zu,%s,%.9g,%.9g,%llu\n", l + 1, kind, lo + (double)b * w,
               b + 1 == bins ? hi : lo + (double)(b + 1) * w,

@@ -20,21 +20,12 @@
 
 /* ---- snapshots ----------------------------------------------------------- */
 
-static size_t bn_floats(const nnkit_net *net)
-{
-  size_t n = 0;
-  for (size_t i = 0; i < net->num_layers; i++)
-    if (net->layers[i].ops == &nnkit__batchnorm_ops)
-      n += net->layers[i].num_params; /* mean + var = 2 x channels */
-  return n;
-}
-
 nnkit_status nnkit__snapshot_reserve(nnkit__snapshot *s, nnkit_net *net)
 {
   nnkit_status st = nnkit__net_build(net);
   if (st != NNKIT_OK)
     return st;
-  size_t n = net->num_params, nb = bn_floats(net);
+  size_t n = net->num_params, nb = nnkit__net_role_floats(net, NNKIT__ROLE_STATE);
   if (n > s->cap) {
     nnkit__free(s->params);
     s->params = nnkit__malloc(n * sizeof(float));
@@ -50,7 +41,8 @@ nnkit_status nnkit__snapshot_reserve(nnkit__snapshot *s, nnkit_net *net)
     s->bn_cap = s->bn ? nb : 0;
     if (!s->bn)
       return nnkit__err(NNKIT_E_NOMEM,
-                        "nnkit_trainer_fit: out of memory for batch-norm statistics");
+                        "nnkit_trainer_fit: out of memory for a copy of the running "
+                        "statistics");
   }
   s->n = n;
   s->nbn = nb;
@@ -64,17 +56,8 @@ void nnkit__snapshot_save(nnkit__snapshot *s, const nnkit_net *net)
     return;
   if (s->n)
     memcpy(s->params, net->params, s->n * sizeof(float));
-  size_t off = 0;
-  for (size_t i = 0; i < net->num_layers && off < s->nbn; i++) {
-    const nnkit__layer *l = &net->layers[i];
-    if (l->ops != &nnkit__batchnorm_ops)
-      continue;
-    size_t c = l->num_params / 2;
-    float *mean = s->bn + off, *var = s->bn + off + c;
-    if (nnkit_net_batchnorm_stats(mean, var, c, net, i) != NNKIT_OK)
-      return;
-    off += 2 * c;
-  }
+  if (s->nbn)
+    nnkit__net_role_copy((nnkit_net *)net, NNKIT__ROLE_STATE, s->bn, 0);
   s->valid = 1;
 }
 
@@ -84,15 +67,8 @@ void nnkit__snapshot_restore(const nnkit__snapshot *s, nnkit_net *net)
     return;
   if (s->n)
     memcpy(net->params, s->params, s->n * sizeof(float));
-  size_t off = 0;
-  for (size_t i = 0; i < net->num_layers && off < s->nbn; i++) {
-    const nnkit__layer *l = &net->layers[i];
-    if (l->ops != &nnkit__batchnorm_ops)
-      continue;
-    size_t c = l->num_params / 2;
-    (void)nnkit_net_set_batchnorm_stats(net, i, s->bn + off, s->bn + off + c, c);
-    off += 2 * c;
-  }
+  if (s->nbn)
+    nnkit__net_role_copy(net, NNKIT__ROLE_STATE, s->bn, 1);
 }
 
 void nnkit__snapshot_free(nnkit__snapshot *s)

@@ -22,12 +22,13 @@
 #define NNKIT__NSTATS 7
 
 /* ---- snapshots of a net's trainable state ------------------------------ */
-/* The parameter buffer plus the running statistics of batch-norm layers.
+/* The parameter buffer plus every layer's non-trained state (tensors of
+ * role NNKIT__ROLE_STATE: running statistics), whatever the layer kinds.
  * Sized once (reserve), then saved and restored without allocating. */
 typedef struct nnkit__snapshot {
   float *params;
   size_t n, cap;
-  float *bn; /* mean then var of each batch-norm layer, in layer order */
+  float *bn; /* the NNKIT__ROLE_STATE tensors, in layer and tensor order */
   size_t nbn, bn_cap;
   int valid;
   /* optionally the optimizer's state (nnkit_optimizer_get_state()) */
@@ -85,7 +86,7 @@ nnkit_status nnkit__history_reserve(nnkit_history *h, size_t epochs,
                                     int with_stats);
 void nnkit__history_free(nnkit_history *h);
 /* Short kind name of layer l of net ("dense", "relu", "tanh", ...). */
-const char *nnkit__layer_kind(const nnkit__layer *l);
+const char *nnkit__layer_kind_name(const nnkit__layer *l);
 
 /* ---- layer statistics (layer_stats.c) ---------------------------------- */
 /* Fills row[l * NNKIT__NSTATS + k] for every layer from the net's last

@@ -653,6 +653,22 @@ def SpatialDropout(p=0.5):
 
 # The net ---------------------------------------------------------------
 
+# Layer options (nnkit_layer_param), by the names model files use.
+LAYER_KEYS = {"units": 1, "out_channels": 2, "kernel_h": 3, "kernel_w": 4,
+              "stride_h": 5, "stride_w": 6, "pad_h": 7, "pad_w": 8, "bias": 9,
+              "p": 10, "momentum": 11, "eps": 12, "activation": 13, "slope": 14}
+
+
+def _layer_key(key):
+    if isinstance(key, int):
+        return key
+    try:
+        return LAYER_KEYS[key]
+    except KeyError:
+        raise ValueError("unknown layer option %r; one of %s"
+                         % (key, ", ".join(sorted(LAYER_KEYS)))) from None
+
+
 class Net(_Handle):
     """A sequential network: Net((784,), [Dense(128), ReLU(), Dense(10)])."""
     _free = lib.nnkit_net_free
@@ -715,6 +731,28 @@ class Net(_Handle):
         if i is None:
             return [self.describe(k) for k in range(self.num_layers)]
         return lib.nnkit_net_layer_describe(self.handle, i).decode()
+
+    def layer_get(self, i, key):
+        """Option `key` of layer i, e.g. net.layer_get(3, "p") for a dropout
+        layer's drop probability (names: LAYER_KEYS)."""
+        out = ctypes.c_double()
+        _check(lib.nnkit_net_layer_get(ctypes.byref(out), self.handle, i,
+                                       _layer_key(key)))
+        return out.value
+
+    def layer_set(self, i, key, value):
+        """Changes a settable option of layer i (dropout "p", batch norm
+        "momentum" and "eps", leaky ReLU "slope"); shape options raise."""
+        _check(lib.nnkit_net_layer_set(self.handle, i, _layer_key(key),
+                                       float(value)))
+
+    def layer_bounds(self, i, key):
+        """(lo, hi, flags) of option `key` of layer i, as Optimizer.bounds."""
+        lo, hi, flags = ctypes.c_double(), ctypes.c_double(), ctypes.c_int()
+        _check(lib.nnkit_net_layer_bounds(ctypes.byref(lo), ctypes.byref(hi),
+                                          ctypes.byref(flags), self.handle, i,
+                                          _layer_key(key)))
+        return lo.value, hi.value, flags.value
 
     def layer_params(self, i):
         """(offset, count) of layer i's slice of the parameter buffer."""
