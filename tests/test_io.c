@@ -204,6 +204,58 @@ START_TEST(roundtrip_cnn_batchnorm_dropout)
 }
 END_TEST
 
+/* A kind added through its descriptor alone (layer norm) round-trips:
+ * options, gamma and beta by name, predictions bit for bit. */
+START_TEST(roundtrip_layernorm)
+{
+  size_t in = 6;
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, &in, 1, 21));
+  ck_ok(nnkit_net_add_dense(net, 5));
+  ck_ok(nnkit_net_add_layernorm(net, 1e-4));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  ck_ok(nnkit_net_add_dense(net, 3));
+  train_a_bit(net, 3);
+  size_t off, cnt;
+  ck_ok(nnkit_net_layer_params(&off, &cnt, net, 1));
+  ck_assert(nnkit_net_params(net)[off] != 1.0f); /* gamma moved */
+  nnkit_net *back = save_load(net, "ln.safetensors");
+  assert_same_net(net, back);
+  double eps;
+  ck_ok(nnkit_net_layer_get(&eps, back, 1, NNKIT_LAYER_EPS));
+  ck_assert(eps == 1e-4);
+  nnkit_net_free(net);
+  nnkit_net_free(back);
+}
+END_TEST
+
+/* Every registered kind's descriptor is complete: a unique name, an add
+ * call, options within the limit with settable ones reachable. */
+START_TEST(registry_descriptors_are_complete)
+{
+  size_t n = 0;
+  ck_assert_ptr_null(nnkit__layer_kind_at(1000, &n));
+  ck_assert_uint_ge(n, 11);
+  for (size_t i = 0; i < n; i++) {
+    const nnkit__layer_kind *k = nnkit__layer_kind_at(i, &n);
+    ck_assert_ptr_nonnull(k);
+    ck_assert_ptr_eq(nnkit__layer_kind_named(k->name), k);
+    ck_assert_ptr_nonnull(k->add);
+    ck_assert_ptr_nonnull(k->setup);
+    ck_assert_ptr_nonnull(k->forward);
+    ck_assert_ptr_nonnull(k->backward);
+    ck_assert_ptr_nonnull(k->describe);
+    ck_assert_uint_le(k->num_opts, NNKIT__MAX_LAYER_ARGS);
+    ck_assert(k->num_opts == 0 || k->get_opts != NULL);
+    for (size_t a = 0; a < k->num_opts; a++) {
+      ck_assert_ptr_nonnull(k->opts[a].name);
+      ck_assert(k->opts[a].lo <= k->opts[a].def && k->opts[a].def <= k->opts[a].hi);
+    }
+  }
+  ck_assert_ptr_null(nnkit__layer_kind_named("no such kind"));
+}
+END_TEST
+
 /* conv2d keeps the padding as requested: NNKIT_PAD_SAME (here symmetric)
  * and an explicit padding both come back as they were asked for. */
 START_TEST(conv_padding_reloads_as_requested)
@@ -732,6 +784,8 @@ static Suite *io_suite(void)
   TCase *tr = tcase_create("roundtrip");
   tcase_add_test(tr, roundtrip_mlp);
   tcase_add_test(tr, roundtrip_cnn_batchnorm_dropout);
+  tcase_add_test(tr, roundtrip_layernorm);
+  tcase_add_test(tr, registry_descriptors_are_complete);
   tcase_add_test(tr, roundtrip_mse_and_unbuilt_net);
   tcase_add_test(tr, conv_padding_reloads_as_requested);
   tcase_add_test(tr, roundtrip_every_normalizer_kind);

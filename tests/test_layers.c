@@ -1327,6 +1327,119 @@ START_TEST(training_is_reproducible)
 }
 END_TEST
 
+/* ---- layer normalization ------------------------------------------ */
+
+START_TEST(gradcheck_layernorm)
+{
+  /* over a flat sample, between dense layers */
+  size_t in = 4;
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, &in, 1, 60));
+  ck_ok(nnkit_net_add_dense(net, 5));
+  ck_ok(nnkit_net_add_layernorm(net, 1e-5));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_TANH));
+  ck_ok(nnkit_net_add_dense(net, 3));
+  size_t off, cnt;
+  ck_ok(nnkit_net_layer_params(&off, &cnt, net, 1));
+  ck_assert_uint_eq(cnt, 10);
+  tu_fill_uniform(nnkit_net_params(net) + off, cnt, 61, 0.5f, 1.5f);
+  grad_check_random(net, 3, 62);
+  /* evaluation mode computes the same function */
+  nnkit_net_set_training(net, 0);
+  grad_check_random(net, 2, 63);
+  nnkit_net_free(net);
+
+  /* over a whole feature map after a convolution */
+  net = make_net3(2, 4, 3, 64);
+  ck_ok(nnkit_net_add_conv2d(net, 2, 3, 3, 1, 1, 1, 1, 1));
+  ck_ok(nnkit_net_add_layernorm(net, 1e-3));
+  ck_ok(nnkit_net_add_dense(net, 3));
+  ck_ok(nnkit_net_layer_params(&off, &cnt, net, 1));
+  ck_assert_uint_eq(cnt, 2 * 2 * 4 * 3);
+  tu_fill_uniform(nnkit_net_params(net) + off, cnt, 65, 0.5f, 1.5f);
+  grad_check_random(net, 2, 66);
+  nnkit_net_free(net);
+}
+END_TEST
+
+static void golden_ln(const char *f)
+{
+  double *cf = fx(f, "config", NULL);
+  size_t B = (size_t)cf[0], nd = (size_t)cf[1];
+  size_t shape[3] = {(size_t)cf[2], (size_t)cf[3], (size_t)cf[4]};
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, shape, nd, 1));
+  ck_ok(nnkit_net_add_layernorm(net, cf[5]));
+  size_t N = nnkit_net_input_size(net);
+  float *p = nnkit_net_params(net);
+  for (size_t i = 0; i < N; i++) /* gamma = 1, beta = 0 by default */
+    ck_assert(p[i] == 1.0f && p[N + i] == 0.0f);
+  size_t nx, ng;
+  float *x = fxf(f, "x", &nx), *gamma = fxf(f, "gamma", &ng), *beta = fxf(f, "beta", NULL);
+  float *dy = fxf(f, "dy", NULL);
+  ck_assert_uint_eq(ng, N);
+  ck_assert_uint_eq(nx, B * N);
+  memcpy(p, gamma, N * sizeof *p);
+  memcpy(p + N, beta, N * sizeof *p);
+  float *y = malloc(nx * sizeof *y), *dx = malloc(nx * sizeof *dx);
+  nnkit__layer *l = &net->layers[0];
+  for (int mode = 1; mode >= 0; mode--) { /* the same in both modes */
+    nnkit_net_set_training(net, mode);
+    ck_ok(nnkit_net_forward(net, x, B, y, nx));
+    ck_close(y, f, "y", nx, 2e-5);
+    memset(l->grads, 0, 2 * N * sizeof(float));
+    l->ops->backward(l, x, y, dy, dx, B);
+    ck_close(dx, f, "dx", nx, 1e-4);
+    ck_close(l->grads, f, "dgamma", N, 2e-5);
+    ck_close(l->grads + N, f, "dbeta", N, 2e-5);
+  }
+  free(cf);
+  free(x);
+  free(gamma);
+  free(beta);
+  free(dy);
+  free(y);
+  free(dx);
+  nnkit_net_free(net);
+}
+
+START_TEST(golden_layernorm_vs_pytorch)
+{
+  golden_ln("ln_dense");
+  golden_ln("ln_conv");
+}
+END_TEST
+
+START_TEST(layernorm_options_and_errors)
+{
+  size_t shape[3] = {2, 3, 3};
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, shape, 3, 1));
+  ck_fails(nnkit_net_add_layernorm(net, 0.0), NNKIT_E_INVALID,
+           "layernorm (layer 0): eps 0 is outside (0, 1]");
+  ck_fails(nnkit_net_add_layernorm(net, NAN), NNKIT_E_INVALID, "eps");
+  ck_fails(nnkit_net_add_layernorm(NULL, 1e-5), NNKIT_E_INVALID, "net is NULL");
+  ck_ok(nnkit_net_add_layernorm(net, 1e-5));
+  ck_assert_str_eq(nnkit_net_layer_describe(net, 0),
+                   "layernorm 2x3x3, eps 1e-05 (36 params)");
+  double v;
+  ck_ok(nnkit_net_layer_set(net, 0, NNKIT_LAYER_EPS, 0.5));
+  ck_ok(nnkit_net_layer_get(&v, net, 0, NNKIT_LAYER_EPS));
+  ck_assert(v == 0.5);
+  /* a constant sample normalizes to beta whatever eps */
+  float x[18], y[18];
+  for (size_t i = 0; i < 18; i++)
+    x[i] = 3.0f;
+  float *p = nnkit_net_params(net);
+  for (size_t i = 0; i < 18; i++)
+    p[18 + i] = (float)i;
+  ck_ok(nnkit_net_forward(net, x, 1, y, 18));
+  for (size_t i = 0; i < 18; i++)
+    ck_assert(y[i] == (float)i);
+  nnkit_net_free(net);
+}
+END_TEST
+
 static Suite *layers_suite(void)
 {
   Suite *s = suite_create("layers");
@@ -1353,6 +1466,11 @@ static Suite *layers_suite(void)
   tcase_add_test(tb, batchnorm_running_stats_closed_form);
   tcase_add_test(tb, batchnorm_stats_api);
   suite_add_tcase(s, tb);
+  TCase *tl = tcase_create("layernorm");
+  tcase_add_test(tl, gradcheck_layernorm);
+  tcase_add_test(tl, golden_layernorm_vs_pytorch);
+  tcase_add_test(tl, layernorm_options_and_errors);
+  suite_add_tcase(s, tl);
   TCase *td = tcase_create("dropout");
   tcase_add_test(td, gradcheck_dropout_fixed_mask);
   tcase_add_test(td, dropout_statistics);

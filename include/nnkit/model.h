@@ -469,6 +469,21 @@ NNKIT_API nnkit_status nnkit_net_add_dropout(nnkit_net *net, double p);
  */
 NNKIT_API nnkit_status nnkit_net_add_spatial_dropout(nnkit_net *net, double p);
 
+/**
+ * Appends a layer normalization over each whole sample (PyTorch's
+ * nn.LayerNorm with normalized_shape = the sample shape): the N values of
+ * a sample are normalized by their own mean and biased variance, y = gamma
+ * (x - mean) / sqrt(var + eps) + beta, with gamma and beta of the sample's
+ * shape (initialized to 1 and 0; tensors "weight" and "bias" in model
+ * files). Training and evaluation compute the same thing. Regularizers
+ * treat gamma and beta as normalization parameters
+ * (NNKIT_REG_WITH_BATCHNORM). eps is the key NNKIT_LAYER_EPS.
+ * @param eps  added to the variance, (0, 1]; PyTorch's default is 1e-5.
+ * @return NNKIT_E_INVALID for a NULL net or eps outside (0, 1];
+ * NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_net_add_layernorm(nnkit_net *net, double eps);
+
 /* ------------------------------------------------------------------ */
 /* Fine-tuning                                                          */
 /* ------------------------------------------------------------------ */

@@ -194,7 +194,7 @@ static void dense_describe(const nnkit__layer *l, char *buf, size_t len)
 }
 
 static const nnkit__spec dense_opts[] = {
-  {0, NNKIT_LAYER_UNITS, "units", 1, 16777216, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_LAYER_UNITS, "units", 1, 16777216, 1, NNKIT_BOUND_INTEGER},
 };
 
 static size_t dense_tensors(nnkit__layer *l, nnkit__tensor *t);

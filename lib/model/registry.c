@@ -16,6 +16,7 @@ extern const nnkit__layer_kind nnkit__flatten_kind;         /* flatten.c */
 extern const nnkit__layer_kind nnkit__batchnorm_kind;       /* batchnorm.c */
 extern const nnkit__layer_kind nnkit__dropout_kind;         /* dropout.c */
 extern const nnkit__layer_kind nnkit__spatial_dropout_kind; /* dropout.c */
+extern const nnkit__layer_kind nnkit__layernorm_kind;       /* layernorm.c */
 
 static const nnkit__layer_kind *const kinds[] = {
   &nnkit__dense_kind,
@@ -28,6 +29,7 @@ static const nnkit__layer_kind *const kinds[] = {
   &nnkit__batchnorm_kind,
   &nnkit__dropout_kind,
   &nnkit__spatial_dropout_kind,
+  &nnkit__layernorm_kind,
 };
 
 #define NKINDS (sizeof kinds / sizeof kinds[0])

@@ -643,6 +643,12 @@ def BatchNorm(momentum=0.1, eps=1e-5):
     return _Simple("nnkit_net_add_batchnorm", float(momentum), float(eps))
 
 
+def LayerNorm(eps=1e-5):
+    """Layer normalization over each whole sample (PyTorch's nn.LayerNorm
+    with normalized_shape = the sample shape)."""
+    return _Simple("nnkit_net_add_layernorm", float(eps))
+
+
 def Dropout(p=0.5):
     return _Simple("nnkit_net_add_dropout", float(p))
 

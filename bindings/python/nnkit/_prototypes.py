@@ -97,6 +97,7 @@ PROTOTYPES = {
     "nnkit_net_set_batchnorm_stats": (cint, [vp, sz, c_float_p, c_float_p, sz]),
     "nnkit_net_add_dropout": (cint, [vp, dbl]),
     "nnkit_net_add_spatial_dropout": (cint, [vp, dbl]),
+    "nnkit_net_add_layernorm": (cint, [vp, dbl]),
     "nnkit_net_set_trainable": (cint, [vp, sz, cint]),
     "nnkit_net_is_trainable": (cint, [vp, sz]),
     "nnkit_net_set_lr_multiplier": (cint, [vp, sz, dbl]),

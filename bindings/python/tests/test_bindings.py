@@ -282,6 +282,26 @@ class CapabilityTest(unittest.TestCase):
         stats = net.layer_stats(xs[:16])
         self.assertEqual(len(stats["act_std"]), net.num_layers)
 
+    def test_layer_options_and_layernorm(self):
+        net = nnkit.Net((6,), [nnkit.Dense(5), nnkit.LayerNorm(1e-4), nnkit.ReLU(),
+                               nnkit.Dropout(0.25), nnkit.Dense(2)], seed=4)
+        self.assertEqual(net.layer_get(0, "units"), 5)
+        self.assertEqual(net.layer_get(1, "eps"), 1e-4)
+        self.assertEqual(net.layer_bounds(3, "p"), (0.0, 1.0, 2))
+        net.layer_set(3, "p", 0.5)
+        self.assertEqual(net.layer_get(3, "p"), 0.5)
+        self.assertIn("p=0.5", net.describe(3))
+        self.assertIn("layernorm", net.describe(1))
+        with self.assertRaises(nnkit.StateError) as cm:
+            net.layer_set(0, "units", 7)
+        self.assertIn("units is fixed", cm.exception.message)
+        with self.assertRaises(nnkit.InvalidArgument) as cm:
+            net.layer_set(3, "p", 1.0)
+        self.assertIn("outside its range [0, 1)", cm.exception.message)
+        with self.assertRaises(ValueError) as cm:
+            net.layer_get(0, "unitz")
+        self.assertIn("units", str(cm.exception))
+
     def test_pipeline_normalizer_augmenter(self):
         xs, ys = blobs(100)
         ds = nnkit.Dataset(xs, ys, shape=(1, 1, 2), num_classes=4)  # 1x2 "images"
