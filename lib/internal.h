@@ -616,6 +616,22 @@ nnkit_status nnkit__net_add_layer(nnkit_net *net, const nnkit__layer *proto);
 size_t nnkit__net_role_floats(nnkit_net *net, int roles);
 void nnkit__net_role_copy(nnkit_net *net, int roles, float *buf, int to_net);
 
+/* Drops the net's working memory (exec.c); rebuilt at the next use. */
+void nnkit__net_free_work(nnkit_net *net);
+/* Loss of the last forward batch (loss.c); the gradient w.r.t. the loss
+ * input goes to net->probs and net->last_correct counts argmax hits.
+ * *first_out gets the index one past the last layer to back-propagate
+ * through (num_layers - 1 when a trailing softmax is folded into
+ * cross-entropy). NNKIT_E_STATE without a forward batch, NNKIT_E_INVALID
+ * for missing or out-of-range labels. */
+nnkit_status nnkit__net_loss(nnkit_net *net, const int32_t *labels,
+                             const float *targets, double *loss_out,
+                             size_t *first_out);
+
+/* 1 when the loss is softmax cross-entropy and the last layer a softmax,
+ * which the loss then folds in (loss.c). */
+int nnkit__net_fused_softmax(const nnkit_net *net);
+
 /* Allocates params for all layers (keeping existing values of initialized
  * layers) and initializes layers never initialized. */
 nnkit_status nnkit__net_build(nnkit_net *net);

@@ -1,0 +1,527 @@
+/* Running the net: working memory sized at first use (nnkit__net_reserve),
+ * the plan of leading layers run slice by slice on the pool's threads,
+ * in-place ReLU folding, forward, backward through the loss, predict and
+ * evaluate. The container and parameter arena are net.c; the loss on the
+ * last layer's output is loss.c. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Samples per chunk in predict/evaluate. */
+#define EVAL_CHUNK 256
+
+void nnkit__net_free_work(nnkit_net *net)
+{
+  if (net->acts)
+    for (size_t i = 0; i < net->num_layers; i++)
+      nnkit__free(net->acts[i]);
+  nnkit__free(net->acts);
+  net->acts = NULL;
+  nnkit__free(net->input);
+  nnkit__free(net->dbuf[0]);
+  nnkit__free(net->dbuf[1]);
+  nnkit__free(net->probs);
+  nnkit__free(net->dinput);
+  nnkit__free(net->sbuf);
+  net->input = net->dbuf[0] = net->dbuf[1] = net->probs = net->dinput = NULL;
+  net->sbuf = NULL;
+  net->x0 = NULL;
+  net->slice_layers = net->slice = 0;
+  net->slice_threads = 0;
+  net->batch_cap = 0;
+  net->last_batch = 0;
+  net->have_dinput = 0;
+}
+
+static size_t max_width(const nnkit_net *net)
+{
+  size_t w = nnkit__shape_size(&net->in);
+  for (size_t i = 0; i < net->num_layers; i++) {
+    size_t o = nnkit__shape_size(&net->layers[i].out);
+    if (o > w)
+      w = o;
+  }
+  return w;
+}
+
+/* Slice-wise runs. The leading layers with slice_ok (a CNN's conv, ReLU
+ * and pooling layers) run on slices of the batch, each slice through all
+ * of them before the next: a slice's activations (about SLICE_BYTES of
+ * the widest of those layers' outputs) are still in cache when the next
+ * layer reads them, instead of each layer streaming a whole batch of
+ * activations through memory. With several threads each thread owns a
+ * share of the batch and runs its slices through the layers on its own:
+ * one fork-join for all of them, the layers' own parallel calls running
+ * inline in the thread's slot (nnkit__parallel's nested calls), and
+ * per-thread gradient partials gathered in slot order at the end. */
+#define SLICE_BYTES ((size_t)768 * 1024)
+
+static _Thread_local size_t tl_slice0;
+
+size_t nnkit__net_slice0(void)
+{
+  return tl_slice0;
+}
+
+static void plan_slices(nnkit_net *net, size_t batch, int threads)
+{
+  size_t n = 0, widest = 1;
+  while (n < net->num_layers && net->layers[n].ops->slice_ok) {
+    size_t o = nnkit__shape_size(&net->layers[n].out);
+    if (o > widest)
+      widest = o;
+    n++;
+  }
+  size_t per = SLICE_BYTES / (widest * sizeof(float));
+  if (per < 4)
+    per = 4;
+  if (net->slice_force && net->slice_force != SIZE_MAX)
+    per = net->slice_force;
+  /* One thread: slices only pay when there is more than one. */
+  net->slice_layers = n >= 2 && net->slice_force != SIZE_MAX &&
+                              (threads > 1 || per < batch)
+                          ? n
+                          : 0;
+  net->slice = net->slice_layers ? per : 0;
+  net->slice_threads = net->slice_layers ? threads : 0;
+}
+
+void nnkit__net_force_slice(nnkit_net *net, size_t samples)
+{
+  net->slice_force = samples;
+  net->batch_cap = 0; /* re-plan at the next reserve */
+}
+
+nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
+{
+  /* Layers keep per-thread workspaces: a larger thread count reserves too. */
+  int threads = nnkit__num_threads();
+  if (batch <= net->batch_cap && threads <= net->threads_cap)
+    return NNKIT_OK;
+  if (batch < net->batch_cap)
+    batch = net->batch_cap;
+  nnkit__net_free_work(net);
+  size_t in = nnkit__shape_size(&net->in), width = max_width(net);
+  size_t outw = nnkit_net_output_size(net);
+  net->acts = nnkit__calloc(net->num_layers, sizeof *net->acts);
+  if (!net->acts)
+    goto nomem;
+  for (size_t i = 0; i < net->num_layers; i++) {
+    net->acts[i] = nnkit__malloc(batch * nnkit__shape_size(&net->layers[i].out) *
+                                 sizeof(float));
+    if (!net->acts[i])
+      goto nomem;
+  }
+  net->input = nnkit__malloc(batch * in * sizeof(float));
+  net->dbuf[0] = nnkit__malloc(batch * width * sizeof(float));
+  net->dbuf[1] = nnkit__malloc(batch * width * sizeof(float));
+  net->probs = nnkit__malloc(batch * outw * sizeof(float));
+  net->dinput = nnkit__malloc(batch * in * sizeof(float));
+  if (!net->input || !net->dbuf[0] || !net->dbuf[1] || !net->probs || !net->dinput)
+    goto nomem;
+  plan_slices(net, batch, threads);
+  if (net->slice) {
+    net->sbuf = nnkit__malloc(2 * (size_t)threads * net->slice * width * sizeof(float));
+    if (!net->sbuf)
+      goto nomem;
+  }
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    if (l->ops->reserve) {
+      nnkit_status st = l->ops->reserve(l, batch);
+      if (st != NNKIT_OK) {
+        nnkit__net_free_work(net);
+        return st;
+      }
+    }
+  }
+  net->batch_cap = batch;
+  net->threads_cap = threads;
+  net->max_width = width;
+  return NNKIT_OK;
+nomem:
+  nnkit__net_free_work(net);
+  return nnkit__err(NNKIT_E_NOMEM, "net: out of memory for a batch of %zu samples",
+                    batch);
+}
+
+const float *nnkit__net_output(const nnkit_net *net)
+{
+  return net->acts[net->num_layers - 1];
+}
+
+/* Samples [lo, hi) forward through layers [0, top), slice by slice. */
+static void slices_forward(nnkit_net *net, size_t top, size_t lo, size_t hi)
+{
+  const size_t in = nnkit__shape_size(&net->in);
+  for (size_t a = lo; a < hi; a += net->slice) {
+    size_t m = hi - a < net->slice ? hi - a : net->slice;
+    const float *sx = net->x0 + a * in;
+    tl_slice0 = a;
+    for (size_t i = 0; i < top; i++) {
+      nnkit__layer *l = &net->layers[i];
+      float *sy = net->acts[i] + a * nnkit__shape_size(&l->out);
+      if (i && net->layers[i - 1].out_stale) /* in place: see fold_relus() */
+        sy = (float *)sx;
+      l->ops->forward(l, sx, sy, m);
+      sx = sy;
+    }
+  }
+  tl_slice0 = 0;
+}
+
+/* Samples [lo, hi) backward through layers [0, top), slice by slice; dy is
+ * the whole batch's gradient w.r.t. layer top-1's output; slot picks the
+ * thread's pair of slice buffers. */
+static void slices_backward(nnkit_net *net, size_t top, const float *dy,
+                            size_t lo, size_t hi, int slot)
+{
+  const size_t span = net->slice * net->max_width;
+  float *buf[2] = {net->sbuf + 2 * (size_t)slot * span,
+                   net->sbuf + (2 * (size_t)slot + 1) * span};
+  for (size_t a = lo; a < hi; a += net->slice) {
+    size_t m = hi - a < net->slice ? hi - a : net->slice;
+    const float *sdy = dy + a * nnkit__shape_size(&net->layers[top - 1].out);
+    int f = 0;
+    tl_slice0 = a;
+    for (size_t k = top; k-- > 0;) {
+      nnkit__layer *l = &net->layers[k];
+      size_t inw = nnkit__shape_size(&l->in), outw = nnkit__shape_size(&l->out);
+      const float *x = (k ? net->acts[k - 1] : net->x0) + a * inw;
+      float *dx;
+      if (k == 0)
+        dx = net->want_dinput ? net->dinput + a * inw : NULL;
+      else
+        dx = buf[f];
+      l->ops->backward(l, x, net->acts[k] + a * outw, sdy, dx, m);
+      sdy = dx;
+      f ^= 1;
+    }
+  }
+  tl_slice0 = 0;
+}
+
+typedef struct slice_job {
+  nnkit_net *net;
+  size_t batch, top;
+  const float *dy; /* NULL: forward */
+} slice_job;
+
+static void slice_task(void *ctx, int t, int n)
+{
+  const slice_job *j = ctx;
+  size_t lo, hi;
+  nnkit__split(j->batch, t, n, &lo, &hi);
+  if (j->dy)
+    slices_backward(j->net, j->top, j->dy, lo, hi, nnkit__task_slot(t));
+  else
+    slices_forward(j->net, j->top, lo, hi);
+}
+
+/* Layers [0, top) on the whole batch, slice-wise: on the calling thread,
+ * or with each of the pool's threads owning a share (then the layers'
+ * gradient partials are gathered after the join). dy NULL: forward. */
+static void run_slices(nnkit_net *net, size_t batch, size_t top, const float *dy)
+{
+  if (net->slice_threads <= 1) {
+    if (dy)
+      slices_backward(net, top, dy, 0, batch, 0);
+    else
+      slices_forward(net, top, 0, batch);
+    return;
+  }
+  slice_job j = {net, batch, top, dy};
+  nnkit__parallel(slice_task, &j, net->slice_threads);
+  if (dy)
+    for (size_t k = 0; k < top; k++)
+      if (net->layers[k].ops->gather)
+        net->layers[k].ops->gather(&net->layers[k]);
+}
+
+/* In-place ReLUs (nnkit__net_forward_fit): marks layer i - 1 out_stale for
+ * each ReLU layer i whose predecessor's backward ignores its output; the
+ * forward then runs such a ReLU over acts[i - 1] in place. */
+static void fold_relus(nnkit_net *net, int inplace)
+{
+  for (size_t i = 0; i < net->num_layers; i++)
+    net->layers[i].out_stale = 0;
+  if (!inplace)
+    return;
+  for (size_t i = 1; i < net->num_layers; i++) {
+    const nnkit__layer *l = &net->layers[i];
+    if (nnkit__layer_activation(l, NULL) == NNKIT_ACT_RELU &&
+        net->layers[i - 1].ops->backward_ignores_y)
+      net->layers[i - 1].out_stale = 1;
+  }
+}
+
+/* After an in-place forward the ReLU's output sits in acts[i - 1]: swap
+ * the two buffers (same size: ReLU keeps the shape) so that acts[i] is
+ * the ReLU's output again; acts[i - 1] now holds nothing of this batch. */
+static void unfold_relus(nnkit_net *net)
+{
+  for (size_t i = 1; i < net->num_layers; i++)
+    if (net->layers[i - 1].out_stale) {
+      float *t = net->acts[i - 1];
+      net->acts[i - 1] = net->acts[i];
+      net->acts[i] = t;
+    }
+}
+
+static nnkit_status forward(nnkit_net *net, const float *x, size_t batch, float *out,
+                            size_t out_len, int borrow, int inplace)
+{
+  if (!net || !x || batch == 0)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_forward: net and x must be non-NULL and batch > 0");
+  if (net->num_layers == 0)
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_net_forward: the net has no layers; add some first");
+  size_t outw = nnkit_net_output_size(net);
+  if (out && out_len < batch * outw)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_forward: out holds %zu floats, %zu x %zu are needed",
+                      out_len, batch, outw);
+  nnkit_status st = nnkit__net_build(net);
+  if (st == NNKIT_OK)
+    st = nnkit__net_reserve(net, batch);
+  if (st != NNKIT_OK)
+    return st;
+  const size_t in = nnkit__shape_size(&net->in);
+  if (!borrow) {
+    memcpy(net->input, x, batch * in * sizeof(float));
+    x = net->input;
+  }
+  net->x0 = x;
+  fold_relus(net, inplace);
+  const float *cur = x;
+  size_t first = net->slice_layers;
+  if (first) {
+    for (size_t i = 0; i < first; i++)
+      net->layers[i].training = net->training;
+    run_slices(net, batch, first, NULL);
+    /* the last sliced layer's output; a ReLU run in place left it one
+     * buffer down */
+    cur = net->acts[first - 1];
+    if (first >= 2 && net->layers[first - 2].out_stale)
+      cur = net->acts[first - 2];
+  }
+  for (size_t i = first; i < net->num_layers; i++) {
+    nnkit__layer *l = &net->layers[i];
+    l->training = net->training;
+    float *y = i && net->layers[i - 1].out_stale ? (float *)cur : net->acts[i];
+    l->ops->forward(l, cur, y, batch);
+    cur = y;
+  }
+  unfold_relus(net);
+  net->last_batch = batch;
+  net->have_dinput = 0;
+  if (out)
+    memcpy(out, cur, batch * outw * sizeof(float));
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
+                                         size_t batch, float *out,
+                                         size_t out_len)
+{
+  return forward(net, x, batch, out, out_len, 0, 0);
+}
+
+nnkit_status nnkit__net_forward_fit(nnkit_net *net, const float *x, size_t batch,
+                                    int borrow, int inplace)
+{
+  return forward(net, x, batch, NULL, 0, borrow, inplace);
+}
+
+void nnkit__net_keep_input(nnkit_net *net)
+{
+  if (net->x0 && net->x0 != net->input && net->last_batch)
+    memcpy(net->input, net->x0,
+           net->last_batch * nnkit__shape_size(&net->in) * sizeof(float));
+  net->x0 = net->input;
+}
+
+NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
+                                          const float *targets, double *loss_out)
+{
+  if (!net)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_backward: net is NULL");
+  if (net->num_layers == 0 || net->last_batch == 0)
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_net_backward: no forward batch; call nnkit_net_forward first");
+  size_t first;
+  double loss = 0;
+  nnkit_status st = nnkit__net_loss(net, labels, targets, &loss, &first);
+  if (st != NNKIT_OK)
+    return st;
+  size_t batch = net->last_batch;
+  for (size_t k = 0; k < net->num_layers; k++) { /* what backward adds to */
+    nnkit__layer *l = &net->layers[k];
+    if (l->num_params && (!l->ops->grads_overwrite || k >= first))
+      memset(l->grads, 0, l->num_params * sizeof(float));
+  }
+  /* Walk back from layer first-1 to 0; dy starts as the loss gradient.
+   * Layers below `top` ran slice-wise in forward and do so here too. */
+  size_t top = net->slice_layers;
+  if (top > first)
+    top = first;
+  const float *dy = net->probs;
+  int flip = 0;
+  for (size_t k = first; k-- > top;) {
+    nnkit__layer *l = &net->layers[k];
+    const float *x = k ? net->acts[k - 1] : net->x0;
+    float *dx;
+    if (k == 0)
+      dx = net->want_dinput ? net->dinput : NULL;
+    else
+      dx = net->dbuf[flip];
+    l->ops->backward(l, x, net->acts[k], dy, dx, batch);
+    dy = dx;
+    flip ^= 1;
+  }
+  if (top)
+    run_slices(net, batch, top, dy);
+  net->have_dinput = net->want_dinput && first > 0;
+  if (loss_out)
+    *loss_out = loss;
+  return NNKIT_OK;
+}
+
+static nnkit_status check_predict_args(const void *dst, nnkit_net *net,
+                                       const float *x, size_t count,
+                                       const char *fn)
+{
+  if (!dst || !net || !x || count == 0)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "%s: buffers must be non-NULL and count > 0", fn);
+  if (net->num_layers == 0)
+    return nnkit__err(NNKIT_E_STATE, "%s: the net has no layers; add some first", fn);
+  return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_predict(int32_t *classes_out, nnkit_net *net,
+                                         const float *x, size_t count)
+{
+  nnkit_status st = check_predict_args(classes_out, net, x, count,
+                                       "nnkit_net_predict");
+  if (st != NNKIT_OK)
+    return st;
+  size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
+  int mode = net->training;
+  net->training = 0;
+  for (size_t s = 0; s < count && st == NNKIT_OK; s += EVAL_CHUNK) {
+    size_t n = count - s < EVAL_CHUNK ? count - s : EVAL_CHUNK;
+    st = nnkit_net_forward(net, x + s * in, n, NULL, 0);
+    if (st != NNKIT_OK)
+      break;
+    const float *y = nnkit__net_output(net);
+    for (size_t i = 0; i < n; i++) {
+      const float *r = y + i * outw;
+      size_t best = 0;
+      for (size_t j = 1; j < outw; j++)
+        if (r[j] > r[best])
+          best = j;
+      classes_out[s + i] = (int32_t)best;
+    }
+  }
+  net->training = mode;
+  return st;
+}
+
+NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out, size_t probs_len,
+                                               nnkit_net *net, const float *x,
+                                               size_t count)
+{
+  nnkit_status st = check_predict_args(probs_out, net, x, count,
+                                       "nnkit_net_predict_proba");
+  if (st != NNKIT_OK)
+    return st;
+  size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
+  if (probs_len / outw < count)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_predict_proba: probs_out holds %zu floats, %zu x %zu "
+                      "are needed", probs_len, count, outw);
+  int softmax = net->loss == NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY && !nnkit__net_fused_softmax(net);
+  int mode = net->training;
+  net->training = 0;
+  for (size_t s = 0; s < count; s += EVAL_CHUNK) {
+    size_t n = count - s < EVAL_CHUNK ? count - s : EVAL_CHUNK;
+    st = nnkit_net_forward(net, x + s * in, n, NULL, 0);
+    if (st != NNKIT_OK)
+      break;
+    const float *y = nnkit__net_output(net);
+    if (softmax)
+      nnkit__softmax_rows(y, probs_out + s * outw, n, outw);
+    else
+      memcpy(probs_out + s * outw, y, n * outw * sizeof(float));
+  }
+  net->training = mode;
+  return st;
+}
+
+NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
+                                          nnkit_net *net, const nnkit_dataset *ds)
+{
+  if (!net || !ds)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_evaluate: net and ds must be non-NULL");
+  if (net->num_layers == 0)
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_net_evaluate: the net has no layers; add some first");
+  size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
+  if (ds->sample_size != in)
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "nnkit_net_evaluate: dataset samples have %zu values, the net "
+                      "takes %zu", ds->sample_size, in);
+  if (ds->num_classes > outw)
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "nnkit_net_evaluate: dataset has %u classes, the net only %zu "
+                      "outputs", ds->num_classes, outw);
+  if (ds->target_dim && ds->target_dim != outw)
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "nnkit_net_evaluate: dataset targets have %zu values, the net "
+                      "outputs %zu", ds->target_dim, outw);
+  if (!ds->labels && !ds->targets)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "nnkit_net_evaluate: the dataset has no labels or targets");
+  /* A compact (byte) set is decoded one chunk at a time. */
+  float *scratch = NULL;
+  if (ds->x8) {
+    size_t m = ds->count < EVAL_CHUNK ? ds->count : EVAL_CHUNK;
+    scratch = nnkit__malloc(m * in * sizeof *scratch);
+    if (!scratch)
+      return nnkit__err(NNKIT_E_NOMEM, "nnkit_net_evaluate: out of memory "
+                        "for %zu samples of %zu values", m, in);
+  }
+  int mode = net->training;
+  net->training = 0;
+  double total = 0;
+  size_t correct = 0;
+  nnkit_status st = NNKIT_OK;
+  for (size_t s = 0; s < ds->count; s += EVAL_CHUNK) {
+    size_t n = ds->count - s < EVAL_CHUNK ? ds->count - s : EVAL_CHUNK;
+    st = nnkit_net_forward(net, nnkit__dataset_block(ds, s, n, scratch), n,
+                           NULL, 0);
+    double loss = 0;
+    size_t c = 0;
+    if (st == NNKIT_OK)
+      st = nnkit__net_batch_loss(net, ds->labels ? ds->labels + s : NULL,
+                                 ds->targets ? ds->targets + s * outw : NULL, &loss,
+                                 &c);
+    if (st != NNKIT_OK)
+      break;
+    total += loss * (double)n;
+    correct += c;
+  }
+  net->training = mode;
+  nnkit__free(scratch);
+  if (st != NNKIT_OK)
+    return st;
+  if (loss_out)
+    *loss_out = total / (double)ds->count;
+  if (acc_out)
+    *acc_out = ds->labels ? (double)correct / (double)ds->count : 0.0;
+  return NNKIT_OK;
+}
