@@ -39,11 +39,12 @@
 #include "nnkit/version.h"
 #include "nnkit/core.h"
 #include "nnkit/data.h"
-#include "nnkit/model.h"
+#include "nnkit/normalizer.h"
+#include "nnkit/init.h"
+#include "nnkit/net.h"
 #include "nnkit/optim.h"
 #include "nnkit/train.h"
 #include "nnkit/pipeline.h"
 #include "nnkit/monitor.h"
-#include "nnkit/io.h"
 
 #endif /* NNKIT_H */

@@ -166,6 +166,209 @@ NNKIT_API nnkit_status nnkit_dataset_class_counts(size_t *counts_out,
                                                   size_t len,
                                                   const nnkit_dataset *ds);
 
+/* ------------------------------------------------------------------ */
+/* Loaders                                                              */
+/* ------------------------------------------------------------------ */
+
+/** How nnkit_dataset_load_csv() treats the first row. Values are fixed
+ *  forever. */
+typedef enum nnkit_csv_header {
+  /** A header when some column holds a non-number in row 1 and a number
+   *  in row 2 (a one-row file is a header when any cell is a non-number).
+   *  A label column given by name always implies a header. */
+  NNKIT_CSV_HEADER_AUTO = 0,
+  NNKIT_CSV_HEADER_YES = 1, /**< row 1 names the columns */
+  NNKIT_CSV_HEADER_NO = 2   /**< row 1 is data */
+} nnkit_csv_header;
+
+/** label_index of nnkit_dataset_load_csv() meaning "no label column". */
+#define NNKIT_CSV_NO_LABEL INT64_MIN
+
+/**
+ * Loads a CSV file (RFC 4180 quoting, parsed by libcsv) into a dataset of
+ * 1-D samples: every column but the label column is a numeric feature.
+ * Numbers are read the same way whatever the process locale ("1.5" with a
+ * dot; no thousands separators); surrounding spaces are ignored; empty
+ * lines are skipped.
+ *
+ * Labels: when every label cell is a decimal integer in [0, 65535] the ids
+ * are those integers (num_classes = max + 1, class names "0", "1", ...);
+ * otherwise each distinct string is a class and the classes are numbered
+ * in byte order of their names ("cat" = 0, "dog" = 1, ...). Either way
+ * nnkit_dataset_class_name() maps ids back to names. A UTF-8 byte order
+ * mark at the start of the file is skipped.
+ *
+ * Errors name the file, the row (1-based, the header counts as row 1) and
+ * the column (1-based, with its header name when there is one).
+ *
+ * @param out          receives the dataset; free with nnkit_dataset_free().
+ * @param path         file path (borrowed).
+ * @param delimiter    field separator, e.g. ',' ';' '\\t'; 0 means ','.
+ *                     Must not be '"', '\\r', '\\n' or a space.
+ * @param header       see ::nnkit_csv_header.
+ * @param label_name   the label column by header name (borrowed), or NULL.
+ * @param label_index  used when label_name is NULL: the label column's
+ *                     0-based index, negative to count from the end (-1 =
+ *                     the last column), or NNKIT_CSV_NO_LABEL for an
+ *                     unlabelled set.
+ * @return NNKIT_E_IO when the file cannot be opened or read;
+ *         NNKIT_E_FORMAT for an empty file, a header without data rows, a
+ *         ragged row, an empty or non-numeric feature cell, a number that
+ *         overflows float, an empty label cell, a label column that does not
+ *         exist (the sentence lists the header's names) or malformed
+ *         quoting; NNKIT_E_INVALID for a bad delimiter or header value, or
+ *         a label_name with NNKIT_CSV_HEADER_NO; NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
+                                              const char *path, char delimiter,
+                                              nnkit_csv_header header,
+                                              const char *label_name,
+                                              int64_t label_index);
+
+/**
+ * Loads images stored in torchvision's ImageFolder layout,
+ * root/<class>/<image>: every sub-folder of root is a class, classes are
+ * numbered in byte order of their folder names, and each class's files are
+ * read in byte order of their names. Files ending in .png, .jpg or .jpeg
+ * (any case) are images; other files and names starting with '.' are
+ * ignored. Images are decoded by stb_image.
+ *
+ * Samples have shape [channels, height, width] (NCHW) with values 0..255
+ * unchanged (see nnkit_dataset_scale()); with resize 0 they are kept as
+ * bytes in memory, a quarter of the floats' size (see nnkit/data.h). Grayscale images loaded as RGB
+ * repeat the gray value; RGB images loaded as grayscale use stb_image's
+ * luma 0.30 R + 0.59 G + 0.11 B.
+ *
+ * @param root      the folder holding one sub-folder per class (borrowed).
+ * @param channels  1 (grayscale) or 3 (RGB).
+ * @param height, width  the common size; both 0 = the size of the first
+ *                  image (first class, first file).
+ * @param resize    1: images of another size are resized to height x width
+ *                  by bilinear interpolation (pixel centres aligned, edges
+ *                  clamped; no anti-aliasing); 0: they are an error.
+ * @return NNKIT_E_IO when root or a class folder cannot be listed or an
+ *         image cannot be opened (the path is named); NNKIT_E_FORMAT when
+ *         root holds no class folder, a class folder holds no image, an
+ *         image cannot be decoded (path and decoder's reason) or, with
+ *         resize 0, has another size; NNKIT_E_INVALID for channels other
+ *         than 1 or 3, only one of height and width 0, or sizes above
+ *         2^16; NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_dataset_load_image_folder(nnkit_dataset **out,
+                                                       const char *root,
+                                                       size_t channels,
+                                                       size_t height,
+                                                       size_t width,
+                                                       int resize);
+
+/* ------------------------------------------------------------------ */
+/* Concatenation and class names                                        */
+/* ------------------------------------------------------------------ */
+
+/**
+ * New dataset holding copies of the samples of parts[0], then parts[1], ...
+ * All parts must have the same sample shape and be all labelled, all
+ * unlabelled, or all regression sets with the same target dimension.
+ * num_classes is the largest of the parts'. Class names are kept; parts
+ * that both carry names must agree on every id they share.
+ * @param parts      num_parts datasets (borrowed; may repeat).
+ * @return NNKIT_E_INVALID for NULL or zero parts, or a part that does not
+ *         match parts[0] (named with the reason), or names that disagree
+ *         (the id and both names are given); NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_dataset_concat(nnkit_dataset **out,
+                                            const nnkit_dataset *const *parts,
+                                            size_t num_parts);
+
+/** The name of class `id` (borrowed, valid while ds lives and its names
+ *  are not replaced), or NULL when the set has no class names or id >=
+ *  num_classes. CSV and image-folder sets have names; subsets and
+ *  concatenations keep them. */
+NNKIT_API const char *nnkit_dataset_class_name(const nnkit_dataset *ds,
+                                               uint32_t id);
+
+/**
+ * Looks up the id of the class called `name`.
+ * @return NNKIT_E_INVALID when the set has no class names or no class of
+ *         that name (the sentence lists the names).
+ */
+NNKIT_API nnkit_status nnkit_dataset_class_id(int32_t *out,
+                                              const nnkit_dataset *ds,
+                                              const char *name);
+
+/**
+ * Gives the classes of a labelled dataset names (copied), replacing any.
+ * @param names  count == num_classes non-NULL, distinct strings.
+ * @return NNKIT_E_INVALID for an unlabelled set, a count other than
+ *         num_classes, a NULL or duplicated name; NNKIT_E_NOMEM (the old
+ *         names are then kept).
+ */
+NNKIT_API nnkit_status nnkit_dataset_set_class_names(nnkit_dataset *ds,
+                                                     const char *const *names,
+                                                     size_t count);
+
+/* ------------------------------------------------------------------ */
+/* Splits                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Splits are stratified for labelled sets (each class is split in the same
+ * proportion) and plainly random otherwise. They depend only on the labels
+ * and the seed: the same seed gives the same split on every machine.
+ */
+
+/**
+ * Hold-out split: assign_out[i] = 1 when sample i is held out (validation
+ * or test), 0 when it is for training. The held-out count is
+ * round(fraction * count), shared among the classes in proportion to their
+ * sizes (largest remainders first, ties to the smaller class id); which
+ * samples of a class are held out is random.
+ * @param assign_out  len >= count values.
+ * @param fraction    in (0, 1); both parts must end up non-empty.
+ * @return NNKIT_E_INVALID for NULL arguments, a short len, a fraction
+ *         outside (0, 1) or one that leaves a part empty.
+ */
+NNKIT_API nnkit_status nnkit_split_holdout(uint32_t *assign_out, size_t len,
+                                           const nnkit_dataset *ds,
+                                           double fraction, uint64_t seed);
+
+/**
+ * k-fold split: fold_out[i] in [0, k) is the fold of sample i. The folds
+ * are disjoint and cover the set; each class is dealt round-robin over the
+ * folds after a random shuffle, so every fold holds floor or ceil of
+ * (class size / k) samples of each class and fold sizes differ by at most
+ * one.
+ * @param k  2 <= k <= the smallest class's size (labelled sets; classes
+ *           without samples are ignored) or the sample count.
+ * @return NNKIT_E_INVALID for NULL arguments, a short len, k < 2, or k
+ *         larger than the smallest class (the class, its name when known,
+ *         and the largest usable k are given).
+ */
+NNKIT_API nnkit_status nnkit_split_kfold(uint32_t *fold_out, size_t len,
+                                         const nnkit_dataset *ds, size_t k,
+                                         uint64_t seed);
+
+/**
+ * Hold-out split as two new datasets (samples in their original order):
+ * train_out receives the training part and held_out the held-out part of
+ * nnkit_split_holdout(). Both are the caller's; num_classes and class names
+ * are kept. On failure both are NULL.
+ */
+NNKIT_API nnkit_status nnkit_dataset_split(nnkit_dataset **train_out,
+                                           nnkit_dataset **held_out,
+                                           const nnkit_dataset *ds,
+                                           double fraction, uint64_t seed);
+
+/**
+ * Fold `fold` of nnkit_split_kfold() as two new datasets: val_out receives
+ * the samples of that fold and train_out all the others (original order).
+ * @return as nnkit_split_kfold(), and NNKIT_E_INVALID for fold >= k.
+ */
+NNKIT_API nnkit_status nnkit_dataset_fold(nnkit_dataset **train_out,
+                                          nnkit_dataset **val_out,
+                                          const nnkit_dataset *ds, size_t k,
+                                          size_t fold, uint64_t seed);
+
 #ifdef __cplusplus
 }
 #endif

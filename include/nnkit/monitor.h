@@ -15,7 +15,7 @@
 
 #include "nnkit/core.h"
 #include "nnkit/data.h"
-#include "nnkit/model.h"
+#include "nnkit/net.h"
 #include "nnkit/optim.h"
 #include "nnkit/train.h"
 
@@ -166,23 +166,6 @@ NNKIT_API nnkit_status nnkit_history_batch_losses(double *losses_out,
                                                   const nnkit_history *h,
                                                   size_t first);
 
-/** Per-layer statistics. Values are fixed forever (append only). Each is
- *  measured on one batch: the last batch of each epoch during a fit. */
-typedef enum nnkit_layer_stat {
-  NNKIT_LSTAT_ACT_MEAN = 1,  /**< mean of the layer's outputs */
-  NNKIT_LSTAT_ACT_STD = 2,   /**< standard deviation of the layer's outputs */
-  /** Fraction of outputs of a tanh layer with |a| > 0.99, or of a sigmoid
-   *  layer with a < 0.01 or a > 0.99. NaN for other layers. */
-  NNKIT_LSTAT_SATURATED = 3,
-  /** Fraction of units of a ReLU layer never positive over the batch (a
-   *  unit is an output feature, or a channel of a feature map). NaN for
-   *  other layers. */
-  NNKIT_LSTAT_DEAD = 4,
-  NNKIT_LSTAT_GRAD_NORM = 5,   /**< L2 norm of the layer's parameter gradient; NaN without parameters */
-  NNKIT_LSTAT_UPDATE_RATIO = 6,/**< ||step|| / ||params before the step||; NaN without parameters or step */
-  NNKIT_LSTAT_PARAM_NORM = 7   /**< L2 norm of the layer's parameters; NaN without parameters */
-} nnkit_layer_stat;
-
 /** Number of layers in the history's per-layer rows; 0 before any fit
  *  recorded statistics. */
 NNKIT_API size_t nnkit_history_num_layers(const nnkit_history *h);
@@ -232,56 +215,6 @@ NNKIT_API nnkit_status nnkit_history_save_csv(const nnkit_history *h,
 NNKIT_API nnkit_status nnkit_history_save_jsonl(const nnkit_history *h,
                                                 nnkit_history_table table,
                                                 const char *path);
-
-/* ------------------------------------------------------------------ */
-/* Per-layer statistics on demand                                       */
-/* ------------------------------------------------------------------ */
-
-/**
- * Runs one batch through net in its current mode and measures every layer:
- * out[l * num_stats + j] = statistic stats[j] of layer l. With labels (or
- * targets) it also back-propagates, overwriting the net's gradient buffer,
- * so GRAD_NORM is measured; without, GRAD_NORM is NaN. UPDATE_RATIO is
- * always NaN here (no step is taken). Parameters are not changed.
- * @param x  batch * input_size floats, borrowed.
- * @return NNKIT_E_INVALID for NULL buffers, batch 0, a short len or an
- *         unknown statistic; errors of nnkit_net_forward()/backward().
- */
-NNKIT_API nnkit_status nnkit_net_layer_stats(double *out, size_t len,
-                                             const nnkit_layer_stat *stats,
-                                             size_t num_stats, nnkit_net *net,
-                                             const float *x,
-                                             const int32_t *labels,
-                                             const float *targets,
-                                             size_t batch);
-
-/**
- * Histogram of layer `layer`'s outputs in the net's last forward batch:
- * counts_out[i] counts values in [lo + i w, lo + (i + 1) w), w = (hi - lo) /
- * bins; values below lo count in bin 0 and values from hi up in the last
- * bin, NaN in none.
- * @return NNKIT_E_INVALID for NULL counts_out, bins 0, lo >= hi or a layer
- *         out of range; NNKIT_E_STATE before any forward, and for a layer
- *         whose outputs the ReLU after it overwrote in place during
- *         training (a fit stopped in mid-epoch; after a whole epoch every
- *         layer's outputs are there, and nnkit_net_forward() brings them
- *         back).
- */
-NNKIT_API nnkit_status nnkit_net_activation_histogram(uint64_t *counts_out,
-                                                      size_t bins, double lo,
-                                                      double hi,
-                                                      const nnkit_net *net,
-                                                      size_t layer);
-
-/**
- * Writes the histograms of every layer's outputs of the last forward batch
- * as CSV "layer,kind,bin_lo,bin_hi,count" (layers 1-based), atomically.
- * @return as nnkit_net_activation_histogram(), and NNKIT_E_IO.
- */
-NNKIT_API nnkit_status nnkit_net_save_histograms_csv(const nnkit_net *net,
-                                                     const char *path,
-                                                     size_t bins, double lo,
-                                                     double hi);
 
 /* ------------------------------------------------------------------ */
 /* Classification metrics                                               */
@@ -347,23 +280,6 @@ NNKIT_API nnkit_status nnkit_metrics_table(char *buf, size_t len,
                                            size_t *needed_out,
                                            const size_t *matrix,
                                            uint32_t num_classes);
-
-/**
- * Confusion matrix of net on a labelled dataset (evaluation mode):
- * matrix_out receives C x C counts, C = the dataset's class count.
- * @return NNKIT_E_INVALID for an unlabelled set or a short len;
- *         NNKIT_E_SHAPE when the dataset does not fit the net.
- */
-NNKIT_API nnkit_status nnkit_net_confusion(size_t *matrix_out, size_t len,
-                                           nnkit_net *net,
-                                           const nnkit_dataset *ds);
-
-/** Top-k accuracy of net on a labelled dataset (evaluation mode).
- *  @return as nnkit_net_confusion(), and NNKIT_E_INVALID for k outside
- *          [1, output size]. */
-NNKIT_API nnkit_status nnkit_net_top_k_accuracy(double *out, nnkit_net *net,
-                                                const nnkit_dataset *ds,
-                                                size_t k);
 
 /* ------------------------------------------------------------------ */
 /* Sanity checks                                                        */

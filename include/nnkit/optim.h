@@ -5,7 +5,7 @@
  * Optimizers are flat update loops over a net's contiguous parameter and
  * gradient buffers; they walk the net's layers only to skip frozen ones and
  * to scale the learning rate by each layer's multiplier (see "Fine-tuning"
- * in nnkit/model.h). Hyperparameters of optimizers, schedules and
+ * in nnkit/net.h). Hyperparameters of optimizers, schedules and
  * regularizers are enum keys with queryable bounds (zstd's
  * ZSTD_CCtx_setParameter style), so schedules and searches can change and
  * enumerate them generically.
@@ -24,7 +24,7 @@
 #define NNKIT_OPTIM_H
 
 #include "nnkit/core.h"
-#include "nnkit/model.h"
+#include "nnkit/net.h"
 
 #ifdef __cplusplus
 extern "C" {

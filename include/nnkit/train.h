@@ -8,7 +8,7 @@
 
 #include "nnkit/core.h"
 #include "nnkit/data.h"
-#include "nnkit/model.h"
+#include "nnkit/net.h"
 #include "nnkit/optim.h"
 #include "nnkit/pipeline.h"
 

@@ -321,7 +321,7 @@ class Dataset(_Handle):
         return list(out[:k])
 
 
-    # loaders and splits (include/nnkit/pipeline.h)
+    # loaders and splits (include/nnkit/data.h)
     @classmethod
     def load_csv(cls, path, delimiter=",", header="auto", label=None):
         """CSV: label is a column name, an index, or None (unlabelled)."""
@@ -773,7 +773,7 @@ class Net(_Handle):
     def save(self, path, normalizer=None):
         """Writes the net (and the fitted normalizer its inputs go through,
         if given) to a safetensors model file, atomically; see
-        include/nnkit/io.h for the layout. PyTorch reads the weights."""
+        doc/file-format.md for the layout. PyTorch reads the weights."""
         _check(lib.nnkit_net_save(self.handle,
                                   normalizer.handle if normalizer is not None else None,
                                   os.fsencode(path)))

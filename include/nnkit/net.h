@@ -1,69 +1,24 @@
 /**
- * @file nnkit/model.h
- * Sequential networks, their layers, losses and parameter initializers.
+ * @file nnkit/net.h
+ * Sequential networks: every nnkit_net_* call -- layers and their keyed
+ * options, losses, parameters, forward/backward, predict and evaluate,
+ * statistics and metrics on a net, model files.
  *
  * Tensors are float32, sample-major, NCHW. A net's parameters live in one
  * contiguous buffer with a twin gradient buffer of the same length, so
  * optimizers are flat loops that know nothing of layers.
  */
-#ifndef NNKIT_MODEL_H
-#define NNKIT_MODEL_H
+#ifndef NNKIT_NET_H
+#define NNKIT_NET_H
 
 #include "nnkit/core.h"
 #include "nnkit/data.h"
+#include "nnkit/init.h"
+#include "nnkit/normalizer.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ------------------------------------------------------------------ */
-/* Initializers                                                         */
-/* ------------------------------------------------------------------ */
-
-/** Kinds of initializer. Values are fixed forever. */
-typedef enum nnkit_init_kind {
-  NNKIT_INIT_ZEROS = 0,
-  NNKIT_INIT_CONSTANT = 1,       /**< every value = a */
-  NNKIT_INIT_NORMAL = 2,         /**< N(mean a, std b) */
-  NNKIT_INIT_UNIFORM = 3,        /**< U(lo a, hi b) */
-  NNKIT_INIT_XAVIER_NORMAL = 4,  /**< N(0, gain^2 * 2 / (fan_in + fan_out)) */
-  NNKIT_INIT_XAVIER_UNIFORM = 5, /**< U(+-gain * sqrt(6 / (fan_in + fan_out))) */
-  NNKIT_INIT_HE_NORMAL = 6,      /**< N(0, 2 / ((1 + s^2) fan_in)) */
-  NNKIT_INIT_HE_UNIFORM = 7      /**< U(+-sqrt(6 / ((1 + s^2) fan_in))) */
-} nnkit_init_kind;
-
-/** A recipe for drawing initial parameter values. Immutable. */
-typedef struct nnkit_init nnkit_init;
-
-/**
- * Creates an initializer. The meaning of a and b depends on kind:
- * CONSTANT: a = value; NORMAL: a = mean, b = std (>= 0); UNIFORM: a = lo,
- * b = hi (lo <= hi); XAVIER_*: a = gain (> 0; 0 means 1); HE_*: a = the
- * negative slope s of the following leaky ReLU (0 for ReLU, >= 0).
- * Unused values must be 0.
- * @param out receives the initializer; free it with nnkit_init_free().
- * @return NNKIT_E_INVALID for an unknown kind, a negative std or gain,
- *         lo > hi, or a non-finite value.
- */
-NNKIT_API nnkit_status nnkit_init_create(nnkit_init **out, nnkit_init_kind kind,
-                                         double a, double b);
-
-/** Frees an initializer; NULL is ignored. */
-NNKIT_API void nnkit_init_free(nnkit_init *init);
-
-/** The initializer's kind. */
-NNKIT_API nnkit_init_kind nnkit_init_get_kind(const nnkit_init *init);
-
-/**
- * Fills n floats with draws from the initializer for a layer with the given
- * fans. The draw is a pure function of (seed, stream, index): the same
- * arguments give the same values on every machine and thread count.
- * @return NNKIT_E_INVALID for NULL buf with n > 0, or a zero fan for
- *         the Xavier/He kinds.
- */
-NNKIT_API nnkit_status nnkit_init_fill(const nnkit_init *init, float *buf,
-                                       size_t n, size_t fan_in, size_t fan_out,
-                                       uint64_t seed, uint64_t stream);
 
 /* ------------------------------------------------------------------ */
 /* Networks                                                             */
@@ -528,7 +483,147 @@ NNKIT_API nnkit_status nnkit_net_get_lr_multiplier(double *out,
                                                    const nnkit_net *net,
                                                    size_t layer);
 
+/* ------------------------------------------------------------------ */
+/* Statistics and metrics of a net                                     */
+/* ------------------------------------------------------------------ */
+
+/** Per-layer statistics. Values are fixed forever (append only). Each is
+ *  measured on one batch: the last batch of each epoch during a fit. */
+typedef enum nnkit_layer_stat {
+  NNKIT_LSTAT_ACT_MEAN = 1,  /**< mean of the layer's outputs */
+  NNKIT_LSTAT_ACT_STD = 2,   /**< standard deviation of the layer's outputs */
+  /** Fraction of outputs of a tanh layer with |a| > 0.99, or of a sigmoid
+   *  layer with a < 0.01 or a > 0.99. NaN for other layers. */
+  NNKIT_LSTAT_SATURATED = 3,
+  /** Fraction of units of a ReLU layer never positive over the batch (a
+   *  unit is an output feature, or a channel of a feature map). NaN for
+   *  other layers. */
+  NNKIT_LSTAT_DEAD = 4,
+  NNKIT_LSTAT_GRAD_NORM = 5,   /**< L2 norm of the layer's parameter gradient; NaN without parameters */
+  NNKIT_LSTAT_UPDATE_RATIO = 6,/**< ||step|| / ||params before the step||; NaN without parameters or step */
+  NNKIT_LSTAT_PARAM_NORM = 7   /**< L2 norm of the layer's parameters; NaN without parameters */
+} nnkit_layer_stat;
+
+/**
+ * Runs one batch through net in its current mode and measures every layer:
+ * out[l * num_stats + j] = statistic stats[j] of layer l. With labels (or
+ * targets) it also back-propagates, overwriting the net's gradient buffer,
+ * so GRAD_NORM is measured; without, GRAD_NORM is NaN. UPDATE_RATIO is
+ * always NaN here (no step is taken). Parameters are not changed.
+ * @param x  batch * input_size floats, borrowed.
+ * @return NNKIT_E_INVALID for NULL buffers, batch 0, a short len or an
+ *         unknown statistic; errors of nnkit_net_forward()/backward().
+ */
+NNKIT_API nnkit_status nnkit_net_layer_stats(double *out, size_t len,
+                                             const nnkit_layer_stat *stats,
+                                             size_t num_stats, nnkit_net *net,
+                                             const float *x,
+                                             const int32_t *labels,
+                                             const float *targets,
+                                             size_t batch);
+
+/**
+ * Histogram of layer `layer`'s outputs in the net's last forward batch:
+ * counts_out[i] counts values in [lo + i w, lo + (i + 1) w), w = (hi - lo) /
+ * bins; values below lo count in bin 0 and values from hi up in the last
+ * bin, NaN in none.
+ * @return NNKIT_E_INVALID for NULL counts_out, bins 0, lo >= hi or a layer
+ *         out of range; NNKIT_E_STATE before any forward, and for a layer
+ *         whose outputs the ReLU after it overwrote in place during
+ *         training (a fit stopped in mid-epoch; after a whole epoch every
+ *         layer's outputs are there, and nnkit_net_forward() brings them
+ *         back).
+ */
+NNKIT_API nnkit_status nnkit_net_activation_histogram(uint64_t *counts_out,
+                                                      size_t bins, double lo,
+                                                      double hi,
+                                                      const nnkit_net *net,
+                                                      size_t layer);
+
+/**
+ * Writes the histograms of every layer's outputs of the last forward batch
+ * as CSV "layer,kind,bin_lo,bin_hi,count" (layers 1-based), atomically.
+ * @return as nnkit_net_activation_histogram(), and NNKIT_E_IO.
+ */
+NNKIT_API nnkit_status nnkit_net_save_histograms_csv(const nnkit_net *net,
+                                                     const char *path,
+                                                     size_t bins, double lo,
+                                                     double hi);
+
+/**
+ * Confusion matrix of net on a labelled dataset (evaluation mode):
+ * matrix_out receives C x C counts, C = the dataset's class count.
+ * @return NNKIT_E_INVALID for an unlabelled set or a short len;
+ *         NNKIT_E_SHAPE when the dataset does not fit the net.
+ */
+NNKIT_API nnkit_status nnkit_net_confusion(size_t *matrix_out, size_t len,
+                                           nnkit_net *net,
+                                           const nnkit_dataset *ds);
+
+/** Top-k accuracy of net on a labelled dataset (evaluation mode).
+ *  @return as nnkit_net_confusion(), and NNKIT_E_INVALID for k outside
+ *          [1, output size]. */
+NNKIT_API nnkit_status nnkit_net_top_k_accuracy(double *out, nnkit_net *net,
+                                                const nnkit_dataset *ds,
+                                                size_t k);
+
+/* ------------------------------------------------------------------ */
+/* Model files (the format: doc/file-format.md)                        */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Writes net (its architecture, parameters, batch-normalization running
+ * statistics, trainable flags and learning-rate multipliers) and, when nz
+ * is not NULL, the fitted normalizer its inputs go through, to a model
+ * file at path. Both are borrowed and only read (a net whose parameters
+ * were never initialized gets them drawn first, as by
+ * nnkit_net_params()). The write is atomic: a temporary file next to path
+ * is written, flushed to disk (fsync) and renamed over path, so on any
+ * failure path is untouched (an existing file keeps its old contents) and
+ * no temporary file is left.
+ * Optimizer state is not saved: the file is for inference and
+ * fine-tuning.
+ * @param nz  a fitted normalizer whose output size equals the net's input
+ *            size, or NULL for none.
+ * @return NNKIT_E_INVALID for a NULL net or path, or a net without layers;
+ *         NNKIT_E_STATE for an unfitted normalizer; NNKIT_E_SHAPE when the
+ *         normalizer's output size is not the net's input size;
+ *         NNKIT_E_IO when the file cannot be written (the sentence names
+ *         path and the system's reason); NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *net,
+                                      const nnkit_normalizer *nz,
+                                      const char *path);
+
+/**
+ * Reads a model file written by nnkit_net_save() and rebuilds the net
+ * (in evaluation mode) and, when nz_out is not NULL, the normalizer. The
+ * rebuilt net predicts bit-identically to the saved one. Everything is
+ * validated before anything is returned: the header length against the
+ * file size, the JSON, the format version, every layer kind and
+ * argument, dtypes (F32 only), shapes against the architecture, data
+ * offsets (in bounds, not overlapping, covering the data) and that every
+ * value is finite.
+ * @param net_out  receives the net (the caller's; nnkit_net_free()), NULL
+ *                 on failure.
+ * @param nz_out   NULL to ignore a saved normalizer (it is still
+ *                 validated); otherwise receives the normalizer (the
+ *                 caller's; nnkit_normalizer_free()), or NULL when the file
+ *                 has none or on failure.
+ * @param path     borrowed.
+ * @return NNKIT_E_INVALID for a NULL net_out or path; NNKIT_E_IO when the
+ *         file cannot be opened or read; NNKIT_E_FORMAT for anything
+ *         malformed, truncated or from a newer format version, with a
+ *         sentence naming path and the problem (e.g. "model.safetensors:
+ *         tensor layers.0.weight has shape [512, 784] but dense layer 0
+ *         needs [256, 784]"); NNKIT_E_NOMEM. Nothing is left allocated on
+ *         failure.
+ */
+NNKIT_API nnkit_status nnkit_net_load(nnkit_net **net_out,
+                                      nnkit_normalizer **nz_out,
+                                      const char *path);
+
 #ifdef __cplusplus
 }
 #endif
-#endif /* NNKIT_MODEL_H */
+#endif /* NNKIT_NET_H */
