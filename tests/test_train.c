@@ -50,8 +50,40 @@ START_TEST(settings_and_bounds)
   ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 0), NNKIT_E_INVALID, "[1, 1e+06]");
   ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 2.5), NNKIT_E_INVALID,
            "integer");
-  ck_fails(nnkit_trainer_set(tr, (nnkit_train_param)40, 1), NNKIT_E_INVALID, "unknown");
-  ck_fails(nnkit_trainer_get(&v, tr, (nnkit_train_param)40), NNKIT_E_INVALID, "unknown");
+  /* The keyed-settings engine's sentences, as for every keyed object. */
+  ck_fails(nnkit_trainer_set(tr, (nnkit_train_param)40, 1), NNKIT_E_INVALID,
+           "trainer has no setting 40; use one of its NNKIT_TRAIN_* keys");
+  ck_fails(nnkit_trainer_get(&v, tr, (nnkit_train_param)40), NNKIT_E_INVALID,
+           "trainer has no setting 40");
+  ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 2), NNKIT_E_INVALID,
+           "trainer shuffle 2 must be 0 or 1");
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_SHUFFLE));
+  ck_assert_double_eq(v, 0); /* kept on failure */
+  /* Bounds of every key from the one table. */
+  struct { nnkit_train_param k; double lo, hi; } b[] = {
+    {NNKIT_TRAIN_EPOCHS, 1, 1e6},         {NNKIT_TRAIN_BATCH_SIZE, 1, 65536},
+    {NNKIT_TRAIN_SHUFFLE, 0, 1},          {NNKIT_TRAIN_SEED, 0, 9007199254740992.0},
+    {NNKIT_TRAIN_VERBOSE, 0, 2},          {NNKIT_TRAIN_LAYER_STATS, 0, 1},
+    {NNKIT_TRAIN_SANITY, 0, 2},           {NNKIT_TRAIN_DIVERGE_FACTOR, 0, 1e15},
+    {NNKIT_TRAIN_DIVERGE_WINDOW, 0, 1e6}, {NNKIT_TRAIN_KEEP_GOOD, 0, 1},
+    {NNKIT_TRAIN_DIAGNOSE, 0, 1},
+  };
+  for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+    double lo = -1, hi = -1;
+    int flags = -1;
+    ck_ok(nnkit_trainer_bounds(&lo, &hi, &flags, b[i].k));
+    ck_assert_double_eq(lo, b[i].lo);
+    ck_assert_double_eq(hi, b[i].hi);
+    ck_assert_int_eq(flags, NNKIT_BOUND_INTEGER);
+    /* the ends are accepted, a step beyond them is not */
+    ck_ok(nnkit_trainer_set(tr, b[i].k, lo));
+    ck_ok(nnkit_trainer_set(tr, b[i].k, hi));
+    ck_fails(nnkit_trainer_set(tr, b[i].k, lo - 1), NNKIT_E_INVALID, "trainer");
+    ck_fails(nnkit_trainer_set(tr, b[i].k, 2 * hi + 1), NNKIT_E_INVALID, "trainer");
+  }
+  ck_ok(nnkit_trainer_bounds(NULL, NULL, NULL, NNKIT_TRAIN_EPOCHS));
+  ck_fails(nnkit_trainer_bounds(NULL, NULL, NULL, (nnkit_train_param)40), NNKIT_E_INVALID,
+           "trainer has no setting 40");
   ck_assert_uint_eq(nnkit_trainer_epochs_done(tr), 0);
   ck_fails(nnkit_trainer_metric(&v, tr, 0, NNKIT_METRIC_TRAIN_LOSS), NNKIT_E_INVALID,
            "not recorded");
