@@ -120,6 +120,11 @@ NNKIT_API void nnkit_trainer_set_logger(nnkit_trainer *tr, nnkit_log_fn fn,
  * the optimizer steps at the end of each epoch, fed the validation loss (or
  * the training cost without val), or after each batch when it is set to
  * (NNKIT_SCHED_PER_BATCH). Each fit appends to the trainer's record.
+ * The batches are those of a plain pipeline over train with the trainer's
+ * BATCH_SIZE, SHUFFLE and SEED (no normalizer, augmenter or balancing):
+ * nnkit_trainer_fit_pipeline() with such a pipeline gives the same run,
+ * bit for bit. Trainer settings cannot change while a fit runs (from a
+ * callback), and a fit does not start inside another (NNKIT_E_STATE).
  * @param train  labelled (or regression) dataset, borrowed.
  * @param val    validation dataset or NULL, borrowed.
  * Callbacks, early stopping, the history, sanity checks and the
