@@ -278,6 +278,17 @@ nnkit_status nnkit__pipeline_next(nnkit_pipeline *p, const float **x,
  * note the output sample shape is nnkit_pipeline_dim()'s, which differs
  * from the dataset's after a PCA normalizer. */
 const nnkit_dataset *nnkit__pipeline_dataset(const nnkit_pipeline *p);
+/* 1 when a batch from next stays unchanged until the following next (the
+ * pipeline does not prefetch), so a consumer may read it in place. */
+int nnkit__pipeline_lends(const nnkit_pipeline *p);
+/* Points a plain pipeline (no normalizer, augmenter, balancing or
+ * prefetching; NNKIT_E_STATE otherwise) at ds with this batch size,
+ * shuffle and seed: the trainer's default pipeline, once per
+ * nnkit_trainer_fit(). The buffers are kept when ds has the geometry they
+ * were made for and the batch size stays, so such a fit allocates
+ * nothing. Values are the trainer's, already checked. */
+nnkit_status nnkit__pipeline_reuse(nnkit_pipeline *p, const nnkit_dataset *ds,
+                                   size_t batch_size, int shuffle, uint64_t seed);
 
 /* ---- initializers (lib/model/init.c) ---------------------------------- */
 struct nnkit_init {

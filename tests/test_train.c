@@ -50,8 +50,40 @@ START_TEST(settings_and_bounds)
   ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 0), NNKIT_E_INVALID, "[1, 1e+06]");
   ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 2.5), NNKIT_E_INVALID,
            "integer");
-  ck_fails(nnkit_trainer_set(tr, (nnkit_train_param)40, 1), NNKIT_E_INVALID, "unknown");
-  ck_fails(nnkit_trainer_get(&v, tr, (nnkit_train_param)40), NNKIT_E_INVALID, "unknown");
+  /* The keyed-settings engine's sentences, as for every keyed object. */
+  ck_fails(nnkit_trainer_set(tr, (nnkit_train_param)40, 1), NNKIT_E_INVALID,
+           "trainer has no setting 40; use one of its NNKIT_TRAIN_* keys");
+  ck_fails(nnkit_trainer_get(&v, tr, (nnkit_train_param)40), NNKIT_E_INVALID,
+           "trainer has no setting 40");
+  ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_SHUFFLE, 2), NNKIT_E_INVALID,
+           "trainer shuffle 2 must be 0 or 1");
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_SHUFFLE));
+  ck_assert_double_eq(v, 0); /* kept on failure */
+  /* Bounds of every key from the one table. */
+  struct { nnkit_train_param k; double lo, hi; } b[] = {
+    {NNKIT_TRAIN_EPOCHS, 1, 1e6},         {NNKIT_TRAIN_BATCH_SIZE, 1, 65536},
+    {NNKIT_TRAIN_SHUFFLE, 0, 1},          {NNKIT_TRAIN_SEED, 0, 9007199254740992.0},
+    {NNKIT_TRAIN_VERBOSE, 0, 2},          {NNKIT_TRAIN_LAYER_STATS, 0, 1},
+    {NNKIT_TRAIN_SANITY, 0, 2},           {NNKIT_TRAIN_DIVERGE_FACTOR, 0, 1e15},
+    {NNKIT_TRAIN_DIVERGE_WINDOW, 0, 1e6}, {NNKIT_TRAIN_KEEP_GOOD, 0, 1},
+    {NNKIT_TRAIN_DIAGNOSE, 0, 1},
+  };
+  for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+    double lo = -1, hi = -1;
+    int flags = -1;
+    ck_ok(nnkit_trainer_bounds(&lo, &hi, &flags, b[i].k));
+    ck_assert_double_eq(lo, b[i].lo);
+    ck_assert_double_eq(hi, b[i].hi);
+    ck_assert_int_eq(flags, NNKIT_BOUND_INTEGER);
+    /* the ends are accepted, a step beyond them is not */
+    ck_ok(nnkit_trainer_set(tr, b[i].k, lo));
+    ck_ok(nnkit_trainer_set(tr, b[i].k, hi));
+    ck_fails(nnkit_trainer_set(tr, b[i].k, lo - 1), NNKIT_E_INVALID, "trainer");
+    ck_fails(nnkit_trainer_set(tr, b[i].k, 2 * hi + 1), NNKIT_E_INVALID, "trainer");
+  }
+  ck_ok(nnkit_trainer_bounds(NULL, NULL, NULL, NNKIT_TRAIN_EPOCHS));
+  ck_fails(nnkit_trainer_bounds(NULL, NULL, NULL, (nnkit_train_param)40), NNKIT_E_INVALID,
+           "trainer has no setting 40");
   ck_assert_uint_eq(nnkit_trainer_epochs_done(tr), 0);
   ck_fails(nnkit_trainer_metric(&v, tr, 0, NNKIT_METRIC_TRAIN_LOSS), NNKIT_E_INVALID,
            "not recorded");
@@ -549,6 +581,179 @@ START_TEST(steady_state_allocates_nothing)
 }
 END_TEST
 
+/* The data order of epoch e is nnkit__rng_shuffle with the stream
+ * (SEED, e), e counting on across fits: pinned against a hand-written
+ * loop (the trainer's draws before it batched through a pipeline). */
+START_TEST(fit_draws_the_order_from_seed_and_epoch)
+{
+  size_t n = 90, bs = 16, in = 2;
+  nnkit_dataset *ds = blobs(n, 21);
+  nnkit_net *a = mlp(4), *b = mlp(4);
+  nnkit_optimizer *oa = NULL, *ob = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&oa, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_optimizer_create(&ob, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_trainer_create(&tr, a, oa));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 2));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, (double)bs));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SEED, 1234));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL)); /* epoch 2 */
+  const float *x = nnkit_dataset_data(ds);
+  const int32_t *y = nnkit_dataset_labels(ds);
+  size_t order[90];
+  float bx[16 * 2];
+  int32_t by[16];
+  for (uint64_t e = 0; e < 3; e++) {
+    for (size_t i = 0; i < n; i++)
+      order[i] = i;
+    nnkit__rng r;
+    nnkit__rng_init(&r, 1234, e);
+    nnkit__rng_shuffle(&r, order, n);
+    for (size_t s = 0; s < n; s += bs) {
+      size_t m = n - s < bs ? n - s : bs;
+      for (size_t i = 0; i < m; i++) {
+        memcpy(bx + i * in, x + order[s + i] * in, in * sizeof(float));
+        by[i] = y[order[s + i]];
+      }
+      double loss;
+      ck_ok(nnkit_net_forward(b, bx, m, NULL, 0));
+      ck_ok(nnkit_net_backward(b, by, NULL, &loss));
+      ck_ok(nnkit_optimizer_step(ob, b));
+    }
+  }
+  size_t np = nnkit_net_num_params(a);
+  ck_assert_mem_eq(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float));
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(oa);
+  nnkit_optimizer_free(ob);
+  nnkit_net_free(a);
+  nnkit_net_free(b);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
+/* nnkit_trainer_fit() batches through a plain pipeline of its own: with
+ * the same batch size, shuffle and seed, a caller's pipeline (prefetching
+ * or not) gives the same run bit for bit, across fits (the epoch counter
+ * goes on) and across training sets of other sizes. */
+static nnkit_pipeline *plain_pipe(const nnkit_dataset *ds, size_t bs, uint64_t seed,
+                                  int prefetch)
+{
+  nnkit_pipeline *p = NULL;
+  ck_ok(nnkit_pipeline_create(&p, ds));
+  ck_ok(nnkit_pipeline_set(p, NNKIT_PIPE_BATCH_SIZE, (double)bs));
+  ck_ok(nnkit_pipeline_set(p, NNKIT_PIPE_SEED, (double)seed));
+  ck_ok(nnkit_pipeline_set(p, NNKIT_PIPE_PREFETCH, prefetch));
+  return p;
+}
+
+START_TEST(fit_equals_fit_pipeline_with_shuffling)
+{
+  nnkit_dataset *big = blobs(230, 11), *small = blobs(70, 12);
+  for (int prefetch = 0; prefetch <= 2; prefetch += 2) {
+    nnkit_net *a = mlp(5), *b = mlp(5);
+    nnkit_optimizer *oa = NULL, *ob = NULL;
+    nnkit_trainer *ta = NULL, *tb = NULL;
+    ck_ok(nnkit_optimizer_create(&oa, NNKIT_OPTIM_SGD));
+    ck_ok(nnkit_optimizer_create(&ob, NNKIT_OPTIM_SGD));
+    ck_ok(nnkit_trainer_create(&ta, a, oa));
+    ck_ok(nnkit_trainer_create(&tb, b, ob));
+    for (int k = 0; k < 2; k++) {
+      nnkit_trainer *t = k ? tb : ta;
+      ck_ok(nnkit_trainer_set(t, NNKIT_TRAIN_EPOCHS, 2));
+      ck_ok(nnkit_trainer_set(t, NNKIT_TRAIN_BATCH_SIZE, 24));
+      ck_ok(nnkit_trainer_set(t, NNKIT_TRAIN_SEED, 7));
+    }
+    nnkit_pipeline *pb = plain_pipe(big, 24, 7, prefetch);
+    nnkit_pipeline *ps = plain_pipe(small, 24, 7, prefetch);
+    ck_ok(nnkit_trainer_fit(ta, big, small));
+    ck_ok(nnkit_trainer_fit_pipeline(tb, pb, NULL));
+    ck_ok(nnkit_trainer_fit(ta, small, NULL)); /* another size: epochs 2, 3 */
+    ck_ok(nnkit_trainer_fit_pipeline(tb, ps, NULL));
+    ck_ok(nnkit_trainer_fit(ta, big, NULL)); /* and back: epochs 4, 5 */
+    ck_ok(nnkit_trainer_fit_pipeline(tb, pb, NULL));
+    size_t np = nnkit_net_num_params(a);
+    ck_assert_mem_eq(nnkit_net_params(a), nnkit_net_params(b), np * sizeof(float));
+    ck_assert_uint_eq(nnkit_trainer_epochs_done(ta), 6);
+    for (size_t e = 0; e < 6; e++) {
+      double x, y;
+      ck_ok(nnkit_trainer_metric(&x, ta, e, NNKIT_METRIC_TRAIN_LOSS));
+      ck_ok(nnkit_trainer_metric(&y, tb, e, NNKIT_METRIC_TRAIN_LOSS));
+      ck_assert(x == y);
+      /* one record: the trainer's figures are the history's */
+      for (int m = NNKIT_METRIC_TRAIN_LOSS; m <= NNKIT_METRIC_REG_LOSS; m++) {
+        ck_ok(nnkit_trainer_metric(&x, ta, e, (nnkit_metric)m));
+        ck_ok(nnkit_history_get(&y, nnkit_trainer_history(ta), e, (nnkit_metric)m));
+        ck_assert(x == y || (isnan(x) && isnan(y)));
+      }
+    }
+    ck_fails(nnkit_trainer_metric(&(double){0}, ta, 6, NNKIT_METRIC_LR), NNKIT_E_INVALID,
+             "nnkit_trainer_metric: epoch 6 not recorded (6 so far)");
+    ck_fails(nnkit_trainer_metric(&(double){0}, ta, 0, (nnkit_metric)99), NNKIT_E_INVALID,
+             "nnkit_trainer_metric: unknown metric 99");
+    nnkit_pipeline_free(pb);
+    nnkit_pipeline_free(ps);
+    nnkit_trainer_free(ta);
+    nnkit_trainer_free(tb);
+    nnkit_optimizer_free(oa);
+    nnkit_optimizer_free(ob);
+    nnkit_net_free(a);
+    nnkit_net_free(b);
+  }
+  nnkit_dataset_free(big);
+  nnkit_dataset_free(small);
+}
+END_TEST
+
+/* Settings are fixed while a fit runs, and a fit does not start inside
+ * another. */
+typedef struct inside {
+  const nnkit_dataset *ds;
+  nnkit_status set_st, fit_st;
+  char set_msg[256];
+} inside;
+
+static int meddle(const nnkit_trainer *tr, size_t epoch, size_t batch, double loss,
+                  void *user)
+{
+  (void)epoch;
+  (void)batch;
+  (void)loss;
+  inside *in = user;
+  nnkit_trainer *t = (nnkit_trainer *)tr;
+  in->set_st = nnkit_trainer_set(t, NNKIT_TRAIN_BATCH_SIZE, 3);
+  snprintf(in->set_msg, sizeof in->set_msg, "%s", nnkit_last_error());
+  in->fit_st = nnkit_trainer_fit(t, in->ds, NULL);
+  return 1;
+}
+
+START_TEST(settings_are_fixed_during_a_fit)
+{
+  nnkit_dataset *ds = blobs(64, 3);
+  nnkit_net *net = mlp(2);
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  inside in = {ds, NNKIT_OK, NNKIT_OK, ""};
+  ck_ok(nnkit_trainer_add_batch_callback(tr, meddle, &in));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  ck_assert_int_eq(in.set_st, NNKIT_E_STATE);
+  ck_assert_str_eq(in.set_msg, "trainer batch size cannot change during a fit");
+  ck_assert_int_eq(in.fit_st, NNKIT_E_STATE);
+  double v;
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_BATCH_SIZE));
+  ck_assert_double_eq(v, 64);
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 3)); /* after the fit */
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
   Suite *s = suite_create("train");
@@ -562,6 +767,9 @@ static Suite *train_suite(void)
   tcase_add_test(tc, divergence_is_reported);
   tcase_add_test(tc, bad_datasets_are_rejected);
   tcase_add_test(tc, steady_state_allocates_nothing);
+  tcase_add_test(tc, fit_draws_the_order_from_seed_and_epoch);
+  tcase_add_test(tc, fit_equals_fit_pipeline_with_shuffling);
+  tcase_add_test(tc, settings_are_fixed_during_a_fit);
   suite_add_tcase(s, tc);
   return s;
 }

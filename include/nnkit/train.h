@@ -86,14 +86,23 @@ NNKIT_API nnkit_status nnkit_trainer_create(nnkit_trainer **out, nnkit_net *net,
 /** Frees the trainer (not its net or optimizer); NULL is ignored. */
 NNKIT_API void nnkit_trainer_free(nnkit_trainer *tr);
 
-/** Sets a setting. @return NNKIT_E_INVALID for an unknown key or a value
- *  outside its range (the sentence gives it), or a non-integer value. */
+/** Sets a setting. The old value is kept on failure.
+ *  @return NNKIT_E_INVALID for an unknown key or a value outside its range
+ *  (the sentence gives it, e.g. "trainer epochs 0 must be an integer in
+ *  [1, 1e+06]"); NNKIT_E_STATE during a fit (from a callback). */
 NNKIT_API nnkit_status nnkit_trainer_set(nnkit_trainer *tr,
                                          nnkit_train_param key, double value);
 
 /** Reads a setting. @return NNKIT_E_INVALID for an unknown key. */
 NNKIT_API nnkit_status nnkit_trainer_get(double *out, const nnkit_trainer *tr,
                                          nnkit_train_param key);
+
+/** The range of a trainer setting: lo, hi and ::nnkit_bound_flag bits (every
+ *  trainer setting is a whole number: NNKIT_BOUND_INTEGER). Any out pointer
+ *  may be NULL. @return NNKIT_E_INVALID for an unknown key. */
+NNKIT_API nnkit_status nnkit_trainer_bounds(double *lo_out, double *hi_out,
+                                            int *flags_out,
+                                            nnkit_train_param key);
 
 /** Sends log lines to fn(line, user) instead of standard output. fn NULL
  *  restores standard output. Lines are only produced when VERBOSE is 1. */
@@ -111,6 +120,11 @@ NNKIT_API void nnkit_trainer_set_logger(nnkit_trainer *tr, nnkit_log_fn fn,
  * the optimizer steps at the end of each epoch, fed the validation loss (or
  * the training cost without val), or after each batch when it is set to
  * (NNKIT_SCHED_PER_BATCH). Each fit appends to the trainer's record.
+ * The batches are those of a plain pipeline over train with the trainer's
+ * BATCH_SIZE, SHUFFLE and SEED (no normalizer, augmenter or balancing):
+ * nnkit_trainer_fit_pipeline() with such a pipeline gives the same run,
+ * bit for bit. Trainer settings cannot change while a fit runs (from a
+ * callback), and a fit does not start inside another (NNKIT_E_STATE).
  * @param train  labelled (or regression) dataset, borrowed.
  * @param val    validation dataset or NULL, borrowed.
  * Callbacks, early stopping, the history, sanity checks and the

@@ -2,8 +2,8 @@
  * with a background thread preparing batches ahead of the consumer.
  *
  * Determinism: an epoch's sample order is drawn at begin_epoch from
- * (seed, epoch) (the same stream the trainer uses, so a plain pipeline
- * gives the trainer's batches), and batch j is a pure function of that
+ * (seed, epoch) (nnkit_trainer_fit() batches through a plain pipeline of
+ * its own, so a plain pipeline gives the trainer's batches), and batch j is a pure function of that
  * order, the dataset, the normalizer and augmenter copies, the seed and
  * the epoch (augmentation keys on the sample's position in the epoch). So
  * the batches do not depend on timing or PREFETCH.
@@ -56,6 +56,9 @@ struct nnkit_pipeline {
   float *row;    /* one decoded sample, for augmenting a compact set */
   size_t *order;
   size_t *cls_start, *cls_idx, *cls_present, num_present;
+  /* what the buffers were prepared for (nnkit__pipeline_reuse) */
+  size_t prep_count, prep_sample, prep_td;
+  int prep_labels, prep_x8;
   /* the epoch */
   int active;
   uint64_t epoch;
@@ -485,6 +488,11 @@ static nnkit_status prepare(nnkit_pipeline *p, const char *fn)
     return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for %zu batch "
                       "buffers of %zu samples", fn, nslots, bs);
   }
+  p->prep_count = n;
+  p->prep_sample = ds->sample_size;
+  p->prep_td = td;
+  p->prep_labels = ds->labels != NULL;
+  p->prep_x8 = ds->x8 != NULL;
   p->prepared = 1;
   return NNKIT_OK;
 }
@@ -506,7 +514,8 @@ static void draw_order(nnkit_pipeline *p, uint64_t epoch)
   for (size_t i = 0; i < n; i++)
     p->order[i] = i;
   if (p->shuffle) {
-    nnkit__rng_init(&r, p->seed, epoch); /* as the trainer does */
+    /* (seed, epoch): nnkit_trainer_fit() draws its order here too */
+    nnkit__rng_init(&r, p->seed, epoch);
     nnkit__rng_shuffle(&r, p->order, n);
   }
 }
@@ -599,6 +608,33 @@ nnkit_status nnkit__pipeline_next(nnkit_pipeline *p, const float **x,
 const nnkit_dataset *nnkit__pipeline_dataset(const nnkit_pipeline *p)
 {
   return p->ds;
+}
+
+int nnkit__pipeline_lends(const nnkit_pipeline *p)
+{
+  return p->prefetch == 0;
+}
+
+nnkit_status nnkit__pipeline_reuse(nnkit_pipeline *p, const nnkit_dataset *ds,
+                                   size_t batch_size, int shuffle, uint64_t seed)
+{
+  if (p->nz || p->aug || p->balanced || p->prefetch)
+    return nnkit__err(NNKIT_E_STATE, "nnkit__pipeline_reuse: not a plain pipeline");
+  stop_epoch(p);
+  /* The buffers depend on the dataset's geometry and the batch size only
+   * (the order is drawn at begin_epoch): keep them when those stay. The
+   * old dataset may be gone, so compare with what prepare() recorded. */
+  int keep = p->prepared && batch_size == p->batch_size && ds->count == p->prep_count &&
+             ds->sample_size == p->prep_sample && ds->target_dim == p->prep_td &&
+             (ds->labels != NULL) == p->prep_labels && (ds->x8 != NULL) == p->prep_x8;
+  p->ds = ds;
+  update_geometry(p);
+  p->batch_size = batch_size;
+  p->shuffle = shuffle;
+  p->seed = seed;
+  if (!keep)
+    p->prepared = 0;
+  return NNKIT_OK;
 }
 
 NNKIT_API nnkit_status nnkit_pipeline_begin_epoch(nnkit_pipeline *p,

@@ -532,8 +532,7 @@ NNKIT_API nnkit_status nnkit_trainer_diagnose(nnkit_diagnosis **out,
   *out = NULL;
   if (!tr)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_trainer_diagnose: tr is NULL");
-  const nnkit__trainer_x *x = nnkit__tx(tr);
-  const nnkit_history *h = &x->hist;
+  const nnkit_history *h = &tr->hist;
   size_t E = h->num_epochs, B = h->num_batches;
   /* A fit that diverged in its first epoch recorded batches but no epoch:
    * the batches alone are still worth a diagnosis. */
@@ -587,9 +586,9 @@ NNKIT_API nnkit_status nnkit_trainer_diagnose(nnkit_diagnosis **out,
     c.last_first = h->epochs[E - 1].first_batch;
     c.last_n = h->epochs[E - 1].num_batches;
   }
-  c.lr = h->diverged ? h->div_lr : (E ? h->epochs[E - 1].lr : x->opt->lr);
-  c.C = x->net->loss == NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY ? h->num_classes : 0;
-  c.kept = x->es_metric && x->es_best_valid ? x->es_best_epoch + 1 : 0;
+  c.lr = h->diverged ? h->div_lr : (E ? h->epochs[E - 1].lr : tr->opt->lr);
+  c.C = tr->net->loss == NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY ? h->num_classes : 0;
+  c.kept = tr->es_metric && tr->es_best_valid ? tr->es_best_epoch + 1 : 0;
   c.diverged = h->diverged;
   c.div_epoch = h->div_epoch;
   c.div_batch = h->div_batch;

@@ -89,7 +89,7 @@ void nnkit__history_free(nnkit_history *h)
 
 NNKIT_API const nnkit_history *nnkit_trainer_history(const nnkit_trainer *tr)
 {
-  return tr ? &nnkit__tx(tr)->hist : NULL;
+  return tr ? &tr->hist : NULL;
 }
 
 NNKIT_API size_t nnkit_history_epochs(const nnkit_history *h)
@@ -121,20 +121,26 @@ static int epoch_value(double *out, const nnkit__hist_epoch *e, nnkit_metric m)
   return 0;
 }
 
+nnkit_status nnkit__history_value(double *out, const nnkit_history *h,
+                                  size_t epoch, nnkit_metric metric,
+                                  const char *fn)
+{
+  if (epoch >= h->num_epochs)
+    return nnkit__err(NNKIT_E_INVALID, "%s: epoch %zu not recorded (%zu so far)", fn,
+                      epoch, h->num_epochs);
+  if (!epoch_value(out, &h->epochs[epoch], metric))
+    return nnkit__err(NNKIT_E_INVALID,
+                      "%s: unknown metric %d; use an NNKIT_METRIC_* value", fn,
+                      (int)metric);
+  return NNKIT_OK;
+}
+
 NNKIT_API nnkit_status nnkit_history_get(double *out, const nnkit_history *h,
                                          size_t epoch, nnkit_metric metric)
 {
   if (!out || !h)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_history_get: NULL argument");
-  if (epoch >= h->num_epochs)
-    return nnkit__err(NNKIT_E_INVALID,
-                      "nnkit_history_get: epoch %zu not recorded (%zu so far)", epoch,
-                      h->num_epochs);
-  if (!epoch_value(out, &h->epochs[epoch], metric))
-    return nnkit__err(NNKIT_E_INVALID,
-                      "nnkit_history_get: unknown metric %d; use an NNKIT_METRIC_* value",
-                      (int)metric);
-  return NNKIT_OK;
+  return nnkit__history_value(out, h, epoch, metric, "nnkit_history_get");
 }
 
 NNKIT_API nnkit_status nnkit_history_column(double *out, size_t len,

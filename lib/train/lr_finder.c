@@ -87,10 +87,9 @@ NNKIT_API nnkit_status nnkit_trainer_find_lr(double *suggested_out,
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_trainer_find_lr: the output buffers hold %zu values, %zu "
                       "steps need %zu", len, steps, steps);
-  nnkit__trainer_x *x = nnkit__tx(tr);
-  if (x->in_fit)
+  if (tr->in_fit)
     return nnkit__err(NNKIT_E_STATE, "nnkit_trainer_find_lr: cannot run during a fit");
-  nnkit_net *net = x->net;
+  nnkit_net *net = tr->net;
   double bs = 64, seed = 0, shuffle = 1;
   nnkit_trainer_get(&bs, tr, NNKIT_TRAIN_BATCH_SIZE);
   nnkit_trainer_get(&seed, tr, NNKIT_TRAIN_SEED);
@@ -113,7 +112,7 @@ NNKIT_API nnkit_status nnkit_trainer_find_lr(double *suggested_out,
   if (st == NNKIT_OK)
     st = nnkit__snapshot_reserve(&snap, net);
   if (st == NNKIT_OK)
-    st = nnkit__optimizer_clone(&s.opt, x->opt);
+    st = nnkit__optimizer_clone(&s.opt, tr->opt);
   if (st == NNKIT_OK)
     st = nnkit_optimizer_set(s.opt, NNKIT_OPT_LR, lr_min);
   if (st == NNKIT_OK)

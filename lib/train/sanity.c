@@ -27,27 +27,27 @@ static size_t *shuffled(size_t n, uint64_t seed)
   return idx;
 }
 
-static void report(nnkit__trainer_x *x, const char *fmt, ...) NNKIT__PRINTF(2, 3);
-static void report(nnkit__trainer_x *x, const char *fmt, ...)
+static void report(nnkit_trainer *tr, const char *fmt, ...) NNKIT__PRINTF(2, 3);
+static void report(nnkit_trainer *tr, const char *fmt, ...)
 {
-  size_t used = strlen(x->sanity_report);
-  if (used + 1 >= sizeof x->sanity_report)
+  size_t used = strlen(tr->sanity_report);
+  if (used + 1 >= sizeof tr->sanity_report)
     return;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(x->sanity_report + used, sizeof x->sanity_report - used, fmt, ap);
+  vsnprintf(tr->sanity_report + used, sizeof tr->sanity_report - used, fmt, ap);
   va_end(ap);
 }
 
 /* Trains a fresh copy of the optimizer on `tiny` for SANITY_STEPS full
  * batches; returns the fit's status. */
-static nnkit_status overfit(nnkit__trainer_x *x, const nnkit_dataset *tiny)
+static nnkit_status overfit(nnkit_trainer *tr, const nnkit_dataset *tiny)
 {
   nnkit_optimizer *opt = NULL;
   nnkit_trainer *t = NULL;
-  nnkit_status st = nnkit__optimizer_clone(&opt, x->opt);
+  nnkit_status st = nnkit__optimizer_clone(&opt, tr->opt);
   if (st == NNKIT_OK)
-    st = nnkit_trainer_create(&t, x->net, opt);
+    st = nnkit_trainer_create(&t, tr->net, opt);
   if (st == NNKIT_OK)
     st = nnkit_trainer_set(t, NNKIT_TRAIN_EPOCHS, SANITY_STEPS);
   if (st == NNKIT_OK)
@@ -72,14 +72,13 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_check(nnkit_trainer *tr,
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_trainer_sanity_check: a trainer and a training set are "
                       "required");
-  nnkit__trainer_x *x = nnkit__tx(tr);
-  if (x->in_fit)
+  if (tr->in_fit)
     return nnkit__err(NNKIT_E_STATE,
                       "nnkit_trainer_sanity_check: cannot run during a fit");
-  nnkit_net *net = x->net;
-  for (size_t i = 0; i < sizeof x->sanity / sizeof x->sanity[0]; i++)
-    x->sanity[i] = NAN;
-  x->sanity_report[0] = '\0';
+  nnkit_net *net = tr->net;
+  for (size_t i = 0; i < sizeof tr->sanity / sizeof tr->sanity[0]; i++)
+    tr->sanity[i] = NAN;
+  tr->sanity_report[0] = '\0';
   double seed_d = 0;
   nnkit_trainer_get(&seed_d, tr, NNKIT_TRAIN_SEED);
   size_t n = train->count;
@@ -106,13 +105,13 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_check(nnkit_trainer *tr,
   int ok1 = 1, ok2 = 1;
   char why[512] = "";
   size_t outw = nnkit_net_output_size(net);
-  x->sanity[NNKIT_SANITY_INITIAL_LOSS] = loss0;
+  tr->sanity[NNKIT_SANITY_INITIAL_LOSS] = loss0;
   if (net->loss == NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY && outw >= 2) {
     double expect = log((double)outw), ratio = loss0 / expect;
-    x->sanity[NNKIT_SANITY_EXPECTED_LOSS] = expect;
-    x->sanity[NNKIT_SANITY_LOSS_RATIO] = ratio;
+    tr->sanity[NNKIT_SANITY_EXPECTED_LOSS] = expect;
+    tr->sanity[NNKIT_SANITY_LOSS_RATIO] = ratio;
     ok1 = ratio <= SANITY_MAX_RATIO;
-    report(x, "sanity: initial loss %.4f on %zu samples is %.2f x ln(%zu) = %.4f "
+    report(tr, "sanity: initial loss %.4f on %zu samples is %.2f x ln(%zu) = %.4f "
            "(chance level): %s\n", loss0, m, ratio, outw, expect,
            ok1 ? "ok" : "FAILED");
     if (!ok1)
@@ -122,7 +121,7 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_check(nnkit_trainer *tr,
                "smaller initialization (Xavier/He) and check the labels",
                loss0, ratio, outw, expect);
   } else {
-    report(x, "sanity: initial loss %.4f on %zu samples (no chance level for this "
+    report(tr, "sanity: initial loss %.4f on %zu samples (no chance level for this "
            "loss)\n", loss0, m);
   }
 
@@ -133,7 +132,7 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_check(nnkit_trainer *tr,
   nnkit_status fst = NNKIT_OK;
   char fit_err[300] = "";
   if (st == NNKIT_OK) {
-    fst = overfit(x, tiny);
+    fst = overfit(tr, tiny);
     if (fst != NNKIT_OK)
       snprintf(fit_err, sizeof fit_err, "%s", nnkit_last_error());
     if (fst == NNKIT_OK)
@@ -149,27 +148,27 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_check(nnkit_trainer *tr,
   }
   if (!tiny->labels)
     acc = NAN;
-  x->sanity[NNKIT_SANITY_OVERFIT_START] = l0;
-  x->sanity[NNKIT_SANITY_OVERFIT_END] = l1;
-  x->sanity[NNKIT_SANITY_OVERFIT_ACC] = acc;
+  tr->sanity[NNKIT_SANITY_OVERFIT_START] = l0;
+  tr->sanity[NNKIT_SANITY_OVERFIT_END] = l1;
+  tr->sanity[NNKIT_SANITY_OVERFIT_ACC] = acc;
   if (fst == NNKIT_E_DIVERGED) {
     ok2 = 0;
     /* Only the cause: which weights the inner fit kept does not matter. */
     char *tail = strstr(fit_err, "; the ");
     if (tail)
       *tail = '\0';
-    report(x, "sanity: overfitting %zu samples diverged: %s: FAILED\n", k, fit_err);
+    report(tr, "sanity: overfitting %zu samples diverged: %s: FAILED\n", k, fit_err);
   } else {
     ok2 = l1 < SANITY_OVERFIT_FRACTION * l0 && (!tiny->labels || acc >= 1.0);
     if (tiny->labels)
-      report(x, "sanity: overfitting %zu samples: loss %.4f -> %.4f in %d steps, "
+      report(tr, "sanity: overfitting %zu samples: loss %.4f -> %.4f in %d steps, "
              "accuracy %.2f: %s\n", k, l0, l1, SANITY_STEPS, acc,
              ok2 ? "ok" : "FAILED");
     else
-      report(x, "sanity: overfitting %zu samples: loss %.4g -> %.4g in %d steps: %s\n",
+      report(tr, "sanity: overfitting %zu samples: loss %.4g -> %.4g in %d steps: %s\n",
              k, l0, l1, SANITY_STEPS, ok2 ? "ok" : "FAILED");
   }
-  x->sanity[NNKIT_SANITY_PASSED] = ok1 && ok2;
+  tr->sanity[NNKIT_SANITY_PASSED] = ok1 && ok2;
   if (!ok1)
     st = nnkit__err(NNKIT_E_STATE, "sanity check failed: %s", why);
   else if (!ok2 && fst == NNKIT_E_DIVERGED)
@@ -201,11 +200,11 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_value(double *out,
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_trainer_sanity_value: unknown value %d; use an "
                       "NNKIT_SANITY_* value", (int)what);
-  *out = nnkit__tx(tr)->sanity[what];
+  *out = tr->sanity[what];
   return NNKIT_OK;
 }
 
 NNKIT_API const char *nnkit_trainer_sanity_report(const nnkit_trainer *tr)
 {
-  return tr ? nnkit__tx(tr)->sanity_report : "";
+  return tr ? tr->sanity_report : "";
 }

@@ -1,15 +1,9 @@
 /*
- * Internal declarations of lib/train/: the trainer's monitoring extension
- * (history, callbacks, divergence, early stopping, progress, per-layer
- * statistics, sanity checks) and the hooks the fit loop in trainer.c calls.
- * Never installed.
- *
- * trainer.c owns the fit loop and the basic settings; everything that
- * watches the loop lives in an nnkit__trainer_x embedded in the trainer,
- * reached from other files through nnkit__tx(). The loop calls:
- *
- *   fit_begin -> [per batch: (diverged) | before_step, step, after_step]
- *             -> epoch_end ... -> fit_end
+ * Internal declarations of lib/train/: the trainer struct every file of
+ * the folder shares (fit loop and settings in trainer.c; history,
+ * callbacks, divergence, early stopping, progress and per-layer statistics
+ * in monitor.c and history.c; sanity checks, diagnosis, LR finder), and the
+ * hooks the fit loop calls. Never installed.
  */
 #ifndef NNKIT_TRAIN_INTERNAL_H
 #define NNKIT_TRAIN_INTERNAL_H
@@ -102,23 +96,33 @@ size_t nnkit__layer_stats_scratch(const nnkit_net *net);
 void nnkit__layer_update_ratios(double *row, const nnkit_net *net,
                                 const float *pre);
 
-/* ---- the trainer extension ---------------------------------------------- */
+/* ---- the trainer --------------------------------------------------------- */
 typedef struct nnkit__cb {
   nnkit_batch_fn batch_fn;
   nnkit_epoch_fn epoch_fn;
   void *user;
 } nnkit__cb;
 
-typedef struct nnkit__trainer_x {
-  const nnkit_trainer *owner;
+/* The one trainer. Every file of lib/train/ works on this struct: the fit
+ * loop and the settings (trainer.c), the watcher of the loop (monitor.c),
+ * the record (history.c), sanity checks, diagnosis and the LR finder. */
+struct nnkit_trainer {
   nnkit_net *net;       /* borrowed */
   nnkit_optimizer *opt; /* borrowed */
+  /* Settings, one slot per NNKIT_TRAIN_* key of trainer.c's table (doubles
+   * as the table's ranges; integers where the row says so). Fixed during a
+   * fit. */
+  double epochs, batch_size, shuffle, seed, verbose;
+  double layer_stats, sanity_mode, diverge_factor, diverge_window, keep_good,
+      diagnose;
   nnkit_log_fn log_fn;
   void *log_user;
-  /* settings */
-  int layer_stats, sanity_mode, keep_good, diagnose;
-  double diverge_factor;
-  size_t diverge_window;
+  /* Batches: the pipelines of the running fit -- the caller's
+   * (nnkit_trainer_fit_pipeline()), or own, the trainer's default one over
+   * the dataset of nnkit_trainer_fit() (made at its first call, kept for the
+   * next fits so that they allocate nothing). */
+  nnkit_pipeline *pipe, *vpipe;
+  nnkit_pipeline *own;
   /* callbacks */
   nnkit__cb *cbs;
   size_t num_cbs, cap_cbs;
@@ -140,7 +144,7 @@ typedef struct nnkit__trainer_x {
   double ema;
   size_t ema_n;
   /* the current fit */
-  int in_fit, verbose, stop;
+  int in_fit, stop;
   char stop_reason[256];
   size_t first_epoch, total_epochs, n_train;
   size_t epoch_seen;      /* samples done in the current epoch */
@@ -156,56 +160,64 @@ typedef struct nnkit__trainer_x {
   size_t pre_cap;
   unsigned char *alive;
   size_t alive_cap;
+  /* the record of every fit: the one store of epoch figures */
   nnkit_history hist;
   /* sanity checks */
   double sanity[8];
   char sanity_report[768];
-} nnkit__trainer_x;
+};
 
-/* The extension of a trainer (defined in trainer.c). */
-nnkit__trainer_x *nnkit__tx(const nnkit_trainer *tr);
-
-/* Hooks of the fit loop (monitor.c). */
-void nnkit__tx_init(nnkit__trainer_x *x, const nnkit_trainer *tr,
-                    nnkit_net *net, nnkit_optimizer *opt);
-void nnkit__tx_free(nnkit__trainer_x *x);
-/* Trainer settings owned by the extension: returns 1 when key is one of
- * them, with *st the result of setting it (bounds checked here). */
-int nnkit__tx_set(nnkit__trainer_x *x, nnkit_train_param key, double value,
-                  nnkit_status *st);
-int nnkit__tx_get(const nnkit__trainer_x *x, nnkit_train_param key,
-                  double *out);
+/* ---- hooks of the fit loop (monitor.c) ------------------------------------ */
+/* The loop in trainer.c calls:
+ *
+ *   fit_begin -> [per batch: (diverged) | before_step, step, after_step]
+ *             -> record_epoch, epoch_end ... -> fit_end
+ */
+void nnkit__monitor_free(nnkit_trainer *tr);
 /* Erases a progress bar before a log line is written to standard output. */
-void nnkit__tx_clear_line(nnkit__trainer_x *x);
+void nnkit__trainer_clear_line(nnkit_trainer *tr);
+/* Logs a line (to the logger, or standard output). */
+void nnkit__trainer_log(nnkit_trainer *tr, const char *line);
 /* samples and batches: per epoch; sanity: 1 when the sanity checks may run
- * on train (not for a pipeline, whose batches differ from its dataset). */
-nnkit_status nnkit__tx_fit_begin(nnkit__trainer_x *x,
-                                 const nnkit_dataset *train, int has_val,
-                                 size_t first_epoch, size_t total_epochs,
-                                 size_t samples, size_t batches, int verbose,
-                                 int sanity);
+ * on train (not for a caller's pipeline, whose batches differ from its
+ * dataset). */
+nnkit_status nnkit__monitor_fit_begin(nnkit_trainer *tr,
+                                      const nnkit_dataset *train, int has_val,
+                                      size_t first_epoch, size_t total_epochs,
+                                      size_t samples, size_t batches,
+                                      int sanity);
 /* A non-finite batch loss: records it, restores the last good weights and
  * returns NNKIT_E_DIVERGED with the sentence. */
-nnkit_status nnkit__tx_diverged(nnkit__trainer_x *x, size_t epoch,
-                                size_t batch, double loss);
+nnkit_status nnkit__monitor_diverged(nnkit_trainer *tr, size_t epoch,
+                                     size_t batch, double loss);
 /* Before the optimizer step of a batch; last != 0 for the epoch's last. */
-void nnkit__tx_before_step(nnkit__trainer_x *x, int last);
+void nnkit__monitor_before_step(nnkit_trainer *tr, int last);
 /* After the step: records the batch, checks for an exploding loss, draws
  * progress and runs batch callbacks. */
-nnkit_status nnkit__tx_after_step(nnkit__trainer_x *x, size_t epoch,
-                                  size_t batch, size_t samples, double loss);
-nnkit_status nnkit__tx_epoch_end(nnkit__trainer_x *x, size_t epoch,
-                                 double train_loss, double train_acc,
-                                 double val_loss, double val_acc, double lr,
-                                 double seconds, double reg_loss);
+nnkit_status nnkit__monitor_after_step(nnkit_trainer *tr, size_t epoch,
+                                       size_t batch, size_t samples,
+                                       double loss);
+/* Appends the epoch's figures (all but first_batch, num_batches and
+ * has_stats, which are filled here) to the history. */
+nnkit_status nnkit__monitor_record_epoch(nnkit_trainer *tr,
+                                         const nnkit__hist_epoch *rec);
+/* After the epoch was recorded, logged and the schedule stepped: keeps the
+ * good weights, early stopping, epoch callbacks. */
+nnkit_status nnkit__monitor_epoch_end(nnkit_trainer *tr, size_t epoch);
 /* Every exit of a fit after fit_begin passes through here. */
-nnkit_status nnkit__tx_fit_end(nnkit__trainer_x *x, nnkit_status st);
+nnkit_status nnkit__monitor_fit_end(nnkit_trainer *tr, nnkit_status st);
+
+/* ---- history readers (history.c) ----------------------------------------- */
+/* One figure of a recorded epoch; fn names the public call in the error
+ * sentences (nnkit_history_get(), nnkit_trainer_metric()). */
+nnkit_status nnkit__history_value(double *out, const nnkit_history *h,
+                                  size_t epoch, nnkit_metric metric,
+                                  const char *fn);
+
 /* Mean loss and accuracy of net over one pass of a pipeline's batches, in
  * evaluation mode (evaluate.c). Allocates nothing after the pipeline's
  * first epoch. */
 nnkit_status nnkit__evaluate_pipeline(double *loss_out, double *acc_out,
                                       nnkit_net *net, nnkit_pipeline *p);
-/* Logs a line as the trainer does (logger, or standard output). */
-void nnkit__tx_log(nnkit__trainer_x *x, const char *line);
 
 #endif /* NNKIT_TRAIN_INTERNAL_H */

@@ -233,6 +233,7 @@ PROTOTYPES = {
     "nnkit_trainer_free": (None, [vp]),
     "nnkit_trainer_set": (cint, [vp, cint, dbl]),
     "nnkit_trainer_get": (cint, [c_double_p, vp, cint]),
+    "nnkit_trainer_bounds": (cint, [c_double_p, c_double_p, c_int_p, cint]),
     "nnkit_trainer_set_logger": (None, [vp, NNKIT_LOG_FN, vp]),
     "nnkit_trainer_fit": (cint, [vp, vp, vp]),
     "nnkit_trainer_fit_pipeline": (cint, [vp, vp, vp]),
