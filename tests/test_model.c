@@ -382,7 +382,10 @@ START_TEST(net_rejects_bad_arguments)
   ck_fails(nnkit_net_add_dense(net, 0), NNKIT_E_INVALID, "units");
   ck_fails(nnkit_net_add_activation(net, (nnkit_activation)77), NNKIT_E_INVALID,
            "unknown activation");
-  ck_fails(nnkit_net_add_leaky_relu(net, -1.0f), NNKIT_E_INVALID, "slope");
+  ck_fails(nnkit_net_add_leaky_relu(net, -1.0), NNKIT_E_INVALID, "slope");
+  ck_fails(nnkit_net_add_leaky_relu(net, 1e300), NNKIT_E_INVALID,
+           "slope 1e+300 must be finite and in [0, 1e6]");
+  ck_fails(nnkit_net_add_leaky_relu(net, NAN), NNKIT_E_INVALID, "slope");
   ck_fails(nnkit_net_set_loss(net, (nnkit_loss)9), NNKIT_E_INVALID, "unknown loss");
   float x[8] = {0};
   int32_t cls[2];

@@ -859,8 +859,8 @@ START_TEST(trainable_api)
   nnkit_net *net = small_net(1);
   ck_assert_int_eq(nnkit_net_is_trainable(net, 0), 1);
   ck_assert_int_eq(nnkit_net_is_trainable(net, 1), 1);
-  ck_assert_int_eq(nnkit_net_is_trainable(net, 3), -1);
-  ck_assert_int_eq(nnkit_net_is_trainable(NULL, 0), -1);
+  ck_assert_int_eq(nnkit_net_is_trainable(net, 3), 0);
+  ck_assert_int_eq(nnkit_net_is_trainable(NULL, 0), 0);
   ck_ok(nnkit_net_set_trainable(net, 0, 0));
   ck_assert_int_eq(nnkit_net_is_trainable(net, 0), 0);
   ck_ok(nnkit_net_set_trainable(net, 0, 7));

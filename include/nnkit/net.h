@@ -78,8 +78,10 @@ NNKIT_API nnkit_status nnkit_net_add_dense(nnkit_net *net, size_t units);
 NNKIT_API nnkit_status nnkit_net_add_activation(nnkit_net *net,
                                                 nnkit_activation act);
 
-/** Appends a leaky ReLU with the given negative slope (finite, >= 0). */
-NNKIT_API nnkit_status nnkit_net_add_leaky_relu(nnkit_net *net, float slope);
+/** Appends a leaky ReLU with the given negative slope, in [0, 1e6] (kept
+ *  as a float, as the activations are; the key NNKIT_LAYER_SLOPE).
+ *  @return NNKIT_E_INVALID for a NULL net or a slope outside [0, 1e6]. */
+NNKIT_API nnkit_status nnkit_net_add_leaky_relu(nnkit_net *net, double slope);
 
 /**
  * Sets the initializers of layer `layer`'s weights and biases (copied; NULL
@@ -462,8 +464,9 @@ NNKIT_API nnkit_status nnkit_net_add_layernorm(nnkit_net *net, double eps);
 NNKIT_API nnkit_status nnkit_net_set_trainable(nnkit_net *net, size_t layer,
                                                int trainable);
 
-/** 1 when layer `layer` is trainable, 0 when frozen, -1 for a NULL net or a
- *  layer out of range. */
+/** 1 when layer `layer` is trainable, 0 when frozen, for a NULL net or for
+ *  a layer out of range (an is_ getter answers 1 or 0, never an error:
+ *  check the layer count first when it may be out of range). */
 NNKIT_API int nnkit_net_is_trainable(const nnkit_net *net, size_t layer);
 
 /**

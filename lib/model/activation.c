@@ -254,15 +254,15 @@ NNKIT_API nnkit_status nnkit_net_add_activation(nnkit_net *net,
   return add_act(net, act, 0.01f);
 }
 
-NNKIT_API nnkit_status nnkit_net_add_leaky_relu(nnkit_net *net, float slope)
+NNKIT_API nnkit_status nnkit_net_add_leaky_relu(nnkit_net *net, double slope)
 {
   if (!net)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_net_add_leaky_relu: net is NULL");
-  if (!isfinite(slope) || slope < 0)
+  if (!isfinite(slope) || slope < 0 || slope > 1e6)
     return nnkit__err(NNKIT_E_INVALID,
-                      "layer %zu: leaky ReLU slope %g must be finite and >= 0",
-                      net->num_layers, (double)slope);
-  return add_act(net, NNKIT_ACT_LEAKY_RELU, slope);
+                      "layer %zu: leaky ReLU slope %g must be finite and in [0, 1e6]",
+                      net->num_layers, slope);
+  return add_act(net, NNKIT_ACT_LEAKY_RELU, (float)slope);
 }
 
 /* Options: the kind and, for leaky ReLU, the slope (settable). */
@@ -294,7 +294,7 @@ static nnkit_status act_set_opt(nnkit__layer *l, int key, double value)
 static nnkit_status act_add(nnkit_net *net, const double *v)
 {
   if (v[0] == NNKIT_ACT_LEAKY_RELU)
-    return nnkit_net_add_leaky_relu(net, (float)v[1]);
+    return nnkit_net_add_leaky_relu(net, v[1]);
   return nnkit_net_add_activation(net, v[0] >= 1 && v[0] <= 5 ? (nnkit_activation)v[0]
                                                               : (nnkit_activation)0);
 }

@@ -27,7 +27,7 @@ NNKIT_API nnkit_status nnkit_net_set_trainable(nnkit_net *net, size_t layer,
 NNKIT_API int nnkit_net_is_trainable(const nnkit_net *net, size_t layer)
 {
   if (!net || layer >= net->num_layers)
-    return -1;
+    return 0;
   return !net->layers[layer].frozen;
 }
 

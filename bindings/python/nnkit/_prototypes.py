@@ -108,7 +108,7 @@ PROTOTYPES = {
     "nnkit_net_free": (None, [vp]),
     "nnkit_net_add_dense": (cint, [vp, sz]),
     "nnkit_net_add_activation": (cint, [vp, cint]),
-    "nnkit_net_add_leaky_relu": (cint, [vp, flt]),
+    "nnkit_net_add_leaky_relu": (cint, [vp, dbl]),
     "nnkit_net_set_init": (cint, [vp, sz, vp, vp]),
     "nnkit_net_init_params": (cint, [vp]),
     "nnkit_net_set_loss": (cint, [vp, cint]),
