@@ -11,7 +11,7 @@ import subprocess
 
 __all__ = ["lib", "PROTOTYPES", "PACKAGE_VERSION", "load_library"]
 
-PACKAGE_VERSION = "0.1.0"
+PACKAGE_VERSION = "0.2.0"
 
 # The table itself is generated from the headers by scripts/gen_prototypes.py.
 from ._prototypes import PROTOTYPES, NNKIT_LOG_FN, NNKIT_EPOCH_FN, NNKIT_BATCH_FN  # noqa: E402
