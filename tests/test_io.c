@@ -204,6 +204,50 @@ START_TEST(roundtrip_cnn_batchnorm_dropout)
 }
 END_TEST
 
+/* A file written by nnkit 0.1.0 (tests/fixtures/models/gen_v010.c, before
+ * the descriptor redesign) still loads: same architecture and options,
+ * normalizer, flags, and predictions equal to 0.1.0's bit for bit. */
+START_TEST(loads_files_of_version_0_1_0)
+{
+  enum { N = 24, C = 2, H = 6, W = 6, K = 3 };
+  static float x[N * C * H * W], p[N * K];
+  for (size_t i = 0; i < N; i++)
+    for (size_t j = 0; j < C * H * W; j++)
+      x[i * C * H * W + j] = (float)((i * 131 + j * 17) % 23) / 7.0f - 1.5f +
+                             (float)(i % K) * (j % 5 == 0);
+  nnkit_net *net = NULL;
+  nnkit_normalizer *nz = NULL;
+  ck_ok(nnkit_net_load(&net, &nz, NNKIT_FIXTURES "/models/v0.1.0_cnn.safetensors"));
+  ck_assert_ptr_nonnull(nz);
+  ck_assert_int_eq(nnkit_normalizer_kind(nz), NNKIT_NORM_STANDARDIZE);
+  ck_assert_uint_eq(nnkit_net_num_layers(net), 11);
+  ck_assert_str_eq(nnkit_net_layer_describe(net, 2), "leaky_relu(0.1) 108");
+  double v;
+  ck_ok(nnkit_net_layer_get(&v, net, 6, NNKIT_LAYER_DROP_P));
+  ck_assert(v == 0.2);
+  ck_ok(nnkit_net_layer_get(&v, net, 1, NNKIT_LAYER_MOMENTUM));
+  ck_assert(v == 0.2);
+  ck_assert_int_eq(nnkit_net_is_trainable(net, 0), 0);
+  ck_ok(nnkit_net_get_lr_multiplier(&v, net, 7));
+  ck_assert(v == 0.5);
+  ck_ok(nnkit_net_predict_proba(p, N * K, net, x, N));
+  FILE *f = fopen(NNKIT_FIXTURES "/models/v0.1.0_cnn.txt", "r");
+  ck_assert_ptr_nonnull(f);
+  char line[128];
+  ck_assert_ptr_nonnull(fgets(line, sizeof line, f)); /* the comment */
+  for (size_t i = 0; i < N * K; i++) {
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    float want = (float)strtod(line, NULL);
+    ck_assert_msg(memcmp(&want, &p[i], sizeof want) == 0,
+                  "probability %zu: %a now, %a in 0.1.0", i, (double)p[i],
+                  (double)want);
+  }
+  fclose(f);
+  nnkit_normalizer_free(nz);
+  nnkit_net_free(net);
+}
+END_TEST
+
 /* A kind added through its descriptor alone (layer norm) round-trips:
  * options, gamma and beta by name, predictions bit for bit. */
 START_TEST(roundtrip_layernorm)
@@ -785,6 +829,7 @@ static Suite *io_suite(void)
   tcase_add_test(tr, roundtrip_mlp);
   tcase_add_test(tr, roundtrip_cnn_batchnorm_dropout);
   tcase_add_test(tr, roundtrip_layernorm);
+  tcase_add_test(tr, loads_files_of_version_0_1_0);
   tcase_add_test(tr, registry_descriptors_are_complete);
   tcase_add_test(tr, roundtrip_mse_and_unbuilt_net);
   tcase_add_test(tr, conv_padding_reloads_as_requested);
