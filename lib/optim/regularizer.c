@@ -10,10 +10,32 @@
 
 #include "internal.h"
 
-struct nnkit_regularizer {
+/* Settings by key: v[NNKIT_REG_STRENGTH] ... v[NNKIT_REG_WITH_BATCHNORM]. */
+#define NKEYS (NNKIT_REG_WITH_BATCHNORM + 1)
+
+/* A regularizer kind: what nnkit_regularizer_create's value sets, and how
+ * the kind acts. New kinds add a row here and their keys below. */
+typedef struct reg_kind {
   nnkit_reg_kind kind;
-  /* settings (NNKIT_REG_*) */
-  double strength, l1_ratio, max, with_biases, with_batchnorm;
+  const char *name;
+  nnkit_reg_param main_key; /* the value nnkit_regularizer_create takes */
+  /* Penalty lambda (r |w| + (1 - r) w^2): r, or NAN to read the
+   * L1_RATIO key. Unused by constraints. */
+  double l1_ratio;
+  int constraint; /* 1: rescales weights after each step, no penalty */
+} reg_kind;
+
+static const reg_kind kinds[] = {
+  {NNKIT_REG_L2, "L2 regularizer", NNKIT_REG_STRENGTH, 0.0, 0},
+  {NNKIT_REG_L1, "L1 regularizer", NNKIT_REG_STRENGTH, 1.0, 0},
+  {NNKIT_REG_ELASTIC_NET, "elastic-net regularizer", NNKIT_REG_STRENGTH, NAN, 0},
+  {NNKIT_REG_MAX_NORM, "max-norm constraint", NNKIT_REG_MAX, 0.0, 1},
+};
+#define NKINDS (sizeof kinds / sizeof kinds[0])
+
+struct nnkit_regularizer {
+  const reg_kind *k;
+  double v[NKEYS];
   size_t *layers; /* sorted; NULL = every layer */
   size_t num_layers;
   int attached;
@@ -37,39 +59,25 @@ static const nnkit__spec specs[] = {
 };
 #define NSPECS (sizeof specs / sizeof specs[0])
 
-static int valid_kind(nnkit_reg_kind kind)
+static const reg_kind *kind_of(nnkit_reg_kind kind)
 {
-  return kind >= NNKIT_REG_L2 && kind <= NNKIT_REG_MAX_NORM;
+  for (size_t i = 0; i < NKINDS; i++)
+    if (kinds[i].kind == kind)
+      return &kinds[i];
+  return NULL;
 }
 
 static const char *kind_name(nnkit_reg_kind kind)
 {
-  switch (kind) {
-  case NNKIT_REG_L2: return "L2 regularizer";
-  case NNKIT_REG_L1: return "L1 regularizer";
-  case NNKIT_REG_ELASTIC_NET: return "elastic-net regularizer";
-  case NNKIT_REG_MAX_NORM: return "max-norm constraint";
-  }
-  return "unknown regularizer";
+  const reg_kind *k = kind_of(kind);
+  return k ? k->name : "unknown regularizer";
 }
 
 static const nnkit__spec *find_spec(nnkit_reg_kind kind, nnkit_reg_param key)
 {
-  if (!valid_kind(kind))
+  if (!kind_of(kind))
     return NULL;
   return nnkit__spec_find(specs, NSPECS, (int)kind, (int)key);
-}
-
-static double *slot(nnkit_regularizer *r, nnkit_reg_param key)
-{
-  switch (key) {
-  case NNKIT_REG_STRENGTH: return &r->strength;
-  case NNKIT_REG_L1_RATIO: return &r->l1_ratio;
-  case NNKIT_REG_MAX: return &r->max;
-  case NNKIT_REG_WITH_BIASES: return &r->with_biases;
-  case NNKIT_REG_WITH_BATCHNORM: return &r->with_batchnorm;
-  }
-  return NULL;
 }
 
 static nnkit_status no_key(nnkit_reg_kind kind, int key)
@@ -85,22 +93,23 @@ NNKIT_API nnkit_status nnkit_regularizer_create(nnkit_regularizer **out,
   if (!out)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_regularizer_create: out is NULL");
   *out = NULL;
-  if (!valid_kind(kind))
+  const reg_kind *k = kind_of(kind);
+  if (!k)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_regularizer_create: unknown regularizer %d; use an "
                       "NNKIT_REG_* kind", (int)kind);
-  nnkit_reg_param key = kind == NNKIT_REG_MAX_NORM ? NNKIT_REG_MAX : NNKIT_REG_STRENGTH;
-  nnkit_status st = nnkit__spec_check(find_spec(kind, key), kind_name(kind), value);
+  nnkit_reg_param key = k->main_key;
+  nnkit_status st = nnkit__spec_check(find_spec(kind, key), k->name, value);
   if (st != NNKIT_OK)
     return st;
   nnkit_regularizer *r = nnkit__calloc(1, sizeof *r);
   if (!r)
     return nnkit__err(NNKIT_E_NOMEM, "nnkit_regularizer_create: out of memory");
-  r->kind = kind;
+  r->k = k;
   for (size_t i = 0; i < NSPECS; i++)
     if (specs[i].kind == (int)kind)
-      *slot(r, (nnkit_reg_param)specs[i].key) = specs[i].def;
-  *slot(r, key) = value;
+      r->v[specs[i].key] = specs[i].def;
+  r->v[key] = value;
   *out = r;
   return NNKIT_OK;
 }
@@ -121,7 +130,7 @@ NNKIT_API void nnkit_regularizer_free(nnkit_regularizer *reg)
 
 NNKIT_API nnkit_reg_kind nnkit_regularizer_kind(const nnkit_regularizer *reg)
 {
-  return reg->kind;
+  return reg->k->kind;
 }
 
 NNKIT_API nnkit_status nnkit_regularizer_set(nnkit_regularizer *reg,
@@ -129,12 +138,12 @@ NNKIT_API nnkit_status nnkit_regularizer_set(nnkit_regularizer *reg,
 {
   if (!reg)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_regularizer_set: reg is NULL");
-  const nnkit__spec *s = find_spec(reg->kind, key);
+  const nnkit__spec *s = find_spec(reg->k->kind, key);
   if (!s)
-    return no_key(reg->kind, (int)key);
-  nnkit_status st = nnkit__spec_check(s, kind_name(reg->kind), value);
+    return no_key(reg->k->kind, (int)key);
+  nnkit_status st = nnkit__spec_check(s, reg->k->name, value);
   if (st == NNKIT_OK)
-    *slot(reg, key) = value;
+    reg->v[key] = value;
   return st;
 }
 
@@ -143,9 +152,9 @@ NNKIT_API nnkit_status nnkit_regularizer_get(double *out, const nnkit_regularize
 {
   if (!out || !reg)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_regularizer_get: NULL argument");
-  if (!find_spec(reg->kind, key))
-    return no_key(reg->kind, (int)key);
-  *out = *slot((nnkit_regularizer *)reg, key);
+  if (!find_spec(reg->k->kind, key))
+    return no_key(reg->k->kind, (int)key);
+  *out = reg->v[key];
   return NNKIT_OK;
 }
 
@@ -156,12 +165,7 @@ NNKIT_API nnkit_status nnkit_regularizer_bounds(double *lo_out, double *hi_out,
   const nnkit__spec *s = find_spec(kind, key);
   if (!s)
     return no_key(kind, (int)key);
-  if (lo_out)
-    *lo_out = s->lo;
-  if (hi_out)
-    *hi_out = s->hi;
-  if (flags_out)
-    *flags_out = s->flags;
+  nnkit__spec_bounds(s, lo_out, hi_out, flags_out);
   return NNKIT_OK;
 }
 
@@ -206,7 +210,7 @@ nnkit_status nnkit__regularizer_check(const nnkit_regularizer *r, const nnkit_ne
   if (r->num_layers && r->layers[r->num_layers - 1] >= net->num_layers)
     return nnkit__err(NNKIT_E_INVALID,
                       "%s: layer %zu does not exist (the net has %zu layers)",
-                      kind_name(r->kind), r->layers[r->num_layers - 1],
+                      r->k->name, r->layers[r->num_layers - 1],
                       net->num_layers);
   return NNKIT_OK;
 }
@@ -225,16 +229,16 @@ static size_t count_selected(const nnkit_regularizer *r, const nnkit_net *net)
 double nnkit__regularizer_apply(const nnkit_regularizer *r, nnkit_net *net,
                                 int add_grad)
 {
-  if (r->kind == NNKIT_REG_MAX_NORM || r->strength == 0)
+  const double strength = r->v[NNKIT_REG_STRENGTH];
+  if (r->k->constraint || strength == 0)
     return 0.0;
-  double ratio = r->kind == NNKIT_REG_L1 ? 1.0
-               : r->kind == NNKIT_REG_L2 ? 0.0
-                                         : r->l1_ratio;
+  double ratio = isnan(r->k->l1_ratio) ? r->v[NNKIT_REG_L1_RATIO] : r->k->l1_ratio;
   /* d/dw lambda (ratio |w| + (1 - ratio) w^2) */
-  float c1 = (float)(r->strength * ratio), c2 = (float)(2.0 * r->strength * (1.0 - ratio));
+  float c1 = (float)(strength * ratio), c2 = (float)(2.0 * strength * (1.0 - ratio));
   double sum_abs = 0, sum_sq = 0;
-  int roles = NNKIT__ROLE_WEIGHT | (r->with_biases != 0 ? NNKIT__ROLE_BIAS : 0) |
-              (r->with_batchnorm != 0 ? NNKIT__ROLE_NORM : 0);
+  int roles = NNKIT__ROLE_WEIGHT |
+              (r->v[NNKIT_REG_WITH_BIASES] != 0 ? NNKIT__ROLE_BIAS : 0) |
+              (r->v[NNKIT_REG_WITH_BATCHNORM] != 0 ? NNKIT__ROLE_NORM : 0);
   size_t n = count_selected(r, net);
   for (size_t i = 0; i < n; i++) {
     const nnkit__layer *l = &net->layers[nth_layer(r, i)];
@@ -261,13 +265,14 @@ double nnkit__regularizer_apply(const nnkit_regularizer *r, nnkit_net *net,
       }
     }
   }
-  return r->strength * (ratio * sum_abs + (1.0 - ratio) * sum_sq);
+  return strength * (ratio * sum_abs + (1.0 - ratio) * sum_sq);
 }
 
 void nnkit__regularizer_constrain(const nnkit_regularizer *r, nnkit_net *net)
 {
-  if (r->kind != NNKIT_REG_MAX_NORM)
+  if (!r->k->constraint)
     return;
+  const double max = r->v[NNKIT_REG_MAX];
   size_t n = count_selected(r, net);
   for (size_t i = 0; i < n; i++) {
     const nnkit__layer *l = &net->layers[nth_layer(r, i)];
@@ -284,9 +289,9 @@ void nnkit__regularizer_constrain(const nnkit_regularizer *r, nnkit_net *net)
       for (size_t k = 0; k < fan_in; k++)
         ss += (double)w[k] * w[k];
       double norm = sqrt(ss);
-      if (norm > r->max) {
+      if (norm > max) {
         /* A hair under the bound, so rounding cannot leave it above. */
-        float s = (float)(r->max / norm * (1.0 - 2.0 * FLT_EPSILON));
+        float s = (float)(max / norm * (1.0 - 2.0 * FLT_EPSILON));
         for (size_t k = 0; k < fan_in; k++)
           w[k] *= s;
       }
