@@ -715,6 +715,7 @@ extern const nnkit__optim_kind_desc nnkit__optim_rmsprop; /* rmsprop.c */
 extern const nnkit__optim_kind_desc nnkit__optim_adagrad; /* adagrad.c */
 extern const nnkit__optim_kind_desc nnkit__optim_adam;    /* adam.c */
 extern const nnkit__optim_kind_desc nnkit__optim_adamw;   /* adam.c */
+extern const nnkit__optim_kind_desc nnkit__optim_nadam;   /* nadam.c */
 
 /* The registry (lib/optim/registry.c): the descriptor of a kind, or NULL;
  * and the i-th registered kind (i < nnkit__optim_num_kinds()). */

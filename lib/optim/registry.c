@@ -4,7 +4,7 @@
 
 static const nnkit__optim_kind_desc *const kinds[] = {
   &nnkit__optim_sgd,  &nnkit__optim_rmsprop, &nnkit__optim_adagrad,
-  &nnkit__optim_adam, &nnkit__optim_adamw,
+  &nnkit__optim_adam, &nnkit__optim_adamw,   &nnkit__optim_nadam,
 };
 #define NUM_KINDS (sizeof kinds / sizeof kinds[0])
 
