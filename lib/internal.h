@@ -677,11 +677,21 @@ nnkit_status nnkit__net_batch_loss(nnkit_net *net, const int32_t *labels,
 
 /* ---- optimizers, schedules, regularizers (lib/optim/) ------------------ */
 
+/* One more than the largest nnkit_optim_param: the size of the keyed
+ * hyperparameter array (bump it when a key is appended). */
+#define NNKIT__OPT_KEYS 12
+/* Most per-parameter state buffers a kind may have. */
+#define NNKIT__OPT_MAX_BUFS 4
+
+typedef struct nnkit__optim_kind_desc nnkit__optim_kind_desc;
+
 struct nnkit_optimizer {
-  nnkit_optim_kind kind;
-  /* hyperparameters (NNKIT_OPT_*) */
-  double lr, momentum, nesterov, weight_decay, beta1, beta2, eps, decay;
-  double clip_norm, clip_value;
+  const nnkit__optim_kind_desc *desc; /* the algorithm */
+  /* Hyperparameters by key: lr is NNKIT_OPT_LR, the current rate (an
+   * attached schedule sets it; the trainer reads it), hp[key] every other
+   * key (hp[NNKIT_OPT_LR] unused; keys the kind lacks stay 0). */
+  double lr;
+  double hp[NNKIT__OPT_KEYS];
   uint64_t steps;
   /* state, sized at the first step for one net */
   size_t sized_params; /* parameter count the state is for; 0 = not sized */
@@ -689,6 +699,8 @@ struct nnkit_optimizer {
   float *state;
   size_t num_counts;     /* layers with an update counter */
   uint64_t *layer_steps; /* updates each layer has received */
+  double *layer_scalars; /* num_counts x desc->num_scalars, layer by layer
+                            (NULL when the kind has none) */
   nnkit_schedule *sched; /* owned, or NULL */
   nnkit_regularizer **regs; /* owned */
   size_t num_regs, cap_regs;
@@ -696,6 +708,74 @@ struct nnkit_optimizer {
   double last_grad_norm; /* global gradient norm before clipping (NaN unless
                             CLIP_NORM was on at the last step) */
 };
+
+/* A hyperparameter's value (keys the kind lacks read 0). */
+static inline double nnkit__opt_hp(const nnkit_optimizer *o, nnkit_optim_param key)
+{
+  return key == NNKIT_OPT_LR ? o->lr : o->hp[key];
+}
+
+/* What an update rule gets: one layer's share of the parameters, the
+ * gradients and each state buffer, for one task of the parallel step. */
+typedef struct nnkit__optim_slice {
+  float *p;
+  const float *g;
+  float *s[NNKIT__OPT_MAX_BUFS]; /* state buffer b's part; NULL from
+                                    opt->state_bufs on */
+  size_t n;
+  double lr;  /* the layer's rate: LR times its multiplier */
+  uint64_t t; /* updates this layer has received, this one included */
+  const double *scalars; /* the layer's scalar state (after layer_begin) */
+} nnkit__optim_slice;
+
+/* One optimizer kind = one file defining this + one line in
+ * lib/optim/registry.c. The generic machinery (optimizer.c) does keys,
+ * bounds, state sizing, checkpoints, clipping, frozen layers, learning-rate
+ * multipliers, schedules and regularizers from it. */
+struct nnkit__optim_kind_desc {
+  nnkit_optim_kind kind;
+  const char *name; /* in sentences: "SGD", "Adam" */
+  /* The kind's keys with range and default (rows of kind 0; the clipping
+   * keys every kind has are added by optimizer.c). */
+  const nnkit__spec *keys;
+  size_t num_keys;
+  /* Per-parameter state buffers (each sized_params floats), named as in
+   * torch's optimizer state_dict ("momentum_buffer", "exp_avg", ...), in
+   * the order nnkit_optimizer_get_state() writes them; max_state of them. */
+  const char *const *state_names;
+  size_t max_state;
+  /* Buffers the current settings need (<= max_state): the first that many
+   * are allocated, so optional ones go last. */
+  size_t (*state_needed)(const nnkit_optimizer *opt);
+  /* Per-layer scalar state (NAdam's mu_product): name, valid range and
+   * initial value of each, as spec rows (key = index); 0 of them for most. */
+  const nnkit__spec *scalars;
+  size_t num_scalars;
+  /* Called once per trainable layer and step, before the update, with the
+   * layer's scalars and its new step count t (NULL: nothing to do). */
+  void (*layer_begin)(const nnkit_optimizer *opt, double *scalars, uint64_t t);
+  /* The update rule on one slice: a flat, branch-free loop. */
+  void (*update)(const nnkit_optimizer *opt, const nnkit__optim_slice *x);
+};
+
+extern const nnkit__optim_kind_desc nnkit__optim_sgd;     /* sgd.c */
+extern const nnkit__optim_kind_desc nnkit__optim_rmsprop; /* rmsprop.c */
+extern const nnkit__optim_kind_desc nnkit__optim_adagrad; /* adagrad.c */
+extern const nnkit__optim_kind_desc nnkit__optim_adam;    /* adam.c */
+extern const nnkit__optim_kind_desc nnkit__optim_adamw;   /* adam.c */
+extern const nnkit__optim_kind_desc nnkit__optim_nadam;   /* nadam.c */
+
+/* The registry (lib/optim/registry.c): the descriptor of a kind, or NULL;
+ * and the i-th registered kind (i < nnkit__optim_num_kinds()). */
+const nnkit__optim_kind_desc *nnkit__optim_kind_of(nnkit_optim_kind kind);
+size_t nnkit__optim_num_kinds(void);
+const nnkit__optim_kind_desc *nnkit__optim_kind_at(size_t i);
+
+/* Names of opt's state, for checkpoints: per-parameter buffer buf (as
+ * nnkit_optimizer_get_state() orders them; NULL from max_state on) and
+ * per-layer scalar i (NULL from num_scalars on). */
+const char *nnkit__optimizer_state_name(const nnkit_optimizer *opt, size_t buf);
+const char *nnkit__optimizer_scalar_name(const nnkit_optimizer *opt, size_t i);
 
 /* Hooks for the fit loop: after every optimizer step, and at the end of
  * every epoch with the monitored value (validation loss, or training cost

@@ -69,12 +69,14 @@ typedef struct name_value {
 static const name_value optim_kinds[] = {
   {"SGD", NNKIT_OPTIM_SGD},       {"RMSPROP", NNKIT_OPTIM_RMSPROP},
   {"ADAGRAD", NNKIT_OPTIM_ADAGRAD}, {"ADAM", NNKIT_OPTIM_ADAM},
-  {"ADAMW", NNKIT_OPTIM_ADAMW},   {NULL, 0}};
+  {"ADAMW", NNKIT_OPTIM_ADAMW},   {"NADAM", NNKIT_OPTIM_NADAM},
+  {NULL, 0}};
 static const name_value optim_keys[] = {
   {"LR", NNKIT_OPT_LR},         {"MOMENTUM", NNKIT_OPT_MOMENTUM},
   {"NESTEROV", NNKIT_OPT_NESTEROV}, {"WEIGHT_DECAY", NNKIT_OPT_WEIGHT_DECAY},
   {"BETA1", NNKIT_OPT_BETA1},   {"BETA2", NNKIT_OPT_BETA2},
   {"EPS", NNKIT_OPT_EPS},       {"DECAY", NNKIT_OPT_DECAY},
+  {"MOMENTUM_DECAY", NNKIT_OPT_MOMENTUM_DECAY},
   {NULL, 0}};
 static const name_value sched_kinds[] = {
   {"CONSTANT", NNKIT_SCHEDULE_CONSTANT},   {"STEP", NNKIT_SCHEDULE_STEP},
@@ -203,9 +205,10 @@ static void read_opt_case(opt_case *c, const char *name)
  * nnkit_optim_kind (the lecture's velocity form, PyTorch's eps placement). */
 typedef struct ref_opt {
   nnkit_optim_kind kind;
-  double lr, mom, nest, wd, b1, b2, eps, decay;
+  double lr, mom, nest, wd, b1, b2, eps, decay, psi;
   double s0[MAXN], s1[MAXN];
   uint64_t t[3];
+  double mu_prod[3]; /* NAdam: the layer's momentum product */
 } ref_opt;
 
 static void ref_init(ref_opt *r, const nnkit_optimizer *opt)
@@ -218,11 +221,19 @@ static void ref_init(ref_opt *r, const nnkit_optimizer *opt)
   } m[] = {{NNKIT_OPT_LR, &r->lr},       {NNKIT_OPT_MOMENTUM, &r->mom},
            {NNKIT_OPT_NESTEROV, &r->nest}, {NNKIT_OPT_WEIGHT_DECAY, &r->wd},
            {NNKIT_OPT_BETA1, &r->b1},     {NNKIT_OPT_BETA2, &r->b2},
-           {NNKIT_OPT_EPS, &r->eps},      {NNKIT_OPT_DECAY, &r->decay}};
+           {NNKIT_OPT_EPS, &r->eps},      {NNKIT_OPT_DECAY, &r->decay},
+           {NNKIT_OPT_MOMENTUM_DECAY, &r->psi}};
   for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
     if (nnkit_optimizer_get(m[i].dst, opt, m[i].key) != NNKIT_OK)
       *m[i].dst = 0;
   nnkit_clear_error();
+  r->mu_prod[0] = r->mu_prod[1] = r->mu_prod[2] = 1;
+}
+
+/* NAdam's momentum coefficient of update t. */
+static double ref_mu(const ref_opt *r, double t)
+{
+  return r->b1 * (1 - 0.5 * pow(0.96, t * r->psi));
 }
 
 /* One step on parameters [lo, hi) of layer `layer` of x. */
@@ -231,6 +242,8 @@ static void ref_layer_step(ref_opt *r, double *x, const double *g, size_t lo,
 {
   uint64_t t = ++r->t[layer];
   double lr = r->lr * mult;
+  if (r->kind == NNKIT_OPTIM_NADAM)
+    r->mu_prod[layer] *= ref_mu(r, (double)t);
   for (size_t i = lo; i < hi; i++) {
     double d = g[i];
     if (r->kind != NNKIT_OPTIM_ADAMW)
@@ -267,6 +280,17 @@ static void ref_layer_step(ref_opt *r, double *x, const double *g, size_t lo,
       double mhat = r->s0[i] / (1 - pow(r->b1, (double)t));
       double vhat = r->s1[i] / (1 - pow(r->b2, (double)t));
       x[i] -= lr * mhat / (sqrt(vhat) + r->eps);
+      break;
+    }
+    case NNKIT_OPTIM_NADAM: {
+      /* torch.optim.NAdam's single-tensor step. */
+      double mu = ref_mu(r, (double)t), mu_next = ref_mu(r, (double)t + 1);
+      double prod = r->mu_prod[layer];
+      r->s0[i] = r->b1 * r->s0[i] + (1 - r->b1) * d;
+      r->s1[i] = r->b2 * r->s1[i] + (1 - r->b2) * d * d;
+      double denom = sqrt(r->s1[i] / (1 - pow(r->b2, (double)t))) + r->eps;
+      x[i] -= lr * (1 - mu) / (1 - prod) * d / denom;
+      x[i] -= lr * mu_next / (1 - prod * mu_next) * r->s0[i] / denom;
       break;
     }
     }
@@ -315,6 +339,13 @@ START_TEST(create_and_defaults)
     {NNKIT_OPTIM_ADAM, NNKIT_OPT_WEIGHT_DECAY, 0},
     {NNKIT_OPTIM_ADAMW, NNKIT_OPT_WEIGHT_DECAY, 0.01},
     {NNKIT_OPTIM_ADAMW, NNKIT_OPT_CLIP_VALUE, 0},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_LR, 2e-3},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_BETA1, 0.9},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_BETA2, 0.999},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_EPS, 1e-8},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_WEIGHT_DECAY, 0},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_MOMENTUM_DECAY, 4e-3},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_CLIP_NORM, 0},
   };
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
     double v = -1;
@@ -396,6 +427,20 @@ START_TEST(bounds_of_every_kind)
     {NNKIT_OPTIM_ADAMW, NNKIT_OPT_LR, 0, 1e6, 0, -1e-3, 0, "[0, 1e+06]"},
     {NNKIT_OPTIM_ADAGRAD, NNKIT_OPT_CLIP_NORM, 0, 1e30, 0, -1, 5, "[0, 1e+30]"},
     {NNKIT_OPTIM_RMSPROP, NNKIT_OPT_CLIP_VALUE, 0, 1e30, 0, NAN, 0.5, "[0, 1e+30]"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_MOMENTUM_DECAY, 0, 1e6, 0, -1e-3, 0,
+     "NAdam momentum decay -0.001 is outside its range [0, 1e+06]"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_MOMENTUM_DECAY, 0, 1e6, 0, 2e6, 1e6, "[0, 1e+06]"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_MOMENTUM_DECAY, 0, 1e6, 0, NAN, 0.1, "[0, 1e+06]"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_LR, 0, 1e6, 0, -1e-3, 0.5,
+     "NAdam learning rate -0.001 is outside its range [0, 1e+06]"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_BETA1, 0, 1, NNKIT_BOUND_HI_OPEN, 1.0, 0.0,
+     "NAdam beta1 1 is outside its range [0, 1)"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_BETA2, 0, 1, NNKIT_BOUND_HI_OPEN, -0.5, 0.99,
+     "NAdam beta2 -0.5 is outside its range [0, 1)"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_EPS, 0, 1, NNKIT_BOUND_LO_OPEN, 0.0, 1e-6,
+     "NAdam eps 0 is outside its range (0, 1]"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_WEIGHT_DECAY, 0, 1e6, 0, -1e-4, 5e-4, "[0, 1e+06]"},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_CLIP_NORM, 0, 1e30, 0, -1, 5, "[0, 1e+30]"},
   };
   for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
     double lo, hi, v;
@@ -424,6 +469,9 @@ START_TEST(bounds_of_every_kind)
     {NNKIT_OPTIM_SGD, NNKIT_OPT_BETA1},     {NNKIT_OPTIM_SGD, NNKIT_OPT_EPS},
     {NNKIT_OPTIM_RMSPROP, NNKIT_OPT_NESTEROV}, {NNKIT_OPTIM_ADAGRAD, NNKIT_OPT_MOMENTUM},
     {NNKIT_OPTIM_ADAM, NNKIT_OPT_DECAY},    {NNKIT_OPTIM_ADAMW, NNKIT_OPT_MOMENTUM},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_MOMENTUM}, {NNKIT_OPTIM_NADAM, NNKIT_OPT_NESTEROV},
+    {NNKIT_OPTIM_NADAM, NNKIT_OPT_DECAY},   {NNKIT_OPTIM_ADAM, NNKIT_OPT_MOMENTUM_DECAY},
+    {NNKIT_OPTIM_SGD, NNKIT_OPT_MOMENTUM_DECAY},
   };
   for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
     nnkit_optimizer *opt = NULL;
@@ -477,7 +525,8 @@ static const char *opt_cases[] = {
   "opt_momentum_groups.txt", "opt_nesterov.txt", "opt_rmsprop.txt",
   "opt_rmsprop_momentum.txt", "opt_adagrad.txt", "opt_adagrad_wd.txt",
   "opt_adam.txt",     "opt_adam_wd.txt",      "opt_adam_groups.txt",
-  "opt_adamw.txt",    "opt_adamw_groups.txt",
+  "opt_adamw.txt",    "opt_adamw_groups.txt", "opt_nadam.txt",
+  "opt_nadam_wd.txt", "opt_nadam_groups.txt",
 };
 #define NUM_OPT_CASES (sizeof opt_cases / sizeof opt_cases[0])
 
@@ -607,7 +656,7 @@ static void run_steps(nnkit_optimizer *opt, nnkit_net *net, size_t from, size_t 
 
 static const nnkit_optim_kind all_kinds[] = {
   NNKIT_OPTIM_SGD, NNKIT_OPTIM_RMSPROP, NNKIT_OPTIM_ADAGRAD, NNKIT_OPTIM_ADAM,
-  NNKIT_OPTIM_ADAMW};
+  NNKIT_OPTIM_ADAMW, NNKIT_OPTIM_NADAM};
 
 START_TEST(state_round_trip_resumes_identically)
 {
@@ -1775,6 +1824,160 @@ START_TEST(survives_allocation_failures)
 }
 END_TEST
 
+/* ---- kind descriptors ---------------------------------------------------- */
+
+/* Every public kind is registered, and every descriptor fits the generic
+ * machinery: keys inside the hyperparameter array with defaults inside
+ * their ranges, named state within the buffer limit. */
+START_TEST(registry_is_consistent)
+{
+  ck_assert_uint_eq(nnkit__optim_num_kinds(), 6);
+  ck_assert_ptr_null(nnkit__optim_kind_at(nnkit__optim_num_kinds()));
+  for (int k = NNKIT_OPTIM_SGD; k <= NNKIT_OPTIM_NADAM; k++)
+    ck_assert_ptr_nonnull(nnkit__optim_kind_of((nnkit_optim_kind)k));
+  ck_assert_ptr_null(nnkit__optim_kind_of((nnkit_optim_kind)0));
+  ck_assert_ptr_null(nnkit__optim_kind_of((nnkit_optim_kind)(NNKIT_OPTIM_NADAM + 1)));
+  for (size_t i = 0; i < nnkit__optim_num_kinds(); i++) {
+    const nnkit__optim_kind_desc *d = nnkit__optim_kind_at(i);
+    ck_assert_ptr_eq(nnkit__optim_kind_of(d->kind), d);
+    ck_assert(d->name && d->update && d->state_needed);
+    ck_assert_uint_le(d->max_state, NNKIT__OPT_MAX_BUFS);
+    int has_lr = 0;
+    for (size_t k = 0; k < d->num_keys; k++) {
+      const nnkit__spec *sp = &d->keys[k];
+      ck_assert_int_gt(sp->key, 0);
+      ck_assert_int_lt(sp->key, NNKIT__OPT_KEYS);
+      ck_assert_int_ne(sp->key, NNKIT_OPT_CLIP_NORM); /* generic keys */
+      ck_assert_int_ne(sp->key, NNKIT_OPT_CLIP_VALUE);
+      ck_assert_msg(nnkit__spec_check(sp, d->name, sp->def) == NNKIT_OK, "%s %s default",
+                    d->name, sp->name);
+      has_lr |= sp->key == NNKIT_OPT_LR;
+    }
+    ck_assert(has_lr);
+    for (size_t k = 0; k < d->num_scalars; k++)
+      ck_assert_int_eq(nnkit__spec_check(&d->scalars[k], d->name, d->scalars[k].def),
+                       NNKIT_OK);
+    nnkit_optimizer *opt = NULL;
+    ck_ok(nnkit_optimizer_create(&opt, d->kind));
+    ck_assert_uint_le(d->state_needed(opt), d->max_state);
+    for (size_t b = 0; b < d->max_state; b++)
+      ck_assert_ptr_nonnull(nnkit__optimizer_state_name(opt, b));
+    ck_assert_ptr_null(nnkit__optimizer_state_name(opt, d->max_state));
+    for (size_t k = 0; k < d->num_scalars; k++)
+      ck_assert_ptr_nonnull(nnkit__optimizer_scalar_name(opt, k));
+    ck_assert_ptr_null(nnkit__optimizer_scalar_name(opt, d->num_scalars));
+    nnkit_optimizer_free(opt);
+  }
+  /* torch's state_dict names. */
+  nnkit_optimizer *sgd = NULL, *nadam = NULL;
+  ck_ok(nnkit_optimizer_create(&sgd, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_optimizer_create(&nadam, NNKIT_OPTIM_NADAM));
+  ck_assert_str_eq(nnkit__optimizer_state_name(sgd, 0), "momentum_buffer");
+  ck_assert_ptr_null(nnkit__optimizer_scalar_name(sgd, 0));
+  ck_assert_str_eq(nnkit__optimizer_state_name(nadam, 0), "exp_avg");
+  ck_assert_str_eq(nnkit__optimizer_state_name(nadam, 1), "exp_avg_sq");
+  ck_assert_str_eq(nnkit__optimizer_scalar_name(nadam, 0), "mu_product");
+  nnkit_optimizer_free(sgd);
+  nnkit_optimizer_free(nadam);
+}
+END_TEST
+
+/* NAdam keeps one momentum product per layer, advanced by the layer's own
+ * updates only, saves it with the state and checks it on restore. */
+START_TEST(nadam_layer_products)
+{
+  nnkit_net *net = small_net(5);
+  nnkit_optimizer *opt = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_NADAM));
+  ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.01));
+  ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM_DECAY, 0.1));
+  float *g = nnkit_net_grads(net);
+  for (size_t s = 0; s < 5; s++) {
+    fill_grads(g, 14, s);
+    ck_ok(nnkit_net_set_trainable(net, 2, s >= 3));
+    ck_ok(nnkit_optimizer_step(opt, net));
+  }
+  /* [version, kind, steps, sized, bufs, L = 3, steps x 3, products x 3,
+   * has_schedule = 0] */
+  size_t ns = nnkit_optimizer_state_size(opt), nc = nnkit_optimizer_state_scalars(opt);
+  ck_assert_uint_eq(ns, 28);
+  ck_assert_uint_eq(nc, 13);
+  float state[28];
+  double scal[13], bad[13];
+  ck_ok(nnkit_optimizer_get_state(state, ns, scal, nc, opt));
+  ck_assert_double_eq(scal[6], 5);
+  ck_assert_double_eq(scal[7], 0);
+  ck_assert_double_eq(scal[8], 2);
+  double p0 = 1, p2 = 1;
+  for (int t = 1; t <= 5; t++)
+    p0 *= 0.9 * (1 - 0.5 * pow(0.96, t * 0.1));
+  for (int t = 1; t <= 2; t++)
+    p2 *= 0.9 * (1 - 0.5 * pow(0.96, t * 0.1));
+  ck_assert_double_eq_tol(scal[9], p0, 1e-15);
+  ck_assert_double_eq(scal[10], 1.0); /* the ReLU never steps */
+  ck_assert_double_eq_tol(scal[11], p2, 1e-15);
+  ck_assert_double_eq(scal[12], 0);
+
+  /* Bad products are refused with a sentence; nothing changes. */
+  double bads[] = {1.5, -0.25, NAN, INFINITY};
+  for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+    memcpy(bad, scal, sizeof bad);
+    bad[9 + i % 3] = bads[i];
+    ck_fails(nnkit_optimizer_set_state(opt, net, state, ns, bad, nc), NNKIT_E_INVALID,
+             "mu_product");
+  }
+  ck_fails(nnkit_optimizer_set_state(opt, net, state, ns, scal, 9), NNKIT_E_INVALID,
+           "too few");
+  ck_fails(nnkit_optimizer_set_state(opt, net, state, ns, scal, 12), NNKIT_E_INVALID,
+           "too few");
+
+  /* Restored into a fresh optimizer, the next steps are bit-identical. */
+  nnkit_net *net2 = small_net(77);
+  memcpy(nnkit_net_params(net2), nnkit_net_params(net), 14 * sizeof(float));
+  nnkit_optimizer *o2 = NULL;
+  ck_ok(nnkit_optimizer_create(&o2, NNKIT_OPTIM_NADAM));
+  ck_ok(nnkit_optimizer_set(o2, NNKIT_OPT_LR, 0.01));
+  ck_ok(nnkit_optimizer_set(o2, NNKIT_OPT_MOMENTUM_DECAY, 0.1));
+  ck_ok(nnkit_optimizer_set_state(o2, net2, state, ns, scal, nc));
+  for (size_t s = 5; s < 9; s++) {
+    fill_grads(nnkit_net_grads(net), 14, s);
+    fill_grads(nnkit_net_grads(net2), 14, s);
+    ck_ok(nnkit_optimizer_step(opt, net));
+    ck_ok(nnkit_optimizer_step(o2, net2));
+  }
+  ck_assert(memcmp(nnkit_net_params(net), nnkit_net_params(net2), 14 * sizeof(float)) == 0);
+  nnkit_optimizer_free(o2);
+  nnkit_net_free(net2);
+
+  /* Allocation failures while sizing and restoring the per-layer state:
+   * NOMEM with a sentence, and the state as it was. */
+  int failures = 0;
+  for (uint64_t k = 1; k < 50; k++) {
+    nnkit_optimizer *o3 = NULL;
+    nnkit_status st = nnkit_optimizer_create(&o3, NNKIT_OPTIM_NADAM);
+    if (st == NNKIT_OK) {
+      nnkit__alloc_fail_after(k);
+      st = nnkit_optimizer_step(o3, net);
+      if (st == NNKIT_OK)
+        st = nnkit_optimizer_set_state(o3, net, state, ns, scal, nc);
+      nnkit__alloc_fail_after(0);
+    }
+    if (st == NNKIT_OK) {
+      nnkit_optimizer_free(o3);
+      break;
+    }
+    ck_assert_msg(st == NNKIT_E_NOMEM, "allocation %llu: status %d (%s)",
+                  (unsigned long long)k, (int)st, nnkit_last_error());
+    ck_assert_uint_le(nnkit_optimizer_state_scalars(o3), 13);
+    failures++;
+    nnkit_optimizer_free(o3);
+  }
+  ck_assert_int_ge(failures, 5);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+}
+END_TEST
+
 /* train_batch is forward + backward + step, bit for bit; a NaN loss
  * leaves the parameters alone; bad arguments are refused. */
 START_TEST(train_batch_equals_three_calls)
@@ -1834,6 +2037,8 @@ static Suite *optim_suite(void)
   tcase_add_test(tc, steady_state_allocates_nothing);
   tcase_add_test(tc, clone_copies_settings);
   tcase_add_test(tc, survives_allocation_failures);
+  tcase_add_test(tc, registry_is_consistent);
+  tcase_add_test(tc, nadam_layer_products);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("state");

@@ -76,7 +76,16 @@ typedef enum nnkit_optim_kind {
   /** AdamW (torch.optim.AdamW): Adam with decoupled weight decay, applied
    *  to the parameters before the Adam update: x *= 1 - lr WEIGHT_DECAY.
    *  Keys as Adam; WEIGHT_DECAY defaults to 0.01. */
-  NNKIT_OPTIM_ADAMW = 5
+  NNKIT_OPTIM_ADAMW = 5,
+  /** NAdam, Adam with Nesterov momentum (torch.optim.NAdam, coupled weight
+   *  decay): m and v as Adam, the momentum schedule
+   *  mu_t = b1 (1 - 0.96^(t psi) / 2) (psi = MOMENTUM_DECAY) with the
+   *  product P_t = mu_1 ... mu_t kept per layer (in double precision), and
+   *  x -= lr ((1 - mu_t) / (1 - P_t) g + mu_(t+1) / (1 - P_t mu_(t+1)) m)
+   *        / (sqrt(v)/sqrt(1 - b2^t) + eps).
+   *  Keys: LR (0.002), BETA1 (0.9), BETA2 (0.999), EPS (1e-8),
+   *  WEIGHT_DECAY (0), MOMENTUM_DECAY (0.004). */
+  NNKIT_OPTIM_NADAM = 6
 } nnkit_optim_kind;
 
 /** Hyperparameter keys. Values are fixed forever (append only). Which
@@ -90,16 +99,17 @@ typedef enum nnkit_optim_param {
                                    every parameter the optimizer updates (biases
                                    too, as in PyTorch) and is not part of the
                                    reported cost -- use an L2 regularizer for that */
-  NNKIT_OPT_BETA1 = 5,        /**< Adam, AdamW: first-moment decay, [0, 1) */
-  NNKIT_OPT_BETA2 = 6,        /**< Adam, AdamW: second-moment decay, [0, 1) */
-  NNKIT_OPT_EPS = 7,          /**< RMSProp, Adagrad, Adam, AdamW: (0, 1] */
+  NNKIT_OPT_BETA1 = 5,        /**< Adam, AdamW, NAdam: first-moment decay, [0, 1) */
+  NNKIT_OPT_BETA2 = 6,        /**< Adam, AdamW, NAdam: second-moment decay, [0, 1) */
+  NNKIT_OPT_EPS = 7,          /**< RMSProp, Adagrad, Adam, AdamW, NAdam: (0, 1] */
   NNKIT_OPT_DECAY = 8,        /**< RMSProp: decay rate gamma (PyTorch's alpha), [0, 1) */
   NNKIT_OPT_CLIP_NORM = 9,    /**< every kind: largest global L2 norm of the trainable
                                    layers' gradients, which are scaled by
                                    c / (norm + 1e-6) when norm exceeds c (PyTorch's
                                    clip_grad_norm_); 0 = off (default); [0, 1e30] */
-  NNKIT_OPT_CLIP_VALUE = 10   /**< every kind: gradients clamped to [-c, c] (PyTorch's
+  NNKIT_OPT_CLIP_VALUE = 10,  /**< every kind: gradients clamped to [-c, c] (PyTorch's
                                    clip_grad_value_); 0 = off (default); [0, 1e30] */
+  NNKIT_OPT_MOMENTUM_DECAY = 11 /**< NAdam: psi of the momentum schedule, [0, 1e6] */
 } nnkit_optim_param;
 
 /** An optimizer, its state (sized at the first step), and the schedule and
@@ -200,13 +210,14 @@ NNKIT_API void nnkit_optimizer_reset(nnkit_optimizer *opt);
  * Floats of per-parameter state (velocities, moments): a multiple of the
  * parameter count of the net the optimizer stepped, 0 before the first step
  * and for plain SGD. Stored buffer after buffer, each in the parameter
- * buffer's order: SGD velocity; RMSProp s then momentum b; Adagrad s; Adam
- * and AdamW m then v.
+ * buffer's order: SGD velocity; RMSProp s then momentum b; Adagrad s; Adam,
+ * AdamW and NAdam m then v.
  */
 NNKIT_API size_t nnkit_optimizer_state_size(const nnkit_optimizer *opt);
 
 /** Doubles of scalar state: format version, kind, step counts (total and
- *  per layer) and the attached schedule's position. Treat as opaque. */
+ *  per layer), per-layer scalars of the kind (NAdam's momentum products)
+ *  and the attached schedule's position. Treat as opaque. */
 NNKIT_API size_t nnkit_optimizer_state_scalars(const nnkit_optimizer *opt);
 
 /**

@@ -1,8 +1,11 @@
-/* Optimizers: enum-keyed hyperparameters with bounds (the one table
- * mechanism that schedules and regularizers share), and flat update loops
- * over the net's contiguous parameter and gradient buffers. The loops walk
- * the net's layers only to skip frozen ones and to scale the learning rate
- * by each layer's multiplier. */
+/* Optimizers: the generic machinery over kind descriptors (one file per
+ * kind, listed in registry.c): enum-keyed hyperparameters with bounds
+ * (lib/core/settings.c), state sizing, checkpoints, clipping, frozen
+ * layers, learning-rate multipliers and the schedule and regularizer
+ * hooks. The update rules are flat loops over the net's contiguous
+ * parameter and gradient buffers; this file walks the net's layers only to
+ * skip frozen ones and to scale the learning rate by each layer's
+ * multiplier. Nothing here names a kind. */
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,80 +15,31 @@
 
 /* ---- optimizer hyperparameters ------------------------------------------ */
 
-#define LO NNKIT_BOUND_LO_OPEN
-#define HI NNKIT_BOUND_HI_OPEN
-#define INT NNKIT_BOUND_INTEGER
-
-/* One row per (algorithm, key), kind 0 for keys every algorithm has. New
- * algorithms and keys add rows; nothing else needs to know them. Defaults
- * are PyTorch's. */
-static const nnkit__spec specs[] = {
-  {NNKIT_OPTIM_SGD, NNKIT_OPT_LR, "learning rate", 0, 1e6, 0.01, 0},
-  {NNKIT_OPTIM_SGD, NNKIT_OPT_MOMENTUM, "momentum", 0, 1, 0, HI},
-  {NNKIT_OPTIM_SGD, NNKIT_OPT_NESTEROV, "nesterov", 0, 1, 0, INT},
-  {NNKIT_OPTIM_SGD, NNKIT_OPT_WEIGHT_DECAY, "weight decay", 0, 1e6, 0, 0},
-  {NNKIT_OPTIM_RMSPROP, NNKIT_OPT_LR, "learning rate", 0, 1e6, 0.01, 0},
-  {NNKIT_OPTIM_RMSPROP, NNKIT_OPT_DECAY, "decay rate", 0, 1, 0.99, HI},
-  {NNKIT_OPTIM_RMSPROP, NNKIT_OPT_EPS, "eps", 0, 1, 1e-8, LO},
-  {NNKIT_OPTIM_RMSPROP, NNKIT_OPT_MOMENTUM, "momentum", 0, 1, 0, HI},
-  {NNKIT_OPTIM_RMSPROP, NNKIT_OPT_WEIGHT_DECAY, "weight decay", 0, 1e6, 0, 0},
-  {NNKIT_OPTIM_ADAGRAD, NNKIT_OPT_LR, "learning rate", 0, 1e6, 0.01, 0},
-  {NNKIT_OPTIM_ADAGRAD, NNKIT_OPT_EPS, "eps", 0, 1, 1e-10, LO},
-  {NNKIT_OPTIM_ADAGRAD, NNKIT_OPT_WEIGHT_DECAY, "weight decay", 0, 1e6, 0, 0},
-  {NNKIT_OPTIM_ADAM, NNKIT_OPT_LR, "learning rate", 0, 1e6, 1e-3, 0},
-  {NNKIT_OPTIM_ADAM, NNKIT_OPT_BETA1, "beta1", 0, 1, 0.9, HI},
-  {NNKIT_OPTIM_ADAM, NNKIT_OPT_BETA2, "beta2", 0, 1, 0.999, HI},
-  {NNKIT_OPTIM_ADAM, NNKIT_OPT_EPS, "eps", 0, 1, 1e-8, LO},
-  {NNKIT_OPTIM_ADAM, NNKIT_OPT_WEIGHT_DECAY, "weight decay", 0, 1e6, 0, 0},
-  {NNKIT_OPTIM_ADAMW, NNKIT_OPT_LR, "learning rate", 0, 1e6, 1e-3, 0},
-  {NNKIT_OPTIM_ADAMW, NNKIT_OPT_BETA1, "beta1", 0, 1, 0.9, HI},
-  {NNKIT_OPTIM_ADAMW, NNKIT_OPT_BETA2, "beta2", 0, 1, 0.999, HI},
-  {NNKIT_OPTIM_ADAMW, NNKIT_OPT_EPS, "eps", 0, 1, 1e-8, LO},
-  {NNKIT_OPTIM_ADAMW, NNKIT_OPT_WEIGHT_DECAY, "weight decay", 0, 1e6, 0.01, 0},
+/* The keys every kind has, after the kind's own (desc->keys). */
+static const nnkit__spec common_keys[] = {
   {0, NNKIT_OPT_CLIP_NORM, "gradient clipping norm", 0, 1e30, 0, 0},
   {0, NNKIT_OPT_CLIP_VALUE, "gradient clipping value", 0, 1e30, 0, 0},
 };
-#define NSPECS (sizeof specs / sizeof specs[0])
-
-static int valid_kind(nnkit_optim_kind kind)
-{
-  return kind >= NNKIT_OPTIM_SGD && kind <= NNKIT_OPTIM_ADAMW;
-}
+#define NCOMMON (sizeof common_keys / sizeof common_keys[0])
 
 static const char *kind_name(nnkit_optim_kind kind)
 {
-  switch (kind) {
-  case NNKIT_OPTIM_SGD: return "SGD";
-  case NNKIT_OPTIM_RMSPROP: return "RMSProp";
-  case NNKIT_OPTIM_ADAGRAD: return "Adagrad";
-  case NNKIT_OPTIM_ADAM: return "Adam";
-  case NNKIT_OPTIM_ADAMW: return "AdamW";
-  }
-  return "unknown optimizer";
+  const nnkit__optim_kind_desc *d = nnkit__optim_kind_of(kind);
+  return d ? d->name : "unknown optimizer";
 }
 
-static const nnkit__spec *find_spec(nnkit_optim_kind kind, nnkit_optim_param key)
+static const nnkit__spec *find_spec(const nnkit__optim_kind_desc *d,
+                                    nnkit_optim_param key)
 {
-  if (!valid_kind(kind))
+  if (!d)
     return NULL;
-  return nnkit__spec_find(specs, NSPECS, (int)kind, (int)key);
+  const nnkit__spec *s = nnkit__spec_find(d->keys, d->num_keys, 0, (int)key);
+  return s ? s : nnkit__spec_find(common_keys, NCOMMON, 0, (int)key);
 }
 
 static double *slot(nnkit_optimizer *opt, nnkit_optim_param key)
 {
-  switch (key) {
-  case NNKIT_OPT_LR: return &opt->lr;
-  case NNKIT_OPT_MOMENTUM: return &opt->momentum;
-  case NNKIT_OPT_NESTEROV: return &opt->nesterov;
-  case NNKIT_OPT_WEIGHT_DECAY: return &opt->weight_decay;
-  case NNKIT_OPT_BETA1: return &opt->beta1;
-  case NNKIT_OPT_BETA2: return &opt->beta2;
-  case NNKIT_OPT_EPS: return &opt->eps;
-  case NNKIT_OPT_DECAY: return &opt->decay;
-  case NNKIT_OPT_CLIP_NORM: return &opt->clip_norm;
-  case NNKIT_OPT_CLIP_VALUE: return &opt->clip_value;
-  }
-  return NULL;
+  return key == NNKIT_OPT_LR ? &opt->lr : &opt->hp[key];
 }
 
 static nnkit_status no_key(nnkit_optim_kind kind, int key)
@@ -101,17 +55,19 @@ NNKIT_API nnkit_status nnkit_optimizer_create(nnkit_optimizer **out,
   if (!out)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_optimizer_create: out is NULL");
   *out = NULL;
-  if (!valid_kind(kind))
+  const nnkit__optim_kind_desc *d = nnkit__optim_kind_of(kind);
+  if (!d)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_optimizer_create: unknown optimizer %d; use an "
                       "NNKIT_OPTIM_* value", (int)kind);
   nnkit_optimizer *opt = nnkit__calloc(1, sizeof *opt);
   if (!opt)
     return nnkit__err(NNKIT_E_NOMEM, "nnkit_optimizer_create: out of memory");
-  opt->kind = kind;
-  for (size_t i = 0; i < NSPECS; i++)
-    if (specs[i].kind == (int)kind || specs[i].kind == 0)
-      *slot(opt, (nnkit_optim_param)specs[i].key) = specs[i].def;
+  opt->desc = d;
+  for (size_t i = 0; i < d->num_keys; i++)
+    *slot(opt, (nnkit_optim_param)d->keys[i].key) = d->keys[i].def;
+  for (size_t i = 0; i < NCOMMON; i++)
+    *slot(opt, (nnkit_optim_param)common_keys[i].key) = common_keys[i].def;
   opt->last_grad_norm = NAN;
   *out = opt;
   return NNKIT_OK;
@@ -121,8 +77,10 @@ static void free_state(nnkit_optimizer *opt)
 {
   nnkit__free(opt->state);
   nnkit__free(opt->layer_steps);
+  nnkit__free(opt->layer_scalars);
   opt->state = NULL;
   opt->layer_steps = NULL;
+  opt->layer_scalars = NULL;
   opt->sized_params = opt->state_bufs = opt->num_counts = 0;
 }
 
@@ -140,7 +98,7 @@ NNKIT_API void nnkit_optimizer_free(nnkit_optimizer *opt)
 
 NNKIT_API nnkit_optim_kind nnkit_optimizer_kind(const nnkit_optimizer *opt)
 {
-  return opt->kind;
+  return opt->desc->kind;
 }
 
 NNKIT_API nnkit_status nnkit_optimizer_bounds(double *lo_out, double *hi_out,
@@ -148,15 +106,10 @@ NNKIT_API nnkit_status nnkit_optimizer_bounds(double *lo_out, double *hi_out,
                                               nnkit_optim_kind kind,
                                               nnkit_optim_param key)
 {
-  const nnkit__spec *s = find_spec(kind, key);
+  const nnkit__spec *s = find_spec(nnkit__optim_kind_of(kind), key);
   if (!s)
     return no_key(kind, (int)key);
-  if (lo_out)
-    *lo_out = s->lo;
-  if (hi_out)
-    *hi_out = s->hi;
-  if (flags_out)
-    *flags_out = s->flags;
+  nnkit__spec_bounds(s, lo_out, hi_out, flags_out);
   return NNKIT_OK;
 }
 
@@ -165,10 +118,10 @@ NNKIT_API nnkit_status nnkit_optimizer_set(nnkit_optimizer *opt,
 {
   if (!opt)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_optimizer_set: opt is NULL");
-  const nnkit__spec *s = find_spec(opt->kind, key);
+  const nnkit__spec *s = find_spec(opt->desc, key);
   if (!s)
-    return no_key(opt->kind, (int)key);
-  nnkit_status st = nnkit__spec_check(s, kind_name(opt->kind), value);
+    return no_key(opt->desc->kind, (int)key);
+  nnkit_status st = nnkit__spec_check(s, opt->desc->name, value);
   if (st != NNKIT_OK)
     return st;
   if (key == NNKIT_OPT_LR && opt->sched) {
@@ -185,38 +138,22 @@ NNKIT_API nnkit_status nnkit_optimizer_get(double *out, const nnkit_optimizer *o
 {
   if (!out || !opt)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_optimizer_get: NULL argument");
-  if (!find_spec(opt->kind, key))
-    return no_key(opt->kind, (int)key);
-  *out = *slot((nnkit_optimizer *)opt, key);
+  if (!find_spec(opt->desc, key))
+    return no_key(opt->desc->kind, (int)key);
+  *out = nnkit__opt_hp(opt, key);
   return NNKIT_OK;
 }
 
 /* ---- state -------------------------------------------------------------- */
 
-/* Most state buffers an algorithm can use. */
-static size_t max_bufs(nnkit_optim_kind kind)
+const char *nnkit__optimizer_state_name(const nnkit_optimizer *opt, size_t buf)
 {
-  switch (kind) {
-  case NNKIT_OPTIM_SGD: return 1;
-  case NNKIT_OPTIM_RMSPROP: return 2;
-  case NNKIT_OPTIM_ADAGRAD: return 1;
-  case NNKIT_OPTIM_ADAM:
-  case NNKIT_OPTIM_ADAMW: return 2;
-  }
-  return 0;
+  return buf < opt->desc->max_state ? opt->desc->state_names[buf] : NULL;
 }
 
-/* Buffers the current settings need: momentum buffers only with momentum. */
-static size_t bufs_needed(const nnkit_optimizer *opt)
+const char *nnkit__optimizer_scalar_name(const nnkit_optimizer *opt, size_t i)
 {
-  switch (opt->kind) {
-  case NNKIT_OPTIM_SGD: return opt->momentum > 0;
-  case NNKIT_OPTIM_RMSPROP: return 1 + (opt->momentum > 0);
-  case NNKIT_OPTIM_ADAGRAD: return 1;
-  case NNKIT_OPTIM_ADAM:
-  case NNKIT_OPTIM_ADAMW: return 2;
-  }
-  return 0;
+  return i < opt->desc->num_scalars ? opt->desc->scalars[i].name : NULL;
 }
 
 /* Sizes the state for net at the first step; grows it (once) when a
@@ -224,23 +161,32 @@ static size_t bufs_needed(const nnkit_optimizer *opt)
  * parameters. Allocates nothing in the steady state. */
 static nnkit_status ensure_state(nnkit_optimizer *opt, const nnkit_net *net)
 {
-  size_t n = net->num_params, L = net->num_layers;
+  const nnkit__optim_kind_desc *d = opt->desc;
+  size_t n = net->num_params, L = net->num_layers, k = d->num_scalars;
   if (opt->sized_params && opt->sized_params != n)
     return nnkit__err(NNKIT_E_STATE,
                       "%s: the optimizer's state is sized for a net with %zu "
                       "parameters, this net has %zu; call nnkit_optimizer_reset() "
-                      "to start over with it", kind_name(opt->kind),
-                      opt->sized_params, n);
+                      "to start over with it", d->name, opt->sized_params, n);
   if (L > opt->num_counts) {
     uint64_t *c = nnkit__realloc(opt->layer_steps, L * sizeof *c);
     if (!c)
       return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for step counters",
-                        kind_name(opt->kind));
+                        d->name);
+    opt->layer_steps = c; /* larger; num_counts still the old count */
+    if (k) {
+      double *sc = nnkit__realloc(opt->layer_scalars, L * k * sizeof *sc);
+      if (!sc)
+        return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for per-layer state",
+                          d->name);
+      for (size_t i = opt->num_counts * k; i < L * k; i++)
+        sc[i] = d->scalars[i % k].def;
+      opt->layer_scalars = sc;
+    }
     memset(c + opt->num_counts, 0, (L - opt->num_counts) * sizeof *c);
-    opt->layer_steps = c;
     opt->num_counts = L;
   }
-  size_t need = bufs_needed(opt);
+  size_t need = d->state_needed(opt);
   if (need > opt->state_bufs) {
     int ovf = 0;
     size_t bytes = nnkit__mul_size(nnkit__mul_size(need, n, &ovf), sizeof(float), &ovf);
@@ -248,7 +194,7 @@ static nnkit_status ensure_state(nnkit_optimizer *opt, const nnkit_net *net)
     if (!s)
       return nnkit__err(NNKIT_E_NOMEM,
                         "%s: out of memory for %zu x %zu floats of state",
-                        kind_name(opt->kind), need, n);
+                        d->name, need, n);
     memset(s + opt->state_bufs * n, 0, (need - opt->state_bufs) * n * sizeof *s);
     opt->state = s;
     opt->state_bufs = need;
@@ -257,117 +203,7 @@ static nnkit_status ensure_state(nnkit_optimizer *opt, const nnkit_net *net)
   return NNKIT_OK;
 }
 
-/* ---- update rules (flat loops over one layer's slice) ------------------- */
-
-/* Each loop is branch-free so that the compiler vectorizes it. The loops
- * with a square root vectorize only when sqrtf need not set errno
- * (-fno-math-errno; GCC ignores it as a function attribute); their
- * arguments are never negative. */
-
-typedef struct slice {
-  float *p;
-  const float *g;
-  float *s0, *s1; /* the slice's part of state buffers 0 and 1 (or NULL) */
-  size_t n;
-  double lr;
-  uint64_t t; /* updates this layer has received, this one included */
-} slice;
-
-/* A weight decay of 0 adds 0 * x, which leaves every finite gradient
- * unchanged. */
-static void update_sgd(const nnkit_optimizer *o, const slice *x)
-{
-  float *restrict p = x->p, *restrict v = x->s0;
-  const float *restrict g = x->g;
-  size_t n = x->n;
-  float lr = (float)x->lr, wd = (float)o->weight_decay, mu = (float)o->momentum;
-  if (mu == 0.0f) {
-    for (size_t i = 0; i < n; i++) {
-      float d = g[i] + wd * p[i];
-      p[i] = p[i] - lr * d;
-    }
-  } else if (o->nesterov != 0) {
-    for (size_t i = 0; i < n; i++) {
-      float d = g[i] + wd * p[i];
-      float b = mu * v[i] + d; /* v = rho v + g, the lecture's velocity */
-      v[i] = b;
-      p[i] = p[i] - lr * (d + mu * b);
-    }
-  } else {
-    for (size_t i = 0; i < n; i++) {
-      float d = g[i] + wd * p[i];
-      float b = mu * v[i] + d;
-      v[i] = b;
-      p[i] = p[i] - lr * b;
-    }
-  }
-}
-
-static void update_rmsprop(const nnkit_optimizer *o, const slice *x)
-{
-  float *restrict p = x->p, *restrict s = x->s0, *restrict b = x->s1;
-  const float *restrict g = x->g;
-  size_t n = x->n;
-  float lr = (float)x->lr, wd = (float)o->weight_decay, mu = (float)o->momentum;
-  float gamma = (float)o->decay, omg = (float)(1.0 - o->decay), eps = (float)o->eps;
-  if (mu == 0.0f) {
-    for (size_t i = 0; i < n; i++) {
-      float d = g[i] + wd * p[i];
-      float si = gamma * s[i] + omg * d * d;
-      s[i] = si;
-      p[i] = p[i] - lr * (d / (sqrtf(si) + eps));
-    }
-  } else {
-    for (size_t i = 0; i < n; i++) {
-      float d = g[i] + wd * p[i];
-      float si = gamma * s[i] + omg * d * d;
-      s[i] = si;
-      float bi = mu * b[i] + d / (sqrtf(si) + eps);
-      b[i] = bi;
-      p[i] = p[i] - lr * bi;
-    }
-  }
-}
-
-static void update_adagrad(const nnkit_optimizer *o, const slice *x)
-{
-  float *restrict p = x->p, *restrict s = x->s0;
-  const float *restrict g = x->g;
-  size_t n = x->n;
-  float lr = (float)x->lr, wd = (float)o->weight_decay, eps = (float)o->eps;
-  for (size_t i = 0; i < n; i++) {
-    float d = g[i] + wd * p[i];
-    float si = s[i] + d * d;
-    s[i] = si;
-    p[i] = p[i] - lr * (d / (sqrtf(si) + eps));
-  }
-}
-
-/* decoupled: AdamW's x *= 1 - lr wd before the update instead of Adam's
- * g += wd x. */
-static void update_adam(const nnkit_optimizer *o, const slice *x, int decoupled)
-{
-  float *restrict p = x->p, *restrict m = x->s0, *restrict v = x->s1;
-  const float *restrict g = x->g;
-  size_t n = x->n;
-  double bc1 = 1.0 - pow(o->beta1, (double)x->t);
-  double bc2 = 1.0 - pow(o->beta2, (double)x->t);
-  float step = (float)(x->lr / bc1), bc2s = (float)sqrt(bc2);
-  float b1 = (float)o->beta1, omb1 = (float)(1.0 - o->beta1);
-  float b2 = (float)o->beta2, omb2 = (float)(1.0 - o->beta2);
-  float eps = (float)o->eps;
-  float wd = decoupled ? 0.0f : (float)o->weight_decay;
-  float shrink = decoupled ? (float)(1.0 - x->lr * o->weight_decay) : 1.0f;
-  for (size_t i = 0; i < n; i++) {
-    float pi = p[i] * shrink;
-    float d = g[i] + wd * pi;
-    float mi = b1 * m[i] + omb1 * d;
-    float vi = b2 * v[i] + omb2 * d * d;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi - step * (mi / (sqrtf(vi) / bc2s + eps));
-  }
-}
+/* ---- the step ----------------------------------------------------------- */
 
 /* The element-wise update, split over nnkit's threads: task t updates its
  * share of every trainable layer's parameters (each element is
@@ -382,29 +218,24 @@ static void step_task(void *ctx, int t, int nt)
   const step_job *j = ctx;
   const nnkit_optimizer *opt = j->opt;
   nnkit_net *net = j->net;
-  size_t n = net->num_params;
-  for (size_t k = 0; k < net->num_layers; k++) {
-    const nnkit__layer *l = &net->layers[k];
+  size_t n = net->num_params, k = opt->desc->num_scalars;
+  for (size_t li = 0; li < net->num_layers; li++) {
+    const nnkit__layer *l = &net->layers[li];
     if (!l->num_params || l->frozen)
       continue;
     size_t lo, hi;
     nnkit__split(l->num_params, t, nt, &lo, &hi);
     size_t off = l->param_offset + lo;
-    slice x;
+    nnkit__optim_slice x;
     x.p = net->params + off;
     x.g = net->grads + off;
-    x.s0 = opt->state_bufs > 0 ? opt->state + off : NULL;
-    x.s1 = opt->state_bufs > 1 ? opt->state + n + off : NULL;
+    for (size_t b = 0; b < NNKIT__OPT_MAX_BUFS; b++)
+      x.s[b] = b < opt->state_bufs ? opt->state + b * n + off : NULL;
     x.n = hi - lo;
     x.lr = opt->lr * (double)l->lr_mult;
-    x.t = opt->layer_steps[k];
-    switch (opt->kind) {
-    case NNKIT_OPTIM_SGD: update_sgd(opt, &x); break;
-    case NNKIT_OPTIM_RMSPROP: update_rmsprop(opt, &x); break;
-    case NNKIT_OPTIM_ADAGRAD: update_adagrad(opt, &x); break;
-    case NNKIT_OPTIM_ADAM: update_adam(opt, &x, 0); break;
-    case NNKIT_OPTIM_ADAMW: update_adam(opt, &x, 1); break;
-    }
+    x.t = opt->layer_steps[li];
+    x.scalars = k ? opt->layer_scalars + li * k : NULL;
+    opt->desc->update(opt, &x);
   }
 }
 
@@ -412,8 +243,10 @@ static void step_task(void *ctx, int t, int nt)
 static void clip(nnkit_optimizer *opt, nnkit_net *net)
 {
   opt->last_grad_norm = NAN;
-  if (opt->clip_value > 0) {
-    float c = (float)opt->clip_value;
+  double clip_value = opt->hp[NNKIT_OPT_CLIP_VALUE];
+  double clip_norm = opt->hp[NNKIT_OPT_CLIP_NORM];
+  if (clip_value > 0) {
+    float c = (float)clip_value;
     for (size_t k = 0; k < net->num_layers; k++) {
       const nnkit__layer *l = &net->layers[k];
       if (!l->num_params || l->frozen)
@@ -424,7 +257,7 @@ static void clip(nnkit_optimizer *opt, nnkit_net *net)
       }
     }
   }
-  if (opt->clip_norm > 0) {
+  if (clip_norm > 0) {
     double ss = 0;
     for (size_t k = 0; k < net->num_layers; k++) {
       const nnkit__layer *l = &net->layers[k];
@@ -433,7 +266,7 @@ static void clip(nnkit_optimizer *opt, nnkit_net *net)
       for (size_t i = 0; i < l->num_params; i++)
         ss += (double)l->grads[i] * l->grads[i];
     }
-    double norm = sqrt(ss), coef = opt->clip_norm / (norm + 1e-6);
+    double norm = sqrt(ss), coef = clip_norm / (norm + 1e-6);
     opt->last_grad_norm = norm;
     if (coef < 1.0) {
       float c = (float)coef;
@@ -471,11 +304,14 @@ NNKIT_API nnkit_status nnkit_optimizer_step(nnkit_optimizer *opt, nnkit_net *net
 
   clip(opt, net);
 
+  const nnkit__optim_kind_desc *d = opt->desc;
   size_t trainable = 0;
   for (size_t k = 0; k < net->num_layers; k++) {
     const nnkit__layer *l = &net->layers[k];
     if (l->num_params && !l->frozen) {
-      ++opt->layer_steps[k];
+      uint64_t t = ++opt->layer_steps[k];
+      if (d->layer_begin)
+        d->layer_begin(opt, opt->layer_scalars + k * d->num_scalars, t);
       trainable += l->num_params;
     }
   }
@@ -539,8 +375,9 @@ NNKIT_API void nnkit_optimizer_reset(nnkit_optimizer *opt)
 }
 
 /* Scalars, version 1: [version, kind, steps, sized_params, state_bufs, L,
- * layer_steps x L, has_schedule, schedule position x NNKIT__SCHED_STATE
- * when has_schedule]. */
+ * layer_steps x L, layer scalars x L x desc->num_scalars (layer by layer;
+ * none for most kinds), has_schedule, schedule position x
+ * NNKIT__SCHED_STATE when has_schedule]. */
 #define STATE_VERSION 1
 #define HEAD 6
 
@@ -551,7 +388,8 @@ NNKIT_API size_t nnkit_optimizer_state_size(const nnkit_optimizer *opt)
 
 NNKIT_API size_t nnkit_optimizer_state_scalars(const nnkit_optimizer *opt)
 {
-  return HEAD + opt->num_counts + 1 + (opt->sched ? NNKIT__SCHED_STATE : 0);
+  return HEAD + opt->num_counts * (1 + opt->desc->num_scalars) + 1 +
+         (opt->sched ? NNKIT__SCHED_STATE : 0);
 }
 
 NNKIT_API nnkit_status nnkit_optimizer_get_state(float *state_out, size_t state_len,
@@ -572,18 +410,21 @@ NNKIT_API nnkit_status nnkit_optimizer_get_state(float *state_out, size_t state_
                       "scalars_out holds %zu", nc, scalars_len);
   if (ns)
     memcpy(state_out, opt->state, ns * sizeof(float));
+  size_t L = opt->num_counts, nls = L * opt->desc->num_scalars;
   double *c = scalars_out;
   c[0] = STATE_VERSION;
-  c[1] = (double)opt->kind;
+  c[1] = (double)opt->desc->kind;
   c[2] = (double)opt->steps;
   c[3] = (double)opt->sized_params;
   c[4] = (double)opt->state_bufs;
-  c[5] = (double)opt->num_counts;
-  for (size_t i = 0; i < opt->num_counts; i++)
+  c[5] = (double)L;
+  for (size_t i = 0; i < L; i++)
     c[HEAD + i] = (double)opt->layer_steps[i];
-  c[HEAD + opt->num_counts] = opt->sched != NULL;
+  for (size_t i = 0; i < nls; i++)
+    c[HEAD + L + i] = opt->layer_scalars[i];
+  c[HEAD + L + nls] = opt->sched != NULL;
   if (opt->sched)
-    nnkit__schedule_save(opt->sched, c + HEAD + opt->num_counts + 1);
+    nnkit__schedule_save(opt->sched, c + HEAD + L + nls + 1);
   return NNKIT_OK;
 }
 
@@ -601,16 +442,17 @@ NNKIT_API nnkit_status nnkit_optimizer_set_state(nnkit_optimizer *opt,
 {
   if (!opt || !net || !scalars)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_optimizer_set_state: NULL argument");
+  const nnkit__optim_kind_desc *d = opt->desc;
   const double *c = scalars;
   const char *fn = "nnkit_optimizer_set_state";
   if (scalars_len < HEAD + 1 || c[0] != STATE_VERSION)
     return nnkit__err(NNKIT_E_INVALID,
                       "%s: the scalars are not a saved optimizer state (version %g, "
                       "%zu values)", fn, scalars_len ? c[0] : 0.0, scalars_len);
-  if (c[1] != (double)opt->kind)
+  if (c[1] != (double)d->kind)
     return nnkit__err(NNKIT_E_INVALID,
                       "%s: the state is of optimizer kind %g, this optimizer is %s (%d)",
-                      fn, c[1], kind_name(opt->kind), (int)opt->kind);
+                      fn, c[1], d->name, (int)d->kind);
   for (int i = 2; i < HEAD; i++)
     if (!is_count(c[i]))
       return nnkit__err(NNKIT_E_INVALID, "%s: scalar %d (%g) is not a count", fn, i,
@@ -620,29 +462,37 @@ NNKIT_API nnkit_status nnkit_optimizer_set_state(nnkit_optimizer *opt,
     return nnkit__err(NNKIT_E_INVALID,
                       "%s: the state is for a net with %zu parameters, this net has %zu",
                       fn, sized, net->num_params);
-  if (bufs > max_bufs(opt->kind) || (!sized && (bufs || L)) || L > net->num_layers)
+  if (bufs > d->max_state || (!sized && (bufs || L)) || L > net->num_layers)
     return nnkit__err(NNKIT_E_INVALID,
                       "%s: %zu state buffers and %zu layer counters do not fit %s "
-                      "and a net of %zu layers", fn, bufs, L, kind_name(opt->kind),
+                      "and a net of %zu layers", fn, bufs, L, d->name,
                       net->num_layers);
-  if (scalars_len < HEAD + L + 1)
+  size_t k = d->num_scalars, nls = L * k; /* L <= num_layers: no overflow */
+  if (scalars_len < HEAD + L + nls + 1)
     return nnkit__err(NNKIT_E_INVALID, "%s: %zu scalars are too few for %zu layers", fn,
                       scalars_len, L);
   for (size_t i = 0; i < L; i++)
     if (!is_count(c[HEAD + i]))
       return nnkit__err(NNKIT_E_INVALID, "%s: layer %zu's step count %g is not a count",
                         fn, i, c[HEAD + i]);
-  double has = c[HEAD + L];
+  for (size_t i = 0; i < nls; i++) {
+    char owner[96];
+    snprintf(owner, sizeof owner, "%s: %s layer %zu's", fn, d->name, i / k);
+    nnkit_status st = nnkit__spec_check(&d->scalars[i % k], owner, c[HEAD + L + i]);
+    if (st != NNKIT_OK)
+      return st;
+  }
+  double has = c[HEAD + L + nls];
   if (has != 0 && has != 1)
     return nnkit__err(NNKIT_E_INVALID, "%s: scalar %zu (%g) must be 0 or 1", fn,
-                      HEAD + L, has);
+                      HEAD + L + nls, has);
   if ((has != 0) != (opt->sched != NULL))
     return nnkit__err(NNKIT_E_INVALID,
                       has != 0 ? "%s: the state has a schedule; attach one of the same "
                                  "kind first"
                                : "%s: the state has no schedule but one is attached",
                       fn);
-  size_t want = HEAD + L + 1 + (has != 0 ? NNKIT__SCHED_STATE : 0);
+  size_t want = HEAD + L + nls + 1 + (has != 0 ? NNKIT__SCHED_STATE : 0);
   if (scalars_len != want)
     return nnkit__err(NNKIT_E_INVALID, "%s: the state has %zu scalars, %zu expected", fn,
                       scalars_len, want);
@@ -653,17 +503,20 @@ NNKIT_API nnkit_status nnkit_optimizer_set_state(nnkit_optimizer *opt,
                       ns, bufs, sized, state ? state_len : 0);
   float *ns_buf = NULL;
   uint64_t *counts = NULL;
-  if (ns && !(ns_buf = nnkit__malloc(ns * sizeof *ns_buf)))
-    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", fn);
-  if (L && !(counts = nnkit__malloc(L * sizeof *counts))) {
+  double *lsc = NULL;
+  if ((ns && !(ns_buf = nnkit__malloc(ns * sizeof *ns_buf))) ||
+      (L && !(counts = nnkit__malloc(L * sizeof *counts))) ||
+      (nls && !(lsc = nnkit__malloc(nls * sizeof *lsc)))) {
     nnkit__free(ns_buf);
+    nnkit__free(counts);
     return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", fn);
   }
   if (opt->sched) {
-    nnkit_status st = nnkit__schedule_restore(opt->sched, c + HEAD + L + 1);
+    nnkit_status st = nnkit__schedule_restore(opt->sched, c + HEAD + L + nls + 1);
     if (st != NNKIT_OK) {
       nnkit__free(ns_buf);
       nnkit__free(counts);
+      nnkit__free(lsc);
       return st;
     }
     opt->lr = nnkit__schedule_lr(opt->sched);
@@ -673,8 +526,11 @@ NNKIT_API nnkit_status nnkit_optimizer_set_state(nnkit_optimizer *opt,
     memcpy(ns_buf, state, ns * sizeof *ns_buf);
   for (size_t i = 0; i < L; i++)
     counts[i] = (uint64_t)c[HEAD + i];
+  if (nls)
+    memcpy(lsc, c + HEAD + L, nls * sizeof *lsc);
   opt->state = ns_buf;
   opt->layer_steps = counts;
+  opt->layer_scalars = lsc;
   opt->sized_params = sized;
   opt->state_bufs = bufs;
   opt->num_counts = L;
@@ -768,20 +624,12 @@ NNKIT_API size_t nnkit_optimizer_num_regularizers(const nnkit_optimizer *opt)
 
 nnkit_status nnkit__optimizer_clone(nnkit_optimizer **out, const nnkit_optimizer *opt)
 {
-  nnkit_status st = nnkit_optimizer_create(out, opt->kind);
+  nnkit_status st = nnkit_optimizer_create(out, opt->desc->kind);
   if (st != NNKIT_OK)
     return st;
   nnkit_optimizer *c = *out;
   c->lr = opt->sched ? nnkit__schedule_base(opt->sched) : opt->lr;
-  c->momentum = opt->momentum;
-  c->nesterov = opt->nesterov;
-  c->weight_decay = opt->weight_decay;
-  c->beta1 = opt->beta1;
-  c->beta2 = opt->beta2;
-  c->eps = opt->eps;
-  c->decay = opt->decay;
-  c->clip_norm = opt->clip_norm;
-  c->clip_value = opt->clip_value;
+  memcpy(c->hp, opt->hp, sizeof c->hp);
   for (size_t i = 0; i < opt->num_regs; i++) {
     nnkit_regularizer *r = NULL;
     st = nnkit__regularizer_copy(&r, opt->regs[i]);

@@ -1,17 +1,22 @@
 /* Learning-rate schedules: closed-form rates of a step counter t (with an
  * optional linear warm-up in front), and reduce-on-plateau, which keeps a
- * little state fed by a monitored value. Settings use the optimizer's
- * key/bounds table mechanism (nnkit__spec). */
+ * little state fed by a monitored value. Each kind is one descriptor in
+ * the table below (its keys, its rate, its advance), after one group of
+ * static functions per kind; the functions after the table are generic.
+ * Settings use the keyed-settings engine (nnkit__spec, lib/core/settings.c). */
 #include <math.h>
 #include <string.h>
 
 #include "internal.h"
 
+/* One more than the largest nnkit_sched_param. */
+#define NKEYS 15
+
+typedef struct sched_desc sched_desc;
+
 struct nnkit_schedule {
-  nnkit_sched_kind kind;
-  /* settings (NNKIT_SCHED_*) */
-  double gamma, step_size, t_max, min_lr, t_0, t_mult, patience, threshold;
-  double threshold_abs, cooldown, maximize, warmup_steps, warmup_start, per_batch;
+  const sched_desc *desc;
+  double set[NKEYS]; /* settings by key (NNKIT_SCHED_*); keys the kind lacks stay 0 */
   uint64_t *milestones;
   size_t num_milestones;
   int attached;
@@ -24,87 +29,223 @@ struct nnkit_schedule {
   uint64_t cooldown_left; /* plateau */
 };
 
+/* A schedule kind. */
+struct sched_desc {
+  nnkit_sched_kind kind;
+  const char *name;        /* in sentences */
+  const nnkit__spec *keys; /* its own keys (the warm-up keys are common) */
+  size_t num_keys;
+  /* The rate at step u of the schedule proper (after any warm-up). */
+  double (*lr)(const nnkit_schedule *s, uint64_t u);
+  /* Called with the monitored value when a step after the warm-up ends,
+   * before the counter moves (NULL: nothing but the counter). */
+  void (*advance)(nnkit_schedule *s, double monitored);
+  int has_milestones; /* takes nnkit_schedule_set_milestones() */
+};
+
 #define LO NNKIT_BOUND_LO_OPEN
 #define HI NNKIT_BOUND_HI_OPEN
 #define INT NNKIT_BOUND_INTEGER
 
-/* Defaults are PyTorch's (ExponentialLR has none; 0.95 here). */
-static const nnkit__spec specs[] = {
-  {NNKIT_SCHEDULE_STEP, NNKIT_SCHED_GAMMA, "gamma", 0, 1, 0.1, LO},
-  {NNKIT_SCHEDULE_MULTISTEP, NNKIT_SCHED_GAMMA, "gamma", 0, 1, 0.1, LO},
-  {NNKIT_SCHEDULE_EXPONENTIAL, NNKIT_SCHED_GAMMA, "gamma", 0, 1, 0.95, LO},
-  {NNKIT_SCHEDULE_PLATEAU, NNKIT_SCHED_GAMMA, "reduction factor", 0, 1, 0.1, LO | HI},
-  {NNKIT_SCHEDULE_STEP, NNKIT_SCHED_STEP_SIZE, "step size", 1, 1e9, 10, INT},
-  {NNKIT_SCHEDULE_COSINE, NNKIT_SCHED_T_MAX, "T_max", 1, 1e9, 10, INT},
-  {NNKIT_SCHEDULE_COSINE, NNKIT_SCHED_MIN_LR, "minimum learning rate", 0, 1e6, 0, 0},
-  {NNKIT_SCHEDULE_COSINE_RESTARTS, NNKIT_SCHED_MIN_LR, "minimum learning rate", 0, 1e6,
-   0, 0},
-  {NNKIT_SCHEDULE_PLATEAU, NNKIT_SCHED_MIN_LR, "minimum learning rate", 0, 1e6, 0, 0},
-  {NNKIT_SCHEDULE_COSINE_RESTARTS, NNKIT_SCHED_T_0, "T_0", 1, 1e9, 10, INT},
-  {NNKIT_SCHEDULE_COSINE_RESTARTS, NNKIT_SCHED_T_MULT, "T_mult", 1, 1e3, 1, INT},
-  {NNKIT_SCHEDULE_PLATEAU, NNKIT_SCHED_PATIENCE, "patience", 0, 1e9, 10, INT},
-  {NNKIT_SCHEDULE_PLATEAU, NNKIT_SCHED_THRESHOLD, "threshold", 0, 1e6, 1e-4, 0},
-  {NNKIT_SCHEDULE_PLATEAU, NNKIT_SCHED_THRESHOLD_ABS, "absolute threshold", 0, 1, 0, INT},
-  {NNKIT_SCHEDULE_PLATEAU, NNKIT_SCHED_COOLDOWN, "cooldown", 0, 1e9, 0, INT},
-  {NNKIT_SCHEDULE_PLATEAU, NNKIT_SCHED_MAXIMIZE, "maximize", 0, 1, 0, INT},
-  {0, NNKIT_SCHED_WARMUP_STEPS, "warm-up steps", 0, 1e9, 0, INT},
-  {0, NNKIT_SCHED_WARMUP_START, "warm-up start factor", 0, 1, 1.0 / 3.0, 0},
-  {NNKIT_SCHEDULE_CONSTANT, NNKIT_SCHED_PER_BATCH, "per batch", 0, 1, 0, INT},
-  {NNKIT_SCHEDULE_STEP, NNKIT_SCHED_PER_BATCH, "per batch", 0, 1, 0, INT},
-  {NNKIT_SCHEDULE_MULTISTEP, NNKIT_SCHED_PER_BATCH, "per batch", 0, 1, 0, INT},
-  {NNKIT_SCHEDULE_EXPONENTIAL, NNKIT_SCHED_PER_BATCH, "per batch", 0, 1, 0, INT},
-  {NNKIT_SCHEDULE_COSINE, NNKIT_SCHED_PER_BATCH, "per batch", 0, 1, 0, INT},
-  {NNKIT_SCHEDULE_COSINE_RESTARTS, NNKIT_SCHED_PER_BATCH, "per batch", 0, 1, 0, INT},
-};
-#define NSPECS (sizeof specs / sizeof specs[0])
-
 #define MAX_MILESTONES 1024
 
-static int valid_kind(nnkit_sched_kind kind)
+/* Setting NNKIT_SCHED_<key> of s. */
+#define G(s, key) ((s)->set[NNKIT_SCHED_##key])
+
+/* Keys of every kind, looked up after the kind's own. */
+static const nnkit__spec common_keys[] = {
+  {0, NNKIT_SCHED_WARMUP_STEPS, "warm-up steps", 0, 1e9, 0, INT},
+  {0, NNKIT_SCHED_WARMUP_START, "warm-up start factor", 0, 1, 1.0 / 3.0, 0},
+};
+#define NCOMMON (sizeof common_keys / sizeof common_keys[0])
+
+/* Every kind but PLATEAU may advance per batch. */
+#define PER_BATCH {0, NNKIT_SCHED_PER_BATCH, "per batch", 0, 1, 0, INT}
+
+/* Defaults are PyTorch's (ExponentialLR has none; 0.95 here). */
+
+/* ---- constant ---- */
+static const nnkit__spec constant_keys[] = {PER_BATCH};
+
+static double constant_lr(const nnkit_schedule *s, uint64_t u)
 {
-  return kind >= NNKIT_SCHEDULE_CONSTANT && kind <= NNKIT_SCHEDULE_PLATEAU;
+  (void)u;
+  return s->base;
+}
+
+/* ---- step (StepLR) ---- */
+static const nnkit__spec step_keys[] = {
+  {0, NNKIT_SCHED_GAMMA, "gamma", 0, 1, 0.1, LO},
+  {0, NNKIT_SCHED_STEP_SIZE, "step size", 1, 1e9, 10, INT},
+  PER_BATCH,
+};
+
+static double step_lr(const nnkit_schedule *s, uint64_t u)
+{
+  return s->base * pow(G(s, GAMMA), (double)(u / (uint64_t)G(s, STEP_SIZE)));
+}
+
+/* ---- multi-step (MultiStepLR) ---- */
+static const nnkit__spec multistep_keys[] = {
+  {0, NNKIT_SCHED_GAMMA, "gamma", 0, 1, 0.1, LO},
+  PER_BATCH,
+};
+
+static double multistep_lr(const nnkit_schedule *s, uint64_t u)
+{
+  size_t k = 0;
+  while (k < s->num_milestones && s->milestones[k] <= u)
+    k++;
+  return s->base * pow(G(s, GAMMA), (double)k);
+}
+
+/* ---- exponential (ExponentialLR) ---- */
+static const nnkit__spec exponential_keys[] = {
+  {0, NNKIT_SCHED_GAMMA, "gamma", 0, 1, 0.95, LO},
+  PER_BATCH,
+};
+
+static double exponential_lr(const nnkit_schedule *s, uint64_t u)
+{
+  return s->base * pow(G(s, GAMMA), (double)u);
+}
+
+/* ---- cosine (CosineAnnealingLR) and SGDR (CosineAnnealingWarmRestarts) ---- */
+static double cosine(double base, double min, double cur, double period)
+{
+  const double pi = 3.14159265358979323846;
+  return min + (base - min) * (1.0 + cos(pi * cur / period)) / 2.0;
+}
+
+static const nnkit__spec cosine_keys[] = {
+  {0, NNKIT_SCHED_T_MAX, "T_max", 1, 1e9, 10, INT},
+  {0, NNKIT_SCHED_MIN_LR, "minimum learning rate", 0, 1e6, 0, 0},
+  PER_BATCH,
+};
+
+static double cosine_lr(const nnkit_schedule *s, uint64_t u)
+{
+  return cosine(s->base, G(s, MIN_LR), (double)u, G(s, T_MAX));
+}
+
+static const nnkit__spec restarts_keys[] = {
+  {0, NNKIT_SCHED_MIN_LR, "minimum learning rate", 0, 1e6, 0, 0},
+  {0, NNKIT_SCHED_T_0, "T_0", 1, 1e9, 10, INT},
+  {0, NNKIT_SCHED_T_MULT, "T_mult", 1, 1e3, 1, INT},
+  PER_BATCH,
+};
+
+static double restarts_lr(const nnkit_schedule *s, uint64_t u)
+{
+  uint64_t period = (uint64_t)G(s, T_0), mult = (uint64_t)G(s, T_MULT), cur = u;
+  if (mult == 1) {
+    cur = u % period;
+  } else {
+    while (cur >= period) {
+      cur -= period;
+      if (period > UINT64_MAX / mult)
+        break;
+      period *= mult;
+    }
+  }
+  return cosine(s->base, G(s, MIN_LR), (double)cur, (double)period);
+}
+
+/* ---- reduce on plateau (ReduceLROnPlateau) ---- */
+static const nnkit__spec plateau_keys[] = {
+  {0, NNKIT_SCHED_GAMMA, "reduction factor", 0, 1, 0.1, LO | HI},
+  {0, NNKIT_SCHED_MIN_LR, "minimum learning rate", 0, 1e6, 0, 0},
+  {0, NNKIT_SCHED_PATIENCE, "patience", 0, 1e9, 10, INT},
+  {0, NNKIT_SCHED_THRESHOLD, "threshold", 0, 1e6, 1e-4, 0},
+  {0, NNKIT_SCHED_THRESHOLD_ABS, "absolute threshold", 0, 1, 0, INT},
+  {0, NNKIT_SCHED_COOLDOWN, "cooldown", 0, 1e9, 0, INT},
+  {0, NNKIT_SCHED_MAXIMIZE, "maximize", 0, 1, 0, INT},
+};
+
+static double plateau_lr(const nnkit_schedule *s, uint64_t u)
+{
+  (void)u;
+  return s->base * s->scale;
+}
+
+/* PyTorch's ReduceLROnPlateau.step(). */
+static void plateau_step(nnkit_schedule *s, double m)
+{
+  double threshold = G(s, THRESHOLD);
+  int better;
+  if (isnan(m))
+    better = 0;
+  else if (isnan(s->best))
+    better = 1;
+  else if (G(s, MAXIMIZE) != 0)
+    better = G(s, THRESHOLD_ABS) != 0 ? m > s->best + threshold
+                                      : m > s->best * (1.0 + threshold);
+  else
+    better = G(s, THRESHOLD_ABS) != 0 ? m < s->best - threshold
+                                      : m < s->best * (1.0 - threshold);
+  if (better) {
+    s->best = m;
+    s->num_bad = 0;
+  } else {
+    s->num_bad++;
+  }
+  if (s->cooldown_left > 0) {
+    s->cooldown_left--;
+    s->num_bad = 0;
+  }
+  if ((double)s->num_bad > G(s, PATIENCE)) {
+    double old = s->base * s->scale;
+    double lr = old * G(s, GAMMA);
+    if (lr < G(s, MIN_LR))
+      lr = G(s, MIN_LR);
+    if (old - lr > 1e-8 && s->base > 0)
+      s->scale = lr / s->base;
+    s->cooldown_left = (uint64_t)G(s, COOLDOWN);
+    s->num_bad = 0;
+  }
+}
+
+/* ---- the kinds ----------------------------------------------------------- */
+
+#define KEYS(t) t, sizeof t / sizeof t[0]
+static const sched_desc kinds[] = {
+  {NNKIT_SCHEDULE_CONSTANT, "constant schedule", KEYS(constant_keys), constant_lr,
+   NULL, 0},
+  {NNKIT_SCHEDULE_STEP, "step schedule", KEYS(step_keys), step_lr, NULL, 0},
+  {NNKIT_SCHEDULE_MULTISTEP, "multi-step schedule", KEYS(multistep_keys),
+   multistep_lr, NULL, 1},
+  {NNKIT_SCHEDULE_EXPONENTIAL, "exponential schedule", KEYS(exponential_keys),
+   exponential_lr, NULL, 0},
+  {NNKIT_SCHEDULE_COSINE, "cosine schedule", KEYS(cosine_keys), cosine_lr, NULL, 0},
+  {NNKIT_SCHEDULE_COSINE_RESTARTS, "cosine-with-restarts schedule",
+   KEYS(restarts_keys), restarts_lr, NULL, 0},
+  {NNKIT_SCHEDULE_PLATEAU, "reduce-on-plateau schedule", KEYS(plateau_keys),
+   plateau_lr, plateau_step, 0},
+};
+#define NUM_KINDS (sizeof kinds / sizeof kinds[0])
+
+/* ---- generic ------------------------------------------------------------- */
+
+static const sched_desc *desc_of(nnkit_sched_kind kind)
+{
+  for (size_t i = 0; i < NUM_KINDS; i++)
+    if (kinds[i].kind == kind)
+      return &kinds[i];
+  return NULL;
 }
 
 static const char *kind_name(nnkit_sched_kind kind)
 {
-  switch (kind) {
-  case NNKIT_SCHEDULE_CONSTANT: return "constant schedule";
-  case NNKIT_SCHEDULE_STEP: return "step schedule";
-  case NNKIT_SCHEDULE_MULTISTEP: return "multi-step schedule";
-  case NNKIT_SCHEDULE_EXPONENTIAL: return "exponential schedule";
-  case NNKIT_SCHEDULE_COSINE: return "cosine schedule";
-  case NNKIT_SCHEDULE_COSINE_RESTARTS: return "cosine-with-restarts schedule";
-  case NNKIT_SCHEDULE_PLATEAU: return "reduce-on-plateau schedule";
-  }
-  return "unknown schedule";
+  const sched_desc *d = desc_of(kind);
+  return d ? d->name : "unknown schedule";
 }
 
-static const nnkit__spec *find_spec(nnkit_sched_kind kind, nnkit_sched_param key)
+static const nnkit__spec *find_spec(const sched_desc *d, nnkit_sched_param key)
 {
-  if (!valid_kind(kind))
+  if (!d)
     return NULL;
-  return nnkit__spec_find(specs, NSPECS, (int)kind, (int)key);
-}
-
-static double *slot(nnkit_schedule *s, nnkit_sched_param key)
-{
-  switch (key) {
-  case NNKIT_SCHED_GAMMA: return &s->gamma;
-  case NNKIT_SCHED_STEP_SIZE: return &s->step_size;
-  case NNKIT_SCHED_T_MAX: return &s->t_max;
-  case NNKIT_SCHED_MIN_LR: return &s->min_lr;
-  case NNKIT_SCHED_T_0: return &s->t_0;
-  case NNKIT_SCHED_T_MULT: return &s->t_mult;
-  case NNKIT_SCHED_PATIENCE: return &s->patience;
-  case NNKIT_SCHED_THRESHOLD: return &s->threshold;
-  case NNKIT_SCHED_THRESHOLD_ABS: return &s->threshold_abs;
-  case NNKIT_SCHED_COOLDOWN: return &s->cooldown;
-  case NNKIT_SCHED_MAXIMIZE: return &s->maximize;
-  case NNKIT_SCHED_WARMUP_STEPS: return &s->warmup_steps;
-  case NNKIT_SCHED_WARMUP_START: return &s->warmup_start;
-  case NNKIT_SCHED_PER_BATCH: return &s->per_batch;
-  }
-  return NULL;
+  const nnkit__spec *s = nnkit__spec_find(d->keys, d->num_keys, 0, (int)key);
+  return s ? s : nnkit__spec_find(common_keys, NCOMMON, 0, (int)key);
 }
 
 static nnkit_status no_key(nnkit_sched_kind kind, int key)
@@ -120,17 +261,19 @@ NNKIT_API nnkit_status nnkit_schedule_create(nnkit_schedule **out,
   if (!out)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_schedule_create: out is NULL");
   *out = NULL;
-  if (!valid_kind(kind))
+  const sched_desc *d = desc_of(kind);
+  if (!d)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_schedule_create: unknown schedule %d; use an "
                       "NNKIT_SCHEDULE_* value", (int)kind);
   nnkit_schedule *s = nnkit__calloc(1, sizeof *s);
   if (!s)
     return nnkit__err(NNKIT_E_NOMEM, "nnkit_schedule_create: out of memory");
-  s->kind = kind;
-  for (size_t i = 0; i < NSPECS; i++)
-    if (specs[i].kind == (int)kind || specs[i].kind == 0)
-      *slot(s, (nnkit_sched_param)specs[i].key) = specs[i].def;
+  s->desc = d;
+  for (size_t i = 0; i < d->num_keys; i++)
+    s->set[d->keys[i].key] = d->keys[i].def;
+  for (size_t i = 0; i < NCOMMON; i++)
+    s->set[common_keys[i].key] = common_keys[i].def;
   nnkit__schedule_start(s, 0.0);
   *out = s;
   return NNKIT_OK;
@@ -152,7 +295,7 @@ NNKIT_API void nnkit_schedule_free(nnkit_schedule *sched)
 
 NNKIT_API nnkit_sched_kind nnkit_schedule_kind(const nnkit_schedule *sched)
 {
-  return sched->kind;
+  return sched->desc->kind;
 }
 
 NNKIT_API nnkit_status nnkit_schedule_set(nnkit_schedule *sched,
@@ -160,12 +303,12 @@ NNKIT_API nnkit_status nnkit_schedule_set(nnkit_schedule *sched,
 {
   if (!sched)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_schedule_set: sched is NULL");
-  const nnkit__spec *sp = find_spec(sched->kind, key);
+  const nnkit__spec *sp = find_spec(sched->desc, key);
   if (!sp)
-    return no_key(sched->kind, (int)key);
-  nnkit_status st = nnkit__spec_check(sp, kind_name(sched->kind), value);
+    return no_key(sched->desc->kind, (int)key);
+  nnkit_status st = nnkit__spec_check(sp, sched->desc->name, value);
   if (st == NNKIT_OK)
-    *slot(sched, key) = value;
+    sched->set[key] = value;
   return st;
 }
 
@@ -174,9 +317,9 @@ NNKIT_API nnkit_status nnkit_schedule_get(double *out, const nnkit_schedule *sch
 {
   if (!out || !sched)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_schedule_get: NULL argument");
-  if (!find_spec(sched->kind, key))
-    return no_key(sched->kind, (int)key);
-  *out = *slot((nnkit_schedule *)sched, key);
+  if (!find_spec(sched->desc, key))
+    return no_key(sched->desc->kind, (int)key);
+  *out = sched->set[key];
   return NNKIT_OK;
 }
 
@@ -184,15 +327,10 @@ NNKIT_API nnkit_status nnkit_schedule_bounds(double *lo_out, double *hi_out,
                                              int *flags_out, nnkit_sched_kind kind,
                                              nnkit_sched_param key)
 {
-  const nnkit__spec *sp = find_spec(kind, key);
+  const nnkit__spec *sp = find_spec(desc_of(kind), key);
   if (!sp)
     return no_key(kind, (int)key);
-  if (lo_out)
-    *lo_out = sp->lo;
-  if (hi_out)
-    *hi_out = sp->hi;
-  if (flags_out)
-    *flags_out = sp->flags;
+  nnkit__spec_bounds(sp, lo_out, hi_out, flags_out);
   return NNKIT_OK;
 }
 
@@ -202,10 +340,10 @@ NNKIT_API nnkit_status nnkit_schedule_set_milestones(nnkit_schedule *sched,
 {
   if (!sched || (count && !milestones))
     return nnkit__err(NNKIT_E_INVALID, "nnkit_schedule_set_milestones: NULL argument");
-  if (sched->kind != NNKIT_SCHEDULE_MULTISTEP)
+  if (!sched->desc->has_milestones)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_schedule_set_milestones: a %s has no milestones; only "
-                      "NNKIT_SCHEDULE_MULTISTEP does", kind_name(sched->kind));
+                      "NNKIT_SCHEDULE_MULTISTEP does", sched->desc->name);
   if (count > MAX_MILESTONES)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_schedule_set_milestones: %zu milestones, at most %d",
@@ -251,7 +389,10 @@ double nnkit__schedule_base(const nnkit_schedule *s) { return s->base; }
 
 void nnkit__schedule_set_base(nnkit_schedule *s, double base) { s->base = base; }
 
-int nnkit__schedule_per_batch(const nnkit_schedule *s) { return s->per_batch != 0; }
+int nnkit__schedule_per_batch(const nnkit_schedule *s)
+{
+  return s->set[NNKIT_SCHED_PER_BATCH] != 0;
+}
 
 int nnkit__schedule_attached(const nnkit_schedule *s) { return s->attached; }
 
@@ -260,99 +401,25 @@ void nnkit__schedule_set_attached(nnkit_schedule *s, int attached)
   s->attached = attached;
 }
 
-static double cosine(double base, double min, double cur, double period)
-{
-  const double pi = 3.14159265358979323846;
-  return min + (base - min) * (1.0 + cos(pi * cur / period)) / 2.0;
-}
-
 double nnkit__schedule_lr(const nnkit_schedule *s)
 {
-  uint64_t w = (uint64_t)s->warmup_steps, t = s->t;
+  uint64_t w = (uint64_t)G(s, WARMUP_STEPS), t = s->t;
+  double start = G(s, WARMUP_START);
   if (t < w)
-    return s->base * (s->warmup_start + (1.0 - s->warmup_start) * (double)t / (double)w);
-  uint64_t u = t - w;
-  switch (s->kind) {
-  case NNKIT_SCHEDULE_CONSTANT:
-    return s->base;
-  case NNKIT_SCHEDULE_STEP:
-    return s->base * pow(s->gamma, (double)(u / (uint64_t)s->step_size));
-  case NNKIT_SCHEDULE_MULTISTEP: {
-    size_t k = 0;
-    while (k < s->num_milestones && s->milestones[k] <= u)
-      k++;
-    return s->base * pow(s->gamma, (double)k);
-  }
-  case NNKIT_SCHEDULE_EXPONENTIAL:
-    return s->base * pow(s->gamma, (double)u);
-  case NNKIT_SCHEDULE_COSINE:
-    return cosine(s->base, s->min_lr, (double)u, s->t_max);
-  case NNKIT_SCHEDULE_COSINE_RESTARTS: {
-    uint64_t period = (uint64_t)s->t_0, mult = (uint64_t)s->t_mult, cur = u;
-    if (mult == 1) {
-      cur = u % period;
-    } else {
-      while (cur >= period) {
-        cur -= period;
-        if (period > UINT64_MAX / mult)
-          break;
-        period *= mult;
-      }
-    }
-    return cosine(s->base, s->min_lr, (double)cur, (double)period);
-  }
-  case NNKIT_SCHEDULE_PLATEAU:
-    return s->base * s->scale;
-  }
-  return s->base;
-}
-
-/* Reduce on plateau, PyTorch's ReduceLROnPlateau.step(). */
-static void plateau_step(nnkit_schedule *s, double m)
-{
-  int better;
-  if (isnan(m))
-    better = 0;
-  else if (isnan(s->best))
-    better = 1;
-  else if (s->maximize != 0)
-    better = s->threshold_abs != 0 ? m > s->best + s->threshold
-                                   : m > s->best * (1.0 + s->threshold);
-  else
-    better = s->threshold_abs != 0 ? m < s->best - s->threshold
-                                   : m < s->best * (1.0 - s->threshold);
-  if (better) {
-    s->best = m;
-    s->num_bad = 0;
-  } else {
-    s->num_bad++;
-  }
-  if (s->cooldown_left > 0) {
-    s->cooldown_left--;
-    s->num_bad = 0;
-  }
-  if ((double)s->num_bad > s->patience) {
-    double old = s->base * s->scale;
-    double lr = old * s->gamma;
-    if (lr < s->min_lr)
-      lr = s->min_lr;
-    if (old - lr > 1e-8 && s->base > 0)
-      s->scale = lr / s->base;
-    s->cooldown_left = (uint64_t)s->cooldown;
-    s->num_bad = 0;
-  }
+    return s->base * (start + (1.0 - start) * (double)t / (double)w);
+  return s->desc->lr(s, t - w);
 }
 
 void nnkit__schedule_advance(nnkit_schedule *s, double monitored)
 {
-  if (s->kind == NNKIT_SCHEDULE_PLATEAU && s->t >= (uint64_t)s->warmup_steps)
-    plateau_step(s, monitored);
+  if (s->desc->advance && s->t >= (uint64_t)G(s, WARMUP_STEPS))
+    s->desc->advance(s, monitored);
   s->t++;
 }
 
 void nnkit__schedule_save(const nnkit_schedule *s, double *out)
 {
-  out[0] = (double)s->kind;
+  out[0] = (double)s->desc->kind;
   out[1] = (double)s->t;
   out[2] = s->base;
   out[3] = s->scale;
@@ -368,11 +435,11 @@ static int is_count(double v)
 
 nnkit_status nnkit__schedule_restore(nnkit_schedule *s, const double *in)
 {
-  if (in[0] != (double)s->kind)
+  if (in[0] != (double)s->desc->kind)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_optimizer_set_state: the saved schedule is of kind %g, "
-                      "the attached one is a %s (%d)", in[0], kind_name(s->kind),
-                      (int)s->kind);
+                      "the attached one is a %s (%d)", in[0], s->desc->name,
+                      (int)s->desc->kind);
   if (!is_count(in[1]) || !is_count(in[5]) || !is_count(in[6]) ||
       !(in[2] >= 0 && in[2] <= 1e6) || !(in[3] > 0 && in[3] <= 1) || isinf(in[4]))
     return nnkit__err(NNKIT_E_INVALID,

@@ -923,9 +923,10 @@ class Net(_Handle):
 
 # Optimizers ------------------------------------------------------------
 
-OPTIMIZERS = {"sgd": 1, "rmsprop": 2, "adagrad": 3, "adam": 4, "adamw": 5}
+OPTIMIZERS = {"sgd": 1, "rmsprop": 2, "adagrad": 3, "adam": 4, "adamw": 5, "nadam": 6}
 OPT_KEYS = {"lr": 1, "momentum": 2, "nesterov": 3, "weight_decay": 4, "beta1": 5,
-            "beta2": 6, "eps": 7, "decay": 8, "clip_norm": 9, "clip_value": 10}
+            "beta2": 6, "eps": 7, "decay": 8, "clip_norm": 9, "clip_value": 10,
+            "momentum_decay": 11}
 
 
 class Optimizer(_Handle):

@@ -439,6 +439,26 @@ class DigitsTest(unittest.TestCase):
         self.assertEqual(per, 784)
 
 
+class NAdamTest(unittest.TestCase):
+    def test_nadam_trains_and_checks_its_keys(self):
+        xs, ys = blobs(64)
+        net = nnkit.Net(2, [nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(4)], seed=3)
+        opt = nnkit.Optimizer("nadam", lr=0.01, momentum_decay=0.01)
+        self.assertEqual(opt["beta1"], 0.9)
+        self.assertEqual(opt["momentum_decay"], 0.01)
+        self.assertEqual(nnkit.Optimizer.bounds("nadam", "momentum_decay")[:2], (0.0, 1e6))
+        with self.assertRaises(nnkit.InvalidArgument):
+            opt["momentum_decay"] = -1
+        self.assertEqual(opt["momentum_decay"], 0.01)
+        with self.assertRaises(nnkit.InvalidArgument):
+            opt["momentum"] = 0.5  # Adam-style: no momentum key
+        losses = [opt.train_batch(net, xs, labels=ys) for _ in range(30)]
+        self.assertLess(losses[-1], losses[0])
+        self.assertEqual(opt.steps, 30)
+        floats, scalars = opt.get_state()
+        self.assertEqual(len(floats), 2 * len(net.params))  # exp_avg, exp_avg_sq
+
+
 class TrainBatchTest(unittest.TestCase):
     def test_train_batch_equals_forward_backward_step(self):
         xs, ys = blobs(48)
