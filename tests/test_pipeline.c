@@ -1241,20 +1241,27 @@ START_TEST(normalizer_settings_bounds_and_errors)
            "unknown kind 9");
   ck_assert_ptr_null(nz);
   ck_ok(nnkit_normalizer_create(&nz, NNKIT_NORM_PCA_WHITEN));
-  ck_ok(nnkit_normalizer_bounds(&lo, &hi, NNKIT_NORM_PCA_WHITEN,
+  int flags = -1;
+  ck_ok(nnkit_normalizer_bounds(&lo, &hi, &flags, NNKIT_NORM_PCA_WHITEN,
                                 NNKIT_NORM_EPSILON));
   ck_assert_double_eq(lo, 0);
   ck_assert_double_eq(hi, 1e6);
+  ck_assert_int_eq(flags, 0);
+  ck_ok(nnkit_normalizer_bounds(NULL, NULL, &flags, NNKIT_NORM_PCA,
+                                NNKIT_NORM_COMPONENTS));
+  ck_assert_int_eq(flags, NNKIT_BOUND_INTEGER);
+  ck_fails(nnkit_normalizer_bounds(&lo, &hi, NULL, (nnkit_norm_kind)9,
+                                   NNKIT_NORM_SEED), NNKIT_E_INVALID, "unknown kind 9");
   ck_ok(nnkit_normalizer_get(&v, nz, NNKIT_NORM_EPSILON));
   ck_assert_double_eq(v, 1e-5);
-  ck_fails(nnkit_normalizer_bounds(&lo, &hi, NNKIT_NORM_PCA, NNKIT_NORM_EPSILON),
+  ck_fails(nnkit_normalizer_bounds(&lo, &hi, NULL, NNKIT_NORM_PCA, NNKIT_NORM_EPSILON),
            NNKIT_E_INVALID, "a PCA normalizer has no epsilon setting");
   ck_fails(nnkit_normalizer_set(nz, NNKIT_NORM_WITH_STD, 1), NNKIT_E_INVALID,
            "PCA whitening normalizer has no with_std");
   ck_fails(nnkit_normalizer_set(nz, NNKIT_NORM_EPSILON, -1), NNKIT_E_INVALID,
-           "epsilon -1 is outside [0, 1e+06]");
+           "PCA whitening normalizer epsilon -1 is outside its range [0, 1e+06]");
   ck_fails(nnkit_normalizer_set(nz, NNKIT_NORM_COMPONENTS, 2.5),
-           NNKIT_E_INVALID, "whole number");
+           NNKIT_E_INVALID, "components 2.5 must be an integer in [0, 1.67772e+07]");
   ck_fails(nnkit_normalizer_set(nz, (nnkit_norm_param)99, 1), NNKIT_E_INVALID,
            "unknown setting 99");
   ck_fails(nnkit_normalizer_get(&v, nz, (nnkit_norm_param)99), NNKIT_E_INVALID,
@@ -2286,15 +2293,18 @@ START_TEST(pipeline_rejects_bad_use)
   ck_fails(nnkit_pipeline_next(&b, p), NNKIT_E_STATE,
            "call nnkit_pipeline_begin_epoch() first");
   ck_fails(nnkit_pipeline_next(NULL, p), NNKIT_E_INVALID, "batch_out is NULL");
-  ck_ok(nnkit_pipeline_bounds(&lo, &hi, NNKIT_PIPE_PREFETCH));
+  int flags = 0;
+  ck_ok(nnkit_pipeline_bounds(&lo, &hi, &flags, NNKIT_PIPE_PREFETCH));
   ck_assert_double_eq(lo, 0);
   ck_assert_double_eq(hi, 16);
-  ck_fails(nnkit_pipeline_bounds(&lo, &hi, (nnkit_pipe_param)42),
+  ck_assert_int_eq(flags, NNKIT_BOUND_INTEGER);
+  ck_ok(nnkit_pipeline_bounds(NULL, NULL, NULL, NNKIT_PIPE_SEED));
+  ck_fails(nnkit_pipeline_bounds(&lo, &hi, NULL, (nnkit_pipe_param)42),
            NNKIT_E_INVALID, "unknown setting 42");
   ck_fails(nnkit_pipeline_set(p, NNKIT_PIPE_BATCH_SIZE, 0), NNKIT_E_INVALID,
-           "batch size 0 must be a whole number in [1, 65536]");
+           "pipeline batch size 0 must be an integer in [1, 65536]");
   ck_fails(nnkit_pipeline_set(p, NNKIT_PIPE_SHUFFLE, 0.5), NNKIT_E_INVALID,
-           "whole number");
+           "pipeline shuffle 0.5 must be 0 or 1");
   ck_fails(nnkit_pipeline_get(&v, p, (nnkit_pipe_param)0), NNKIT_E_INVALID,
            "unknown setting 0");
   ck_ok(nnkit_pipeline_get(&v, p, NNKIT_PIPE_BATCH_SIZE));

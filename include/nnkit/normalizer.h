@@ -115,10 +115,12 @@ NNKIT_API nnkit_status nnkit_normalizer_get(double *out,
                                             const nnkit_normalizer *nz,
                                             nnkit_norm_param key);
 
-/** The inclusive range [lo, hi] of a key for a kind.
- *  @return NNKIT_E_INVALID when the kind does not have the key. */
+/** The range of a key for a kind: lo, hi and ::nnkit_bound_flag bits
+ *  (NULL outputs are skipped), as nnkit_optimizer_bounds().
+ *  @return NNKIT_E_INVALID for an unknown kind or a key the kind does not
+ *  have. */
 NNKIT_API nnkit_status nnkit_normalizer_bounds(double *lo_out, double *hi_out,
-                                               nnkit_norm_kind kind,
+                                               int *flags_out, nnkit_norm_kind kind,
                                                nnkit_norm_param key);
 
 /**

@@ -30,14 +30,6 @@
 extern "C" {
 #endif
 
-/** Flags describing a hyperparameter's range, from the *_bounds() calls.
- *  Without flags the range is the closed interval [lo, hi]. */
-typedef enum nnkit_bound_flag {
-  NNKIT_BOUND_LO_OPEN = 1, /**< lo itself is excluded: (lo, ... */
-  NNKIT_BOUND_HI_OPEN = 2, /**< hi itself is excluded: ..., hi) */
-  NNKIT_BOUND_INTEGER = 4  /**< whole numbers only (counts, 0/1 switches) */
-} nnkit_bound_flag;
-
 /* ------------------------------------------------------------------ */
 /* Optimizers                                                           */
 /* ------------------------------------------------------------------ */

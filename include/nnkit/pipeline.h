@@ -152,10 +152,11 @@ NNKIT_API nnkit_status nnkit_pipeline_set(nnkit_pipeline *p,
 NNKIT_API nnkit_status nnkit_pipeline_get(double *out, const nnkit_pipeline *p,
                                           nnkit_pipe_param key);
 
-/** The inclusive range [lo, hi] of a key.
- *  @return NNKIT_E_INVALID for an unknown key. */
+/** The range of a key: lo, hi and ::nnkit_bound_flag bits (NULL outputs
+ *  are skipped), as nnkit_optimizer_bounds(); every pipeline key is a
+ *  whole number. @return NNKIT_E_INVALID for an unknown key. */
 NNKIT_API nnkit_status nnkit_pipeline_bounds(double *lo_out, double *hi_out,
-                                             nnkit_pipe_param key);
+                                             int *flags_out, nnkit_pipe_param key);
 
 /**
  * Normalizes every batch with a copy of nz (fitted; copied, so nz may be

@@ -89,54 +89,53 @@ static void drop_fit(nnkit_normalizer *nz)
 
 /* ---- settings --------------------------------------------------------- */
 
-typedef struct param_info {
-  nnkit_norm_param key;
-  const char *name;
-  double lo, hi;
-  int integer;
-} param_info;
-
-static const param_info params[] = {
-  {NNKIT_NORM_WITH_STD, "with_std", 0, 1, 1},
-  {NNKIT_NORM_COMPONENTS, "components", 0, 16777216.0, 1},
-  {NNKIT_NORM_VARIANCE, "variance fraction", 0, 1, 0},
-  {NNKIT_NORM_EPSILON, "epsilon", 0, 1e6, 0},
-  {NNKIT_NORM_FIT_SAMPLES, "fit samples", 0, TWO_POW_53, 1},
-  {NNKIT_NORM_SEED, "seed", 0, TWO_POW_53, 1},
+/* The keyed-settings table (lib/core/settings.c): one row per (kind, key);
+ * kind 0 rows apply to every kind. */
+#define INT NNKIT_BOUND_INTEGER
+static const nnkit__spec params[] = {
+  {NNKIT_NORM_CHANNEL_MEAN, NNKIT_NORM_WITH_STD, "with_std", 0, 1, 0, INT},
+  {NNKIT_NORM_STANDARDIZE, NNKIT_NORM_WITH_STD, "with_std", 0, 1, 1, INT},
+  {NNKIT_NORM_PCA, NNKIT_NORM_COMPONENTS, "components", 0, 16777216.0, 0, INT},
+  {NNKIT_NORM_PCA_WHITEN, NNKIT_NORM_COMPONENTS, "components", 0, 16777216.0, 0, INT},
+  {NNKIT_NORM_ZCA_WHITEN, NNKIT_NORM_COMPONENTS, "components", 0, 16777216.0, 0, INT},
+  {NNKIT_NORM_PCA, NNKIT_NORM_VARIANCE, "variance fraction", 0, 1, 1, 0},
+  {NNKIT_NORM_PCA_WHITEN, NNKIT_NORM_VARIANCE, "variance fraction", 0, 1, 1, 0},
+  {NNKIT_NORM_ZCA_WHITEN, NNKIT_NORM_VARIANCE, "variance fraction", 0, 1, 1, 0},
+  {NNKIT_NORM_PCA_WHITEN, NNKIT_NORM_EPSILON, "epsilon", 0, 1e6, 1e-5, 0},
+  {NNKIT_NORM_ZCA_WHITEN, NNKIT_NORM_EPSILON, "epsilon", 0, 1e6, 1e-5, 0},
+  {0, NNKIT_NORM_FIT_SAMPLES, "fit samples", 0, TWO_POW_53, 0, INT},
+  {0, NNKIT_NORM_SEED, "seed", 0, TWO_POW_53, 0, INT},
 };
+#undef INT
+#define NPARAMS (sizeof params / sizeof params[0])
 
-static int kind_has(nnkit_norm_kind kind, nnkit_norm_param key)
+static const nnkit__spec *find_param(nnkit_norm_kind kind, nnkit_norm_param key,
+                                     const char *fn)
 {
-  switch (key) {
-  case NNKIT_NORM_WITH_STD:
-    return kind == NNKIT_NORM_CHANNEL_MEAN || kind == NNKIT_NORM_STANDARDIZE;
-  case NNKIT_NORM_COMPONENTS:
-  case NNKIT_NORM_VARIANCE:
-    return is_pca(kind);
-  case NNKIT_NORM_EPSILON:
-    return kind == NNKIT_NORM_PCA_WHITEN || kind == NNKIT_NORM_ZCA_WHITEN;
-  case NNKIT_NORM_FIT_SAMPLES:
-  case NNKIT_NORM_SEED:
-    return valid_kind(kind);
-  }
-  return 0;
-}
-
-static const param_info *find_param(nnkit_norm_kind kind, nnkit_norm_param key,
-                                    const char *fn)
-{
-  for (size_t i = 0; i < sizeof params / sizeof params[0]; i++)
-    if (params[i].key == key) {
-      if (!kind_has(kind, key)) {
-        nnkit__err(NNKIT_E_INVALID, "%s: a %s normalizer has no %s setting",
-                   fn, kind_name(kind), params[i].name);
-        return NULL;
-      }
-      return &params[i];
+  const nnkit__spec *s = nnkit__spec_find(params, NPARAMS, (int)kind, (int)key);
+  if (s && valid_kind(kind))
+    return s;
+  for (size_t i = 0; i < NPARAMS; i++)
+    if (params[i].key == (int)key) {
+      nnkit__err(NNKIT_E_INVALID, "%s: a %s normalizer has no %s setting", fn,
+                 kind_name(kind), params[i].name);
+      return NULL;
     }
   nnkit__err(NNKIT_E_INVALID, "%s: unknown setting %d; use an NNKIT_NORM_* "
              "key", fn, (int)key);
   return NULL;
+}
+
+static void set_value(nnkit_normalizer *nz, nnkit_norm_param key, double value)
+{
+  switch (key) {
+  case NNKIT_NORM_WITH_STD: nz->with_std = (int)value; break;
+  case NNKIT_NORM_COMPONENTS: nz->components = (size_t)value; break;
+  case NNKIT_NORM_VARIANCE: nz->variance = value; break;
+  case NNKIT_NORM_EPSILON: nz->eps = value; break;
+  case NNKIT_NORM_FIT_SAMPLES: nz->fit_samples = (uint64_t)value; break;
+  case NNKIT_NORM_SEED: nz->seed = (uint64_t)value; break;
+  }
 }
 
 NNKIT_API nnkit_status nnkit_normalizer_create(nnkit_normalizer **out,
@@ -153,9 +152,13 @@ NNKIT_API nnkit_status nnkit_normalizer_create(nnkit_normalizer **out,
   if (!nz)
     return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", fn);
   nz->kind = kind;
-  nz->with_std = kind == NNKIT_NORM_STANDARDIZE;
-  nz->variance = 1;
-  nz->eps = 1e-5;
+  for (size_t i = 0; i < NPARAMS; i++) /* the defaults, as the table says */
+    if (params[i].kind == (int)kind || params[i].kind == 0)
+      set_value(nz, (nnkit_norm_param)params[i].key, params[i].def);
+  if (!nnkit__spec_find(params, NPARAMS, (int)kind, NNKIT_NORM_VARIANCE))
+    nz->variance = 1;
+  if (!nnkit__spec_find(params, NPARAMS, (int)kind, NNKIT_NORM_EPSILON))
+    nz->eps = 1e-5;
   *out = nz;
   return NNKIT_OK;
 }
@@ -174,19 +177,16 @@ NNKIT_API nnkit_norm_kind nnkit_normalizer_kind(const nnkit_normalizer *nz)
 }
 
 NNKIT_API nnkit_status nnkit_normalizer_bounds(double *lo_out, double *hi_out,
-                                               nnkit_norm_kind kind,
+                                               int *flags_out, nnkit_norm_kind kind,
                                                nnkit_norm_param key)
 {
   static const char fn[] = "nnkit_normalizer_bounds";
-  if (!lo_out || !hi_out)
-    return nnkit__err(NNKIT_E_INVALID, "%s: NULL output pointer", fn);
   if (!valid_kind(kind))
     return nnkit__err(NNKIT_E_INVALID, "%s: unknown kind %d", fn, (int)kind);
-  const param_info *p = find_param(kind, key, fn);
+  const nnkit__spec *p = find_param(kind, key, fn);
   if (!p)
     return NNKIT_E_INVALID;
-  *lo_out = p->lo;
-  *hi_out = p->hi;
+  nnkit__spec_bounds(p, lo_out, hi_out, flags_out);
   return NNKIT_OK;
 }
 
@@ -196,24 +196,15 @@ NNKIT_API nnkit_status nnkit_normalizer_set(nnkit_normalizer *nz,
   static const char fn[] = "nnkit_normalizer_set";
   if (!nz)
     return nnkit__err(NNKIT_E_INVALID, "%s: nz is NULL", fn);
-  const param_info *p = find_param(nz->kind, key, fn);
+  const nnkit__spec *p = find_param(nz->kind, key, fn);
   if (!p)
     return NNKIT_E_INVALID;
-  if (!(value >= p->lo && value <= p->hi))
-    return nnkit__err(NNKIT_E_INVALID, "%s: %s %g is outside [%g, %g]", fn,
-                      p->name, value, p->lo, p->hi);
-  if (p->integer && value != floor(value))
-    return nnkit__err(NNKIT_E_INVALID, "%s: %s must be a whole number, not "
-                      "%g", fn, p->name, value);
-  switch (key) {
-  case NNKIT_NORM_WITH_STD: nz->with_std = (int)value; break;
-  case NNKIT_NORM_COMPONENTS: nz->components = (size_t)value; break;
-  case NNKIT_NORM_VARIANCE: nz->variance = value; break;
-  case NNKIT_NORM_EPSILON: nz->eps = value; break;
-  case NNKIT_NORM_FIT_SAMPLES: nz->fit_samples = (uint64_t)value; break;
-  case NNKIT_NORM_SEED: nz->seed = (uint64_t)value; break;
-  }
-  return NNKIT_OK;
+  char owner[64];
+  snprintf(owner, sizeof owner, "%s: %s normalizer", fn, kind_name(nz->kind));
+  nnkit_status st = nnkit__spec_check(p, owner, value);
+  if (st == NNKIT_OK)
+    set_value(nz, key, value);
+  return st;
 }
 
 NNKIT_API nnkit_status nnkit_normalizer_get(double *out,

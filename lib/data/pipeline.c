@@ -76,29 +76,25 @@ struct nnkit_pipeline {
 
 /* ---- settings --------------------------------------------------------- */
 
-typedef struct pipe_param {
-  nnkit_pipe_param key;
-  const char *name;
-  double lo, hi;
-} pipe_param;
-
-static const pipe_param pipe_params[] = {
-  {NNKIT_PIPE_BATCH_SIZE, "batch size", 1, 65536},
-  {NNKIT_PIPE_SHUFFLE, "shuffle", 0, 1},
-  {NNKIT_PIPE_DROP_LAST, "drop last", 0, 1},
-  {NNKIT_PIPE_BALANCED, "balanced", 0, 1},
-  {NNKIT_PIPE_PREFETCH, "prefetch", 0, 16},
-  {NNKIT_PIPE_SEED, "seed", 0, TWO_POW_53},
+#define INT NNKIT_BOUND_INTEGER
+static const nnkit__spec pipe_params[] = {
+  {0, NNKIT_PIPE_BATCH_SIZE, "batch size", 1, 65536, 64, INT},
+  {0, NNKIT_PIPE_SHUFFLE, "shuffle", 0, 1, 1, INT},
+  {0, NNKIT_PIPE_DROP_LAST, "drop last", 0, 1, 0, INT},
+  {0, NNKIT_PIPE_BALANCED, "balanced", 0, 1, 0, INT},
+  {0, NNKIT_PIPE_PREFETCH, "prefetch", 0, 16, 2, INT},
+  {0, NNKIT_PIPE_SEED, "seed", 0, TWO_POW_53, 0, INT},
 };
+#undef INT
 
-static const pipe_param *find_param(nnkit_pipe_param key, const char *fn)
+static const nnkit__spec *find_param(nnkit_pipe_param key, const char *fn)
 {
-  for (size_t i = 0; i < sizeof pipe_params / sizeof pipe_params[0]; i++)
-    if (pipe_params[i].key == key)
-      return &pipe_params[i];
-  nnkit__err(NNKIT_E_INVALID, "%s: unknown setting %d; use an NNKIT_PIPE_* "
-             "key", fn, (int)key);
-  return NULL;
+  const nnkit__spec *s = nnkit__spec_find(pipe_params, sizeof pipe_params /
+                                          sizeof pipe_params[0], 0, (int)key);
+  if (!s)
+    nnkit__err(NNKIT_E_INVALID, "%s: unknown setting %d; use an NNKIT_PIPE_* "
+               "key", fn, (int)key);
+  return s;
 }
 
 /* ---- the worker ------------------------------------------------------- */
@@ -271,16 +267,13 @@ NNKIT_API void nnkit_pipeline_free(nnkit_pipeline *p)
 }
 
 NNKIT_API nnkit_status nnkit_pipeline_bounds(double *lo_out, double *hi_out,
-                                             nnkit_pipe_param key)
+                                             int *flags_out, nnkit_pipe_param key)
 {
   static const char fn[] = "nnkit_pipeline_bounds";
-  if (!lo_out || !hi_out)
-    return nnkit__err(NNKIT_E_INVALID, "%s: NULL output pointer", fn);
-  const pipe_param *pp = find_param(key, fn);
+  const nnkit__spec *pp = find_param(key, fn);
   if (!pp)
     return NNKIT_E_INVALID;
-  *lo_out = pp->lo;
-  *hi_out = pp->hi;
+  nnkit__spec_bounds(pp, lo_out, hi_out, flags_out);
   return NNKIT_OK;
 }
 
@@ -290,12 +283,14 @@ NNKIT_API nnkit_status nnkit_pipeline_set(nnkit_pipeline *p,
   static const char fn[] = "nnkit_pipeline_set";
   if (!p)
     return nnkit__err(NNKIT_E_INVALID, "%s: p is NULL", fn);
-  const pipe_param *pp = find_param(key, fn);
+  const nnkit__spec *pp = find_param(key, fn);
   if (!pp)
     return NNKIT_E_INVALID;
-  if (!(value >= pp->lo && value <= pp->hi) || value != floor(value))
-    return nnkit__err(NNKIT_E_INVALID, "%s: %s %g must be a whole number in "
-                      "[%g, %g]", fn, pp->name, value, pp->lo, pp->hi);
+  char owner[48];
+  snprintf(owner, sizeof owner, "%s: pipeline", fn);
+  nnkit_status st = nnkit__spec_check(pp, owner, value);
+  if (st != NNKIT_OK)
+    return st;
   if (key == NNKIT_PIPE_BALANCED && value == 1 && !p->ds->labels)
     return nnkit__err(NNKIT_E_INVALID, "%s: class-balanced sampling needs "
                       "class labels, and the dataset has none", fn);
