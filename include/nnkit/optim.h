@@ -408,9 +408,9 @@ typedef enum nnkit_reg_param {
   NNKIT_REG_L1_RATIO = 2,        /**< ELASTIC_NET: r, [0, 1], 0.5 */
   NNKIT_REG_MAX = 3,             /**< MAX_NORM: largest row norm, (0, 1e6] */
   NNKIT_REG_WITH_BIASES = 4,     /**< L2, L1, ELASTIC_NET: 1 to include biases, 0 (default) or 1 */
-  NNKIT_REG_WITH_BATCHNORM = 5   /**< L2, L1, ELASTIC_NET: 1 to include the parameters of
-                                      layers without weights (batch norm's gamma and
-                                      beta), 0 (default) or 1 */
+  NNKIT_REG_WITH_BATCHNORM = 5   /**< L2, L1, ELASTIC_NET: 1 to include the scale and
+                                      shift of normalization layers (gamma and beta of
+                                      batch norm and layer norm), 0 (default) or 1 */
 } nnkit_reg_param;
 
 /**
