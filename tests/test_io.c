@@ -206,7 +206,10 @@ END_TEST
 
 /* A file written by nnkit 0.1.0 (tests/fixtures/models/gen_v010.c, before
  * the descriptor redesign) still loads: same architecture and options,
- * normalizer, flags, and predictions equal to 0.1.0's bit for bit. */
+ * normalizer, flags, and predictions equal to 0.1.0's. Those were computed
+ * on another machine, whose kernels (AVX2, AVX-512 or BLAS; and valgrind's
+ * CPU) round differently, so they agree to 1e-5, not bit for bit; the
+ * weights themselves are compared exactly by the round-trip tests. */
 START_TEST(loads_files_of_version_0_1_0)
 {
   enum { N = 24, C = 2, H = 6, W = 6, K = 3 };
@@ -237,10 +240,9 @@ START_TEST(loads_files_of_version_0_1_0)
   ck_assert_ptr_nonnull(fgets(line, sizeof line, f)); /* the comment */
   for (size_t i = 0; i < N * K; i++) {
     ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
-    float want = (float)strtod(line, NULL);
-    ck_assert_msg(memcmp(&want, &p[i], sizeof want) == 0,
-                  "probability %zu: %a now, %a in 0.1.0", i, (double)p[i],
-                  (double)want);
+    double want = strtod(line, NULL);
+    ck_assert_msg(fabs(p[i] - want) <= 1e-5 * (1.0 + fabs(want)),
+                  "probability %zu: %a now, %a in 0.1.0", i, (double)p[i], want);
   }
   fclose(f);
   nnkit_normalizer_free(nz);
