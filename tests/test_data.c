@@ -17,35 +17,6 @@ static char sentinel_byte;
 
 /* ---- fixtures ---------------------------------------------------------- */
 
-/* Paths handed out by tmp_path, removed when the process exits (Check's
- * forked test processes exit after each test). */
-enum { MAX_TMP = 512 };
-static char *tmp_paths[MAX_TMP];
-static unsigned num_tmp;
-
-static void remove_tmp_files(void)
-{
-  for (unsigned i = 0; i < num_tmp; i++) {
-    unlink(tmp_paths[i]);
-    free(tmp_paths[i]);
-  }
-  num_tmp = 0;
-}
-
-/* A fresh path under NNKIT_TEST_TMPDIR, unique per process and call. */
-static void tmp_path(char *buf, size_t len, const char *name)
-{
-  static unsigned serial;
-  snprintf(buf, len, "%s/data_%ld_%u_%s", NNKIT_TEST_TMPDIR, (long)getpid(),
-           serial++, name);
-  unlink(buf);
-  if (num_tmp == 0)
-    atexit(remove_tmp_files); /* at most once per test process */
-  ck_assert_uint_lt(num_tmp, MAX_TMP);
-  tmp_paths[num_tmp] = strdup(buf);
-  ck_assert_ptr_nonnull(tmp_paths[num_tmp]);
-  num_tmp++;
-}
 
 static void write_raw(const char *path, const void *bytes, size_t n)
 {
@@ -146,7 +117,7 @@ static void idx_file(char *path, size_t plen, const char *name, int gzip,
   unsigned char *buf = malloc(payload_len + 32);
   ck_assert_ptr_nonnull(buf);
   size_t n = make_idx(buf, type, ndim, dims, payload, payload_len);
-  tmp_path(path, plen, name);
+  tu_tmp_path(path, plen, name);
   if (gzip)
     write_gz(path, buf, n);
   else
@@ -669,7 +640,7 @@ END_TEST
 START_TEST(load_idx_rejects_missing_file_and_directory)
 {
   char p[512];
-  tmp_path(p, sizeof p, "missing");
+  tu_tmp_path(p, sizeof p, "missing");
   load_fails(p, NULL, 0, NNKIT_E_IO, "cannot open", p);
   load_fails(NNKIT_TEST_TMPDIR, NULL, 0, NNKIT_E_IO, "directory",
              NNKIT_TEST_TMPDIR);
@@ -692,7 +663,7 @@ START_TEST(load_idx_rejects_bad_magic_type_and_rank)
   uint32_t d[5] = {2, 1, 1, 1, 1};
   for (int gz = 0; gz < 2; gz++) {
     unsigned char bad[12] = {0x01, 0x00, 0x08, 0x01, 0, 0, 0, 2, 1, 2};
-    tmp_path(p, sizeof p, "magic");
+    tu_tmp_path(p, sizeof p, "magic");
     gz ? write_gz(p, bad, 10) : write_raw(p, bad, 10);
     load_fails(p, NULL, 0, NNKIT_E_FORMAT, "not an IDX file", p);
     load_fails(p, NULL, 0, NNKIT_E_FORMAT, "01 00 08 01", p);
@@ -709,7 +680,7 @@ START_TEST(load_idx_rejects_bad_magic_type_and_rank)
     idx_file(p, sizeof p, "zero", gz, 0x08, 2, z, v, 2);
     load_fails(p, NULL, 0, NNKIT_E_FORMAT, "dimension 1 of the header is 0",
                p);
-    tmp_path(p, sizeof p, "empty");
+    tu_tmp_path(p, sizeof p, "empty");
     gz ? write_gz(p, "", 0) : write_raw(p, "", 0);
     load_fails(p, NULL, 0, NNKIT_E_FORMAT, "truncated", p);
   }
@@ -725,7 +696,7 @@ START_TEST(load_idx_rejects_truncated_plain)
              "ends after 5", p);
   /* Cut inside the dimension sizes. */
   unsigned char head[6] = {0, 0, 0x08, 3, 0, 0};
-  tmp_path(p, sizeof p, "trunchead");
+  tu_tmp_path(p, sizeof p, "trunchead");
   write_raw(p, head, 6);
   load_fails(p, NULL, 0, NNKIT_E_FORMAT, "truncated", p);
   /* Float data cut mid-value. */
@@ -870,8 +841,8 @@ static void save_and_reload(const nnkit_dataset *ds, int gzip,
                             unsigned char head[12])
 {
   char img[512], lab[512];
-  tmp_path(img, sizeof img, "save_img");
-  tmp_path(lab, sizeof lab, "save_lab");
+  tu_tmp_path(img, sizeof img, "save_img");
+  tu_tmp_path(lab, sizeof lab, "save_lab");
   int labelled = nnkit_dataset_labels(ds) != NULL;
   ck_ok(nnkit_dataset_save_idx(ds, img, labelled ? lab : NULL, gzip));
   ck_assert_int_eq(count_temps(img), 0);
@@ -1070,7 +1041,7 @@ START_TEST(save_idx_two_dim_samples_reload_as_one_channel)
   nnkit_dataset *ds = NULL, *back = NULL;
   ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, 2, shape, 2, 0));
   char img[512];
-  tmp_path(img, sizeof img, "twod");
+  tu_tmp_path(img, sizeof img, "twod");
   ck_ok(nnkit_dataset_save_idx(ds, img, NULL, 0));
   ck_ok(nnkit_dataset_load_idx(&back, img, NULL, 0));
   ck_assert_uint_eq(nnkit_dataset_ndim(back), 3);
@@ -1085,7 +1056,7 @@ END_TEST
 START_TEST(save_idx_replaces_existing_file)
 {
   char img[512];
-  tmp_path(img, sizeof img, "replace");
+  tu_tmp_path(img, sizeof img, "replace");
   write_raw(img, "old contents", 12);
   float x[2] = {1, 2};
   size_t shape[1] = {2};
@@ -1111,14 +1082,14 @@ START_TEST(save_idx_failure_leaves_no_file)
   nnkit_dataset *ds = NULL;
   ck_ok(nnkit_dataset_from_buffers(&ds, x, labels, 2, shape, 1, 0));
   char dir[512], img[600], lab[600];
-  tmp_path(dir, sizeof dir, "no_such_dir");
+  tu_tmp_path(dir, sizeof dir, "no_such_dir");
   snprintf(img, sizeof img, "%s/img.idx", dir);
   ck_fails(nnkit_dataset_save_idx(ds, img, NULL, 0), NNKIT_E_IO, img);
   ck_assert(!file_exists(img));
   ck_assert(!file_exists(dir));
   /* Images writable, labels not: the images file must stay untouched,
    * because both are written in full before either is renamed. */
-  tmp_path(img, sizeof img, "keep_img");
+  tu_tmp_path(img, sizeof img, "keep_img");
   write_raw(img, "old", 3);
   snprintf(lab, sizeof lab, "%s/lab.idx", dir);
   ck_fails(nnkit_dataset_save_idx(ds, img, lab, 1), NNKIT_E_IO,
@@ -1145,7 +1116,7 @@ START_TEST(save_idx_write_error_midway_leaves_no_file)
   nnkit_dataset *ds = NULL;
   ck_ok(nnkit_dataset_from_buffers(&ds, x, NULL, N, shape, 1, 0));
   char img[512];
-  tmp_path(img, sizeof img, "efbig");
+  tu_tmp_path(img, sizeof img, "efbig");
   struct rlimit old, small;
   ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
   small = old;
@@ -1170,8 +1141,8 @@ START_TEST(save_idx_rejects_bad_requests)
   int32_t big[2] = {0, 300};
   size_t shape[1] = {1};
   char img[512], lab[512];
-  tmp_path(img, sizeof img, "rej_img");
-  tmp_path(lab, sizeof lab, "rej_lab");
+  tu_tmp_path(img, sizeof img, "rej_img");
+  tu_tmp_path(lab, sizeof lab, "rej_lab");
   nnkit_dataset *plain = NULL, *reg = NULL, *wide = NULL;
   ck_ok(nnkit_dataset_from_buffers(&plain, x, NULL, 2, shape, 1, 0));
   ck_ok(nnkit_dataset_from_targets(&reg, x, t, 2, shape, 1, 1));
@@ -1280,8 +1251,8 @@ START_TEST(allocation_failures_are_clean)
   ck_assert_int_eq(sweep_alloc_failures(op_subset, src), 3);
   /* Saving: each failure is NOMEM and leaves neither file nor temp. */
   char out_img[512], out_lab[512];
-  tmp_path(out_img, sizeof out_img, "nomem_img");
-  tmp_path(out_lab, sizeof out_lab, "nomem_lab");
+  tu_tmp_path(out_img, sizeof out_img, "nomem_img");
+  tu_tmp_path(out_lab, sizeof out_lab, "nomem_lab");
   for (uint64_t k = 1;; k++) {
     nnkit__alloc_fail_after(k);
     nnkit_status st = nnkit_dataset_save_idx(src, out_img, out_lab, 1);

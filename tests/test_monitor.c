@@ -61,13 +61,13 @@ static nnkit_trainer *trainer(nnkit_net *net, nnkit_optimizer **opt, double lr,
 }
 
 
+/* A fresh path (tu_tmp_path) in one of four rotating buffers. */
 static char *tmp_path(const char *name)
 {
   static char buf[4][1024];
   static int k;
   k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/monitor_%d_%s", NNKIT_TEST_TMPDIR, (int)getpid(),
-           name);
+  tu_tmp_path(buf[k], sizeof buf[k], name);
   return buf[k];
 }
 

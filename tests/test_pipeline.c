@@ -2433,29 +2433,12 @@ END_TEST
 
 /* ---- allocation failures ------------------------------------------------ */
 
-/* Runs op once to count its allocations N, then with allocation k failing
- * for every k in 1..N: each run returns OK or NOMEM with a sentence and
- * leaves nothing behind (ASan/valgrind see leaks). op returns its status
- * and frees what it built on success. */
 typedef nnkit_status (*op_fn)(const void *arg);
 
+/* The allocation-failure sweep of testutil.h: OK or NOMEM only. */
 static void sweep(op_fn op, const void *arg, const char *what)
 {
-  uint64_t before = nnkit__alloc_count();
-  ck_ok(op(arg));
-  uint64_t n = nnkit__alloc_count() - before;
-  ck_assert_msg(n > 0, "%s allocates nothing", what);
-  for (uint64_t k = 1; k <= n; k++) {
-    nnkit_clear_error();
-    nnkit__alloc_fail_after(k);
-    nnkit_status st = op(arg);
-    nnkit__alloc_fail_after(0);
-    ck_assert_msg(st == NNKIT_OK || st == NNKIT_E_NOMEM,
-                  "%s, allocation %llu failing: status %d (%s)", what,
-                  (unsigned long long)k, (int)st, nnkit_last_error());
-    if (st != NNKIT_OK)
-      ck_assert_msg(strlen(nnkit_last_error()) > 0, "%s: no sentence", what);
-  }
+  tu_alloc_sweep(op, arg, what, NNKIT_OK);
 }
 
 static nnkit_status op_csv(const void *arg)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -193,6 +194,77 @@ static inline void tu_grad_check(nnkit_net *net, const float *x0, size_t batch,
   free(x);
   free(g);
   free(dx);
+}
+
+/* ---- temporary files ---------------------------------------------------- */
+
+/* Paths handed out by tu_tmp_path, removed when the process exits (Check's
+ * forked test processes exit after each test). */
+static char **tu_tmp_paths;
+static size_t tu_num_tmp, tu_cap_tmp;
+
+static void tu_remove_tmp_files(void)
+{
+  for (size_t i = 0; i < tu_num_tmp; i++) {
+    unlink(tu_tmp_paths[i]);
+    free(tu_tmp_paths[i]);
+  }
+  free(tu_tmp_paths);
+  tu_tmp_paths = NULL;
+  tu_num_tmp = tu_cap_tmp = 0;
+}
+
+/* A fresh path "<NNKIT_TEST_TMPDIR>/<pid>_<serial>_<name>", unique per
+ * process and call; nothing is there, and it is removed at exit. */
+static inline void tu_tmp_path(char *buf, size_t len, const char *name)
+{
+  static unsigned serial;
+  snprintf(buf, len, "%s/tu_%ld_%u_%s", NNKIT_TEST_TMPDIR, (long)getpid(), serial++,
+           name);
+  unlink(buf);
+  if (tu_cap_tmp == 0)
+    atexit(tu_remove_tmp_files); /* at most once per test process */
+  if (tu_num_tmp == tu_cap_tmp) {
+    size_t cap = tu_cap_tmp ? 2 * tu_cap_tmp : 64;
+    char **p = realloc(tu_tmp_paths, cap * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    tu_tmp_paths = p;
+    tu_cap_tmp = cap;
+  }
+  tu_tmp_paths[tu_num_tmp] = strdup(buf);
+  ck_assert_ptr_nonnull(tu_tmp_paths[tu_num_tmp]);
+  tu_num_tmp++;
+}
+
+/* ---- allocation failures ------------------------------------------------- */
+
+/* Runs op once to count its allocations N, then with allocation k failing
+ * for every k in 1..N: each run must return OK, NNKIT_E_NOMEM or `also`
+ * (another status a failed allocation may surface as, e.g. NNKIT_E_FORMAT
+ * from a parser that cannot tell; NNKIT_OK for none), with a sentence, and
+ * leave nothing behind (ASan and valgrind see leaks). op frees what it
+ * built on success and may assert more on each run. Returns N. */
+typedef nnkit_status (*tu_op_fn)(const void *arg);
+
+static inline uint64_t tu_alloc_sweep(tu_op_fn op, const void *arg, const char *what,
+                                      nnkit_status also)
+{
+  uint64_t before = nnkit__alloc_count();
+  ck_ok(op(arg));
+  uint64_t n = nnkit__alloc_count() - before;
+  ck_assert_msg(n > 0, "%s allocates nothing", what);
+  for (uint64_t k = 1; k <= n; k++) {
+    nnkit_clear_error();
+    nnkit__alloc_fail_after(k);
+    nnkit_status st = op(arg);
+    nnkit__alloc_fail_after(0);
+    ck_assert_msg(st == NNKIT_OK || st == NNKIT_E_NOMEM || (also && st == also),
+                  "%s, allocation %llu failing: status %d (%s)", what,
+                  (unsigned long long)k, (int)st, nnkit_last_error());
+    if (st != NNKIT_OK)
+      ck_assert_msg(strlen(nnkit_last_error()) > 0, "%s: no sentence", what);
+  }
+  return n;
 }
 
 #endif
