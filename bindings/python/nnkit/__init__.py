@@ -1242,6 +1242,14 @@ class Trainer(_Handle):
         _check(lib.nnkit_trainer_get(ctypes.byref(out), self.handle, TRAIN_KEYS[key]))
         return out.value
 
+    @staticmethod
+    def bounds(key):
+        """(lo, hi, flags) of a trainer setting, as Optimizer.bounds."""
+        lo, hi, flags = ctypes.c_double(), ctypes.c_double(), ctypes.c_int()
+        _check(lib.nnkit_trainer_bounds(ctypes.byref(lo), ctypes.byref(hi),
+                                        ctypes.byref(flags), TRAIN_KEYS[key]))
+        return lo.value, hi.value, flags.value
+
     def add_callback(self, cb):
         """Per-epoch and/or per-batch Python callback (see Net.fit)."""
         if not hasattr(self, "_cbs"):

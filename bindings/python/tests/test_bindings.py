@@ -301,6 +301,9 @@ class CapabilityTest(unittest.TestCase):
         with self.assertRaises(ValueError) as cm:
             net.layer_get(0, "unitz")
         self.assertIn("units", str(cm.exception))
+        lo, hi, flags = nnkit.Trainer.bounds("batch_size")
+        self.assertEqual((lo, flags), (1.0, 4))
+        self.assertGreaterEqual(hi, 65536)
 
     def test_pipeline_normalizer_augmenter(self):
         xs, ys = blobs(100)
