@@ -626,6 +626,78 @@ NNKIT_API nnkit_status nnkit_net_load(nnkit_net **net_out,
                                       nnkit_normalizer **nz_out,
                                       const char *path);
 
+/* ------------------------------------------------------------------ */
+/* Transfer learning                                                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A net trained on one task becomes the start of another: cut it before
+ * its head with nnkit_net_cut(), append a new head (nnkit_net_add_*) for
+ * the new classes, freeze the first layers or give them a small
+ * learning-rate multiplier (Fine-tuning, above) and train; or read the
+ * activations of one layer for a whole dataset with nnkit_net_features()
+ * ("CNN codes") and train a small classifier on them.
+ */
+
+/**
+ * Keeps the first `keep` layers of net and destroys the others (their
+ * parameters, state and initializers). The kept layers are unchanged:
+ * their parameters bit for bit (the parameter buffer shrinks to their
+ * floats, at the same offsets), batch-normalization statistics, dropout
+ * positions, trainable flags, learning-rate multipliers and initializers.
+ * Layers appended afterwards are initialized as usual at first use
+ * (weights from the net's seed and their position), and the kept ones
+ * keep their values. keep == nnkit_net_num_layers() changes nothing.
+ *
+ * Pointers from nnkit_net_params()/nnkit_net_grads() and the net's working
+ * memory are invalidated. An optimizer that has stepped this net has
+ * state sized for the old parameters: call nnkit_optimizer_reset() (or
+ * use a new optimizer) after a cut; a step with a state of another size
+ * fails with NNKIT_E_STATE, and a state that happens to have the same size
+ * would carry the removed head's momentum into the new one. Regularizers
+ * naming removed layers fail at the next step (NNKIT_E_INVALID).
+ * @param keep  layers to keep, in [1, number of layers].
+ * @return NNKIT_E_INVALID for a NULL net or keep outside that range (the
+ *         sentence gives it); the net is then unchanged. Never allocates.
+ */
+NNKIT_API nnkit_status nnkit_net_cut(nnkit_net *net, size_t keep);
+
+/**
+ * The outputs of layer `layer` (0-based; see nnkit_net_layer_shape()) for
+ * every sample of ds, as a new dataset: sample shape = that layer's output
+ * shape, the same sample order, and copies of ds's labels, class count,
+ * class names and regression targets. The net runs in evaluation mode
+ * (dropout off, batch normalization on its running statistics) in chunks
+ * of 256 samples, exactly as nnkit_net_forward() (whose per-layer outputs
+ * these are, bit for bit, for the same chunk); its mode is restored. The
+ * whole net runs, the layers after `layer` too.
+ * @param out    receives the new dataset (the caller's;
+ *               nnkit_dataset_free()); NULL on failure.
+ * @param net    not const: its working memory is used (and may grow).
+ * @param ds     borrowed, read only; float or compact (byte) samples.
+ * @return NNKIT_E_INVALID for NULL arguments or a layer out of range;
+ *         NNKIT_E_STATE for a net without layers;
+ *         NNKIT_E_SHAPE when ds's sample size is not the net's input size;
+ *         NNKIT_E_DIVERGED when an output is not finite (a dataset holds
+ *         finite values only); errors of nnkit_net_forward(); NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_net_features(nnkit_dataset **out, nnkit_net *net,
+                                          size_t layer, const nnkit_dataset *ds);
+
+/**
+ * nnkit_net_features() for a batch in caller memory: out receives the
+ * outputs of layer `layer` for `batch` samples of x (batch * input_size
+ * floats, borrowed), batch * (that layer's output size) floats; len must
+ * be at least that. Evaluation mode, in chunks of 256, the mode restored.
+ * @return NNKIT_E_INVALID for NULL buffers, batch 0, a layer out of range
+ *         or a short len; NNKIT_E_STATE for a net without layers;
+ *         NNKIT_E_DIVERGED for a non-finite output (out
+ *         then holds the chunks before it); errors of nnkit_net_forward().
+ */
+NNKIT_API nnkit_status nnkit_net_features_batch(float *out, size_t len,
+                                                nnkit_net *net, size_t layer,
+                                                const float *x, size_t batch);
+
 #ifdef __cplusplus
 }
 #endif
