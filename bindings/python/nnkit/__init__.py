@@ -894,6 +894,45 @@ class Net(_Handle):
     def set_lr_multiplier(self, layer, mult):
         _check(lib.nnkit_net_set_lr_multiplier(self.handle, layer, float(mult)))
 
+    def cut(self, keep):
+        """Keeps the first `keep` layers and removes the others (transfer
+        learning: cut before the head, then add() a new one). The kept
+        layers' parameters, statistics, trainable flags and learning-rate
+        multipliers stay bit for bit; views from .params/.grads taken
+        before are invalid afterwards, and an Optimizer that has stepped
+        this net needs reset(). Returns the net."""
+        _check(lib.nnkit_net_cut(self.handle, int(keep)))
+        return self
+
+    def features(self, x, layer, dataset=False):
+        """The outputs of layer `layer` in evaluation mode ("CNN codes"):
+        for samples x (as predict takes them) or a Dataset, an array of
+        shape (n,) + layer_shape(layer) (nested lists without NumPy). With
+        a Dataset and dataset=True, a new Dataset of those outputs with the
+        same labels/targets and class names instead, ready to fit a small
+        classifier on."""
+        layer = int(layer)
+        if isinstance(x, Dataset):
+            h = ctypes.c_void_p()
+            _check(lib.nnkit_net_features(ctypes.byref(h), self.handle, layer, x.handle))
+            ds = Dataset._wrap(h)
+            if dataset:
+                return ds
+            with ds:
+                return ds.x
+        if dataset:
+            raise InvalidArgument(E_INVALID, "features(dataset=True) needs a Dataset, "
+                                  "not raw samples")
+        xb, n = self._batch(x)
+        if not 0 <= layer < self.num_layers:  # the library's sentence
+            dummy = (ctypes.c_float * 1)()
+            _check(lib.nnkit_net_features_batch(dummy, 1, self.handle,
+                                                layer % (1 << 64), xb.ptr, n))
+        shape = self.layer_shape(layer)
+        out = (ctypes.c_float * (n * math.prod(shape)))()
+        _check(lib.nnkit_net_features_batch(out, len(out), self.handle, layer, xb.ptr, n))
+        return _to_result(out, len(out), (n,) + shape)
+
     def layer_stats(self, x, labels=None, stats=("act_mean", "act_std", "saturated",
                                                   "dead", "grad_norm")):
         """Per-layer statistics of one batch: {stat: [value per layer]}."""

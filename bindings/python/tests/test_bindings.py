@@ -442,6 +442,79 @@ class DigitsTest(unittest.TestCase):
         self.assertEqual(per, 784)
 
 
+def _aslist(a):
+    """A result as nested lists, with or without NumPy."""
+    return a.tolist() if hasattr(a, "tolist") else a
+
+
+class TransferTest(unittest.TestCase):
+    def test_cut_keeps_weights_and_a_new_head_trains(self):
+        xs, ys = blobs(120)
+        ds = nnkit.Dataset(xs, ys, num_classes=4)
+        net = nnkit.Net(2, [nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(6), nnkit.ReLU(),
+                            nnkit.Dense(4)], seed=1)
+        net.fit(ds, epochs=3, batch_size=16, lr=0.1)
+        codes = _aslist(net.features(xs, 3))  # the kept prefix's outputs
+        self.assertEqual(len(codes), 120)
+        self.assertEqual(len(codes[0]), 6)
+        off, _ = net.layer_params(4)
+        kept = list(net.params)[:off]
+        self.assertIs(net.cut(4), net)
+        self.assertEqual(net.num_layers, 4)
+        self.assertEqual(net.num_params, off)
+        self.assertEqual(list(net.params), kept)  # bit for bit
+        net.training = False
+        self.assertEqual(_aslist(net.forward(xs)), codes)
+        # a new head for two classes (the blobs' parity) trains
+        parity = nnkit.Dataset(xs, [y % 2 for y in ys], num_classes=2)
+        net.add(nnkit.Dense(2))
+        for i in range(4):
+            net.set_trainable(i, False)
+        before = net.evaluate(parity)[0]
+        net.fit(parity, epochs=20, batch_size=16, lr=0.1)
+        self.assertLess(net.evaluate(parity)[0], 0.5 * before)
+        self.assertEqual(list(net.params)[:off], kept)  # frozen
+        for bad in (0, 6):
+            with self.assertRaises(nnkit.InvalidArgument) as cm:
+                net.cut(bad)
+            self.assertIn("keep %d is outside [1, 5]" % bad, cm.exception.message)
+        self.assertEqual(net.num_layers, 5)
+
+    def test_features_of_samples_and_datasets(self):
+        xs = [[((i * 37 + j * 11) % 17) / 17.0 for j in range(64)] for i in range(40)]
+        ys = [i % 3 for i in range(40)]
+        ds = nnkit.Dataset(xs, ys, shape=(1, 8, 8), num_classes=3)
+        net = nnkit.Net((1, 8, 8), [nnkit.Conv2D(2, 3), nnkit.BatchNorm(), nnkit.ReLU(),
+                                    nnkit.Dropout(0.5), nnkit.Flatten(), nnkit.Dense(3)],
+                        seed=2)
+        self.assertTrue(net.training)
+        f = _aslist(net.features(xs, 2))
+        self.assertTrue(net.training)  # the mode is restored
+        self.assertEqual((len(f), len(f[0]), len(f[0][0]), len(f[0][0][0])), (40, 2, 8, 8))
+        self.assertEqual(_aslist(net.features(ds, 2)), f)
+        # evaluation mode: dropout is the identity, so layer 3 equals layer 2
+        self.assertEqual(_aslist(net.features(ds, 3)), f)
+        codes = net.features(ds, 4, dataset=True)
+        self.assertEqual(codes.shape, (128,))
+        self.assertEqual(len(codes), 40)
+        self.assertEqual(codes.num_classes, 3)
+        self.assertEqual(list(codes.labels), ys)
+        flat = [sum((row for ch in s for row in ch), []) for s in f]
+        self.assertEqual(_aslist(codes.x), flat)
+        with self.assertRaises(nnkit.InvalidArgument) as cm:
+            net.features(xs, 6)
+        self.assertIn("layer 6 does not exist (the net has 6 layers", cm.exception.message)
+        with self.assertRaises(nnkit.InvalidArgument):
+            net.features(ds, 9, dataset=True)
+        with self.assertRaises(nnkit.InvalidArgument):
+            net.features(xs, 1, dataset=True)
+        other = nnkit.Dataset([[0.5] * 63] * 2, [0, 1], num_classes=2)
+        with self.assertRaises(nnkit.ShapeError) as cm:
+            net.features(other, 1)
+        self.assertIn("dataset samples have 63 values, the net takes 64",
+                      cm.exception.message)
+
+
 class NAdamTest(unittest.TestCase):
     def test_nadam_trains_and_checks_its_keys(self):
         xs, ys = blobs(64)
@@ -644,6 +717,11 @@ class ExamplesTest(unittest.TestCase):
         self.run_example("monitor.py", r"\nthe diagnosis named the right cause in [0-3] of "
                          r"3 runs\n$", "monitor_layers.png", "--epochs", "3",
                          status=lambda out: 0 if " 3 of 3 runs" in out else 1)
+
+    def test_transfer(self):
+        out = self.run_example("transfer.py", r"\nfine-tuning [-+]\d+\.\d points\.\n",
+                               "transfer_accuracies.png", "--epochs", "1")
+        self.assertRegex(out, r"\n  mean( +[01]\.\d{4}){3}\n")
 
     def test_init_study(self):
         self.run_example("init_study.py",
