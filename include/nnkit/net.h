@@ -658,7 +658,9 @@ NNKIT_API nnkit_status nnkit_net_load(nnkit_net **net_out,
  * naming removed layers fail at the next step (NNKIT_E_INVALID).
  * @param keep  layers to keep, in [1, number of layers].
  * @return NNKIT_E_INVALID for a NULL net or keep outside that range (the
- *         sentence gives it); the net is then unchanged. Never allocates.
+ *         sentence gives it); the net is then unchanged. Never fails for
+ *         lack of memory (when shrinking the parameter buffer is refused,
+ *         the larger one stays in use).
  */
 NNKIT_API nnkit_status nnkit_net_cut(nnkit_net *net, size_t keep);
 

@@ -912,6 +912,10 @@ class Net(_Handle):
         same labels/targets and class names instead, ready to fit a small
         classifier on."""
         layer = int(layer)
+        if layer < 0:
+            raise InvalidArgument(E_INVALID, "layer %d is negative; the net's layers are "
+                                  "numbered from 0 (num_layers is %d)"
+                                  % (layer, self.num_layers))
         if isinstance(x, Dataset):
             h = ctypes.c_void_p()
             _check(lib.nnkit_net_features(ctypes.byref(h), self.handle, layer, x.handle))
@@ -926,8 +930,8 @@ class Net(_Handle):
         xb, n = self._batch(x)
         if not 0 <= layer < self.num_layers:  # the library's sentence
             dummy = (ctypes.c_float * 1)()
-            _check(lib.nnkit_net_features_batch(dummy, 1, self.handle,
-                                                layer % (1 << 64), xb.ptr, n))
+            _check(lib.nnkit_net_features_batch(dummy, 1, self.handle, layer, xb.ptr,
+                                                n))
         shape = self.layer_shape(layer)
         out = (ctypes.c_float * (n * math.prod(shape)))()
         _check(lib.nnkit_net_features_batch(out, len(out), self.handle, layer, xb.ptr, n))

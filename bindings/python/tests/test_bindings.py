@@ -506,6 +506,9 @@ class TransferTest(unittest.TestCase):
         self.assertIn("layer 6 does not exist (the net has 6 layers", cm.exception.message)
         with self.assertRaises(nnkit.InvalidArgument):
             net.features(ds, 9, dataset=True)
+        with self.assertRaises(nnkit.InvalidArgument) as cm:
+            net.features(xs, -1)
+        self.assertIn("layer -1 is negative", cm.exception.message)
         with self.assertRaises(nnkit.InvalidArgument):
             net.features(xs, 1, dataset=True)
         other = nnkit.Dataset([[0.5] * 63] * 2, [0, 1], num_classes=2)
