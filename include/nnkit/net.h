@@ -532,7 +532,8 @@ typedef enum nnkit_layer_stat {
  * targets) it also back-propagates, overwriting the net's gradient buffer,
  * so GRAD_NORM is measured; without, GRAD_NORM is NaN. UPDATE_RATIO is
  * always NaN here (no step is taken). Parameters are not changed.
- * @param x  batch * input_size floats, borrowed.
+ * @param x  batch * input_size floats, borrowed, already normalized (an
+ *           attached normalizer is not applied, as in nnkit_net_forward()).
  * @return NNKIT_E_INVALID for NULL buffers, batch 0, a short len or an
  *         unknown statistic; errors of nnkit_net_forward()/backward().
  */

@@ -1,7 +1,8 @@
 /* Model files: a net with its normalizer and class names as a safetensors
- * file with a CRC-32 of the whole file (layout in doc/file-format.md). Per-kind knowledge (add-call arguments, tensor
- * names and shapes) comes from the layer kinds (lib/model/registry.c);
- * this file only writes and validates the container.
+ * file with a CRC-32 of the whole file (layout in doc/file-format.md).
+ * Per-kind knowledge (add-call arguments, tensor names and shapes) comes
+ * from the layer kinds (lib/model/registry.c); this file only writes and
+ * validates the container.
  *
  * cJSON keeps its own allocator: nnkit never calls cJSON_InitHooks, which
  * is process-wide and would replace the hooks of a host program that uses
