@@ -614,6 +614,18 @@ struct nnkit_net {
   int have_dinput;
   size_t last_correct; /* argmax hits of the last loss computation */
   char describe_buf[256];
+  /* Preprocessing (preprocess.c): the input normalizer the net owns, or
+   * NULL; predict, predict_proba and evaluate run raw samples through it
+   * first, EVAL_CHUNK samples at a time, into nz_buf (NNKIT__NORM_CHUNK x
+   * the larger of its input and output size) with nz_scratch (its
+   * nnkit__normalizer_scratch_len floats, or NULL): both allocated when
+   * the normalizer is attached, so predicting allocates nothing more. */
+  nnkit_normalizer *nz;
+  float *nz_buf, *nz_scratch;
+  /* Class names: num_names strings in one nnkit__malloc block holding the
+   * pointer array followed by the strings, or NULL. */
+  char **class_names;
+  size_t num_names;
 };
 
 /* Appends a layer whose kind-specific fields (ops, state, ...) are in
@@ -674,6 +686,23 @@ const float *nnkit__net_output(const nnkit_net *net);
 nnkit_status nnkit__net_batch_loss(nnkit_net *net, const int32_t *labels,
                                    const float *targets, double *loss_out,
                                    size_t *correct_out);
+
+/* Preprocessing (preprocess.c). Floats of one raw sample: the attached
+ * normalizer's input size, or the net's input size without one. */
+size_t nnkit__net_raw_input_size(const nnkit_net *net);
+/* Runs n <= NNKIT__NORM_CHUNK raw samples x through the attached
+ * normalizer into net->nz_buf and returns it (x itself without one).
+ * Never allocates. */
+const float *nnkit__net_preprocess(nnkit_net *net, const float *x, size_t n);
+/* Frees the normalizer, its buffers and the class names (nnkit_net_free). */
+void nnkit__net_free_preprocess(nnkit_net *net);
+/* nnkit_net_evaluate on samples that are already normalized: the attached
+ * normalizer, if any, is not applied (the trainer's validation set and
+ * sanity checks, whose data come normalized like its training set).
+ * Identical to nnkit_net_evaluate for a net without a normalizer. */
+nnkit_status nnkit__net_evaluate_normalized(double *loss_out, double *acc_out,
+                                            nnkit_net *net,
+                                            const nnkit_dataset *ds);
 
 /* ---- optimizers, schedules, regularizers (lib/optim/) ------------------ */
 

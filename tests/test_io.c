@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
 #include "testutil.h"
 
@@ -32,6 +33,39 @@ static void write_all(const char *path, const void *buf, size_t len)
   ck_assert(f != NULL);
   ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
   fclose(f);
+}
+
+/* Offset of the checksum's 8 hex digits in a model file, found as
+ * doc/file-format.md says: after the first "crc32":" of the header. */
+static size_t crc_at(const unsigned char *b, size_t len)
+{
+  static const char key[] = "\"crc32\":\"";
+  for (size_t i = 8; i + sizeof key - 1 + 8 <= len; i++)
+    if (memcmp(b + i, key, sizeof key - 1) == 0)
+      return i + sizeof key - 1;
+  ck_abort_msg("no \"crc32\" in the file");
+  return 0;
+}
+
+/* The checksum as doc/file-format.md defines it: zlib's crc32 of the whole
+ * file with its own 8 digits read as "00000000". */
+static uint32_t file_crc(const unsigned char *b, size_t len)
+{
+  size_t at = crc_at(b, len);
+  uLong c = crc32(0L, Z_NULL, 0);
+  c = crc32(c, b, (uInt)at);
+  c = crc32(c, (const Bytef *)"00000000", 8);
+  c = crc32(c, b + at + 8, (uInt)(len - at - 8));
+  return (uint32_t)c;
+}
+
+/* Writes the right checksum into an edited file, so that a test reaches
+ * the check after it. */
+static void fix_crc(unsigned char *b, size_t len)
+{
+  char hex[9];
+  snprintf(hex, sizeof hex, "%08x", (unsigned)file_crc(b, len));
+  memcpy(b + crc_at(b, len), hex, 8);
 }
 
 /* Files in NNKIT_TEST_TMPDIR whose name starts with prefix's base name and
@@ -198,11 +232,15 @@ START_TEST(roundtrip_cnn_batchnorm_dropout)
 END_TEST
 
 /* A file written by nnkit 0.1.0 (tests/fixtures/models/gen_v010.c, before
- * the descriptor redesign) still loads: same architecture and options,
- * normalizer, flags, and predictions equal to 0.1.0's. Those were computed
- * on another machine, whose kernels (AVX2, AVX-512 or BLAS; and valgrind's
- * CPU) round differently, so they agree to 1e-5, not bit for bit; the
- * weights themselves are compared exactly by the round-trip tests. */
+ * the descriptor redesign; format version 1, no checksum) still loads: same
+ * architecture and options, normalizer, flags, and predictions equal to
+ * 0.1.0's. Those were computed by the net alone on the raw samples (the
+ * normalizer was only saved), so they are compared with the loaded net's
+ * normalizer detached; with it attached, predictions are those of the net
+ * on the normalizer's output. 0.1.0's figures were computed on another
+ * machine, whose kernels (AVX2, AVX-512 or BLAS; and valgrind's CPU) round
+ * differently, so they agree to 1e-5, not bit for bit; the weights
+ * themselves are compared exactly by the round-trip tests. */
 START_TEST(loads_files_of_version_0_1_0)
 {
   enum { N = 24, C = 2, H = 6, W = 6, K = 3 };
@@ -226,6 +264,18 @@ START_TEST(loads_files_of_version_0_1_0)
   ck_assert_int_eq(nnkit_net_is_trainable(net, 0), 0);
   ck_ok(nnkit_net_get_lr_multiplier(&v, net, 7));
   ck_assert(v == 0.5);
+  /* attached: raw samples in, the normalizer's output through the net */
+  ck_assert_ptr_nonnull(nnkit_net_normalizer(net));
+  ck_assert_int_eq(nnkit_normalizer_kind(nnkit_net_normalizer(net)),
+                   NNKIT_NORM_STANDARDIZE);
+  static float z[N * C * H * W], pz[N * K];
+  ck_ok(nnkit_normalizer_transform(nz, x, z, N));
+  ck_ok(nnkit_net_predict_proba(p, N * K, net, x, N));
+  ck_ok(nnkit_net_set_normalizer(net, NULL));
+  ck_assert_ptr_null(nnkit_net_normalizer(net));
+  ck_ok(nnkit_net_predict_proba(pz, N * K, net, z, N));
+  ck_assert(memcmp(p, pz, sizeof p) == 0);
+  /* detached: the net alone on the raw samples, as 0.1.0 computed them */
   ck_ok(nnkit_net_predict_proba(p, N * K, net, x, N));
   FILE *f = fopen(NNKIT_FIXTURES "/models/v0.1.0_cnn.txt", "r");
   ck_assert_ptr_nonnull(f);
@@ -423,7 +473,12 @@ START_TEST(file_is_safetensors)
   ck_assert_ptr_nonnull(h);
   cJSON *meta = cJSON_GetObjectItem(h, "__metadata__");
   ck_assert_str_eq(cJSON_GetObjectItem(meta, "format")->valuestring, "nnkit");
-  ck_assert_str_eq(cJSON_GetObjectItem(meta, "format_version")->valuestring, "1");
+  ck_assert_str_eq(cJSON_GetObjectItem(meta, "format_version")->valuestring, "2");
+  char want_crc[9];
+  snprintf(want_crc, sizeof want_crc, "%08x", (unsigned)file_crc(b, len));
+  ck_assert_str_eq(cJSON_GetObjectItem(meta, "crc32")->valuestring, want_crc);
+  ck_assert_ptr_null(cJSON_GetObjectItem(meta, "class_names"));
+  ck_assert_ptr_null(cJSON_GetObjectItem(meta, "normalizer"));
   ck_assert_str_eq(cJSON_GetObjectItem(meta, "nnkit_version")->valuestring,
                    nnkit_version());
   ck_assert_str_eq(cJSON_GetObjectItem(meta, "input_shape")->valuestring, "[4]");
@@ -497,6 +552,8 @@ static unsigned char *small_file(size_t *len, int with_normalizer)
     ck_ok(nnkit_dataset_from_buffers(&ds, x, y, 4, shape, 1, 2));
     ck_ok(nnkit_normalizer_create(&nz, NNKIT_NORM_STANDARDIZE));
     ck_ok(nnkit_normalizer_fit(nz, ds));
+    const char *names[3] = {"a", "b", "c"};
+    ck_ok(nnkit_net_set_class_names(net, names, 3));
   }
   char path[512];
   tu_tmp_path(path, sizeof path, "small.safetensors");
@@ -532,10 +589,13 @@ START_TEST(every_truncation_fails_cleanly)
     unsigned char *b = small_file(&len, with_nz);
     for (size_t n = 0; n < len; n++)
       load_fails(b, n, NNKIT_E_FORMAT, "");
-    /* one byte too many is not a model file either */
+    /* one byte too many is not a model file either: the checksum says so,
+     * and with a checksum to match, the tensors' extent */
     unsigned char *more = malloc(len + 1);
     memcpy(more, b, len);
     more[len] = 0;
+    load_fails(more, len + 1, NNKIT_E_FORMAT, "checksum mismatch");
+    fix_crc(more, len + 1);
     load_fails(more, len + 1, NNKIT_E_FORMAT, "cover");
     free(more);
     free(b);
@@ -544,7 +604,7 @@ START_TEST(every_truncation_fails_cleanly)
 END_TEST
 
 /* Rewrites the header of a small file with edit() and returns the new
- * bytes (data unchanged). */
+ * bytes (data unchanged), with the checksum made right again. */
 static unsigned char *edited(size_t *len_out, void (*edit)(cJSON *h))
 {
   size_t len;
@@ -566,6 +626,11 @@ static unsigned char *edited(size_t *len_out, void (*edit)(cJSON *h))
   memcpy(out + 8, nt, nl);
   memcpy(out + 8 + nl, b + 8 + hlen, data);
   *len_out = 8 + nl + data;
+  /* a well-formed checksum is made right (the edits that spoil it keep
+   * theirs) */
+  cJSON *crc = cJSON_GetObjectItem(cJSON_GetObjectItem(h, "__metadata__"), "crc32");
+  if (crc && strspn(crc->valuestring, "0123456789abcdef") == 8)
+    fix_crc(out, *len_out);
   free(nt);
   cJSON_Delete(h);
   free(text);
@@ -627,7 +692,7 @@ static void overlap(cJSON *h)
   cJSON_ReplaceItemInArray(of, 0, cJSON_CreateNumber(b - 4));
   cJSON_ReplaceItemInArray(of, 1, cJSON_CreateNumber(b + 8));
 }
-static void version_2(cJSON *h) { edit_meta(h, "format_version", "2"); }
+static void version_3(cJSON *h) { edit_meta(h, "format_version", "3"); }
 static void not_nnkit(cJSON *h) { edit_meta(h, "format", "other"); }
 static void arch_garbage(cJSON *h) { edit_meta(h, "architecture", "[{\"kind\":"); }
 static void drop_tensor(cJSON *h) { cJSON_DeleteItemFromObject(h, "layers.1.running_var"); }
@@ -647,6 +712,13 @@ static void norm_kind(cJSON *n)
 }
 static void bad_norm(cJSON *h) { edit_meta_json(h, "normalizer", norm_kind); }
 static void nan_weight(cJSON *h) { (void)h; }
+static void two_names(cJSON *h) { edit_meta(h, "class_names", "[\"a\", \"b\"]"); }
+static void number_name(cJSON *h) { edit_meta(h, "class_names", "[\"a\", 1, \"c\"]"); }
+static void no_crc(cJSON *h)
+{
+  cJSON_DeleteItemFromObject(cJSON_GetObjectItem(h, "__metadata__"), "crc32");
+}
+static void bad_crc(cJSON *h) { edit_meta(h, "crc32", "12AB34cd"); }
 
 START_TEST(corrupt_headers_fail_with_a_sentence)
 {
@@ -661,13 +733,17 @@ START_TEST(corrupt_headers_fail_with_a_sentence)
     {arch_frac, "\"units\", a whole number"},
     {arch_momentum, "layer 1: batchnorm (layer 1): momentum 7 is outside"},
     {overlap, "must not overlap"},
-    {version_2, "format version 2"},
+    {version_3, "format version 3"},
     {not_nnkit, "not an nnkit model file"},
     {arch_garbage, "\"architecture\" is not valid JSON"},
     {drop_tensor, "leave gaps"},
     {extra_tensor, "layers.7.weight"},
     {shape_bytes, "has shape [4] but 12 bytes"},
     {bad_norm, "normalizer has an unknown \"kind\""},
+    {two_names, "\"class_names\" must be an array of 3 strings"},
+    {number_name, "class name 1 in the metadata is not a string"},
+    {no_crc, "lacks \"crc32\""},
+    {bad_crc, "must be 8 lowercase hex digits"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     size_t len;
@@ -691,6 +767,8 @@ START_TEST(corrupt_headers_fail_with_a_sentence)
     hlen |= (uint64_t)b[i] << (8 * i);
   float nan = NAN;
   memcpy(b + 8 + hlen + 4, &nan, 4);
+  load_fails(b, len, NNKIT_E_FORMAT, "checksum mismatch");
+  fix_crc(b, len);
   load_fails(b, len, NNKIT_E_FORMAT, "NaN");
   /* header length larger than the file; garbage JSON; trailing bytes */
   b[0] = 0xff;
@@ -707,6 +785,176 @@ START_TEST(corrupt_headers_fail_with_a_sentence)
   load_fails(arr, sizeof arr - 1, NNKIT_E_FORMAT, "not a JSON object");
   const char nometa[] = "\x08\0\0\0\0\0\0\0{}      ";
   load_fails(nometa, sizeof nometa - 1, NNKIT_E_FORMAT, "__metadata__");
+}
+END_TEST
+
+/* ---- preprocessing and labels the file keeps -------------------------- */
+
+/* A net trained on normalized samples, saved with its normalizer and
+ * loaded back, predicts raw samples exactly as the saved net predicts the
+ * normalized ones: predict, predict_proba and evaluate, bit for bit, over
+ * more than one chunk of 256 samples; saving the loaded net again (nz
+ * NULL: its own normalizer) keeps that. A standardizing CNN and a PCA MLP
+ * (the normalizer changes the sample size). */
+START_TEST(loaded_net_predicts_raw_input_like_the_saved_net)
+{
+  for (int pca = 0; pca <= 1; pca++) {
+    nnkit_net *net = pca ? make_mlp() : make_cnn();
+    size_t raw_shape[3] = {2, 7, 7}, raw_nd = 3;
+    if (pca) {
+      raw_shape[0] = 6;
+      raw_nd = 1;
+    }
+    size_t in = pca ? 6 : 98, n = 300, outw = nnkit_net_output_size(net);
+    float *x = malloc(n * in * sizeof *x);
+    int32_t *y = malloc(n * sizeof *y);
+    tu_fill_uniform(x, n * in, 40 + pca, 50, 250); /* far from normalized */
+    for (size_t i = 0; i < n; i++) {
+      y[i] = (int32_t)(i % outw);
+      x[i * in + 1] += 30.0f * (float)y[i];
+    }
+    nnkit_dataset *raw = NULL, *norm = NULL;
+    ck_ok(nnkit_dataset_from_buffers(&raw, x, y, n, raw_shape, raw_nd, (uint32_t)outw));
+    nnkit_normalizer *nz = NULL;
+    ck_ok(nnkit_normalizer_create(&nz, pca ? NNKIT_NORM_PCA : NNKIT_NORM_STANDARDIZE));
+    if (pca)
+      ck_ok(nnkit_normalizer_set(nz, NNKIT_NORM_COMPONENTS, 4));
+    ck_ok(nnkit_normalizer_fit(nz, raw));
+    ck_assert_uint_eq(nnkit_normalizer_out_size(nz), nnkit_net_input_size(net));
+    ck_ok(nnkit_dataset_from_buffers(&norm, x, y, n, raw_shape, raw_nd,
+                                     (uint32_t)outw));
+    ck_ok(nnkit_normalizer_apply(nz, norm));
+    const float *z = nnkit_dataset_data(norm);
+    char path[512];
+    tu_tmp_path(path, sizeof path, "raw.safetensors");
+    ck_ok(nnkit_net_save(net, nz, path));
+    nnkit_net *back = NULL;
+    ck_ok(nnkit_net_load(&back, NULL, path));
+    ck_assert_ptr_nonnull(nnkit_net_normalizer(back));
+    ck_assert_ptr_null(nnkit_net_normalizer(net));
+    for (int round = 0; round < 2; round++) {
+      float *pa = malloc(n * outw * sizeof *pa), *pb = malloc(n * outw * sizeof *pb);
+      int32_t *ca = malloc(n * sizeof *ca), *cb = malloc(n * sizeof *cb);
+      ck_ok(nnkit_net_predict_proba(pa, n * outw, net, z, n));
+      ck_ok(nnkit_net_predict_proba(pb, n * outw, back, x, n));
+      ck_assert(memcmp(pa, pb, n * outw * sizeof *pa) == 0);
+      ck_ok(nnkit_net_predict(ca, net, z, n));
+      ck_ok(nnkit_net_predict(cb, back, x, n));
+      ck_assert(memcmp(ca, cb, n * sizeof *ca) == 0);
+      double la, aa, lb, ab;
+      ck_ok(nnkit_net_evaluate(&la, &aa, net, norm));
+      ck_ok(nnkit_net_evaluate(&lb, &ab, back, raw));
+      ck_assert(la == lb && aa == ab);
+      /* the raw-input calls want raw samples (here of another size) */
+      if (pca)
+        ck_fails(nnkit_net_evaluate(&lb, &ab, back, norm), NNKIT_E_SHAPE,
+                 "samples have 4 values, the net's normalizer takes 6");
+      free(pa);
+      free(pb);
+      free(ca);
+      free(cb);
+      /* round 2: the loaded net saved with its own normalizer */
+      ck_ok(nnkit_net_save(back, NULL, path));
+      nnkit_net_free(back);
+      ck_ok(nnkit_net_load(&back, NULL, path));
+    }
+    unlink(path);
+    nnkit_net_free(back);
+    nnkit_normalizer_free(nz);
+    nnkit_dataset_free(raw);
+    nnkit_dataset_free(norm);
+    free(x);
+    free(y);
+    nnkit_net_free(net);
+  }
+}
+END_TEST
+
+/* Class names round-trip (JSON escapes and UTF-8 included); a net whose
+ * names no longer match its outputs is not saved. */
+START_TEST(class_names_round_trip)
+{
+  nnkit_net *net = make_mlp();
+  const char *names[3] = {"setosa", "versi\"color\"\\", "virgínica"};
+  ck_ok(nnkit_net_set_class_names(net, names, 3));
+  nnkit_net *back = save_load(net, "names.safetensors");
+  for (size_t i = 0; i < 3; i++)
+    ck_assert_str_eq(nnkit_net_class_name(back, i), names[i]);
+  ck_assert_ptr_null(nnkit_net_class_name(back, 3));
+  /* no names: none come back */
+  ck_ok(nnkit_net_set_class_names(back, NULL, 0));
+  ck_assert_ptr_null(nnkit_net_class_name(back, 0));
+  nnkit_net *again = save_load(back, "names.safetensors");
+  ck_assert_ptr_null(nnkit_net_class_name(again, 0));
+  /* a layer that changes the output size: the names no longer fit */
+  ck_ok(nnkit_net_add_dense(net, 5));
+  char path[512];
+  tu_tmp_path(path, sizeof path, "names.safetensors");
+  ck_fails(nnkit_net_save(net, NULL, path), NNKIT_E_STATE, "3 class names but 5 outputs");
+  ck_assert_int_eq(access(path, F_OK), -1);
+  nnkit_net_free(again);
+  nnkit_net_free(back);
+  nnkit_net_free(net);
+}
+END_TEST
+
+/* The checksum covers every byte: each byte of a small file inverted, and
+ * each header byte with one bit flipped, is refused with NNKIT_E_FORMAT
+ * (in the data: "checksum mismatch"). A file of format version 1 (no
+ * checksum) still loads; one of version 2 without it does not. */
+START_TEST(every_flipped_byte_is_refused)
+{
+  size_t len;
+  unsigned char *b = small_file(&len, 1);
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; i++)
+    hlen |= (uint64_t)b[i] << (8 * i);
+  unsigned char *c = malloc(len);
+  for (size_t i = 0; i < len; i++) {
+    memcpy(c, b, len);
+    c[i] ^= 0xff;
+    load_fails(c, len, NNKIT_E_FORMAT, i >= 8 + hlen ? "checksum mismatch" : "");
+  }
+  for (size_t i = 8; i < 8 + hlen; i++) {
+    memcpy(c, b, len);
+    c[i] ^= (unsigned char)(1u << (i % 8));
+    load_fails(c, len, NNKIT_E_FORMAT, "");
+  }
+  /* the unflipped bytes load */
+  char path[512];
+  tu_tmp_path(path, sizeof path, "flip.safetensors");
+  write_all(path, b, len);
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_load(&net, NULL, path));
+  nnkit_net_free(net);
+  unlink(path);
+  free(c);
+  free(b);
+}
+END_TEST
+
+static void version_1_no_crc(cJSON *h)
+{
+  no_crc(h);
+  edit_meta(h, "format_version", "1");
+}
+
+START_TEST(files_of_version_1_need_no_checksum)
+{
+  size_t len;
+  unsigned char *b = edited(&len, version_1_no_crc);
+  char path[512];
+  tu_tmp_path(path, sizeof path, "v1.safetensors");
+  write_all(path, b, len);
+  nnkit_net *net = NULL;
+  nnkit_normalizer *nz = NULL;
+  ck_ok(nnkit_net_load(&net, &nz, path));
+  ck_assert_ptr_nonnull(nz);
+  ck_assert_ptr_nonnull(nnkit_net_normalizer(net));
+  nnkit_normalizer_free(nz);
+  nnkit_net_free(net);
+  unlink(path);
+  free(b);
 }
 END_TEST
 
@@ -800,6 +1048,9 @@ static nnkit_status load_once(const void *path)
     return st;
   }
   ck_assert_ptr_nonnull(nz);
+  ck_assert_ptr_nonnull(nnkit_net_normalizer(net));
+  ck_assert_ptr_ne(nnkit_net_normalizer(net), nz);
+  ck_assert_str_eq(nnkit_net_class_name(net, 2), "c");
   nnkit_net_free(net);
   nnkit_normalizer_free(nz);
   return st;
@@ -832,10 +1083,14 @@ static Suite *io_suite(void)
   tcase_add_test(tr, conv_padding_reloads_as_requested);
   tcase_add_test(tr, roundtrip_every_normalizer_kind);
   tcase_add_test(tr, file_is_safetensors);
+  tcase_add_test(tr, loaded_net_predicts_raw_input_like_the_saved_net);
+  tcase_add_test(tr, class_names_round_trip);
   suite_add_tcase(s, tr);
   TCase *tb = tcase_create("bad_files");
   tcase_add_test(tb, every_truncation_fails_cleanly);
   tcase_add_test(tb, corrupt_headers_fail_with_a_sentence);
+  tcase_add_test(tb, every_flipped_byte_is_refused);
+  tcase_add_test(tb, files_of_version_1_need_no_checksum);
   tcase_add_test(tb, missing_file_and_null_arguments);
   tcase_add_test(tb, failed_save_leaves_nothing_and_keeps_old_file);
   tcase_add_test(tb, load_survives_every_allocation_failure);

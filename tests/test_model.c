@@ -1,6 +1,6 @@
 /* Model: initializers, dense and activation layers, losses, the net's
  * forward/backward/predict/evaluate, with finite-difference gradient
- * checks and closed-form references. */
+ * checks and closed-form references; the input normalizer a net carries. */
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------ */
@@ -709,6 +709,315 @@ START_TEST(net_tensors_by_role)
 }
 END_TEST
 
+/* ---- preprocessing a net carries ---------------------------------- */
+
+/* A 6-input classifier with a few trained steps' worth of weights. */
+static nnkit_net *make_classifier(size_t in, uint64_t seed)
+{
+  nnkit_net *net = make_net(in, seed);
+  ck_ok(nnkit_net_add_dense(net, 8));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_TANH));
+  ck_ok(nnkit_net_add_dense(net, 3));
+  float *p = nnkit_net_params(net);
+  tu_fill_uniform(p, nnkit_net_num_params(net), seed + 1, -0.5f, 0.5f);
+  return net;
+}
+
+/* Raw bytes (0..255) of n samples of 6 values and their labels; the set
+ * in both forms: compact bytes and floats. */
+static void raw_sets(size_t n, nnkit_dataset **bytes, nnkit_dataset **floats,
+                     float **x_out, int32_t **y_out)
+{
+  size_t in = 6;
+  uint8_t *x8 = malloc(n * in);
+  float *x = malloc(n * in * sizeof *x);
+  int32_t *y = malloc(n * sizeof *y);
+  for (size_t i = 0; i < n; i++) {
+    y[i] = (int32_t)(i % 3);
+    for (size_t j = 0; j < in; j++) {
+      x8[i * in + j] = (uint8_t)((i * 37 + j * 101 + (size_t)y[i] * 60 * (j == 2)) % 256);
+      x[i * in + j] = (float)x8[i * in + j];
+    }
+  }
+  ck_ok(nnkit_dataset_from_bytes(bytes, x8, y, n, &in, 1, 3));
+  ck_ok(nnkit_dataset_from_buffers(floats, x, y, n, &in, 1, 3));
+  free(x8);
+  *x_out = x;
+  *y_out = y;
+}
+
+/* With a normalizer attached, predict, predict_proba, evaluate (float and
+ * byte sets), confusion and top-k accuracy on raw samples equal the same
+ * calls without it on nnkit_normalizer_transform()'s output, bit for bit,
+ * over several chunks (1100 samples: chunks of 256 and of 1024); the
+ * lower-level forward does not apply it. Standardize and PCA (4 of 6). */
+START_TEST(net_normalizer_raw_input_calls)
+{
+  size_t n = 1100;
+  nnkit_dataset *bytes = NULL, *floats = NULL;
+  float *x = NULL;
+  int32_t *y = NULL;
+  raw_sets(n, &bytes, &floats, &x, &y);
+  for (int pca = 0; pca <= 1; pca++) {
+    nnkit_normalizer *nz = NULL;
+    ck_ok(nnkit_normalizer_create(&nz, pca ? NNKIT_NORM_PCA : NNKIT_NORM_STANDARDIZE));
+    if (pca)
+      ck_ok(nnkit_normalizer_set(nz, NNKIT_NORM_COMPONENTS, 4));
+    ck_ok(nnkit_normalizer_fit(nz, floats));
+    size_t k = nnkit_normalizer_out_size(nz);
+    float *z = malloc(n * k * sizeof *z);
+    ck_ok(nnkit_normalizer_transform(nz, x, z, n));
+    nnkit_dataset *zs = NULL;
+    ck_ok(nnkit_dataset_from_buffers(&zs, z, y, n, &k, 1, 3));
+    nnkit_net *plain = make_classifier(k, 3), *with = make_classifier(k, 3);
+    ck_ok(nnkit_net_set_normalizer(with, nz));
+    nnkit_normalizer_free(nz); /* the net keeps its copy */
+    ck_assert_ptr_nonnull(nnkit_net_normalizer(with));
+    float pa[1100 * 3], pb[1100 * 3];
+    int32_t ca[1100], cb[1100];
+    ck_ok(nnkit_net_predict_proba(pa, n * 3, plain, z, n));
+    ck_ok(nnkit_net_predict_proba(pb, n * 3, with, x, n));
+    ck_assert(memcmp(pa, pb, sizeof pa) == 0);
+    ck_ok(nnkit_net_predict(ca, plain, z, n));
+    ck_ok(nnkit_net_predict(cb, with, x, n));
+    ck_assert(memcmp(ca, cb, sizeof ca) == 0);
+    double la, aa, lb, ab;
+    ck_ok(nnkit_net_evaluate(&la, &aa, plain, zs));
+    ck_ok(nnkit_net_evaluate(&lb, &ab, with, floats));
+    ck_assert(la == lb && aa == ab);
+    ck_ok(nnkit_net_evaluate(&lb, &ab, with, bytes));
+    ck_assert(la == lb && aa == ab);
+    size_t ma[9], mb[9], mc[9];
+    ck_ok(nnkit_net_confusion(ma, 9, plain, zs));
+    ck_ok(nnkit_net_confusion(mb, 9, with, floats));
+    ck_ok(nnkit_net_confusion(mc, 9, with, bytes));
+    ck_assert(memcmp(ma, mb, sizeof ma) == 0 && memcmp(ma, mc, sizeof ma) == 0);
+    double ta, tb, tc;
+    ck_ok(nnkit_net_top_k_accuracy(&ta, plain, zs, 2));
+    ck_ok(nnkit_net_top_k_accuracy(&tb, with, floats, 2));
+    ck_ok(nnkit_net_top_k_accuracy(&tc, with, bytes, 2));
+    ck_assert(ta == tb && ta == tc);
+    /* forward takes normalized samples, normalizer or not */
+    float fa[16 * 3], fb[16 * 3];
+    ck_ok(nnkit_net_forward(plain, z, 16, fa, sizeof fa / sizeof *fa));
+    ck_ok(nnkit_net_forward(with, z, 16, fb, sizeof fb / sizeof *fb));
+    ck_assert(memcmp(fa, fb, sizeof fa) == 0);
+    /* the raw-input calls check the raw size */
+    if (pca) {
+      ck_fails(nnkit_net_evaluate(&lb, &ab, with, zs), NNKIT_E_SHAPE,
+               "the net's normalizer takes 6");
+      ck_fails(nnkit_net_confusion(mb, 9, with, zs), NNKIT_E_SHAPE, "takes 6");
+    }
+    /* detached, it is the plain net again */
+    ck_ok(nnkit_net_set_normalizer(with, NULL));
+    ck_assert_ptr_null(nnkit_net_normalizer(with));
+    ck_ok(nnkit_net_predict_proba(pb, n * 3, with, z, n));
+    ck_assert(memcmp(pa, pb, sizeof pa) == 0);
+    nnkit_net_free(plain);
+    nnkit_net_free(with);
+    nnkit_dataset_free(zs);
+    free(z);
+  }
+  nnkit_dataset_free(bytes);
+  nnkit_dataset_free(floats);
+  free(x);
+  free(y);
+}
+END_TEST
+
+/* Once the net has run a chunk, predicting, evaluating and the metrics
+ * through the attached normalizer allocate nothing more (the buffers come
+ * with nnkit_net_set_normalizer). */
+START_TEST(net_normalizer_allocates_nothing_per_call)
+{
+  size_t n = 600;
+  nnkit_dataset *bytes = NULL, *floats = NULL;
+  float *x = NULL;
+  int32_t *y = NULL;
+  raw_sets(n, &bytes, &floats, &x, &y);
+  nnkit_normalizer *nz = NULL;
+  ck_ok(nnkit_normalizer_create(&nz, NNKIT_NORM_PCA));
+  ck_ok(nnkit_normalizer_set(nz, NNKIT_NORM_COMPONENTS, 5));
+  ck_ok(nnkit_normalizer_fit(nz, floats));
+  nnkit_net *net = make_classifier(5, 4);
+  ck_ok(nnkit_net_set_normalizer(net, nz));
+  float p[600 * 3];
+  int32_t c[600];
+  double loss, acc;
+  ck_ok(nnkit_net_predict_proba(p, n * 3, net, x, n)); /* sizes the net */
+  uint64_t before = nnkit__alloc_count();
+  ck_ok(nnkit_net_predict_proba(p, n * 3, net, x, n));
+  ck_ok(nnkit_net_predict(c, net, x, n));
+  ck_ok(nnkit_net_evaluate(&loss, &acc, net, floats));
+  ck_ok(nnkit_net_evaluate(&loss, &acc, net, bytes)); /* decoded in its buffer */
+  ck_assert_uint_eq(nnkit__alloc_count(), before);
+  nnkit_net_free(net);
+  nnkit_normalizer_free(nz);
+  nnkit_dataset_free(bytes);
+  nnkit_dataset_free(floats);
+  free(x);
+  free(y);
+}
+END_TEST
+
+START_TEST(net_preprocessing_rejects_bad_arguments)
+{
+  nnkit_net *net = make_classifier(6, 1);
+  float x[12] = {1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 0};
+  int32_t y[2] = {0, 1};
+  size_t six = 6, three = 3;
+  nnkit_dataset *ds = NULL, *ds3 = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, y, 2, &six, 1, 2));
+  ck_ok(nnkit_dataset_from_buffers(&ds3, x, y, 2, &three, 1, 2));
+  nnkit_normalizer *nz = NULL, *nz3 = NULL;
+  ck_ok(nnkit_normalizer_create(&nz, NNKIT_NORM_STANDARDIZE));
+  ck_fails(nnkit_net_set_normalizer(net, nz), NNKIT_E_STATE, "not fitted");
+  ck_ok(nnkit_normalizer_fit(nz, ds));
+  ck_fails(nnkit_net_set_normalizer(NULL, nz), NNKIT_E_INVALID, "net is NULL");
+  ck_ok(nnkit_normalizer_create(&nz3, NNKIT_NORM_STANDARDIZE));
+  ck_ok(nnkit_normalizer_fit(nz3, ds3));
+  ck_ok(nnkit_net_set_normalizer(net, nz));
+  const nnkit_normalizer *own = nnkit_net_normalizer(net);
+  ck_fails(nnkit_net_set_normalizer(net, nz3), NNKIT_E_SHAPE,
+           "the normalizer gives 3 values per sample but the net takes 6");
+  ck_assert_ptr_eq(nnkit_net_normalizer(net), own); /* kept */
+  ck_ok(nnkit_net_set_normalizer(net, own));          /* its own: a copy */
+  ck_assert_ptr_nonnull(nnkit_net_normalizer(net));
+  ck_assert_ptr_null(nnkit_net_normalizer(NULL));
+  /* class names */
+  const char *names[4] = {"a", "b", "c", "d"}, *holes[3] = {"a", NULL, "c"};
+  ck_fails(nnkit_net_set_class_names(net, names, 4), NNKIT_E_SHAPE,
+           "4 class names for 3 outputs");
+  ck_fails(nnkit_net_set_class_names(net, names, 2), NNKIT_E_SHAPE,
+           "2 class names for 3 outputs");
+  ck_fails(nnkit_net_set_class_names(net, holes, 3), NNKIT_E_INVALID, "name 1 is NULL");
+  ck_fails(nnkit_net_set_class_names(net, NULL, 3), NNKIT_E_INVALID, "names is NULL");
+  ck_fails(nnkit_net_set_class_names(NULL, names, 3), NNKIT_E_INVALID, "net is NULL");
+  nnkit_net *empty = make_net(6, 1);
+  ck_fails(nnkit_net_set_class_names(empty, names, 6), NNKIT_E_STATE, "no layers");
+  ck_ok(nnkit_net_set_class_names(net, names + 1, 3));
+  ck_fails(nnkit_net_set_class_names(net, names, 4), NNKIT_E_SHAPE, "outputs");
+  ck_assert_str_eq(nnkit_net_class_name(net, 0), "b"); /* kept */
+  ck_assert_str_eq(nnkit_net_class_name(net, 2), "d");
+  ck_assert_ptr_null(nnkit_net_class_name(net, 3));
+  ck_assert_ptr_null(nnkit_net_class_name(NULL, 0));
+  ck_assert_ptr_null(nnkit_net_class_name(empty, 0));
+  nnkit_net_free(empty);
+  nnkit_net_free(net);
+  nnkit_normalizer_free(nz);
+  nnkit_normalizer_free(nz3);
+  nnkit_dataset_free(ds);
+  nnkit_dataset_free(ds3);
+}
+END_TEST
+
+typedef struct attach_case {
+  nnkit_net *net;
+  const nnkit_normalizer *nz;
+  const char *const *names;
+} attach_case;
+
+static nnkit_status attach_once(const void *arg)
+{
+  const attach_case *a = arg;
+  const nnkit_normalizer *old = nnkit_net_normalizer(a->net);
+  nnkit_status st = nnkit_net_set_normalizer(a->net, a->nz);
+  if (st != NNKIT_OK) {
+    ck_assert_ptr_eq(nnkit_net_normalizer(a->net), old);
+    return st;
+  }
+  ck_assert_ptr_nonnull(nnkit_net_normalizer(a->net));
+  st = nnkit_net_set_class_names(a->net, a->names, 3);
+  if (st == NNKIT_OK)
+    ck_assert_str_eq(nnkit_net_class_name(a->net, 2), "c");
+  return st;
+}
+
+START_TEST(net_preprocessing_survives_allocation_failures)
+{
+  size_t n = 40;
+  nnkit_dataset *bytes = NULL, *floats = NULL;
+  float *x = NULL;
+  int32_t *y = NULL;
+  raw_sets(n, &bytes, &floats, &x, &y);
+  static const char *const names[3] = {"a", "b", "c"};
+  for (int pca = 0; pca <= 1; pca++) {
+    nnkit_normalizer *nz = NULL;
+    ck_ok(nnkit_normalizer_create(&nz, pca ? NNKIT_NORM_PCA_WHITEN : NNKIT_NORM_CHANNEL_MEAN));
+    if (pca)
+      ck_ok(nnkit_normalizer_set(nz, NNKIT_NORM_COMPONENTS, 2));
+    ck_ok(nnkit_normalizer_fit(nz, floats));
+    nnkit_net *net = make_classifier(nnkit_normalizer_out_size(nz), 2);
+    attach_case a = {net, nz, names};
+    uint64_t k = tu_alloc_sweep(attach_once, &a, "nnkit_net_set_normalizer",
+                                NNKIT_OK);
+    ck_assert_uint_ge(k, 3);
+    nnkit_net_free(net);
+    nnkit_normalizer_free(nz);
+  }
+  nnkit_dataset_free(bytes);
+  nnkit_dataset_free(floats);
+  free(x);
+  free(y);
+}
+END_TEST
+
+/* The trainer takes normalized data and does not apply an attached
+ * normalizer, to its training batches nor to its validation figures: a
+ * net with one trains and validates bit-identically to one without. */
+START_TEST(trainer_ignores_the_attached_normalizer)
+{
+  size_t n = 90;
+  nnkit_dataset *bytes = NULL, *floats = NULL;
+  float *x = NULL;
+  int32_t *y = NULL;
+  raw_sets(n, &bytes, &floats, &x, &y);
+  nnkit_normalizer *nz = NULL;
+  ck_ok(nnkit_normalizer_create(&nz, NNKIT_NORM_STANDARDIZE));
+  ck_ok(nnkit_normalizer_fit(nz, floats));
+  ck_ok(nnkit_normalizer_apply(nz, floats)); /* normalized, as a pipeline gives */
+  nnkit_dataset *tr_set = NULL, *val = NULL;
+  ck_ok(nnkit_dataset_split(&tr_set, &val, floats, 0.3, 1));
+  nnkit_net *nets[2];
+  double vloss[2], vacc[2];
+  for (int w = 0; w < 2; w++) {
+    nets[w] = make_classifier(6, 5);
+    if (w)
+      ck_ok(nnkit_net_set_normalizer(nets[w], nz));
+    nnkit_optimizer *opt = NULL;
+    nnkit_trainer *tr = NULL;
+    ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+    ck_ok(nnkit_trainer_create(&tr, nets[w], opt));
+    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 3));
+    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 16));
+    ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SANITY, 1));
+    ck_ok(nnkit_trainer_fit(tr, tr_set, val));
+    ck_ok(nnkit_trainer_metric(&vloss[w], tr, 2, NNKIT_METRIC_VAL_LOSS));
+    ck_ok(nnkit_trainer_metric(&vacc[w], tr, 2, NNKIT_METRIC_VAL_ACC));
+    nnkit_trainer_free(tr);
+    nnkit_optimizer_free(opt);
+  }
+  ck_assert(vloss[0] == vloss[1] && vacc[0] == vacc[1]);
+  ck_assert(memcmp(nnkit_net_params(nets[0]), nnkit_net_params(nets[1]),
+                   nnkit_net_num_params(nets[0]) * sizeof(float)) == 0);
+  /* and its figures are those of the net on the normalized set */
+  double l0;
+  ck_ok(nnkit__net_evaluate_normalized(&l0, NULL, nets[1], val));
+  double l1;
+  ck_ok(nnkit_net_evaluate(&l1, NULL, nets[0], val));
+  ck_assert(l0 == l1);
+  nnkit_net_free(nets[0]);
+  nnkit_net_free(nets[1]);
+  nnkit_normalizer_free(nz);
+  nnkit_dataset_free(tr_set);
+  nnkit_dataset_free(val);
+  nnkit_dataset_free(bytes);
+  nnkit_dataset_free(floats);
+  free(x);
+  free(y);
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
   Suite *s = suite_create("model");
@@ -738,6 +1047,13 @@ static Suite *model_suite(void)
   tcase_add_test(tn, net_layer_set_takes_effect);
   tcase_add_test(tn, net_tensors_by_role);
   suite_add_tcase(s, tn);
+  TCase *tp = tcase_create("preprocessing");
+  tcase_add_test(tp, net_normalizer_raw_input_calls);
+  tcase_add_test(tp, net_normalizer_allocates_nothing_per_call);
+  tcase_add_test(tp, net_preprocessing_rejects_bad_arguments);
+  tcase_add_test(tp, net_preprocessing_survives_allocation_failures);
+  tcase_add_test(tp, trainer_ignores_the_attached_normalizer);
+  suite_add_tcase(s, tp);
   return s;
 }
 

@@ -215,7 +215,13 @@ NNKIT_API float *nnkit_net_grads(nnkit_net *net);
 
 /**
  * Runs the net on `batch` samples (batch * input_size floats, borrowed) in
- * the current mode, and keeps what backward needs. When out is not NULL it
+ * the current mode, and keeps what backward needs. Takes already-normalized
+ * input: a normalizer attached with nnkit_net_set_normalizer() is NOT
+ * applied here (nor by nnkit_net_backward(), nnkit_net_layer_stats(),
+ * nnkit_optimizer_train_batch() or the trainer, which all take samples
+ * the way the net's first layer sees them); nnkit_net_predict(),
+ * nnkit_net_predict_proba() and nnkit_net_evaluate() are the raw-input
+ * calls. When out is not NULL it
  * receives batch * output_size floats (out_len must be at least that).
  * The first call for a batch size larger than any before allocates working
  * memory; later calls allocate nothing.
@@ -228,7 +234,8 @@ NNKIT_API nnkit_status nnkit_net_forward(nnkit_net *net, const float *x,
 
 /**
  * Computes the mean loss of the last forward batch and back-propagates it,
- * overwriting the gradient buffer with d(mean loss)/d(params).
+ * overwriting the gradient buffer with d(mean loss)/d(params). Like
+ * nnkit_net_forward() it works on already-normalized input.
  * @param labels   batch class ids (for softmax cross-entropy, or MSE against
  *                 one-hot vectors), or NULL.
  * @param targets  batch * output_size floats (MSE), or NULL.
@@ -244,6 +251,12 @@ NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
 /**
  * Predicts class ids (argmax of the output) for count samples of x, in
  * evaluation mode, in chunks. classes_out receives count ids.
+ * x holds raw samples: with a normalizer attached (nnkit_net_set_normalizer())
+ * each chunk of 256 samples goes through it first, and x holds count x the
+ * normalizer's input size floats (the net's input size without one). The
+ * results equal nnkit_net_forward()'s argmax on the samples that
+ * nnkit_normalizer_transform() gives, bit for bit; no allocation after the
+ * first call for a chunk size.
  * @return NNKIT_E_INVALID for NULL buffers or count 0; NNKIT_E_STATE for a net
  *         without layers.
  */
@@ -255,7 +268,8 @@ NNKIT_API nnkit_status nnkit_net_predict(int32_t *classes_out,
  * Class probabilities for count samples: softmax of the outputs for a
  * softmax cross-entropy net (or the outputs unchanged when the net already
  * ends in softmax), the raw outputs for MSE. probs_out receives
- * count * output_size floats; probs_len must be at least that.
+ * count * output_size floats; probs_len must be at least that. x holds raw
+ * samples, run through the attached normalizer as by nnkit_net_predict().
  */
 NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out,
                                                size_t probs_len,
@@ -265,9 +279,14 @@ NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out,
 /**
  * Mean loss and accuracy (fraction of argmax == label) of the net on a
  * labelled dataset, in evaluation mode. For a regression set acc_out gets 0.
- * Either out pointer may be NULL.
+ * Either out pointer may be NULL. The dataset holds raw samples: with a
+ * normalizer attached they go through it first (as in nnkit_net_predict();
+ * the dataset is only read). The trainer's own validation figures do not
+ * apply the attached normalizer: its validation set comes normalized like
+ * its training set.
  * @return NNKIT_E_SHAPE when the dataset's sample size differs from the
- *         net's input size, or its class count exceeds the output size.
+ *         net's input size (the normalizer's input size when one is
+ *         attached), or its class count exceeds the output size.
  */
 NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
                                           nnkit_net *net,
@@ -513,7 +532,8 @@ typedef enum nnkit_layer_stat {
  * targets) it also back-propagates, overwriting the net's gradient buffer,
  * so GRAD_NORM is measured; without, GRAD_NORM is NaN. UPDATE_RATIO is
  * always NaN here (no step is taken). Parameters are not changed.
- * @param x  batch * input_size floats, borrowed.
+ * @param x  batch * input_size floats, borrowed, already normalized (an
+ *           attached normalizer is not applied, as in nnkit_net_forward()).
  * @return NNKIT_E_INVALID for NULL buffers, batch 0, a short len or an
  *         unknown statistic; errors of nnkit_net_forward()/backward().
  */
@@ -555,7 +575,8 @@ NNKIT_API nnkit_status nnkit_net_save_histograms_csv(const nnkit_net *net,
 
 /**
  * Confusion matrix of net on a labelled dataset (evaluation mode):
- * matrix_out receives C x C counts, C = the dataset's class count.
+ * matrix_out receives C x C counts, C = the dataset's class count. Raw
+ * samples, through the attached normalizer as in nnkit_net_predict().
  * @return NNKIT_E_INVALID for an unlabelled set or a short len;
  *         NNKIT_E_SHAPE when the dataset does not fit the net.
  */
@@ -563,7 +584,8 @@ NNKIT_API nnkit_status nnkit_net_confusion(size_t *matrix_out, size_t len,
                                            nnkit_net *net,
                                            const nnkit_dataset *ds);
 
-/** Top-k accuracy of net on a labelled dataset (evaluation mode).
+/** Top-k accuracy of net on a labelled dataset (evaluation mode), raw
+ *  samples as nnkit_net_confusion().
  *  @return as nnkit_net_confusion(), and NNKIT_E_INVALID for k outside
  *          [1, output size]. */
 NNKIT_API nnkit_status nnkit_net_top_k_accuracy(double *out, nnkit_net *net,
@@ -571,14 +593,70 @@ NNKIT_API nnkit_status nnkit_net_top_k_accuracy(double *out, nnkit_net *net,
                                                 size_t k);
 
 /* ------------------------------------------------------------------ */
+/* Preprocessing and labels a net carries                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A net can own the normalizer its training data went through and the
+ * names of its outputs, so that a saved and reloaded model takes raw input
+ * and names its answers. Only the raw-input calls apply the normalizer:
+ * nnkit_net_predict(), nnkit_net_predict_proba(), nnkit_net_evaluate(),
+ * nnkit_net_confusion() and nnkit_net_top_k_accuracy(). The lower-level
+ * calls (nnkit_net_forward(), nnkit_net_backward(), nnkit_net_layer_stats(),
+ * the optimizer's and the trainer's) take already-normalized input, as the
+ * pipeline delivers it.
+ */
+
+/**
+ * Attaches a copy of nz, a fitted normalizer, as the net's input
+ * normalizer (replacing any before); NULL removes it. nz is copied: the
+ * caller keeps and frees its own. The working memory the raw-input calls
+ * need is allocated here (256 samples' worth), so they allocate nothing
+ * per call for it.
+ * @return NNKIT_E_INVALID for a NULL net; NNKIT_E_STATE for an unfitted
+ *         normalizer; NNKIT_E_SHAPE when its output size is not the net's
+ *         input size; NNKIT_E_NOMEM. On failure the net keeps what it had.
+ */
+NNKIT_API nnkit_status nnkit_net_set_normalizer(nnkit_net *net,
+                                                const nnkit_normalizer *nz);
+
+/** The net's input normalizer, or NULL when it has none (or net is NULL).
+ *  Borrowed from the net: valid until the next nnkit_net_set_normalizer()
+ *  or nnkit_net_free(); only read it (it may be passed to
+ *  nnkit_normalizer_transform(), nnkit_net_save() or another net's
+ *  nnkit_net_set_normalizer()). */
+NNKIT_API const nnkit_normalizer *nnkit_net_normalizer(const nnkit_net *net);
+
+/**
+ * Names the net's outputs: names[i] is class i's name (copied). n must
+ * equal the output size; n 0 (names may then be NULL) removes the names.
+ * Model files keep them. Layers added afterwards that change the output
+ * size leave names that nnkit_net_save() refuses (set them again).
+ * @return NNKIT_E_INVALID for a NULL net, NULL names with n > 0 or a NULL
+ *         name; NNKIT_E_STATE for a net without layers; NNKIT_E_SHAPE
+ *         when n is not the output size; NNKIT_E_NOMEM. On failure the
+ *         old names stay.
+ */
+NNKIT_API nnkit_status nnkit_net_set_class_names(nnkit_net *net,
+                                                 const char *const *names,
+                                                 size_t n);
+
+/** Class i's name, or NULL when the net has no names or i is out of
+ *  range. Borrowed from the net: valid until the next
+ *  nnkit_net_set_class_names() or nnkit_net_free(). */
+NNKIT_API const char *nnkit_net_class_name(const nnkit_net *net, size_t i);
+
+/* ------------------------------------------------------------------ */
 /* Model files (the format: doc/file-format.md)                        */
 /* ------------------------------------------------------------------ */
 
 /**
  * Writes net (its architecture, parameters, batch-normalization running
- * statistics, trainable flags and learning-rate multipliers) and, when nz
- * is not NULL, the fitted normalizer its inputs go through, to a model
- * file at path. Both are borrowed and only read (a net whose parameters
+ * statistics, trainable flags, learning-rate multipliers and class names)
+ * and the fitted normalizer its inputs go through -- nz when it is not
+ * NULL, else the net's own (nnkit_net_normalizer()), if any -- to a model
+ * file at path, with a CRC-32 checksum of the whole file. Both are
+ * borrowed and only read (a net whose parameters
  * were never initialized gets them drawn first, as by
  * nnkit_net_params()). The write is atomic: a temporary file next to path
  * is written, flushed to disk (fsync) and renamed over path, so on any
@@ -587,7 +665,7 @@ NNKIT_API nnkit_status nnkit_net_top_k_accuracy(double *out, nnkit_net *net,
  * Optimizer state is not saved: the file is for inference and
  * fine-tuning.
  * @param nz  a fitted normalizer whose output size equals the net's input
- *            size, or NULL for none.
+ *            size, or NULL for the net's own (none when it has none).
  * @return NNKIT_E_INVALID for a NULL net or path, or a net without layers;
  *         NNKIT_E_STATE for an unfitted normalizer; NNKIT_E_SHAPE when the
  *         normalizer's output size is not the net's input size;
@@ -600,26 +678,31 @@ NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *net,
 
 /**
  * Reads a model file written by nnkit_net_save() and rebuilds the net
- * (in evaluation mode) and, when nz_out is not NULL, the normalizer. The
- * rebuilt net predicts bit-identically to the saved one. Everything is
- * validated before anything is returned: the header length against the
+ * (in evaluation mode) with its class names and, when the file has one,
+ * its normalizer attached (nnkit_net_normalizer()), so nnkit_net_predict()
+ * of the loaded net on raw samples equals the saved net's on normalized
+ * ones, bit for bit. Everything is validated before anything is returned:
+ * the checksum (files of format version 1, written by nnkit 0.1.0, have
+ * none and still load), the header length against the
  * file size, the JSON, the format version, every layer kind and
  * argument, dtypes (F32 only), shapes against the architecture, data
  * offsets (in bounds, not overlapping, covering the data) and that every
  * value is finite.
  * @param net_out  receives the net (the caller's; nnkit_net_free()), NULL
  *                 on failure.
- * @param nz_out   NULL to ignore a saved normalizer (it is still
- *                 validated); otherwise receives the normalizer (the
- *                 caller's; nnkit_normalizer_free()), or NULL when the file
- *                 has none or on failure.
+ * @param nz_out   NULL, or receives a second copy of the saved normalizer
+ *                 (the caller's, independent of the one attached to the
+ *                 net; nnkit_normalizer_free()), or NULL when the file has
+ *                 none or on failure.
  * @param path     borrowed.
  * @return NNKIT_E_INVALID for a NULL net_out or path; NNKIT_E_IO when the
  *         file cannot be opened or read; NNKIT_E_FORMAT for anything
- *         malformed, truncated or from a newer format version, with a
- *         sentence naming path and the problem (e.g. "model.safetensors:
- *         tensor layers.0.weight has shape [512, 784] but dense layer 0
- *         needs [256, 784]"); NNKIT_E_NOMEM. Nothing is left allocated on
+ *         malformed, truncated, corrupt (a checksum mismatch:
+ *         "model.safetensors: checksum mismatch: the file is corrupt
+ *         (stored 1a2b3c4d, computed 5e6f7a8b)") or from a newer format
+ *         version, with a sentence naming path and the problem (e.g.
+ *         "model.safetensors: tensor layers.0.weight has shape [512, 784]
+ *         but dense layer 0 needs [256, 784]"); NNKIT_E_NOMEM. Nothing is left allocated on
  *         failure.
  */
 NNKIT_API nnkit_status nnkit_net_load(nnkit_net **net_out,

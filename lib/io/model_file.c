@@ -1,7 +1,8 @@
-/* Model files: a net and its normalizer as a safetensors file (layout in
- * include/nnkit/io.h). Per-kind knowledge (add-call arguments, tensor
- * names and shapes) comes from the layer kinds (lib/model/registry.c);
- * this file only writes and validates the container.
+/* Model files: a net with its normalizer and class names as a safetensors
+ * file with a CRC-32 of the whole file (layout in doc/file-format.md).
+ * Per-kind knowledge (add-call arguments, tensor names and shapes) comes
+ * from the layer kinds (lib/model/registry.c); this file only writes and
+ * validates the container.
  *
  * cJSON keeps its own allocator: nnkit never calls cJSON_InitHooks, which
  * is process-wide and would replace the hooks of a host program that uses
@@ -14,10 +15,18 @@
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
 #include "internal.h"
 
-#define FORMAT_VERSION "1"
+/* Version 2 added the checksum (required) and class names; version 1
+ * files (nnkit 0.1.0) have neither and still load. */
+#define FORMAT_VERSION "2"
+#define FORMAT_VERSION_NO_CRC "1"
+/* The checksum's place in the header, as nnkit writes it: the 8 hex
+ * digits follow this key. */
+#define CRC_KEY "\"crc32\":\""
+#define CRC_BLANK "00000000"
 /* safetensors' own limit on the header. */
 #define MAX_HEADER ((uint64_t)100 * 1000 * 1000)
 /* Tensors a file may hold: every layer's plus the normalizer's. */
@@ -299,6 +308,15 @@ static char *header_text(saver *s, nnkit_net *net, const nnkit_normalizer *nz,
     if (!add_json_string(meta, "normalizer", n))
       goto nomem;
   }
+  if (net->class_names) {
+    cJSON *names = cJSON_CreateStringArray((const char *const *)net->class_names,
+                                           (int)net->num_names);
+    if (!add_json_string(meta, "class_names", names))
+      goto nomem;
+  }
+  /* Written as zeros; save() puts the checksum in their place. */
+  if (!cJSON_AddStringToObject(meta, "crc32", CRC_BLANK))
+    goto nomem;
   size_t off = 0;
   for (size_t i = 0; i < s->n; i++) {
     const out_tensor *t = &s->t[i];
@@ -325,11 +343,52 @@ fail:
   return NULL;
 }
 
+/* The header as written: 8 length bytes, text, spaces up to a multiple
+ * of 8. */
+static size_t padded(size_t tlen) { return (tlen + 7) / 8 * 8; }
+
+/* Passes over the tensors' little-endian bytes in chunks of buf (CHUNK
+ * floats): into the CRC (f NULL) or to f. */
+enum { CHUNK = 16384 };
+static uLong tensor_bytes(const saver *s, unsigned char *buf, uLong crc, FILE *f)
+{
+  for (size_t i = 0; i < s->n && !(f && ferror(f)); i++)
+    for (size_t o = 0; o < s->t[i].count; o += CHUNK) {
+      size_t m = s->t[i].count - o < CHUNK ? s->t[i].count - o : CHUNK;
+      put_le32(buf, s->t[i].data + o, m);
+      if (f)
+        fwrite(buf, sizeof(float), m, f);
+      else
+        crc = crc32(crc, buf, (uInt)(m * sizeof(float)));
+    }
+  return crc;
+}
+
+/* Fills the checksum into text (whose "crc32" holds CRC_BLANK): the CRC-32
+ * of the whole file with those 8 digits as zeros. */
+static void put_crc(const saver *s, char *text, unsigned char *buf)
+{
+  size_t tlen = strlen(text), hlen = padded(tlen);
+  unsigned char len8[8];
+  for (int b = 0; b < 8; b++)
+    len8[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, len8, 8);
+  crc = crc32(crc, (const Bytef *)text, (uInt)tlen);
+  for (size_t i = tlen; i < hlen; i++)
+    crc = crc32(crc, (const Bytef *)" ", 1);
+  crc = tensor_bytes(s, buf, crc, NULL);
+  char *at = strstr(text, CRC_KEY CRC_BLANK "\"");
+  char hex[9];
+  snprintf(hex, sizeof hex, "%08lx", (unsigned long)(crc & 0xffffffffUL));
+  memcpy(at + strlen(CRC_KEY), hex, 8);
+}
+
 /* Writes header and tensors to f; stream errors are left to
  * nnkit__tfile_commit, which sees them with ferror. */
-static nnkit_status write_file(FILE *f, const saver *s, const char *text)
+static void write_file(FILE *f, const saver *s, const char *text, unsigned char *buf)
 {
-  size_t tlen = strlen(text), hlen = (tlen + 7) / 8 * 8;
+  size_t tlen = strlen(text), hlen = padded(tlen);
   unsigned char len8[8];
   for (int b = 0; b < 8; b++)
     len8[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
@@ -337,19 +396,7 @@ static nnkit_status write_file(FILE *f, const saver *s, const char *text)
   fwrite(text, 1, tlen, f);
   for (size_t i = tlen; i < hlen; i++)
     fputc(' ', f);
-  /* Tensors go out through a bounded little-endian buffer. */
-  enum { CHUNK = 16384 };
-  unsigned char *buf = nnkit__malloc(CHUNK * sizeof(float));
-  if (!buf)
-    return nomem(s->path);
-  for (size_t i = 0; i < s->n && !ferror(f); i++)
-    for (size_t o = 0; o < s->t[i].count; o += CHUNK) {
-      size_t m = s->t[i].count - o < CHUNK ? s->t[i].count - o : CHUNK;
-      put_le32(buf, s->t[i].data + o, m);
-      fwrite(buf, sizeof(float), m, f);
-    }
-  nnkit__free(buf);
-  return NNKIT_OK;
+  tensor_bytes(s, buf, 0, f);
 }
 
 NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *cnet, const nnkit_normalizer *nz,
@@ -360,6 +407,13 @@ NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *cnet, const nnkit_normali
   if (cnet->num_layers == 0)
     return nnkit__err(NNKIT_E_INVALID, "%s: the net has no layers; add some before "
                       "saving it", path);
+  if (!nz)
+    nz = cnet->nz; /* the net's own, or none */
+  if (cnet->class_names && cnet->num_names != nnkit_net_output_size(cnet))
+    return nnkit__err(NNKIT_E_STATE, "%s: the net has %zu class names but %zu "
+                      "outputs (layers were added after naming them); set the names "
+                      "again with nnkit_net_set_class_names", path, cnet->num_names,
+                      nnkit_net_output_size(cnet));
   if (nz && !nnkit_normalizer_is_fitted(nz))
     return nnkit__err(NNKIT_E_STATE, "%s: the normalizer is not fitted; fit it (or "
                       "pass NULL) before saving", path);
@@ -377,16 +431,20 @@ NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *cnet, const nnkit_normali
   saver s = {path, NULL, 0, 0, 0};
   float *arrays[4] = {NULL, NULL, NULL, NULL};
   char *text = header_text(&s, net, nz, arrays, &st);
-  if (text) {
+  /* Tensors go out through a bounded little-endian buffer. */
+  unsigned char *buf = text ? nnkit__malloc(CHUNK * sizeof(float)) : NULL;
+  if (text && !buf)
+    st = nomem(path);
+  if (buf) {
+    put_crc(&s, text, buf);
     nnkit__tfile tf;
     st = nnkit__tfile_open(&tf, path);
     if (st == NNKIT_OK) {
-      st = write_file(tf.f, &s, text);
-      nnkit_status cst = nnkit__tfile_commit(&tf, st == NNKIT_OK);
-      if (st == NNKIT_OK)
-        st = cst;
+      write_file(tf.f, &s, text, buf);
+      st = nnkit__tfile_commit(&tf, 1);
     }
   }
+  nnkit__free(buf);
   cJSON_free(text);
   for (size_t i = 0; i < s.n; i++)
     nnkit__free(s.t[i].name);
@@ -813,6 +871,90 @@ static nnkit_status read_file(const char *path, unsigned char **buf, size_t *len
   return NNKIT_OK;
 }
 
+/* Checks the "crc32" of a file of len bytes in buf whose header (hlen
+ * bytes from buf + 8) has been parsed into meta: required from format
+ * version 2 on, checked whenever present. */
+static nnkit_status check_crc(const loader *l, const cJSON *meta,
+                              const unsigned char *buf, size_t len, size_t hlen,
+                              int required)
+{
+  const char *stored = meta_string(meta, "crc32");
+  if (!stored) {
+    if (!required)
+      return NNKIT_OK;
+    return BAD("%s: the metadata lacks \"crc32\" (format version %s files carry "
+               "a checksum); the file is corrupt", l->path, FORMAT_VERSION);
+  }
+  int ok = strlen(stored) == 8;
+  for (size_t i = 0; ok && i < 8; i++)
+    ok = (stored[i] >= '0' && stored[i] <= '9') || (stored[i] >= 'a' && stored[i] <= 'f');
+  if (!ok)
+    return BAD("%s: the metadata's \"crc32\" must be 8 lowercase hex digits; the "
+               "file is corrupt", l->path);
+  /* Where the digits are: right after the key, as nnkit writes it. */
+  char pat[32];
+  snprintf(pat, sizeof pat, "%s%s\"", CRC_KEY, stored);
+  size_t plen = strlen(pat), at = 0;
+  int found = 0;
+  for (size_t i = 8; !found && i + plen <= 8 + hlen; i++)
+    if (buf[i] == '"' && memcmp(buf + i, pat, plen) == 0) {
+      found = 1;
+      at = i + strlen(CRC_KEY);
+    }
+  if (!found)
+    return BAD("%s: the header does not hold \"crc32\" the way nnkit writes it "
+               "(rewritten by another tool?); the file cannot be checked", l->path);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, buf, (uInt)at);
+  crc = crc32(crc, (const Bytef *)CRC_BLANK, 8);
+  for (size_t o = at + 8; o < len;) { /* uInt-sized pieces */
+    size_t m = len - o < ((size_t)1 << 30) ? len - o : ((size_t)1 << 30);
+    crc = crc32(crc, buf + o, (uInt)m);
+    o += m;
+  }
+  char computed[9];
+  snprintf(computed, sizeof computed, "%08lx", (unsigned long)(crc & 0xffffffffUL));
+  if (strcmp(computed, stored) != 0)
+    return BAD("%s: checksum mismatch: the file is corrupt (stored %s, computed %s)",
+               l->path, stored, computed);
+  return NNKIT_OK;
+}
+
+/* The class names of the metadata, if any, given to net. */
+static nnkit_status read_class_names(const loader *l, const cJSON *meta,
+                                     nnkit_net *net)
+{
+  if (!cJSON_GetObjectItemCaseSensitive(meta, "class_names"))
+    return NNKIT_OK;
+  nnkit_status st = NNKIT_OK;
+  cJSON *a = meta_json(l, meta, "class_names", &st);
+  if (!a)
+    return st;
+  size_t n = cJSON_IsArray(a) ? (size_t)cJSON_GetArraySize(a) : 0;
+  size_t outw = nnkit_net_output_size(net);
+  const char **names = n == outw ? nnkit__calloc(n, sizeof *names) : NULL;
+  if (n != outw || !cJSON_IsArray(a))
+    st = BAD("%s: the metadata's \"class_names\" must be an array of %zu strings, "
+             "one per output", l->path, outw);
+  else if (!names)
+    st = nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for %zu class names", l->path, n);
+  size_t i = 0;
+  const cJSON *v;
+  cJSON_ArrayForEach(v, a) {
+    if (st != NNKIT_OK)
+      break;
+    if (!cJSON_IsString(v))
+      st = BAD("%s: class name %zu in the metadata is not a string", l->path, i);
+    else
+      names[i++] = v->valuestring;
+  }
+  if (st == NNKIT_OK)
+    st = relabel(nnkit_net_set_class_names(net, names, n), l->path, "class names");
+  nnkit__free(names);
+  cJSON_Delete(a);
+  return st;
+}
+
 static nnkit_status load(loader *l, const unsigned char *buf, size_t len,
                          nnkit_net **net_out, nnkit_normalizer **nz_out)
 {
@@ -849,13 +991,17 @@ static nnkit_status load(loader *l, const unsigned char *buf, size_t len,
   if (!fmt || strcmp(fmt, "nnkit") != 0)
     return BAD("%s: the metadata's \"format\" is not \"nnkit\"; not an nnkit model "
                "file", l->path);
-  if (!ver || strcmp(ver, FORMAT_VERSION) != 0)
-    return BAD("%s: format version %s; this nnkit (%s) reads version %s, upgrade "
-               "nnkit to load it", l->path, ver ? ver : "(missing)", nnkit_version(),
-               FORMAT_VERSION);
+  int v1 = ver && strcmp(ver, FORMAT_VERSION_NO_CRC) == 0;
+  if (!ver || (!v1 && strcmp(ver, FORMAT_VERSION) != 0))
+    return BAD("%s: format version %s; this nnkit (%s) reads versions %s and %s, "
+               "upgrade nnkit to load it", l->path, ver ? ver : "(missing)",
+               nnkit_version(), FORMAT_VERSION_NO_CRC, FORMAT_VERSION);
+  nnkit_status st = check_crc(l, meta, buf, len, (size_t)hlen, !v1);
+  if (st != NNKIT_OK)
+    return st;
   l->data = buf + 8 + hlen;
   l->data_len = len - 8 - (size_t)hlen;
-  nnkit_status st = read_tensors(l);
+  st = read_tensors(l);
   nnkit_net *net = NULL;
   nnkit_normalizer *nz = NULL;
   if (st == NNKIT_OK)
@@ -866,6 +1012,11 @@ static nnkit_status load(loader *l, const unsigned char *buf, size_t len,
       nnkit_normalizer_out_size(nz) != nnkit_net_input_size(net))
     st = BAD("%s: the normalizer gives %zu values per sample but the net takes %zu",
              l->path, nnkit_normalizer_out_size(nz), nnkit_net_input_size(net));
+  /* The net owns a copy; nz itself goes to the caller (or is freed). */
+  if (st == NNKIT_OK && nz)
+    st = nnkit_net_set_normalizer(net, nz);
+  if (st == NNKIT_OK)
+    st = read_class_names(l, meta, net);
   for (size_t i = 0; st == NNKIT_OK && i < l->n; i++)
     if (!l->t[i].used)
       st = BAD("%s: tensor %s belongs to no layer of the architecture", l->path,

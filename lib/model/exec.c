@@ -9,8 +9,11 @@
 
 #include "internal.h"
 
-/* Samples per chunk in predict/evaluate. */
-#define EVAL_CHUNK 256
+/* Samples per chunk in predict/evaluate: the normalizer's chunk, so an
+ * attached normalizer transforms each chunk exactly as
+ * nnkit_normalizer_transform() transforms the same samples. */
+#define EVAL_CHUNK NNKIT__NORM_CHUNK
+_Static_assert(EVAL_CHUNK == 256, "predict and evaluate work in chunks of 256");
 
 void nnkit__net_free_work(nnkit_net *net)
 {
@@ -402,6 +405,9 @@ static nnkit_status check_predict_args(const void *dst, nnkit_net *net,
   return NNKIT_OK;
 }
 
+/* predict, predict_proba and evaluate take raw samples: a chunk goes
+ * through the attached normalizer (nnkit__net_preprocess) first. */
+
 NNKIT_API nnkit_status nnkit_net_predict(int32_t *classes_out, nnkit_net *net,
                                          const float *x, size_t count)
 {
@@ -409,12 +415,12 @@ NNKIT_API nnkit_status nnkit_net_predict(int32_t *classes_out, nnkit_net *net,
                                        "nnkit_net_predict");
   if (st != NNKIT_OK)
     return st;
-  size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
+  size_t in = nnkit__net_raw_input_size(net), outw = nnkit_net_output_size(net);
   int mode = net->training;
   net->training = 0;
   for (size_t s = 0; s < count && st == NNKIT_OK; s += EVAL_CHUNK) {
     size_t n = count - s < EVAL_CHUNK ? count - s : EVAL_CHUNK;
-    st = nnkit_net_forward(net, x + s * in, n, NULL, 0);
+    st = nnkit_net_forward(net, nnkit__net_preprocess(net, x + s * in, n), n, NULL, 0);
     if (st != NNKIT_OK)
       break;
     const float *y = nnkit__net_output(net);
@@ -439,7 +445,7 @@ NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out, size_t probs_le
                                        "nnkit_net_predict_proba");
   if (st != NNKIT_OK)
     return st;
-  size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
+  size_t in = nnkit__net_raw_input_size(net), outw = nnkit_net_output_size(net);
   if (probs_len / outw < count)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_net_predict_proba: probs_out holds %zu floats, %zu x %zu "
@@ -449,7 +455,7 @@ NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out, size_t probs_le
   net->training = 0;
   for (size_t s = 0; s < count; s += EVAL_CHUNK) {
     size_t n = count - s < EVAL_CHUNK ? count - s : EVAL_CHUNK;
-    st = nnkit_net_forward(net, x + s * in, n, NULL, 0);
+    st = nnkit_net_forward(net, nnkit__net_preprocess(net, x + s * in, n), n, NULL, 0);
     if (st != NNKIT_OK)
       break;
     const float *y = nnkit__net_output(net);
@@ -462,16 +468,25 @@ NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out, size_t probs_le
   return st;
 }
 
-NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
-                                          nnkit_net *net, const nnkit_dataset *ds)
+/* Evaluation on a dataset; raw: its samples go through the attached
+ * normalizer first (nnkit_net_evaluate), else they are taken as they are
+ * (nnkit__net_evaluate_normalized). Sentences name nnkit_net_evaluate. */
+static nnkit_status evaluate(double *loss_out, double *acc_out, nnkit_net *net,
+                             const nnkit_dataset *ds, int raw)
 {
   if (!net || !ds)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_net_evaluate: net and ds must be non-NULL");
   if (net->num_layers == 0)
     return nnkit__err(NNKIT_E_STATE,
                       "nnkit_net_evaluate: the net has no layers; add some first");
+  int pre = raw && net->nz;
   size_t in = nnkit_net_input_size(net), outw = nnkit_net_output_size(net);
-  if (ds->sample_size != in)
+  if (pre && ds->sample_size != nnkit__net_raw_input_size(net))
+    return nnkit__err(NNKIT_E_SHAPE,
+                      "nnkit_net_evaluate: dataset samples have %zu values, the net's "
+                      "normalizer takes %zu (the net evaluates raw samples)",
+                      ds->sample_size, nnkit__net_raw_input_size(net));
+  if (!pre && ds->sample_size != in)
     return nnkit__err(NNKIT_E_SHAPE,
                       "nnkit_net_evaluate: dataset samples have %zu values, the net "
                       "takes %zu", ds->sample_size, in);
@@ -486,9 +501,10 @@ NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
   if (!ds->labels && !ds->targets)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_net_evaluate: the dataset has no labels or targets");
-  /* A compact (byte) set is decoded one chunk at a time. */
+  /* A compact (byte) set is decoded one chunk at a time: into the
+   * normalizer's buffer (then transformed in place) when there is one. */
   float *scratch = NULL;
-  if (ds->x8) {
+  if (ds->x8 && !pre) {
     size_t m = ds->count < EVAL_CHUNK ? ds->count : EVAL_CHUNK;
     scratch = nnkit__malloc(m * in * sizeof *scratch);
     if (!scratch)
@@ -502,8 +518,10 @@ NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
   nnkit_status st = NNKIT_OK;
   for (size_t s = 0; s < ds->count; s += EVAL_CHUNK) {
     size_t n = ds->count - s < EVAL_CHUNK ? ds->count - s : EVAL_CHUNK;
-    st = nnkit_net_forward(net, nnkit__dataset_block(ds, s, n, scratch), n,
-                           NULL, 0);
+    const float *xb = pre ? nnkit__net_preprocess(
+                                net, nnkit__dataset_block(ds, s, n, net->nz_buf), n)
+                          : nnkit__dataset_block(ds, s, n, scratch);
+    st = nnkit_net_forward(net, xb, n, NULL, 0);
     double loss = 0;
     size_t c = 0;
     if (st == NNKIT_OK)
@@ -524,4 +542,16 @@ NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
   if (acc_out)
     *acc_out = ds->labels ? (double)correct / (double)ds->count : 0.0;
   return NNKIT_OK;
+}
+
+NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
+                                          nnkit_net *net, const nnkit_dataset *ds)
+{
+  return evaluate(loss_out, acc_out, net, ds, 1);
+}
+
+nnkit_status nnkit__net_evaluate_normalized(double *loss_out, double *acc_out,
+                                            nnkit_net *net, const nnkit_dataset *ds)
+{
+  return evaluate(loss_out, acc_out, net, ds, 0);
 }

@@ -80,6 +80,7 @@ NNKIT_API void nnkit_net_free(nnkit_net *net)
   nnkit__free(net->layers);
   nnkit__free(net->params);
   nnkit__free(net->grads);
+  nnkit__net_free_preprocess(net); /* the normalizer and class names */
   nnkit__free(net);
 }
 

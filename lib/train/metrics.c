@@ -210,9 +210,10 @@ static nnkit_status check_labelled(nnkit_net *net, const nnkit_dataset *ds,
     return nnkit__err(NNKIT_E_INVALID, "%s: the dataset has no labels", fn);
   if (net->num_layers == 0)
     return nnkit__err(NNKIT_E_STATE, "%s: the net has no layers; add some first", fn);
-  if (ds->sample_size != nnkit_net_input_size(net))
+  /* raw samples: the size the attached normalizer, if any, takes */
+  if (ds->sample_size != nnkit__net_raw_input_size(net))
     return nnkit__err(NNKIT_E_SHAPE, "%s: dataset samples have %zu values, the net "
-                      "takes %zu", fn, ds->sample_size, nnkit_net_input_size(net));
+                      "takes %zu", fn, ds->sample_size, nnkit__net_raw_input_size(net));
   if (ds->num_classes > nnkit_net_output_size(net))
     return nnkit__err(NNKIT_E_SHAPE, "%s: dataset has %u classes, the net only %zu "
                       "outputs", fn, ds->num_classes, nnkit_net_output_size(net));

@@ -97,7 +97,7 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_check(nnkit_trainer *tr,
     st = nnkit__snapshot_reserve(&snap, net);
   double loss0 = NAN;
   if (st == NNKIT_OK)
-    st = nnkit_net_evaluate(&loss0, NULL, net, some);
+    st = nnkit__net_evaluate_normalized(&loss0, NULL, net, some);
   if (st != NNKIT_OK)
     goto out;
 
@@ -128,7 +128,7 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_check(nnkit_trainer *tr,
   /* 2. Overfit a tiny subset, on a copy of the parameters. */
   nnkit__snapshot_save(&snap, net);
   double l0 = NAN, l1 = NAN, acc = NAN;
-  st = nnkit_net_evaluate(&l0, NULL, net, tiny);
+  st = nnkit__net_evaluate_normalized(&l0, NULL, net, tiny);
   nnkit_status fst = NNKIT_OK;
   char fit_err[300] = "";
   if (st == NNKIT_OK) {
@@ -136,7 +136,7 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_check(nnkit_trainer *tr,
     if (fst != NNKIT_OK)
       snprintf(fit_err, sizeof fit_err, "%s", nnkit_last_error());
     if (fst == NNKIT_OK)
-      st = nnkit_net_evaluate(&l1, &acc, net, tiny);
+      st = nnkit__net_evaluate_normalized(&l1, &acc, net, tiny);
   }
   nnkit__snapshot_restore(&snap, net);
   if (st != NNKIT_OK)

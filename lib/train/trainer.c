@@ -260,9 +260,12 @@ static nnkit_status fit(nnkit_trainer *tr, const nnkit_dataset *train,
       return nnkit__monitor_fit_end(tr, st);
     rec.val_loss = rec.val_acc = NAN;
     if (val) {
+      /* The validation set comes normalized like the training set: a
+       * normalizer attached to the net (for raw input) is not applied. */
       st = tr->vpipe ? nnkit__evaluate_pipeline(&rec.val_loss, &rec.val_acc, net,
                                                 tr->vpipe)
-                     : nnkit_net_evaluate(&rec.val_loss, &rec.val_acc, net, val);
+                     : nnkit__net_evaluate_normalized(&rec.val_loss, &rec.val_acc,
+                                                      net, val);
       if (st != NNKIT_OK)
         return nnkit__monitor_fit_end(tr, st);
     }

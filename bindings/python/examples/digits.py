@@ -6,7 +6,7 @@ net with dropout 0.2, SGD + momentum 0.9 with a cosine schedule, early stopping 
 validation accuracy. With the same seed, --predictions writes the same file
 as the C example, bit for bit. Loss curves are written as PNG. With --save
 FILE the model and its normalizer go to a safetensors file, are loaded back
-and must predict the same classes."""
+and must predict the same classes on the raw test digits."""
 import os
 
 from _common import args, nnkit
@@ -59,10 +59,12 @@ if a.save:
     # The file holds the net and the normalizer fitted on the training split.
     net.save(a.save, normalizer=norm)
     print("model and normalizer written to", a.save)
+    # The reloaded net carries the normalizer: it takes the raw test digits.
     back, back_norm = nnkit.Net.load(a.save, with_normalizer=True)
-    _, back_acc = back.evaluate(test)
-    same = (list(back.predict(test.x)) == list(net.predict(test.x)) and back_acc == acc
-            and back_norm is not None)
+    raw_test = load("t10k")
+    _, back_acc = back.evaluate(raw_test)
+    same = (list(back.predict(raw_test.x)) == list(net.predict(test.x))
+            and back_acc == acc and back_norm is not None and back.normalizer is not None)
     print("reloaded model: test accuracy %.4f (%s)" % (back_acc,
                                                      "identical" if same else "DIFFERENT"))
     if not same:

@@ -420,6 +420,24 @@ class Normalizer(_Handle):
         return a.value, b.value
 
 
+class _NetNormalizer(Normalizer):
+    """The normalizer a Net carries (Net.normalizer): a borrowed view,
+    valid while the net keeps it; it can transform and be saved or attached
+    to another net, not be refitted."""
+
+    def __init__(self, net, handle):
+        _Handle.__init__(self)
+        self._h = ctypes.c_void_p(handle)
+        self._net = net  # keeps the owner alive
+
+    def fit(self, ds):
+        raise StateError(E_STATE, "this normalizer belongs to a net; fit a new "
+                         "Normalizer and attach it with Net.set_normalizer")
+
+    def close(self):  # the net frees it
+        self._h = ctypes.c_void_p()
+
+
 AUGMENTATIONS = {"hflip": 1, "vflip": 2, "rotate": 3, "scale": 4, "stretch": 5,
                  "shear_x": 6, "shear_y": 7, "translate": 8, "crop": 9, "brightness": 10,
                  "contrast": 11, "saturation": 12, "noise": 13, "erase": 14}
@@ -771,8 +789,9 @@ class Net(_Handle):
         _check(lib.nnkit_net_init_params(self.handle))
 
     def save(self, path, normalizer=None):
-        """Writes the net (and the fitted normalizer its inputs go through,
-        if given) to a safetensors model file, atomically; see
+        """Writes the net, its class names and the fitted normalizer its
+        inputs go through (normalizer if given, else the net's own, if any)
+        to a safetensors model file with a checksum, atomically; see
         doc/file-format.md for the layout. PyTorch reads the weights."""
         _check(lib.nnkit_net_save(self.handle,
                                   normalizer.handle if normalizer is not None else None,
@@ -780,10 +799,13 @@ class Net(_Handle):
 
     @classmethod
     def load(cls, path, with_normalizer=False):
-        """Reads a model file written by save(): the net, in evaluation mode;
-        with with_normalizer=True the pair (net, normalizer), the normalizer
-        None when the file has none. Bad files raise FormatError, missing or
-        unreadable ones IOFailure, with the C library's sentence."""
+        """Reads a model file written by save(): the net, in evaluation mode,
+        with its class names and the saved normalizer attached (net.normalizer),
+        so predict, predict_proba and evaluate take raw samples. With
+        with_normalizer=True the pair (net, normalizer), the normalizer an
+        independent copy (None when the file has none). Bad or corrupt files
+        raise FormatError, missing or unreadable ones IOFailure, with the C
+        library's sentence."""
         h, nz = ctypes.c_void_p(), ctypes.c_void_p()
         _check(lib.nnkit_net_load(ctypes.byref(h),
                                   ctypes.byref(nz) if with_normalizer else None,
@@ -792,6 +814,57 @@ class Net(_Handle):
         if not with_normalizer:
             return net
         return net, (Normalizer._wrap(nz) if nz else None)
+
+    @property
+    def normalizer(self):
+        """The input normalizer the net carries (applied by predict,
+        predict_proba, evaluate, confusion), or None. A view owned by the
+        net: valid until set_normalizer() or close()."""
+        h = lib.nnkit_net_normalizer(self.handle)
+        if not h:
+            return None
+        view = getattr(self, "_nz_view", None)
+        if view is None or view._h.value != h:
+            view = self._nz_view = _NetNormalizer(self, h)
+        return view
+
+    def set_normalizer(self, normalizer):
+        """Attaches a copy of a fitted normalizer (None removes it): from
+        then on predict, predict_proba, evaluate and confusion take raw
+        samples; forward, backward and fit still take normalized ones."""
+        _check(lib.nnkit_net_set_normalizer(
+            self.handle, normalizer.handle if normalizer is not None else None))
+        self._drop_view()
+
+    def _drop_view(self):
+        view = getattr(self, "_nz_view", None)
+        if view is not None:
+            view.close()
+            self._nz_view = None
+
+    def close(self):
+        self._drop_view()
+        super().close()
+
+    @property
+    def class_names(self):
+        """The names of the outputs (a list of str), or None."""
+        names = []
+        for i in range(self.output_size):
+            n = lib.nnkit_net_class_name(self.handle, i)
+            if n is None:
+                break
+            names.append(n.decode())
+        return names or None
+
+    @class_names.setter
+    def class_names(self, names):
+        if not names:
+            _check(lib.nnkit_net_set_class_names(self.handle, None, 0))
+            return
+        enc = [str(n).encode() for n in names]
+        arr = (ctypes.c_char_p * len(enc))(*enc)
+        _check(lib.nnkit_net_set_class_names(self.handle, arr, len(enc)))
 
     def set_init(self, layer, weights=None, bias=None):
         w, b = _as_init(weights), _as_init(bias)
@@ -817,15 +890,25 @@ class Net(_Handle):
         """Live view of the gradient buffer."""
         return self._buffer(lib.nnkit_net_grads)
 
-    def _batch(self, x):
+    def _batch(self, x, raw=False):
+        """x as a C buffer and its sample count; raw: samples for the
+        raw-input calls (of the attached normalizer's input size)."""
         xb = _Buffer(x, ctypes.c_float, "f")
-        n = xb.count // self.input_size
-        if n * self.input_size != xb.count or n == 0:
+        size, what = self.input_size, "net's input size"
+        if raw:
+            h = lib.nnkit_net_normalizer(self.handle)
+            if h:
+                size = lib.nnkit_normalizer_in_size(h)
+                what = "input size of the net's normalizer"
+        n = xb.count // size
+        if n * size != xb.count or n == 0:
             raise ShapeError(E_SHAPE, "x has %d values, not a positive multiple of the "
-                             "net's input size %d" % (xb.count, self.input_size))
+                             "%s %d" % (xb.count, what, size))
         return xb, n
 
     def forward(self, x):
+        """Outputs for already-normalized samples (the attached normalizer,
+        if any, is not applied; predict and predict_proba apply it)."""
         xb, n = self._batch(x)
         nout = lib.nnkit_net_output_size(self.handle)
         out = (ctypes.c_float * (n * nout))()
@@ -843,19 +926,23 @@ class Net(_Handle):
         return loss.value
 
     def predict(self, x):
-        xb, n = self._batch(x)
+        """Class ids of raw samples (through the attached normalizer)."""
+        xb, n = self._batch(x, raw=True)
         out = (ctypes.c_int32 * n)()
         _check(lib.nnkit_net_predict(out, self.handle, xb.ptr, n))
         return _to_result(out, n, None, ctypes.c_int32)
 
     def predict_proba(self, x):
-        xb, n = self._batch(x)
+        """Class probabilities of raw samples (through the attached
+        normalizer)."""
+        xb, n = self._batch(x, raw=True)
         out = (ctypes.c_float * (n * self.output_size))()
         _check(lib.nnkit_net_predict_proba(out, len(out), self.handle, xb.ptr, n))
         return _to_result(out, len(out), (n, self.output_size))
 
     def evaluate(self, ds):
-        """(mean loss, accuracy) on a dataset, in evaluation mode."""
+        """(mean loss, accuracy) on a dataset of raw samples (through the
+        attached normalizer), in evaluation mode."""
         loss, acc = ctypes.c_double(), ctypes.c_double()
         _check(lib.nnkit_net_evaluate(ctypes.byref(loss), ctypes.byref(acc), self.handle,
                                       ds.handle))
