@@ -41,15 +41,16 @@ static const char *loss_name(nnkit_loss l)
 
 /* ---- JSON numbers ------------------------------------------------------------ */
 
-/* A double as a JSON number (cJSON prints it so that it reads back
- * exactly), or "nan", "inf", "-inf". */
+/* A double as a JSON string that reads back exactly ("%.17g"; "nan",
+ * "inf", "-inf"): cJSON's own numbers may round the last bit. */
 static cJSON *dnum(double v)
 {
+  char buf[40];
   if (isnan(v))
-    return cJSON_CreateString("nan");
-  if (isinf(v))
-    return cJSON_CreateString(v > 0 ? "inf" : "-inf");
-  return cJSON_CreateNumber(v);
+    snprintf(buf, sizeof buf, "nan");
+  else
+    snprintf(buf, sizeof buf, "%.17g", v); /* "inf", "-inf" */
+  return cJSON_CreateString(buf);
 }
 
 static int add_d(cJSON *o, const char *key, double v)
@@ -65,20 +66,14 @@ static int add_n(cJSON *o, const char *key, size_t v)
 /* A value written by dnum(). */
 static int val_d(const cJSON *v, double *out)
 {
-  if (cJSON_IsNumber(v)) {
-    *out = v->valuedouble;
-    return 1;
-  }
-  if (!cJSON_IsString(v))
+  if (!cJSON_IsString(v) || !v->valuestring[0])
     return 0;
-  if (strcmp(v->valuestring, "nan") == 0)
-    *out = NAN;
-  else if (strcmp(v->valuestring, "inf") == 0)
-    *out = INFINITY;
-  else if (strcmp(v->valuestring, "-inf") == 0)
-    *out = -INFINITY;
-  else
+  char *end = NULL;
+  errno = 0;
+  double d = strtod(v->valuestring, &end);
+  if (*end)
     return 0;
+  *out = d;
   return 1;
 }
 
@@ -506,6 +501,7 @@ typedef struct staged {
   float *net;        /* the PARAMS | STATE tensors, in layer and tensor order */
   uint64_t *counts;  /* the COUNTER tensors, in order */
   size_t num_counts;
+  uint64_t seed;
   int *trainable;
   double *lr_mult;
   /* optimizer */
@@ -584,6 +580,13 @@ static nnkit_status check_net(nnkit__st_reader *r, nnkit_net *net, staged *s)
                       "trainer's %s; resume into a net built like the checkpoint's",
                       r->path, a, b);
   }
+  const char *seed_s = nnkit__st_meta_string(r->meta, "seed");
+  char *end = NULL;
+  errno = 0;
+  unsigned long long seed = seed_s ? strtoull(seed_s, &end, 10) : 0;
+  if (!seed_s || end == seed_s || *end || errno || seed_s[0] == '-')
+    return BAD("%s: the metadata's \"seed\" must be a decimal number", r->path);
+  s->seed = (uint64_t)seed;
   const char *loss = nnkit__st_meta_string(r->meta, "loss");
   if (!loss || (strcmp(loss, "mse") != 0 && strcmp(loss, "softmax_cross_entropy") != 0))
     return BAD("%s: the metadata's \"loss\" must be \"softmax_cross_entropy\" or \"mse\"",
@@ -631,18 +634,22 @@ static nnkit_status check_net(nnkit__st_reader *r, nnkit_net *net, staged *s)
       k->get_opts(l, v);
     for (size_t j = 0; j < k->num_opts && st == NNKIT_OK; j++) {
       double f;
-      if (!get_d(o, k->opts[j].name, &f) || !isfinite(f))
+      const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k->opts[j].name);
+      f = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+      if (!isfinite(f))
         st = BAD("%s: layer %zu (%s) needs \"%s\", a finite number", r->path, i, k->name,
                  k->opts[j].name);
-      else if (f != v[j])
+      else if (fabs(f - v[j]) > 1e-12 * fmax(fabs(f), fabs(v[j]))) /* cJSON's digits */
         st = nnkit__err(NNKIT_E_SHAPE, "%s: layer %zu (%s) has %s %g in the checkpoint, "
                         "%g in the trainer's net; resume into a net built like the "
                         "checkpoint's", r->path, i, k->name, k->opts[j].name, f, v[j]);
     }
     const cJSON *tb = cJSON_GetObjectItemCaseSensitive(o, "trainable");
     double lr = 1;
-    if (st == NNKIT_OK &&
-        (!cJSON_IsBool(tb) || !get_d(o, "lr_multiplier", &lr) || !(lr >= 0 && lr <= 1e6)))
+    const cJSON *lm = cJSON_GetObjectItemCaseSensitive(o, "lr_multiplier");
+    if (cJSON_IsNumber(lm))
+      lr = lm->valuedouble;
+    if (st == NNKIT_OK && (!cJSON_IsBool(tb) || !cJSON_IsNumber(lm) || !(lr >= 0 && lr <= 1e6)))
       st = BAD("%s: layer %zu (%s) needs \"trainable\" (true or false) and "
                "\"lr_multiplier\" (a number in [0, 1e6])", r->path, i, k->name);
     if (st == NNKIT_OK) {
@@ -968,7 +975,7 @@ static nnkit_status check_trainer(nnkit__st_reader *r, const nnkit_trainer *tr,
       window = (size_t)s->settings[i];
   if (pos->epoch != E || pos->total < pos->epoch || pos->total - pos->epoch > 1000000 ||
       (pos->batch && pos->epoch == pos->total) || pos->seen < pos->batch ||
-      metric > NNKIT_METRIC_TRAIN_ACC || metric == NNKIT_METRIC_LR || have_best > 1 ||
+      metric > NNKIT_METRIC_VAL_ACC || have_best > 1 ||
       best_valid > 1 || have_ref > 1 || div > 1 || snap_best > 1 || snap_good > 1 ||
       good_opt > 1 || (metric && (s->es_patience < 1 || s->es_patience > 1000000)) ||
       !(s->es_min_delta >= 0 && isfinite(s->es_min_delta)) || s->ring_n > window ||
@@ -1102,8 +1109,6 @@ static nnkit_status stage(nnkit__st_reader *r, nnkit_trainer *tr, staged *s)
   nnkit_status st = nnkit__st_read_file(r);
   if (st == NNKIT_OK)
     st = nnkit__st_parse_header(r);
-  if (st == NNKIT_OK)
-    st = nnkit__st_check_crc(r);
   if (st != NNKIT_OK)
     return st;
   const char *fmt = nnkit__st_meta_string(r->meta, "format");
@@ -1116,6 +1121,9 @@ static nnkit_status stage(nnkit__st_reader *r, nnkit_trainer *tr, staged *s)
   if (!ver || strcmp(ver, CKPT_VERSION) != 0)
     return BAD("%s: checkpoint version %s; this nnkit (%s) reads version %s", r->path,
                ver ? ver : "(missing)", nnkit_version(), CKPT_VERSION);
+  st = nnkit__st_check_crc(r);
+  if (st != NNKIT_OK)
+    return st;
   static const char *const dtypes[] = {"F32", "F64", "U64", NULL};
   st = nnkit__st_read_tensors(r, dtypes);
   if (st == NNKIT_OK)
@@ -1138,6 +1146,7 @@ static void commit(nnkit_trainer *tr, staged *s)
 {
   nnkit_net *net = tr->net;
   nnkit__net_role_copy(net, NNKIT__ROLE_PARAMS | NNKIT__ROLE_STATE, s->net, 1);
+  net->seed = s->seed; /* the layers' random streams (dropout) */
   size_t ac = 0;
   for (size_t i = 0; i < net->num_layers; i++) {
     nnkit__layer *l = &net->layers[i];
@@ -1146,6 +1155,7 @@ static void commit(nnkit_trainer *tr, staged *s)
     for (size_t j = 0; j < nt; j++)
       if (t[j].role == NNKIT__ROLE_COUNTER)
         *t[j].count = s->counts[ac++];
+    l->seed = s->seed;
     l->frozen = !s->trainable[i];
     l->lr_mult = (float)s->lr_mult[i];
   }
