@@ -334,13 +334,13 @@ static nnkit_status fit(nnkit_trainer *tr, const nnkit_dataset *train,
                       "(nnkit_trainer_set_checkpoint_dir()) and early stopping's "
                       "metric (nnkit_trainer_set_early_stopping())");
   tr->resuming = resumed;
-  tr->open_valid = 0;
   st = nnkit__monitor_fit_begin(tr, train, val != NULL, first_epoch, total, samples,
                                 per_epoch, sanity);
   tr->resuming = 0;
   if (st != NNKIT_OK)
     return st;
   tr->resume_armed = 0;
+  tr->open_valid = 0; /* a new fit: the last one's open epoch is gone */
   for (size_t e = first_epoch; e < total; e++) {
     double t0 = nnkit__now();
     nnkit__hist_epoch rec = {0};
