@@ -244,7 +244,8 @@ NNKIT_API nnkit_status nnkit_trainer_resume(nnkit_trainer *tr, const char *path)
  * CHECKPOINT_EVERY or CHECKPOINT_BEST set and no folder fails at its start
  * with NNKIT_E_STATE; a checkpoint that cannot be written fails the fit
  * with NNKIT_E_IO.
- * @return NNKIT_E_IO when dir is not a folder; NNKIT_E_STATE during a fit;
+ * @return NNKIT_E_IO when dir is not a folder; NNKIT_E_INVALID for a path
+ *         longer than 3000 characters; NNKIT_E_STATE during a fit;
  *         NNKIT_E_NOMEM.
  */
 NNKIT_API nnkit_status nnkit_trainer_set_checkpoint_dir(nnkit_trainer *tr,
