@@ -15,10 +15,16 @@
  * batch), printing the lecture's epoch lines, the seconds per epoch and the
  * final test accuracy. The defaults (15 epochs) reach about 98.6% on the
  * digits; `--data /usr/share/datasets/fashion-mnist --epochs 10` about 91%
- * on Fashion-MNIST. */
+ * on Fashion-MNIST.
+ *
+ * --checkpoint DIR writes a checkpoint into DIR after every epoch (the
+ * newest three are kept); --resume FILE continues the run such a file (or
+ * nnkit_trainer_save_checkpoint()) holds, with the same other options, to
+ * the same weights as the uninterrupted run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <nnkit.h>
 
@@ -30,11 +36,28 @@ static const char usage[] =
     "Trains a small convolutional network (conv-BN-ReLU-pool x2, dense, dropout)\n"
     "on handwritten digits, or on Fashion-MNIST with --data\n"
     "/usr/share/datasets/fashion-mnist, and prints the test accuracy and the\n"
-    "seconds per epoch.\n";
+    "seconds per epoch.\n"
+    "  --checkpoint DIR  write a checkpoint into DIR after every epoch (keeps 3)\n"
+    "  --resume FILE     continue the run saved in a checkpoint (same options)\n";
 
 int main(int argc, char **argv)
 {
   example_args args = {"data/digits", 15, 1, 0, NULL, 0, NULL, 0};
+  /* This example's own options, taken out before the shared ones. */
+  const char *ckpt_dir = NULL, *resume = NULL;
+  int kept = 1;
+  for (int i = 1; i < argc; i++) {
+    int ck = !strcmp(argv[i], "--checkpoint"), rs = !strcmp(argv[i], "--resume");
+    if ((ck || rs) && i + 1 >= argc) {
+      fprintf(stderr, "%s: missing value (see --help)\n", argv[i]);
+      return 2;
+    }
+    if (ck || rs)
+      *(ck ? &ckpt_dir : &resume) = argv[++i];
+    else
+      argv[kept++] = argv[i];
+  }
+  argc = kept;
   int pr = example_parse(&args, argc, argv, usage);
   if (pr <= 0)
     return pr == 0 ? EXIT_SUCCESS : 2;
@@ -124,6 +147,10 @@ int main(int argc, char **argv)
   TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, (double)batch));
   TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_SEED, (double)args.seed));
   TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_VERBOSE, 1));
+  if (ckpt_dir) {
+    TRY(nnkit_trainer_set_checkpoint_dir(tr, ckpt_dir));
+    TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_CHECKPOINT_EVERY, 1));
+  }
 
   printf("digits_cnn: %zu train, %zu validation, %zu test images from %s; "
          "%d thread(s)\n",
@@ -135,6 +162,12 @@ int main(int argc, char **argv)
          "(cosine, per batch), batch %zu\n",
          nnkit_net_num_params(net), momentum, lr, batch);
 
+  if (resume) {
+    TRY(nnkit_trainer_resume(tr, resume));
+    if (!ckpt_dir) /* a checkpoint written with --checkpoint asks for more */
+      TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_CHECKPOINT_EVERY, 0));
+    printf("resumed from %s after %zu epoch(s)\n", resume, nnkit_trainer_epochs_done(tr));
+  }
   TRY(nnkit_trainer_fit(tr, train, val));
 
   size_t epochs = nnkit_trainer_epochs_done(tr);

@@ -52,7 +52,23 @@ typedef enum nnkit_train_param {
   NNKIT_TRAIN_KEEP_GOOD = 20,
   /** Log the diagnosis (nnkit_trainer_diagnose()) after each fit when
    *  VERBOSE is on, {0, 1}, default 0. */
-  NNKIT_TRAIN_DIAGNOSE = 21
+  NNKIT_TRAIN_DIAGNOSE = 21,
+
+  /* -- checkpoints (nnkit_trainer_save_checkpoint()); values 32.. -- */
+
+  /** Write a checkpoint every this many epochs of a fit into the folder of
+   *  nnkit_trainer_set_checkpoint_dir(), as
+   *  "checkpoint-epoch-<NNNNNN>.safetensors" (the epochs done, 1-based);
+   *  [0, 1e6], default 0 (off). */
+  NNKIT_TRAIN_CHECKPOINT_EVERY = 32,
+  /** Write "checkpoint-best.safetensors" into that folder at every epoch
+   *  that early stopping (nnkit_trainer_set_early_stopping(), which must be
+   *  on) finds the best so far, {0, 1}, default 0. */
+  NNKIT_TRAIN_CHECKPOINT_BEST = 33,
+  /** Keep the newest this many "checkpoint-epoch-*" files in the folder
+   *  and remove older ones (whoever wrote them); 0 keeps all. [0, 1e6],
+   *  default 3. */
+  NNKIT_TRAIN_CHECKPOINT_KEEP = 34
 } nnkit_train_param;
 
 /** Per-epoch figures recorded by a fit. Values are fixed forever. */
@@ -157,6 +173,83 @@ NNKIT_API nnkit_status nnkit_trainer_fit(nnkit_trainer *tr,
 NNKIT_API nnkit_status nnkit_trainer_fit_pipeline(nnkit_trainer *tr,
                                                   nnkit_pipeline *train,
                                                   nnkit_pipeline *val);
+
+/**
+ * Writes the trainer's whole state to a checkpoint file (a safetensors
+ * file of the model files' family with a CRC-32; doc/file-format.md),
+ * atomically (temporary file in the same folder, fsync, rename, fsync of
+ * the folder): every tensor of the net (weights, running statistics and
+ * random stream positions such as dropout's mask step), the optimizer's
+ * keys, state buffers, per-layer step counts and scalars and its
+ * schedule's position, every NNKIT_TRAIN_* setting, where the fit stands
+ * (the epoch and batch reached and the fit's last epoch), the history
+ * (epoch and batch records, layer statistics), early stopping (settings,
+ * best value, epoch, wait counter, best-weights snapshot) and the
+ * KEEP_GOOD snapshot. Callbacks, the logger, the checkpoint folder and the
+ * data (datasets, pipelines, augmenters) are not saved: the resuming
+ * program sets them up again.
+ *
+ * Where the fit stands: after a fit that ran all its epochs, at its end;
+ * after a fit that an epoch callback or early stopping stopped, after its
+ * last epoch, with the fit's remaining epochs still to run; after a fit a
+ * batch callback stopped within an epoch (which that fit recorded as a
+ * shorter epoch), after that batch, as if the epoch were still running.
+ * A fit that ends with early stopping on restores the best weights (see
+ * nnkit_trainer_set_early_stopping()), so a checkpoint saved after it
+ * holds those; the periodic checkpoints (NNKIT_TRAIN_CHECKPOINT_EVERY)
+ * are written within the fit and hold each epoch's own.
+ * @param path  the file to write (borrowed); replaced if it exists.
+ * @return NNKIT_E_STATE during a fit or for a net without layers;
+ *         NNKIT_E_IO with the path and the system's reason (nothing is
+ *         left on disk); NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_trainer_save_checkpoint(nnkit_trainer *tr,
+                                                     const char *path);
+
+/**
+ * Restores a checkpoint into tr, whose net and optimizer must be built as
+ * the checkpoint's were: the same input shape, loss, layer kinds and layer
+ * options (NNKIT_E_SHAPE otherwise, naming the first difference), an
+ * optimizer of the same kind with a schedule of the same kind attached
+ * when the checkpoint's had one (NNKIT_E_INVALID otherwise); the net's
+ * tensors, its layers' trainable flags and learning-rate multipliers, the
+ * optimizer's keys and state and everything nnkit_trainer_save_checkpoint()
+ * lists are replaced by the checkpoint's. Callbacks and the logger stay.
+ *
+ * The next nnkit_trainer_fit() or nnkit_trainer_fit_pipeline() then
+ * continues the checkpoint's fit where it stood -- within an epoch after
+ * its last saved batch (that epoch's earlier batches are drawn from the
+ * pipeline again and skipped) -- until that fit's last epoch, whatever
+ * NNKIT_TRAIN_EPOCHS says; later fits run EPOCHS more epochs as usual. A
+ * checkpoint of a finished fit arms nothing: the next fit runs EPOCHS more.
+ * Given the same data (and the same pipeline settings, augmenter and
+ * seed), the same thread count and the same callbacks, the result is bit
+ * for bit that of the uninterrupted run: batch order, augmentation and
+ * dropout masks are drawn from (seed, epoch, index) and the saved stream
+ * positions. With another thread count the sums are grouped differently
+ * and the weights agree to about 1e-5 relative.
+ * @param path  the checkpoint (borrowed).
+ * @return NNKIT_E_FORMAT with a sentence naming the file and what is wrong
+ *         (truncated, a damaged byte, a missing or inconsistent part, not a
+ *         checkpoint); NNKIT_E_SHAPE / NNKIT_E_INVALID for a net or optimizer
+ *         unlike the checkpoint's; NNKIT_E_IO; NNKIT_E_STATE during a fit;
+ *         NNKIT_E_NOMEM. The trainer, its net and its optimizer are
+ *         unchanged on any failure.
+ */
+NNKIT_API nnkit_status nnkit_trainer_resume(nnkit_trainer *tr, const char *path);
+
+/**
+ * The folder of the periodic checkpoints (NNKIT_TRAIN_CHECKPOINT_EVERY,
+ * _BEST, _KEEP), copied; NULL turns them off. It must exist. A fit with
+ * CHECKPOINT_EVERY or CHECKPOINT_BEST set and no folder fails at its start
+ * with NNKIT_E_STATE; a checkpoint that cannot be written fails the fit
+ * with NNKIT_E_IO.
+ * @return NNKIT_E_IO when dir is not a folder; NNKIT_E_INVALID for a path
+ *         longer than 3000 characters; NNKIT_E_STATE during a fit;
+ *         NNKIT_E_NOMEM.
+ */
+NNKIT_API nnkit_status nnkit_trainer_set_checkpoint_dir(nnkit_trainer *tr,
+                                                        const char *dir);
 
 /** Number of epochs recorded by all fits so far. */
 NNKIT_API size_t nnkit_trainer_epochs_done(const nnkit_trainer *tr);

@@ -259,8 +259,13 @@ nnkit_status nnkit__monitor_fit_begin(nnkit_trainer *tr,
   size_t nb = nnkit__mul_size(batches, epochs, &ovf);
   if (ovf)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_trainer_fit: too many steps to record");
+  /* A resumed fit continues the checkpoint's: its early stopping,
+   * divergence watch and kept snapshots go on (no sanity checks). */
+  int resuming = tr->resuming;
+  int keep_good_restored = resuming && tr->good.valid;
+  int best_restored = resuming && tr->best.valid;
   nnkit_status st = nnkit__net_build(net);
-  if (st == NNKIT_OK && tr->sanity_mode && sanity && first_epoch == 0) {
+  if (st == NNKIT_OK && tr->sanity_mode && sanity && first_epoch == 0 && !resuming) {
     /* Before the first epoch only: the checks are about the start. */
     st = nnkit_trainer_sanity_check(tr, train);
     if (tr->verbose) {
@@ -279,9 +284,9 @@ nnkit_status nnkit__monitor_fit_begin(nnkit_trainer *tr,
   int stats = tr->layer_stats && net->num_layers > 0;
   if (st == NNKIT_OK)
     st = nnkit__history_reserve(&tr->hist, epochs, nb, net, stats);
-  if (st == NNKIT_OK && tr->keep_good)
+  if (st == NNKIT_OK && tr->keep_good && !keep_good_restored)
     st = nnkit__snapshot_reserve(&tr->good, net);
-  if (st == NNKIT_OK && tr->es_metric)
+  if (st == NNKIT_OK && tr->es_metric && !best_restored)
     st = nnkit__snapshot_reserve(&tr->best, net);
   if (st == NNKIT_OK && tr->diverge_window)
     st = reserve_doubles(&tr->ring, &tr->ring_cap, (size_t)tr->diverge_window);
@@ -305,15 +310,17 @@ nnkit_status nnkit__monitor_fit_begin(nnkit_trainer *tr,
   }
   if (st != NNKIT_OK)
     return st;
-  if (tr->keep_good) {
+  if (tr->keep_good && !keep_good_restored) {
     nnkit__snapshot_save(&tr->good, net);
     nnkit__snapshot_save_opt(&tr->good, tr->opt);
     tr->good_epoch = first_epoch;
   }
-  tr->es_have_best = 0;
-  tr->es_wait = 0;
-  tr->ring_n = tr->ring_pos = 0;
-  tr->ema_n = 0;
+  if (!resuming) {
+    tr->es_have_best = 0;
+    tr->es_wait = 0;
+    tr->ring_n = tr->ring_pos = 0;
+    tr->ema_n = 0;
+  }
   tr->sample_stats = stats && (tr->hist.num_layers == net->num_layers);
   tr->row_ready = 0;
   tr->hist.num_classes = train->num_classes;

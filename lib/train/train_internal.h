@@ -96,6 +96,29 @@ size_t nnkit__layer_stats_scratch(const nnkit_net *net);
 void nnkit__layer_update_ratios(double *row, const nnkit_net *net,
                                 const float *pre);
 
+/* ---- where a fit stands (checkpoints, lib/io/checkpoint.c) --------------- */
+/* A position in a fit: the next batch to run and the fit's end. When a
+ * batch callback stops a fit before an epoch's last batch, the epoch is
+ * open: the fit records it as it stands (a shorter epoch) and ends it as
+ * usual, and the trainer keeps here what the epoch's end changed, so that
+ * a checkpoint resumes the uninterrupted run instead. */
+typedef struct nnkit__fit_pos {
+  size_t epoch; /* the epoch to run next, 0-based (= epochs recorded) */
+  size_t batch; /* its batches already run (0: at its start) */
+  size_t total; /* one past the fit's last epoch */
+  /* The open epoch (batch > 0): its sums so far and its last step's rate. */
+  double loss_sum, reg_sum, lr;
+  size_t correct, seen;
+  /* pre != 0: the schedule's position and early stopping's state as they
+   * were before the open epoch's end (it stepped and judged it since). */
+  int pre;
+  int has_sched;
+  double sched[NNKIT__SCHED_STATE];
+  double es_best;
+  size_t es_best_epoch, es_wait;
+  int es_have_best;
+} nnkit__fit_pos;
+
 /* ---- the trainer --------------------------------------------------------- */
 typedef struct nnkit__cb {
   nnkit_batch_fn batch_fn;
@@ -165,7 +188,31 @@ struct nnkit_trainer {
   /* sanity checks */
   double sanity[8];
   char sanity_report[768];
+  /* checkpoints: the keys' slots, the folder (owned, or NULL), the open
+   * epoch of the last fit (open_valid), and the position
+   * nnkit_trainer_resume() armed for the next fit (resume_armed) */
+  double ckpt_every, ckpt_best, ckpt_keep;
+  char *ckpt_dir;
+  nnkit__fit_pos open;
+  int open_valid;
+  nnkit__fit_pos resume;
+  int resume_armed;
+  int resuming; /* the running fit continues a resumed one */
 };
+
+/* The trainer's settings table (every NNKIT_TRAIN_* key) and the slot of
+ * a key in tr (trainer.c), for checkpoints. */
+const nnkit__spec *nnkit__trainer_specs(size_t *n);
+double *nnkit__trainer_slot(nnkit_trainer *tr, nnkit_train_param key);
+
+/* Checkpoints (lib/io/checkpoint.c). Writes tr's state at pos to path,
+ * atomically. */
+nnkit_status nnkit__checkpoint_write(nnkit_trainer *tr, const char *path,
+                                     const nnkit__fit_pos *pos);
+/* The fit loop's periodic checkpoints after epoch `epoch` of a fit ending
+ * at total (NNKIT_TRAIN_CHECKPOINT_EVERY, _BEST, _KEEP). */
+nnkit_status nnkit__checkpoint_epoch_end(nnkit_trainer *tr, size_t epoch,
+                                         size_t total);
 
 /* ---- hooks of the fit loop (monitor.c) ------------------------------------ */
 /* The loop in trainer.c calls:

@@ -26,6 +26,9 @@ static const nnkit__spec specs[] = {
    NNKIT_BOUND_INTEGER},
   {0, NNKIT_TRAIN_KEEP_GOOD, "keep last good weights", 0, 1, 1, NNKIT_BOUND_INTEGER},
   {0, NNKIT_TRAIN_DIAGNOSE, "diagnose", 0, 1, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_CHECKPOINT_EVERY, "checkpoint every", 0, 1e6, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_CHECKPOINT_BEST, "checkpoint at best", 0, 1, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_CHECKPOINT_KEEP, "checkpoints kept", 0, 1e6, 3, NNKIT_BOUND_INTEGER},
 };
 #define NSPECS (sizeof specs / sizeof specs[0])
 
@@ -48,8 +51,22 @@ static double *slot(nnkit_trainer *tr, nnkit_train_param key)
   case NNKIT_TRAIN_DIVERGE_WINDOW: return &tr->diverge_window;
   case NNKIT_TRAIN_KEEP_GOOD: return &tr->keep_good;
   case NNKIT_TRAIN_DIAGNOSE: return &tr->diagnose;
+  case NNKIT_TRAIN_CHECKPOINT_EVERY: return &tr->ckpt_every;
+  case NNKIT_TRAIN_CHECKPOINT_BEST: return &tr->ckpt_best;
+  case NNKIT_TRAIN_CHECKPOINT_KEEP: return &tr->ckpt_keep;
   }
   return NULL;
+}
+
+const nnkit__spec *nnkit__trainer_specs(size_t *n)
+{
+  *n = NSPECS;
+  return specs;
+}
+
+double *nnkit__trainer_slot(nnkit_trainer *tr, nnkit_train_param key)
+{
+  return slot(tr, key);
 }
 
 NNKIT_API nnkit_status nnkit_trainer_create(nnkit_trainer **out, nnkit_net *net,
@@ -79,6 +96,7 @@ NNKIT_API void nnkit_trainer_free(nnkit_trainer *tr)
   if (!tr)
     return;
   nnkit_pipeline_free(tr->own);
+  nnkit__free(tr->ckpt_dir);
   nnkit__monitor_free(tr);
   nnkit__free(tr);
 }
@@ -157,9 +175,12 @@ static nnkit_status check_dataset(const nnkit_net *net, const nnkit_dataset *ds,
 }
 
 /* One epoch over the batches of tr->pipe (whose dataset train is); fills
- * the train fields of rec. */
+ * the train fields of rec. from: a resumed open epoch (its first
+ * from->batch batches were run before the checkpoint), or NULL. An epoch
+ * a batch callback cuts short is left in tr->open. */
 static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
-                              size_t epoch, nnkit__hist_epoch *rec)
+                              size_t epoch, nnkit__hist_epoch *rec,
+                              const nnkit__fit_pos *from)
 {
   nnkit_net *net = tr->net;
   nnkit_pipeline *pipe = tr->pipe;
@@ -174,6 +195,32 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
     return st;
   double loss_sum = 0, reg_sum = 0;
   size_t correct = 0, batches = 0, seen = 0;
+  if (from && from->batch) {
+    /* The batches run before the checkpoint: drawn (the draws depend on
+     * (seed, epoch, index) only) and skipped. */
+    for (size_t k = 0; k < from->batch; k++) {
+      size_t b;
+      const float *bx, *bt;
+      const int32_t *by;
+      st = nnkit__pipeline_next(pipe, &bx, &by, &bt, &b);
+      if (st != NNKIT_OK)
+        return st;
+      if (b == 0)
+        return nnkit__err(NNKIT_E_STATE,
+                          "nnkit_trainer_fit: the resumed checkpoint stopped after "
+                          "batch %zu of epoch %zu, but this pipeline has only %zu "
+                          "batches per epoch; fit the data the checkpoint was made with",
+                          from->batch, epoch + 1, per_epoch);
+    }
+    loss_sum = from->loss_sum;
+    reg_sum = from->reg_sum;
+    correct = from->correct;
+    seen = from->seen;
+    batches = from->batch;
+    rec->lr = from->lr;
+    tr->epoch_seen = seen;
+    tr->epoch_loss_sum = loss_sum;
+  }
   while (!tr->stop) {
     size_t b;
     const float *bx, *bt;
@@ -212,6 +259,30 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
     if (st != NNKIT_OK)
       return st;
   }
+  if (tr->stop && batches < per_epoch) {
+    /* Cut short by a batch callback: what a checkpoint needs to resume
+     * the epoch, before its end steps the schedule and early stopping
+     * judges it. */
+    nnkit__fit_pos *o = &tr->open;
+    memset(o, 0, sizeof *o);
+    o->epoch = epoch;
+    o->batch = batches;
+    o->total = tr->total_epochs;
+    o->loss_sum = loss_sum;
+    o->reg_sum = reg_sum;
+    o->lr = rec->lr;
+    o->correct = correct;
+    o->seen = seen;
+    o->pre = 1;
+    o->has_sched = tr->opt->sched != NULL;
+    if (o->has_sched)
+      nnkit__schedule_save(tr->opt->sched, o->sched);
+    o->es_best = tr->es_best;
+    o->es_best_epoch = tr->es_best_epoch;
+    o->es_wait = tr->es_wait;
+    o->es_have_best = tr->es_have_best;
+    tr->open_valid = 1;
+  }
   rec->train_loss = loss_sum / (double)seen;
   rec->reg_loss = reg_sum / (double)seen;
   rec->train_acc = train->labels ? (double)correct / (double)seen : 0.0;
@@ -246,16 +317,36 @@ static nnkit_status fit(nnkit_trainer *tr, const nnkit_dataset *train,
   nnkit_net_set_training(net, 1);
   size_t first_epoch = tr->hist.num_epochs;
   size_t total = first_epoch + (size_t)tr->epochs;
+  /* After nnkit_trainer_resume(): the checkpoint's fit, to its end. */
+  nnkit__fit_pos from = {0};
+  int resumed = tr->resume_armed && tr->resume.epoch == first_epoch;
+  if (resumed) {
+    from = tr->resume;
+    total = from.total;
+  }
+  if (tr->ckpt_every && !tr->ckpt_dir)
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_trainer_fit: checkpoints every %g epochs need a folder; "
+                      "call nnkit_trainer_set_checkpoint_dir() first", tr->ckpt_every);
+  if (tr->ckpt_best && (!tr->ckpt_dir || !tr->es_metric))
+    return nnkit__err(NNKIT_E_STATE,
+                      "nnkit_trainer_fit: checkpoints at the best epoch need a folder "
+                      "(nnkit_trainer_set_checkpoint_dir()) and early stopping's "
+                      "metric (nnkit_trainer_set_early_stopping())");
+  tr->resuming = resumed;
   st = nnkit__monitor_fit_begin(tr, train, val != NULL, first_epoch, total, samples,
                                 per_epoch, sanity);
+  tr->resuming = 0;
   if (st != NNKIT_OK)
     return st;
+  tr->resume_armed = 0;
+  tr->open_valid = 0; /* a new fit: the last one's open epoch is gone */
   for (size_t e = first_epoch; e < total; e++) {
     double t0 = nnkit__now();
     nnkit__hist_epoch rec = {0};
     rec.lr = tr->opt->lr; /* run_epoch keeps the rate of the last step */
     nnkit_net_set_training(net, 1);
-    st = run_epoch(tr, train, e, &rec);
+    st = run_epoch(tr, train, e, &rec, resumed && e == first_epoch ? &from : NULL);
     if (st != NNKIT_OK)
       return nnkit__monitor_fit_end(tr, st);
     rec.val_loss = rec.val_acc = NAN;
@@ -292,6 +383,8 @@ static nnkit_status fit(nnkit_trainer *tr, const nnkit_dataset *train,
     if (st != NNKIT_OK)
       return nnkit__monitor_fit_end(tr, st);
     st = nnkit__monitor_epoch_end(tr, e);
+    if (st == NNKIT_OK && !tr->open_valid)
+      st = nnkit__checkpoint_epoch_end(tr, e, total);
     if (st != NNKIT_OK || tr->stop)
       break;
   }

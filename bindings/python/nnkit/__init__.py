@@ -1199,7 +1199,8 @@ class Regularizer(_Owned):
 
 TRAIN_KEYS = {"epochs": 1, "batch_size": 2, "shuffle": 3, "seed": 4, "verbose": 5,
               "layer_stats": 16, "sanity": 17, "diverge_factor": 18, "diverge_window": 19,
-              "keep_good": 20, "diagnose": 21}
+              "keep_good": 20, "diagnose": 21, "checkpoint_every": 32,
+              "checkpoint_best": 33, "checkpoint_keep": 34}
 LAYER_STATS = {"act_mean": 1, "act_std": 2, "saturated": 3, "dead": 4, "grad_norm": 5,
                "update_ratio": 6, "param_norm": 7}
 HISTORY_TABLES = {"epochs": 1, "batches": 2, "layers": 3}
@@ -1429,6 +1430,26 @@ class Trainer(_Handle):
             err, self._cb_error = self._cb_error, None
             raise err
         _check(st)
+        return self
+
+    def save_checkpoint(self, path):
+        """Writes the whole training state (net, optimizer, schedule, settings,
+        position in the fit, history, early stopping) to path, atomically."""
+        _check(lib.nnkit_trainer_save_checkpoint(self.handle, os.fsencode(path)))
+        return self
+
+    def resume(self, path):
+        """Restores a checkpoint into this trainer (its net and optimizer built
+        as the checkpoint's were); the next fit() continues the checkpoint's
+        fit where it stood, to the same weights as the uninterrupted run."""
+        _check(lib.nnkit_trainer_resume(self.handle, os.fsencode(path)))
+        return self
+
+    def set_checkpoint_dir(self, path):
+        """Folder of the periodic checkpoints (checkpoint_every,
+        checkpoint_best, checkpoint_keep); None turns them off."""
+        _check(lib.nnkit_trainer_set_checkpoint_dir(
+            self.handle, os.fsencode(path) if path is not None else None))
         return self
 
     @property

@@ -244,6 +244,9 @@ PROTOTYPES = {
     "nnkit_trainer_set_logger": (None, [vp, NNKIT_LOG_FN, vp]),
     "nnkit_trainer_fit": (cint, [vp, vp, vp]),
     "nnkit_trainer_fit_pipeline": (cint, [vp, vp, vp]),
+    "nnkit_trainer_save_checkpoint": (cint, [vp, cstr]),
+    "nnkit_trainer_resume": (cint, [vp, cstr]),
+    "nnkit_trainer_set_checkpoint_dir": (cint, [vp, cstr]),
     "nnkit_trainer_epochs_done": (sz, [vp]),
     "nnkit_trainer_metric": (cint, [c_double_p, vp, sz, cint]),
 }

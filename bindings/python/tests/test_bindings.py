@@ -242,6 +242,52 @@ class CapabilityTest(unittest.TestCase):
         floats, scalars = opt.get_state()
         self.assertEqual(len(floats), 2 * net.num_params)  # Adam: m and v
 
+    def test_checkpoint_resume_is_bit_exact(self):
+        xs, ys = blobs(96)
+        train = nnkit.Dataset(xs, ys, num_classes=4)
+
+        def run(stop=None, resume=None, seed=1):
+            net = nnkit.Net(2, [nnkit.Dense(16), nnkit.ReLU(), nnkit.Dropout(0.3),
+                                nnkit.Dense(4)], seed=seed)
+            opt = nnkit.Optimizer("adam", lr=0.01)
+            opt.set_schedule(nnkit.Schedule("step", step_size=1, gamma=0.7))
+            tr = nnkit.Trainer(net, opt, epochs=4, batch_size=16, seed=3)
+            if stop is not None:
+                def on_batch(epoch, batch, loss):
+                    return 1 if (epoch, batch) == stop else 0
+                tr.add_callback(type("S", (), {"on_batch": staticmethod(on_batch)})())
+            if resume is not None:
+                tr["epochs"] = 1  # the checkpoint's fit decides
+                tr.resume(resume)
+            tr.fit(train)
+            return net, opt, tr
+
+        net, opt, tr = run()
+        ref = list(net.params)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "run.safetensors")
+            net1, opt1, tr1 = run(stop=(1, 2))
+            tr1.save_checkpoint(path)
+            net2, opt2, tr2 = run(resume=path, seed=99)
+            self.assertEqual(list(net2.params), ref)  # bit for bit
+            self.assertEqual(tr2.epochs_done, 4)
+            with open(path, "r+b") as f:  # a damaged byte is refused
+                f.seek(200)
+                b = f.read(1)
+                f.seek(200)
+                f.write(bytes([b[0] ^ 1]))
+            with self.assertRaises(nnkit.Error) as cm:
+                tr2.resume(path)
+            self.assertEqual(cm.exception.status, nnkit.E_FORMAT)
+            self.assertEqual(list(net2.params), ref)  # unchanged
+            tr2["checkpoint_every"] = 2
+            tr2["checkpoint_keep"] = 1
+            tr2.set_checkpoint_dir(d)
+            tr2["epochs"] = 2
+            tr2.fit(train)
+            self.assertIn("checkpoint-epoch-000006.safetensors", os.listdir(d))
+            self.assertNotIn("checkpoint-epoch-000004.safetensors", os.listdir(d))
+
     def test_verdict_names(self):
         names = [nnkit.verdict_name(k) for k in nnkit.VERDICTS]
         self.assertEqual(len(set(names)), len(nnkit.VERDICTS))
