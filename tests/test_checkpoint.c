@@ -410,6 +410,11 @@ START_TEST(damaged_files_are_refused_and_change_nothing)
   ck_fails(nnkit_trainer_resume(tb, bad), NNKIT_E_FORMAT, "not an nnkit checkpoint");
   ck_ok(nnkit_trainer_resume(tb, good));
   ck_assert_uint_eq(nnkit_trainer_epochs_done(tb), 1);
+  /* ... and a checkpoint is no model file. */
+  nnkit_net *as_model = (nnkit_net *)1;
+  ck_fails(nnkit_net_load(&as_model, NULL, good), NNKIT_E_FORMAT,
+           "is a training checkpoint, not a model file");
+  ck_assert_ptr_null(as_model);
   free(b);
   nnkit_trainer_free(ta);
   nnkit_trainer_free(tb);

@@ -568,6 +568,10 @@ static nnkit_status load(loader *l, nnkit_net **net_out, nnkit_normalizer **nz_o
   if (!fmt || strcmp(fmt, "nnkit") != 0)
     return BAD("%s: the metadata's \"format\" is not \"nnkit\"; not an nnkit model "
                "file", l->path);
+  const char *kind = meta_string(meta, "kind");
+  if (kind && strcmp(kind, "checkpoint") == 0)
+    return BAD("%s is a training checkpoint, not a model file; resume it with "
+               "nnkit_trainer_resume (or save the net with nnkit_net_save)", l->path);
   int v1 = ver && strcmp(ver, FORMAT_VERSION_NO_CRC) == 0;
   if (!ver || (!v1 && strcmp(ver, FORMAT_VERSION) != 0))
     return BAD("%s: format version %s; this nnkit (%s) reads versions %s and %s, "
