@@ -663,7 +663,7 @@ NNKIT_API const char *nnkit_net_class_name(const nnkit_net *net, size_t i);
  * failure path is untouched (an existing file keeps its old contents) and
  * no temporary file is left.
  * Optimizer state is not saved: the file is for inference and
- * fine-tuning.
+ * fine-tuning (nnkit_trainer_save_checkpoint() saves a run to resume).
  * @param nz  a fitted normalizer whose output size equals the net's input
  *            size, or NULL for the net's own (none when it has none).
  * @return NNKIT_E_INVALID for a NULL net or path, or a net without layers;
