@@ -7,7 +7,9 @@ sentence. NumPy is optional.
 import array
 import ctypes
 import math
+import numbers
 import os
+import weakref
 
 from ._lib import lib, PACKAGE_VERSION, LOG_FN, EPOCH_FN, BATCH_FN
 
@@ -82,9 +84,30 @@ def version():
     return lib.nnkit_version().decode()
 
 
+_INT_MIN, _INT_MAX = -2 ** 31, 2 ** 31 - 1
+
+
+def _as_int(value, what, lo=None, hi=None):
+    """value as a Python int, or InvalidArgument: an integral number (an
+    integral float such as 2.0 is accepted) within [lo, hi]; never
+    truncated or wrapped the way a C conversion would."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgument(E_INVALID, "%s must be an integer, not %r" % (what, value))
+    if not isinstance(value, numbers.Integral):
+        f = float(value)
+        if not (math.isfinite(f) and f.is_integer()):
+            raise InvalidArgument(E_INVALID, "%s %r is not an integer" % (what, value))
+        value = f
+    value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise InvalidArgument(E_INVALID, "%s %d is outside [%s, %s]" %
+                              (what, value, lo, hi))
+    return value
+
+
 def set_num_threads(n):
     """Threads used by nnkit's math (0 = all cores)."""
-    _check(lib.nnkit_set_num_threads(int(n)))
+    _check(lib.nnkit_set_num_threads(_as_int(n, "the thread count", _INT_MIN, _INT_MAX)))
 
 
 def get_num_threads():
@@ -124,6 +147,53 @@ class _Buffer:
         self.shape = shape
         addr, _ = arr.buffer_info()
         self.ptr = ctypes.cast(addr, ctypes.POINTER(ctype))
+
+
+def _label_buffer(labels, what="labels"):
+    """A C int32 view of class ids, checked value by value: a label that is
+    not an integer (1.9), or that does not fit int32 (2**32 + 1), raises
+    InvalidArgument instead of being truncated or wrapped."""
+    if _np is not None and isinstance(labels, _np.ndarray):
+        arr = labels
+        if arr.dtype.kind not in "iuf":
+            raise InvalidArgument(E_INVALID, "%s must be integers, not an array of %s" %
+                                  (what, arr.dtype))
+        if arr.size and arr.dtype != _np.int32:
+            flat = arr.reshape(-1)
+            if arr.dtype.kind == "f":
+                bad = ~(_np.isfinite(flat) & (flat == _np.floor(flat)))
+                if bad.any():
+                    i = int(_np.argmax(bad))
+                    raise InvalidArgument(E_INVALID, "%s: %r at index %d is not an "
+                                          "integer class id" % (what, float(flat[i]), i))
+            out = (flat < _INT_MIN) | (flat > _INT_MAX)
+            if out.any():
+                i = int(_np.argmax(out))
+                v = flat[i]
+                raise InvalidArgument(E_INVALID, "%s: %s at index %d does not fit a "
+                                      "32-bit class id" % (what, v, i))
+        return _Buffer(arr, ctypes.c_int32, "i")
+    if isinstance(labels, (bytes, bytearray)):
+        return _Buffer(labels, ctypes.c_int32, "i")
+    if isinstance(labels, (memoryview, array.array)):
+        flat = memoryview(labels).tolist()
+        shape = (len(flat),)
+    else:
+        flat, shape = _flatten(labels)
+    checked = []
+    for i, v in enumerate(flat):
+        try:
+            iv = _as_int(v, "label")
+        except InvalidArgument:
+            raise InvalidArgument(E_INVALID, "%s: %r at index %d is not an integer "
+                                  "class id" % (what, v, i)) from None
+        if not _INT_MIN <= iv <= _INT_MAX:
+            raise InvalidArgument(E_INVALID, "%s: %d at index %d does not fit a 32-bit "
+                                  "class id" % (what, iv, i))
+        checked.append(iv)
+    buf = _Buffer(checked, ctypes.c_int32, "i")
+    buf.shape = shape
+    return buf
 
 
 def _flatten(data):
@@ -172,30 +242,59 @@ def _to_result(ptr_or_list, count, shape=None, ctype=ctypes.c_float):
 # ---------------------------------------------------------------- handles
 
 class _Handle:
-    """Owns one C handle; close() frees it (idempotent), also on GC/with."""
+    """Owns one C handle; close() frees it (idempotent), also on GC/with.
+
+    Ownership mirrors C's: an object that borrows a handle (a Trainer its
+    Net and Optimizer, a Pipeline its Dataset, a fit its data, a NumPy view
+    its Net's buffer) pins it with _pin() and unpins it when done. close()
+    of a pinned object closes it for Python at once (every later use raises
+    StateError) but frees the C handle only when the last pin goes, so C
+    never reads freed memory."""
     _free = None
 
     def __init__(self):
         self._h = ctypes.c_void_p()
+        self._closed = False
+        self._pins = 0
 
     @classmethod
     def _wrap(cls, handle):
         """An object of cls owning a handle the library made."""
         obj = cls.__new__(cls)
         _Handle.__init__(obj)
-        obj._h = handle
+        obj._h = handle if isinstance(handle, ctypes.c_void_p) else ctypes.c_void_p(handle)
         return obj
 
     @property
+    def closed(self):
+        return self._closed or not self._h
+
+    @property
     def handle(self):
-        if not self._h:
+        if self.__dict__.get("_closed") or not self._h:
             raise StateError(E_STATE, "%s is closed" % type(self).__name__)
         return self._h
 
-    def close(self):
+    def _pin(self):
+        """A borrower starts using the handle (see the class comment)."""
+        self.handle  # raises StateError when closed
+        self._pins += 1
+
+    def _unpin(self):
+        self._pins -= 1
+        if self._pins == 0 and self._closed:
+            self._release()
+
+    def _release(self):
+        """Frees the C handle now."""
         if self._h:
             type(self)._free(self._h)
             self._h = ctypes.c_void_p()
+
+    def close(self):
+        self._closed = True
+        if not self.__dict__.get("_pins"):
+            self._release()
 
     def __enter__(self):
         return self
@@ -239,13 +338,17 @@ class Dataset(_Handle):
         cshape = (ctypes.c_size_t * len(shape))(*shape)
         if targets is not None:
             tb = _Buffer(targets, ctypes.c_float, "f")
-            tdim = tb.count // count if count else 0
+            if count == 0 or tb.count % count or tb.count == 0:
+                raise ShapeError(E_SHAPE, "%d targets for %d samples: the count must be "
+                                 "a positive multiple of the number of samples"
+                                 % (tb.count, count))
+            tdim = tb.count // count
             _check(lib.nnkit_dataset_from_targets(ctypes.byref(self._h), xb.ptr, tb.ptr,
                                                   count, cshape, len(shape), tdim))
         else:
             lp = None
             if labels is not None:
-                lb = _Buffer(labels, ctypes.c_int32, "i")
+                lb = _label_buffer(labels)
                 if lb.count != count:
                     raise InvalidArgument(E_INVALID, "%d labels for %d samples" %
                                           (lb.count, count))
@@ -397,6 +500,15 @@ class Normalizer(_Handle):
         xb = _Buffer(x, ctypes.c_float, "f")
         n_in = lib.nnkit_normalizer_in_size(self.handle)
         n_out = lib.nnkit_normalizer_out_size(self.handle)
+        if n_in == 0:
+            raise StateError(E_STATE, "the normalizer is not fitted; fit() it first")
+        if xb.count % n_in:
+            raise ShapeError(E_SHAPE, "x has %d values, not a multiple of the "
+                             "normalizer's input size %d" % (xb.count, n_in))
+        if len(xb.shape) > 1 and math.prod(xb.shape[1:]) != n_in:
+            raise ShapeError(E_SHAPE, "x has samples of shape %s (%d values); the "
+                             "normalizer takes %d" % (tuple(xb.shape[1:]),
+                                                      math.prod(xb.shape[1:]), n_in))
         count = xb.count // n_in
         out = (ctypes.c_float * (count * n_out))()
         _check(lib.nnkit_normalizer_transform(self.handle, xb.ptr, out, count))
@@ -486,12 +598,27 @@ class Pipeline(_Handle):
         super().__init__()
         self._ds = ds  # borrowed by the C pipeline: keep it alive
         _check(lib.nnkit_pipeline_create(ctypes.byref(self._h), ds.handle))
+        ds._pin()  # ds.close() now waits for this pipeline (normalizer/augmenter are copied)
+        self._borrowed = [ds]
         if normalizer is not None:
             _check(lib.nnkit_pipeline_set_normalizer(self._h, normalizer.handle))
         if augmenter is not None:
             _check(lib.nnkit_pipeline_set_augmenter(self._h, augmenter.handle))
         for k, v in settings.items():
             _check(lib.nnkit_pipeline_set(self._h, PIPE_KEYS[k], float(v)))
+
+    @property
+    def handle(self):
+        h = _Handle.handle.fget(self)
+        if self._ds.closed:
+            raise StateError(E_STATE, "the pipeline's Dataset is closed")
+        return h
+
+    def _release(self):
+        _Handle._release(self)
+        borrowed, self._borrowed = getattr(self, "_borrowed", []), []
+        for obj in borrowed:
+            obj._unpin()
 
     def __len__(self):
         return lib.nnkit_pipeline_batches_per_epoch(self.handle)
@@ -677,6 +804,23 @@ def SpatialDropout(p=0.5):
 
 # The net ---------------------------------------------------------------
 
+def _check_supervision(labels, targets, n, nout):
+    """C buffers of a batch's labels/targets, checked against its n samples
+    (and nout outputs) before C reads them: a short buffer would be read
+    past its end."""
+    lb = tb = None
+    if labels is not None:
+        lb = _label_buffer(labels)
+        if lb.count != n:
+            raise ShapeError(E_SHAPE, "%d labels for a batch of %d samples" % (lb.count, n))
+    if targets is not None:
+        tb = _Buffer(targets, ctypes.c_float, "f")
+        if tb.count != n * nout:
+            raise ShapeError(E_SHAPE, "%d targets for a batch of %d samples of %d outputs "
+                             "(%d expected)" % (tb.count, n, nout, n * nout))
+    return lb, tb
+
+
 # Layer options (nnkit_layer_param), by the names model files use.
 LAYER_KEYS = {"units": 1, "out_channels": 2, "kernel_h": 3, "kernel_w": 4,
               "stride_h": 5, "stride_w": 6, "pad_h": 7, "pad_w": 8, "bias": 9,
@@ -697,6 +841,9 @@ class Net(_Handle):
     """A sequential network: Net((784,), [Dense(128), ReLU(), Dense(10)])."""
     _free = lib.nnkit_net_free
 
+    _fwd_batch = None  # samples of the last forward(), for backward()'s check
+    _views = 0         # live .params/.grads views (they pin the net)
+
     def __init__(self, input_shape, layers=(), seed=0, loss="cross_entropy"):
         super().__init__()
         if isinstance(input_shape, int):
@@ -708,7 +855,18 @@ class Net(_Handle):
             self.add(layer)
         self.loss = loss
 
+    def _check_no_views(self, what):
+        if self._views:
+            raise StateError(E_STATE, "%s would move the parameter buffer while %d "
+                             "view(s) from .params/.grads are alive; delete them first "
+                             "(keep copies instead: numpy.array(net.params) or "
+                             "list(net.params))" % (what, self._views))
+
     def add(self, layer):
+        """Appends a layer (StateError while .params/.grads views are alive:
+        adding a layer reallocates the buffer they look at)."""
+        self._check_no_views("add()")
+        self._fwd_batch = None
         layer._add(self)
         return self
 
@@ -872,27 +1030,45 @@ class Net(_Handle):
                                       b.handle if b else None))
 
     def _buffer(self, fn):
-        n = self.num_params
-        p = fn(self.handle)
+        h = self.handle
+        n = lib.nnkit_net_num_params(h)
+        p = fn(h)
         if not p:
             raise StateError(E_STATE, "the net has no parameters")
-        if _np is not None:  # a live, writable view
-            return _np.ctypeslib.as_array(p, shape=(n,))
-        return (ctypes.c_float * n).from_address(ctypes.addressof(p.contents))
+        raw = (ctypes.c_float * n).from_address(ctypes.addressof(p.contents))
+        raw._nnkit_net = self  # the view (and every array made from it) keeps the net
+        self._pin()
+        self._views += 1
+        weakref.finalize(raw, self._view_gone).atexit = False
+        if _np is not None:  # a live, writable view whose base is raw
+            return _np.ctypeslib.as_array(raw)
+        return raw
+
+    def _view_gone(self):
+        self._views -= 1
+        self._unpin()
 
     @property
     def params(self):
-        """Live view of the contiguous parameter buffer (writable)."""
+        """Live, writable view of the contiguous parameter buffer (a NumPy
+        array, or a ctypes float array without NumPy); net.params[:] = w
+        sets the weights. The view, and any array sliced from it, keeps the
+        net alive: after net.close() it still reads and writes valid memory
+        (the net is freed when the last view goes), while the net itself
+        raises StateError. add() and cut() move the buffer, so they raise
+        StateError while any view is alive: delete the views first, or keep
+        copies (numpy.array(net.params), list(net.params))."""
         return self._buffer(lib.nnkit_net_params)
 
     @property
     def grads(self):
-        """Live view of the gradient buffer."""
+        """Live view of the gradient buffer, with the rules of .params."""
         return self._buffer(lib.nnkit_net_grads)
 
     def _batch(self, x, raw=False):
         """x as a C buffer and its sample count; raw: samples for the
         raw-input calls (of the attached normalizer's input size)."""
+        self._fwd_batch = None  # any call that runs the net replaces the batch
         xb = _Buffer(x, ctypes.c_float, "f")
         size, what = self.input_size, "net's input size"
         if raw:
@@ -904,6 +1080,10 @@ class Net(_Handle):
         if n * size != xb.count or n == 0:
             raise ShapeError(E_SHAPE, "x has %d values, not a positive multiple of the "
                              "%s %d" % (xb.count, what, size))
+        if len(xb.shape) > 1 and math.prod(xb.shape[1:]) != size:
+            raise ShapeError(E_SHAPE, "x has samples of shape %s (%d values); the %s "
+                             "is %d" % (tuple(xb.shape[1:]), math.prod(xb.shape[1:]),
+                                        what, size))
         return xb, n
 
     def forward(self, x):
@@ -913,15 +1093,21 @@ class Net(_Handle):
         nout = lib.nnkit_net_output_size(self.handle)
         out = (ctypes.c_float * (n * nout))()
         _check(lib.nnkit_net_forward(self.handle, xb.ptr, n, out, len(out)))
+        self._fwd_batch = n
         return _to_result(out, len(out), (n, nout))
 
     def backward(self, labels=None, targets=None):
         """Loss of the last forward batch; fills the gradient buffer."""
         # The _Buffer objects must outlive the call: they own the memory.
-        lb = _Buffer(labels, ctypes.c_int32, "i") if labels is not None else None
-        tb = _Buffer(targets, ctypes.c_float, "f") if targets is not None else None
+        h = self.handle
+        n = self._fwd_batch
+        if n is None:
+            raise StateError(E_STATE, "backward() needs a preceding forward() of this "
+                             "net (none since it was created, changed or used by "
+                             "another call)")
+        lb, tb = _check_supervision(labels, targets, n, lib.nnkit_net_output_size(h))
         loss = ctypes.c_double()
-        _check(lib.nnkit_net_backward(self.handle, lb.ptr if lb else None,
+        _check(lib.nnkit_net_backward(h, lb.ptr if lb else None,
                                       tb.ptr if tb else None, ctypes.byref(loss)))
         return loss.value
 
@@ -943,6 +1129,7 @@ class Net(_Handle):
     def evaluate(self, ds):
         """(mean loss, accuracy) on a dataset of raw samples (through the
         attached normalizer), in evaluation mode."""
+        self._fwd_batch = None
         loss, acc = ctypes.c_double(), ctypes.c_double()
         _check(lib.nnkit_net_evaluate(ctypes.byref(loss), ctypes.byref(acc), self.handle,
                                       ds.handle))
@@ -986,8 +1173,11 @@ class Net(_Handle):
         learning: cut before the head, then add() a new one). The kept
         layers' parameters, statistics, trainable flags and learning-rate
         multipliers stay bit for bit; views from .params/.grads taken
-        before are invalid afterwards, and an Optimizer that has stepped
+        before would be invalid, so cut() raises StateError while any
+        is alive, and an Optimizer that has stepped
         this net needs reset(). Returns the net."""
+        self._check_no_views("cut()")
+        self._fwd_batch = None
         _check(lib.nnkit_net_cut(self.handle, int(keep)))
         return self
 
@@ -1004,6 +1194,7 @@ class Net(_Handle):
                                   "numbered from 0 (num_layers is %d)"
                                   % (layer, self.num_layers))
         if isinstance(x, Dataset):
+            self._fwd_batch = None
             h = ctypes.c_void_p()
             _check(lib.nnkit_net_features(ctypes.byref(h), self.handle, layer, x.handle))
             ds = Dataset._wrap(h)
@@ -1028,7 +1219,7 @@ class Net(_Handle):
                                                   "dead", "grad_norm")):
         """Per-layer statistics of one batch: {stat: [value per layer]}."""
         xb, n = self._batch(x)
-        lb = _Buffer(labels, ctypes.c_int32, "i") if labels is not None else None
+        lb, _ = _check_supervision(labels, None, n, 0)
         keys = (ctypes.c_int * len(stats))(*[LAYER_STATS[k] for k in stats])
         out = (ctypes.c_double * (len(stats) * self.num_layers))()
         _check(lib.nnkit_net_layer_stats(out, len(out), keys, len(stats), self.handle,
@@ -1038,6 +1229,7 @@ class Net(_Handle):
 
     def confusion(self, ds):
         """Confusion matrix (rows = true class) as a list of lists."""
+        self._fwd_batch = None
         k = ds.num_classes
         out = (ctypes.c_size_t * (k * k))()
         _check(lib.nnkit_net_confusion(out, len(out), self.handle, ds.handle))
@@ -1094,8 +1286,7 @@ class Optimizer(_Handle):
         """Forward, backward and step on one batch in one C call (Keras's
         train_on_batch); returns the batch's loss before the step."""
         xb, n = net._batch(x)
-        lb = _Buffer(labels, ctypes.c_int32, "i") if labels is not None else None
-        tb = _Buffer(targets, ctypes.c_float, "f") if targets is not None else None
+        lb, tb = _check_supervision(labels, targets, n, net.output_size)
         loss = ctypes.c_double()
         _check(lib.nnkit_optimizer_train_batch(ctypes.byref(loss), self.handle, net.handle,
                                                xb.ptr, n, lb.ptr if lb else None,
@@ -1342,19 +1533,52 @@ class History:
 
 
 class Trainer(_Handle):
-    """Drives a Net and an Optimizer (both borrowed: keep them alive)."""
+    """Drives a Net and an Optimizer, borrowed as in C: the trainer keeps
+    them alive, and net.close() or optimizer.close() while it exists (also
+    from a callback during fit) only closes them for Python; the C objects
+    are freed when the trainer is, and the trainer then raises StateError
+    (fit stops with it)."""
     _free = lib.nnkit_trainer_free
 
     def __init__(self, net, optimizer, *, log=None, **settings):
         super().__init__()
         self._net, self._opt = net, optimizer  # keep borrowed handles alive
+        self._borrowed = []
         _check(lib.nnkit_trainer_create(ctypes.byref(self._h), net.handle,
                                         optimizer.handle))
+        for obj in (net, optimizer):
+            obj._pin()
+            self._borrowed.append(obj)
         self._log_cb = None
         if log is not None:
             self.set_logger(log)
         for k, v in settings.items():
             self[k] = v
+
+    @property
+    def handle(self):
+        h = _Handle.handle.fget(self)
+        for obj in (self._net, self._opt):
+            if obj.closed:
+                raise StateError(E_STATE, "the trainer's %s is closed" %
+                                 type(obj).__name__)
+        self._net._fwd_batch = None  # the trainer runs the net
+        return h
+
+    def _release(self):
+        _Handle._release(self)
+        borrowed, self._borrowed = getattr(self, "_borrowed", []), []
+        for obj in borrowed:
+            obj._unpin()
+
+    def _closed_during_fit(self):
+        """A StateError naming what was closed while fit ran, or None."""
+        for obj in [self, self._net, self._opt] + list(getattr(self, "_fit_objs", ())):
+            if obj.closed:
+                name = "trainer" if obj is self else type(obj).__name__
+                return StateError(E_STATE, "the %s was closed during fit(); close it "
+                                  "after fit returns" % name)
+        return None
 
     def set_logger(self, fn):
         """fn(line) receives each log line; None restores standard output."""
@@ -1392,8 +1616,16 @@ class Trainer(_Handle):
                 return -1
             try:
                 r = fn(*args)
-                return 0 if r is None else int(r)
             except BaseException as e:  # re-raised by fit()
+                trainer._cb_error = e
+                return -1
+            closed = trainer._closed_during_fit()
+            if closed is not None:  # stop now; the C objects are still alive
+                trainer._cb_error = closed
+                return -1
+            try:
+                return 0 if r is None else int(r)
+            except BaseException as e:
                 trainer._cb_error = e
                 return -1
 
@@ -1420,15 +1652,30 @@ class Trainer(_Handle):
     def fit(self, train, val=None):
         """Trains on a Dataset or Pipeline (val likewise, or None)."""
         self._cb_error = None
-        if isinstance(train, Pipeline):
-            st = lib.nnkit_trainer_fit_pipeline(self.handle, train.handle,
-                                                val.handle if val is not None else None)
-        else:
-            st = lib.nnkit_trainer_fit(self.handle, train.handle,
-                                       val.handle if val is not None else None)
+        h = self.handle
+        objs = [self, train] + ([val] if val is not None else [])
+        pinned = []
+        try:
+            for obj in objs:  # a callback may close any of them: C keeps using them
+                obj._pin()
+                pinned.append(obj)
+            self._fit_objs = objs[1:]
+            if isinstance(train, Pipeline):
+                st = lib.nnkit_trainer_fit_pipeline(h, train.handle,
+                                                    val.handle if val is not None else None)
+            else:
+                st = lib.nnkit_trainer_fit(h, train.handle,
+                                           val.handle if val is not None else None)
+            closed = self._closed_during_fit()
+        finally:
+            self._fit_objs = ()
+            for obj in reversed(pinned):
+                obj._unpin()
         if getattr(self, "_cb_error", None) is not None:
             err, self._cb_error = self._cb_error, None
             raise err
+        if closed is not None:  # a logger closed something
+            raise closed
         _check(st)
         return self
 
