@@ -184,6 +184,29 @@ class BorrowTest(ChildTest):
             print("CHILD-OK")
         """)
 
+    def test_close_from_a_logger_raises_after_fit(self):
+        self.assertChildOk("""
+            ds = nnkit.Dataset(XS, YS, num_classes=2)
+            net = nnkit.Net(2, [nnkit.Dense(8), nnkit.ReLU(), nnkit.Dense(2)])
+            opt = nnkit.Optimizer("sgd", lr=0.1)
+            lines = []
+
+            def log(line):
+                lines.append(line)
+                net.close()
+                junk = [nnkit.Net(2, [nnkit.Dense(8), nnkit.Dense(2)]) for _ in range(3)]
+
+            tr = nnkit.Trainer(net, opt, epochs=3, batch_size=8, verbose=1, log=log)
+            e = expect(nnkit.StateError, tr.fit, ds)
+            assert "Net was closed during fit" in str(e), e
+            assert lines, "the logger was not called"
+            assert net._h
+            del tr, e  # e's traceback holds the trainer too
+            gc.collect()
+            assert not net._h
+            print("CHILD-OK")
+        """)
+
     def test_close_dataset_of_a_pipeline_raises(self):
         self.assertChildOk("""
             ds = nnkit.Dataset(XS, YS, num_classes=2)
