@@ -199,8 +199,10 @@ def _label_buffer(labels, what="labels"):
 def _flatten(data):
     """Flattens nested sequences (or any buffer) and returns (list, shape)."""
     if isinstance(data, (bytes, bytearray, memoryview, array.array)):
-        mv = memoryview(data)
-        return list(mv.cast("B") if mv.format not in "fdil" else mv), (len(mv),)
+        mv = memoryview(data)  # its values, whatever the item type (never its bytes)
+        if mv.ndim != 1:
+            return _flatten(mv.tolist())
+        return mv.tolist(), (len(mv),)
     shape = []
     level = data
     while isinstance(level, (list, tuple)):
@@ -576,9 +578,12 @@ class Augmenter(_Handle):
     def apply(self, x, shape, seed=0, epoch=0, first_index=0):
         """Augments count samples of the given shape; returns a new array."""
         xb = _Buffer(x, ctypes.c_float, "f")
+        per = math.prod(shape)
+        if per == 0 or xb.count % per:
+            raise ShapeError(E_SHAPE, "x has %d values, not a multiple of the sample "
+                             "shape %s (%d values)" % (xb.count, tuple(shape), per))
         buf = (ctypes.c_float * xb.count)()
         ctypes.memmove(buf, xb.ptr, xb.count * 4)
-        per = math.prod(shape)
         cshape = (ctypes.c_size_t * len(shape))(*shape)
         _check(lib.nnkit_augmenter_apply(self.handle, buf, xb.count // per, cshape,
                                          len(shape), int(seed), int(epoch),

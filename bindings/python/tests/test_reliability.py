@@ -341,6 +341,24 @@ class SilentChangeTest(unittest.TestCase):
         net.forward(xs)
         self.assertGreater(net.backward(labels=[0, 1, 2, 0, 1, 2, 0, 1]), 0.0)
 
+    def test_typed_buffers_keep_their_values(self):
+        import array
+        ds = nnkit.Dataset(array.array("q", [1, 2, 3, 4]), [0, 1], shape=(2,),
+                           num_classes=2)
+        self.assertEqual([list(r) for r in ds.x], [[1.0, 2.0], [3.0, 4.0]])
+        ds = nnkit.Dataset(array.array("b", [-1, 2, -3, 4]), array.array("q", [1, 0]),
+                           shape=(2,), num_classes=2)
+        self.assertEqual([list(r) for r in ds.x], [[-1.0, 2.0], [-3.0, 4.0]])
+        self.assertEqual(list(ds.labels), [1, 0])
+        with self.assertRaises(nnkit.InvalidArgument):
+            nnkit.Dataset([[0.0], [1.0]], array.array("q", [0, 2 ** 40]), num_classes=2)
+
+    def test_augmenter_refuses_trailing_values(self):
+        aug = nnkit.Augmenter([("hflip", 1.0)])
+        with self.assertRaises(nnkit.ShapeError):
+            aug.apply([0.0] * 10, (1, 2, 2))
+        self.assertEqual(len(aug.apply([0.0] * 8, (1, 2, 2))), 2)
+
     def test_predict_refuses_another_sample_shape(self):
         net = self.net(2, 3)
         for bad in ([[0.0] * 3] * 4, [[[0.0, 0.0]] * 2] * 3):
