@@ -155,7 +155,7 @@ def _label_buffer(labels, what="labels"):
     InvalidArgument instead of being truncated or wrapped."""
     if _np is not None and isinstance(labels, _np.ndarray):
         arr = labels
-        if arr.dtype.kind not in "iuf":
+        if arr.dtype.kind not in "biuf":
             raise InvalidArgument(E_INVALID, "%s must be integers, not an array of %s" %
                                   (what, arr.dtype))
         if arr.size and arr.dtype != _np.int32:
@@ -183,7 +183,7 @@ def _label_buffer(labels, what="labels"):
     checked = []
     for i, v in enumerate(flat):
         try:
-            iv = _as_int(v, "label")
+            iv = int(v) if isinstance(v, bool) else _as_int(v, "label")
         except InvalidArgument:
             raise InvalidArgument(E_INVALID, "%s: %r at index %d is not an integer "
                                   "class id" % (what, v, i)) from None

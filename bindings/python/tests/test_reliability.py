@@ -264,6 +264,10 @@ class SilentChangeTest(unittest.TestCase):
             nnkit.Dataset(xs, [0, float("nan"), 1], num_classes=2)
         ds = nnkit.Dataset(xs, [0, 2.0, 1], num_classes=3)  # integral floats are fine
         self.assertEqual(list(ds.labels), [0, 2, 1])
+        ds = nnkit.Dataset(xs, [False, True, True], num_classes=2)  # so are bools
+        self.assertEqual(list(ds.labels), [0, 1, 1])
+        with self.assertRaises(nnkit.InvalidArgument):
+            nnkit.Dataset(xs, ["0", "1", "1"], num_classes=2)
         if np is not None:
             with self.assertRaises(nnkit.InvalidArgument):
                 nnkit.Dataset(np.array(xs, np.float32), np.array([0, 1.9, 1]),
@@ -271,6 +275,12 @@ class SilentChangeTest(unittest.TestCase):
             ds = nnkit.Dataset(np.array(xs, np.float32), np.array([0, 2.0, 1]),
                                num_classes=3)
             self.assertEqual(list(ds.labels), [0, 2, 1])
+            ds = nnkit.Dataset(np.array(xs, np.float32), np.array([False, True, True]),
+                               num_classes=2)
+            self.assertEqual(list(ds.labels), [0, 1, 1])
+            with self.assertRaises(nnkit.InvalidArgument):
+                nnkit.Dataset(np.array(xs, np.float32), np.array(["0", "1", "1"]),
+                              num_classes=2)
         net = self.net()
         net.forward(xs)
         with self.assertRaises(nnkit.InvalidArgument):
