@@ -30,6 +30,18 @@ typedef struct nnkit_dataset nnkit_dataset;
 #define NNKIT_MAX_SAMPLE_DIMS 3
 
 /**
+ * The most classes nnkit infers from labels. Where a call takes
+ * num_classes = 0 (nnkit_dataset_from_buffers(), _from_bytes()), the class
+ * count becomes the largest label + 1,
+ * and a largest label of NNKIT_MAX_INFERRED_CLASSES or more is refused
+ * with NNKIT_E_INVALID and a sentence naming the sample and the label: a
+ * stray label such as INT32_MAX would otherwise make 2^31 classes, and
+ * per-class arrays (splits, balanced sampling, class counts) of many GB.
+ * Pass the class count explicitly (num_classes >= 1) to use more classes.
+ */
+#define NNKIT_MAX_INFERRED_CLASSES 65536u
+
+/**
  * Builds a dataset by copying caller buffers.
  * @param out          receives the new dataset; the caller frees it with
  *                     nnkit_dataset_free().
@@ -39,10 +51,12 @@ typedef struct nnkit_dataset nnkit_dataset;
  * @param count        number of samples, >= 1.
  * @param shape        sample shape, e.g. {784} or {1, 28, 28} (copied).
  * @param ndim         1..NNKIT_MAX_SAMPLE_DIMS.
- * @param num_classes  >= 1 when labels are given (0 = max label + 1);
- *                     ignored when labels is NULL.
+ * @param num_classes  >= 1 when labels are given (0 = max label + 1, at
+ *                     most NNKIT_MAX_INFERRED_CLASSES); ignored when labels
+ *                     is NULL.
  * @return NNKIT_E_INVALID for a NULL buffer, zero count or dimension, a label
- *         outside [0, num_classes) (the sentence names the sample), or a
+ *         outside [0, num_classes) (the sentence names the sample), an
+ *         inferred class count above NNKIT_MAX_INFERRED_CLASSES, or a
  *         non-finite value in x (named likewise); NNKIT_E_NOMEM.
  */
 NNKIT_API nnkit_status nnkit_dataset_from_buffers(nnkit_dataset **out,
