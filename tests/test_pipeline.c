@@ -636,6 +636,39 @@ START_TEST(images_reject_bad_trees_naming_paths)
 }
 END_TEST
 
+/* A Radiance HDR image of height 0 named x.png (stb_image decodes it to a
+ * non-NULL buffer of 0 pixels): NNKIT_E_FORMAT naming the file, with
+ * resizing (it used to crash in the resize) and as the first image that
+ * sets the size. */
+START_TEST(images_reject_empty_images)
+{
+  static const char hdr[] = "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 0 +X 1\n";
+  char root[512], p[1024];
+  tmp_file(root, sizeof root, "empty_img");
+  make_dir(root);
+  snprintf(p, sizeof p, "%s/a", root);
+  make_dir(p);
+  img_path(p, sizeof p, root, "a", "1.png");
+  png_file(p, 2, 2, 1, 0);
+  img_path(p, sizeof p, root, "a", "x.png");
+  write_text(p, hdr);
+  nnkit_dataset *ds = SENTINEL;
+  for (int channels = 1; channels <= 3; channels += 2) {
+    ck_fails(nnkit_dataset_load_image_folder(&ds, root, (size_t)channels, 4, 4, 1),
+             NNKIT_E_FORMAT, "x.png");
+    ck_assert_ptr_null(ds);
+    ck_fails(nnkit_dataset_load_image_folder(&ds, root, (size_t)channels, 2, 2, 0),
+             NNKIT_E_FORMAT, "x.png");
+    ck_assert_ptr_null(ds);
+  }
+  img_path(p, sizeof p, root, "a", "1.png");
+  ck_assert_int_eq(unlink(p), 0); /* x.png is now the first image */
+  ck_fails(nnkit_dataset_load_image_folder(&ds, root, 1, 0, 0, 1), NNKIT_E_FORMAT,
+           "x.png");
+  ck_assert_ptr_null(ds);
+}
+END_TEST
+
 /* ---- concatenation and class names -------------------------------------- */
 
 START_TEST(concat_joins_parts_and_keeps_names)
@@ -2774,6 +2807,7 @@ static Suite *pipeline_suite(void)
   tcase_add_test(t, images_load_rgb_and_gray_in_sorted_order);
   tcase_add_test(t, images_resize_bilinear_or_reject_other_sizes);
   tcase_add_test(t, images_reject_bad_trees_naming_paths);
+  tcase_add_test(t, images_reject_empty_images);
   suite_add_tcase(s, t);
 
   t = tcase_create("datasets");

@@ -212,7 +212,11 @@ static nnkit_status load_one(const char *path, size_t channels, size_t h,
                       "replace or remove it", path, stbi_failure_reason());
   size_t sh = (size_t)ih, sw = (size_t)iw;
   nnkit_status st = NNKIT_OK;
-  if (sh == h && sw == w && dst8) {
+  if (ih <= 0 || iw <= 0) {
+    st = nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x width): "
+                    "an image without pixels; replace or remove it", path, ih,
+                    iw);
+  } else if (sh == h && sw == w && dst8) {
     for (size_t c = 0; c < channels; c++)
       for (size_t i = 0; i < h * w; i++)
         dst8[c * h * w + i] = px[i * channels + c];
@@ -339,6 +343,10 @@ NNKIT_API nnkit_status nnkit_dataset_load_image_folder(nnkit_dataset **out,
                           "replace or remove it", path, stbi_failure_reason());
         fclose(f);
       }
+      if (st == NNKIT_OK && (ih <= 0 || iw <= 0))
+        st = nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x "
+                        "width): an image without pixels; replace or remove it",
+                        path, ih, iw);
       if (st == NNKIT_OK && (ih > MAX_SIDE || iw > MAX_SIDE))
         st = nnkit__err(NNKIT_E_FORMAT, "%s: %dx%d is larger than %d pixels "
                         "a side; pass a smaller height and width with "
