@@ -295,6 +295,100 @@ START_TEST(alloc_hook_counts_and_fails)
 }
 END_TEST
 
+/* The NULL rule (core.h): every public call that returns no status accepts
+ * NULL handles: numeric getters (kinds and yes/no answers included) give 0,
+ * pointer getters NULL, void calls do nothing. One line per call of every
+ * header that returns something other than nnkit_status. */
+START_TEST(null_handles_everywhere)
+{
+  /* data.h */
+  nnkit_dataset_free(NULL);
+  ck_assert_uint_eq(nnkit_dataset_count(NULL), 0);
+  ck_assert_uint_eq(nnkit_dataset_ndim(NULL), 0);
+  ck_assert_uint_eq(nnkit_dataset_dim(NULL, 0), 0);
+  ck_assert_uint_eq(nnkit_dataset_sample_size(NULL), 0);
+  ck_assert_uint_eq(nnkit_dataset_num_classes(NULL), 0);
+  ck_assert_uint_eq(nnkit_dataset_target_dim(NULL), 0);
+  ck_assert_ptr_null(nnkit_dataset_data(NULL));
+  ck_assert_ptr_null(nnkit_dataset_labels(NULL));
+  ck_assert_ptr_null(nnkit_dataset_targets(NULL));
+  ck_assert_ptr_null(nnkit_dataset_class_name(NULL, 0));
+  /* init.h */
+  nnkit_init_free(NULL);
+  ck_assert_int_eq((int)nnkit_init_get_kind(NULL), 0);
+  /* monitor.h */
+  nnkit_trainer_clear_callbacks(NULL);
+  ck_assert_ptr_null(nnkit_trainer_net(NULL));
+  ck_assert_ptr_null(nnkit_trainer_optimizer(NULL));
+  ck_assert_ptr_null(nnkit_trainer_stop_reason(NULL));
+  ck_assert_ptr_null(nnkit_trainer_history(NULL));
+  ck_assert_uint_eq(nnkit_history_epochs(NULL), 0);
+  ck_assert_uint_eq(nnkit_history_batches(NULL), 0);
+  ck_assert_uint_eq(nnkit_history_num_layers(NULL), 0);
+  ck_assert_ptr_null(nnkit_trainer_sanity_report(NULL));
+  nnkit_diagnosis_free(NULL);
+  ck_assert_uint_eq(nnkit_diagnosis_count(NULL), 0);
+  ck_assert_int_eq((int)nnkit_diagnosis_verdict(NULL, 0), 0);
+  ck_assert_int_eq(nnkit_diagnosis_has(NULL, (nnkit_verdict)1), 0);
+  ck_assert_ptr_null(nnkit_diagnosis_evidence(NULL, 0));
+  ck_assert_ptr_null(nnkit_diagnosis_advice(NULL, 0));
+  ck_assert_ptr_null(nnkit_diagnosis_report(NULL));
+  /* net.h */
+  nnkit_net_free(NULL);
+  ck_assert_int_eq((int)nnkit_net_get_loss(NULL), 0);
+  nnkit_net_set_training(NULL, 1);
+  ck_assert_int_eq(nnkit_net_is_training(NULL), 0);
+  ck_assert_uint_eq(nnkit_net_num_layers(NULL), 0);
+  ck_assert_uint_eq(nnkit_net_input_size(NULL), 0);
+  ck_assert_uint_eq(nnkit_net_output_size(NULL), 0);
+  ck_assert_ptr_null(nnkit_net_layer_describe(NULL, 0));
+  ck_assert_uint_eq(nnkit_net_num_params(NULL), 0);
+  ck_assert_ptr_null(nnkit_net_params(NULL));
+  ck_assert_ptr_null(nnkit_net_grads(NULL));
+  ck_assert_int_eq(nnkit_net_is_trainable(NULL, 0), 0);
+  ck_assert_ptr_null(nnkit_net_normalizer(NULL));
+  ck_assert_ptr_null(nnkit_net_class_name(NULL, 0));
+  /* normalizer.h */
+  nnkit_normalizer_free(NULL);
+  ck_assert_int_eq((int)nnkit_normalizer_kind(NULL), 0);
+  ck_assert_int_eq(nnkit_normalizer_is_fitted(NULL), 0);
+  ck_assert_uint_eq(nnkit_normalizer_in_size(NULL), 0);
+  ck_assert_uint_eq(nnkit_normalizer_out_size(NULL), 0);
+  ck_assert_uint_eq(nnkit_normalizer_fit_count(NULL), 0);
+  ck_assert_uint_eq(nnkit_normalizer_array_len(NULL, (nnkit_norm_array)0), 0);
+  /* optim.h */
+  nnkit_optimizer_free(NULL);
+  ck_assert_int_eq((int)nnkit_optimizer_kind(NULL), 0);
+  ck_assert_uint_eq(nnkit_optimizer_steps(NULL), 0);
+  ck_assert(nnkit_optimizer_reg_loss(NULL) == 0.0);
+  nnkit_optimizer_reset(NULL);
+  ck_assert_uint_eq(nnkit_optimizer_state_size(NULL), 0);
+  ck_assert_uint_eq(nnkit_optimizer_state_scalars(NULL), 0);
+  nnkit_schedule_free(NULL);
+  ck_assert_int_eq((int)nnkit_schedule_kind(NULL), 0);
+  ck_assert_uint_eq(nnkit_schedule_steps(NULL), 0);
+  ck_assert_ptr_null(nnkit_optimizer_schedule(NULL));
+  nnkit_regularizer_free(NULL);
+  ck_assert_int_eq((int)nnkit_regularizer_kind(NULL), 0);
+  ck_assert_uint_eq(nnkit_optimizer_num_regularizers(NULL), 0);
+  /* pipeline.h */
+  nnkit_augmenter_free(NULL);
+  ck_assert_uint_eq(nnkit_augmenter_count(NULL), 0);
+  nnkit_pipeline_free(NULL);
+  ck_assert_ptr_null(nnkit_pipeline_batch_data(NULL));
+  ck_assert_ptr_null(nnkit_pipeline_batch_labels(NULL));
+  ck_assert_ptr_null(nnkit_pipeline_batch_targets(NULL));
+  ck_assert_uint_eq(nnkit_pipeline_batches_per_epoch(NULL), 0);
+  ck_assert_uint_eq(nnkit_pipeline_sample_size(NULL), 0);
+  ck_assert_uint_eq(nnkit_pipeline_ndim(NULL), 0);
+  ck_assert_uint_eq(nnkit_pipeline_dim(NULL, 0), 0);
+  /* train.h */
+  nnkit_trainer_free(NULL);
+  nnkit_trainer_set_logger(NULL, NULL, NULL);
+  ck_assert_uint_eq(nnkit_trainer_epochs_done(NULL), 0);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
   Suite *s = suite_create("core");
@@ -311,6 +405,7 @@ static Suite *core_suite(void)
   tcase_add_test(tc, rng_distributions);
   tcase_add_test(tc, rng_shuffle_is_permutation);
   tcase_add_test(tc, alloc_hook_counts_and_fails);
+  tcase_add_test(tc, null_handles_everywhere);
   suite_add_tcase(s, tc);
   return s;
 }

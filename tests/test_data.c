@@ -183,6 +183,39 @@ static void check_tiny(const nnkit_dataset *ds, uint32_t k)
 
 /* ---- datasets from buffers -------------------------------------------- */
 
+/* An inferred class count is at most NNKIT_MAX_INFERRED_CLASSES: labels
+ * {0, INT32_MAX} with num_classes = 0 used to make 2^31 classes (and
+ * splits then asked for 16 GB). An explicit count still allows more. */
+START_TEST(inferred_class_count_is_limited)
+{
+  float x[2] = {0, 1};
+  uint8_t xb[2] = {0, 1};
+  size_t shape[1] = {1};
+  nnkit_dataset *ds = NULL;
+  int32_t bomb[2] = {0, INT32_MAX};
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, bomb, 2, shape, 1, 0), NNKIT_E_INVALID,
+           "sample 1 has label 2147483647");
+  ck_assert_ptr_null(ds);
+  ck_assert(strstr(nnkit_last_error(), "65536") != NULL);
+  ck_assert(strstr(nnkit_last_error(), "num_classes") != NULL);
+  ck_fails(nnkit_dataset_from_bytes(&ds, xb, bomb, 2, shape, 1, 0), NNKIT_E_INVALID,
+           "NNKIT_MAX_INFERRED_CLASSES");
+  ck_assert_ptr_null(ds);
+  int32_t over[2] = {65536, 0};
+  ck_fails(nnkit_dataset_from_buffers(&ds, x, over, 2, shape, 1, 0), NNKIT_E_INVALID,
+           "sample 0 has label 65536");
+  /* the limit itself is fine, and an explicit count may exceed it */
+  int32_t edge[2] = {0, (int32_t)NNKIT_MAX_INFERRED_CLASSES - 1};
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, edge, 2, shape, 1, 0));
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), NNKIT_MAX_INFERRED_CLASSES);
+  nnkit_dataset_free(ds);
+  ds = NULL;
+  ck_ok(nnkit_dataset_from_buffers(&ds, x, over, 2, shape, 1, 70000));
+  ck_assert_uint_eq(nnkit_dataset_num_classes(ds), 70000);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
 START_TEST(from_buffers_copies_inputs)
 {
   float x[6] = {1, 2, 3, 4, 5, 6};
@@ -1291,6 +1324,7 @@ static Suite *data_suite(void)
   tcase_add_test(t, from_buffers_rejects_bad_arguments);
   tcase_add_test(t, from_bytes_keeps_bytes_and_checks_arguments);
   tcase_add_test(t, from_buffers_rejects_bad_labels_and_values);
+  tcase_add_test(t, inferred_class_count_is_limited);
   tcase_add_test(t, from_targets_builds_regression_set);
   tcase_add_test(t, from_targets_rejects_bad_arguments);
   tcase_add_test(t, subset_copies_in_order_with_repeats);

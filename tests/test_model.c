@@ -1018,6 +1018,69 @@ START_TEST(trainer_ignores_the_attached_normalizer)
 }
 END_TEST
 
+/* Batches whose buffer sizes do not fit in size_t (batch x width x 4 used
+ * to wrap in the net's reserve: tiny buffers, then writes past them) are
+ * an error with a sentence; the net still works afterwards. Two nets: a
+ * dense one with dropout and layernorm, and a small CNN (conv, maxpool,
+ * slice-wise runs). The x buffer is small: nothing may read it. */
+START_TEST(net_refuses_batches_beyond_memory)
+{
+  const size_t huge[] = {(size_t)1 << 62, SIZE_MAX / 2, SIZE_MAX / 3, SIZE_MAX};
+  for (int kind = 0; kind < 2; kind++) {
+    nnkit_net *net = NULL;
+    size_t in;
+    if (kind == 0) {
+      in = 4;
+      ck_ok(nnkit_net_create(&net, &in, 1, 3));
+      ck_ok(nnkit_net_add_dense(net, 8));
+      ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+      ck_ok(nnkit_net_add_dropout(net, 0.25));
+      ck_ok(nnkit_net_add_layernorm(net, 1e-5));
+      ck_ok(nnkit_net_add_dense(net, 3));
+    } else {
+      size_t shape[3] = {1, 6, 6};
+      in = 36;
+      ck_ok(nnkit_net_create(&net, shape, 3, 3));
+      ck_ok(nnkit_net_add_conv2d(net, 2, 3, 3, 1, 1, 1, 1, 1));
+      ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+      ck_ok(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0));
+      ck_ok(nnkit_net_add_flatten(net));
+      ck_ok(nnkit_net_add_dense(net, 3));
+    }
+    nnkit_optimizer *opt = NULL;
+    ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+    float x[2 * 36];
+    tu_fill_uniform(x, 2 * in, 5, -1, 1);
+    int32_t y[2] = {0, 2};
+    float out[6];
+    ck_ok(nnkit_net_forward(net, x, 2, out, 6)); /* buffers for 2 exist */
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+      nnkit_clear_error();
+      nnkit_status st = nnkit_net_forward(net, x, huge[i], NULL, 0);
+      ck_assert_msg(st == NNKIT_E_INVALID || st == NNKIT_E_NOMEM,
+                    "net %d, forward of %zu: status %d", kind, huge[i], (int)st);
+      ck_assert_msg(strstr(nnkit_last_error(), "batch") != NULL, "sentence '%s'",
+                    nnkit_last_error());
+      /* out too small for the batch: an error, never a wrapped comparison */
+      ck_assert_int_eq(nnkit_net_forward(net, x, huge[i], out, 6), NNKIT_E_INVALID);
+      double loss = -1;
+      nnkit_clear_error();
+      st = nnkit_optimizer_train_batch(&loss, opt, net, x, huge[i], y, NULL);
+      ck_assert_msg(st == NNKIT_E_INVALID || st == NNKIT_E_NOMEM,
+                    "net %d, train_batch of %zu: status %d", kind, huge[i], (int)st);
+      ck_assert(strlen(nnkit_last_error()) > 0);
+    }
+    /* the net still works */
+    double loss;
+    ck_ok(nnkit_optimizer_train_batch(&loss, opt, net, x, 2, y, NULL));
+    ck_assert(isfinite(loss));
+    ck_ok(nnkit_net_forward(net, x, 2, out, 6));
+    nnkit_optimizer_free(opt);
+    nnkit_net_free(net);
+  }
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
   Suite *s = suite_create("model");
@@ -1046,6 +1109,7 @@ static Suite *model_suite(void)
   tcase_add_test(tn, net_layer_options_are_keys);
   tcase_add_test(tn, net_layer_set_takes_effect);
   tcase_add_test(tn, net_tensors_by_role);
+  tcase_add_test(tn, net_refuses_batches_beyond_memory);
   suite_add_tcase(s, tn);
   TCase *tp = tcase_create("preprocessing");
   tcase_add_test(tp, net_normalizer_raw_input_calls);

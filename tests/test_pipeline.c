@@ -636,6 +636,134 @@ START_TEST(images_reject_bad_trees_naming_paths)
 }
 END_TEST
 
+/* A Radiance HDR image of height 0 named x.png (stb_image decodes it to a
+ * non-NULL buffer of 0 pixels): NNKIT_E_FORMAT naming the file, with
+ * resizing (it used to crash in the resize) and as the first image that
+ * sets the size. */
+START_TEST(images_reject_empty_images)
+{
+  static const char hdr[] = "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 0 +X 1\n";
+  char root[512], p[1024];
+  tmp_file(root, sizeof root, "empty_img");
+  make_dir(root);
+  snprintf(p, sizeof p, "%s/a", root);
+  make_dir(p);
+  img_path(p, sizeof p, root, "a", "1.png");
+  png_file(p, 2, 2, 1, 0);
+  img_path(p, sizeof p, root, "a", "x.png");
+  write_text(p, hdr);
+  nnkit_dataset *ds = SENTINEL;
+  for (int channels = 1; channels <= 3; channels += 2) {
+    ck_fails(nnkit_dataset_load_image_folder(&ds, root, (size_t)channels, 4, 4, 1),
+             NNKIT_E_FORMAT, "x.png");
+    ck_assert_ptr_null(ds);
+    ck_fails(nnkit_dataset_load_image_folder(&ds, root, (size_t)channels, 2, 2, 0),
+             NNKIT_E_FORMAT, "x.png");
+    ck_assert_ptr_null(ds);
+  }
+  img_path(p, sizeof p, root, "a", "1.png");
+  ck_assert_int_eq(unlink(p), 0); /* x.png is now the first image */
+  ck_fails(nnkit_dataset_load_image_folder(&ds, root, 1, 0, 0, 1), NNKIT_E_FORMAT,
+           "x.png");
+  ck_assert_ptr_null(ds);
+}
+END_TEST
+
+/* Writes n bytes to path. */
+static void write_bytes(const char *path, const void *b, size_t n)
+{
+  FILE *f = fopen(path, "wb");
+  ck_assert_msg(f != NULL, "cannot create %s", path);
+  ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A PNG of only its signature and an IHDR chunk declaring w x h (8-bit
+ * gray; stb_image reads the size without checking the CRC). */
+static void png_header_file(const char *path, uint32_t w, uint32_t h)
+{
+  unsigned char b[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13,
+                         'I',  'H', 'D', 'R'};
+  for (int i = 0; i < 4; i++) {
+    b[16 + i] = (unsigned char)(w >> (24 - 8 * i));
+    b[20 + i] = (unsigned char)(h >> (24 - 8 * i));
+  }
+  b[24] = 8; /* bit depth; colour type, compression, filter, interlace 0 */
+  write_bytes(path, b, sizeof b);
+}
+
+/* Image bombs: a few bytes whose header claims a huge image, or a file of
+ * another format under a .png/.jpg name, are refused before decoding
+ * (a 19-byte PNM named .png used to cost a 3.6-12.7 GB allocation, an
+ * 18-byte TGA named .png decoded to 17731 x 8970), naming the file and the
+ * size; with and without resizing, and as the first image. */
+START_TEST(images_refuse_bombs_before_decoding)
+{
+  static const char pnm[] = "P5 60000 60000 255\n";
+  const unsigned char tga[18] = {0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                 17731 & 255, 17731 >> 8, 8970 & 255, 8970 >> 8,
+                                 24, 0};
+  char root[512], p[1024];
+  tmp_file(root, sizeof root, "bombs");
+  make_dir(root);
+  snprintf(p, sizeof p, "%s/a", root);
+  make_dir(p);
+  char good[1024];
+  img_path(good, sizeof good, root, "a", "1.png");
+  png_file(good, 2, 2, 1, 0);
+  img_path(p, sizeof p, root, "a", "2.png");
+  struct {
+    const char *file, *needle;
+  } cases[] = {
+      {"pnm", "not a PNG image"},      {"tga", "not a PNG image"},
+      {"budget", "10000x10000"},       {"side", "1x70000 is larger than 65536"},
+      {"png_as_jpg", "not a JPEG image"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const char *name = k == 4 ? "2.jpg" : "2.png";
+    img_path(p, sizeof p, root, "a", name);
+    if (k == 0)
+      write_text(p, pnm);
+    else if (k == 1)
+      write_bytes(p, tga, sizeof tga);
+    else if (k == 2)
+      png_header_file(p, 10000, 10000);
+    else if (k == 3)
+      png_header_file(p, 70000, 1);
+    else
+      png_file(p, 2, 2, 1, 0);
+    for (int pass = 0; pass < 3; pass++) {
+      nnkit_dataset *ds = SENTINEL;
+      if (pass == 2)
+        ck_assert_int_eq(unlink(good), 0);
+      /* pass 0: resize to 4x4; 1: no resize, the size of 1.png; 2: the
+       * bomb is the only and so the first image */
+      ck_fails(nnkit_dataset_load_image_folder(&ds, root, 1, pass == 0 ? 4 : pass == 1 ? 2 : 0,
+                                               pass == 0 ? 4 : pass == 1 ? 2 : 0,
+                                               pass == 0),
+               NNKIT_E_FORMAT, cases[k].needle);
+      ck_assert_ptr_null(ds);
+      ck_assert_msg(strstr(nnkit_last_error(), name) != NULL, "'%s' lacks %s",
+                    nnkit_last_error(), name);
+    }
+    if (k == 2)
+      ck_assert_ptr_nonnull(strstr(nnkit_last_error(), "NNKIT_MAX_IMAGE_PIXELS"));
+    ck_assert_int_eq(unlink(p), 0);
+    png_file(good, 2, 2, 1, 0);
+  }
+  /* Within the budget, at the side limit: 8192 x 8192 declared is accepted
+   * by the checks (it then fails decoding: the header has no pixels). */
+  img_path(p, sizeof p, root, "a", "2.png");
+  png_header_file(p, 8192, 8192);
+  nnkit_dataset *ds = SENTINEL;
+  ck_fails(nnkit_dataset_load_image_folder(&ds, root, 1, 4, 4, 1), NNKIT_E_FORMAT,
+           "2.png: cannot decode the image");
+  ck_assert_int_eq(unlink(p), 0);
+  ck_ok(nnkit_dataset_load_image_folder(&ds, root, 1, 0, 0, 0));
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
 /* ---- concatenation and class names -------------------------------------- */
 
 START_TEST(concat_joins_parts_and_keeps_names)
@@ -2774,6 +2902,8 @@ static Suite *pipeline_suite(void)
   tcase_add_test(t, images_load_rgb_and_gray_in_sorted_order);
   tcase_add_test(t, images_resize_bilinear_or_reject_other_sizes);
   tcase_add_test(t, images_reject_bad_trees_naming_paths);
+  tcase_add_test(t, images_reject_empty_images);
+  tcase_add_test(t, images_refuse_bombs_before_decoding);
   suite_add_tcase(s, t);
 
   t = tcase_create("datasets");

@@ -9,6 +9,11 @@
  *    are unchanged unless the comment says otherwise, and nnkit_last_error()
  *    holds a sentence naming what was wrong and how to fix it.
  *  - `_free` functions accept NULL and return void.
+ *  - NULL handles: every call that returns no ::nnkit_status (a getter that
+ *    cannot fail, a void setter) accepts a NULL handle. Numeric getters then
+ *    return 0 (kinds 0, yes/no answers 0), pointer getters (strings
+ *    included) return NULL, and void calls do nothing. Fallible calls
+ *    answer a NULL handle with NNKIT_E_INVALID and a sentence.
  *  - A handle is used by one thread at a time; distinct handles are
  *    independent.
  */

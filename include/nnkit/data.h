@@ -30,6 +30,28 @@ typedef struct nnkit_dataset nnkit_dataset;
 #define NNKIT_MAX_SAMPLE_DIMS 3
 
 /**
+ * The most classes nnkit infers from labels. Where a call takes
+ * num_classes = 0 (nnkit_dataset_from_buffers(), _from_bytes()), the class
+ * count becomes the largest label + 1,
+ * and a largest label of NNKIT_MAX_INFERRED_CLASSES or more is refused
+ * with NNKIT_E_INVALID and a sentence naming the sample and the label: a
+ * stray label such as INT32_MAX would otherwise make 2^31 classes, and
+ * per-class arrays (splits, balanced sampling, class counts) of many GB.
+ * Pass the class count explicitly (num_classes >= 1) to use more classes.
+ */
+#define NNKIT_MAX_INFERRED_CLASSES 65536u
+
+/**
+ * The most pixels (height x width) of one image that
+ * nnkit_dataset_load_image_folder() decodes: 2^26 (e.g. 8192 x 8192), and
+ * at most 65,536 a side. The size an image's header declares is checked
+ * before any pixel is decoded, so a few bytes claiming 60000 x 60000 cost
+ * nothing; larger images are NNKIT_E_FORMAT naming the file and its size
+ * (shrink them first).
+ */
+#define NNKIT_MAX_IMAGE_PIXELS 67108864u
+
+/**
  * Builds a dataset by copying caller buffers.
  * @param out          receives the new dataset; the caller frees it with
  *                     nnkit_dataset_free().
@@ -39,10 +61,12 @@ typedef struct nnkit_dataset nnkit_dataset;
  * @param count        number of samples, >= 1.
  * @param shape        sample shape, e.g. {784} or {1, 28, 28} (copied).
  * @param ndim         1..NNKIT_MAX_SAMPLE_DIMS.
- * @param num_classes  >= 1 when labels are given (0 = max label + 1);
- *                     ignored when labels is NULL.
+ * @param num_classes  >= 1 when labels are given (0 = max label + 1, at
+ *                     most NNKIT_MAX_INFERRED_CLASSES); ignored when labels
+ *                     is NULL.
  * @return NNKIT_E_INVALID for a NULL buffer, zero count or dimension, a label
- *         outside [0, num_classes) (the sentence names the sample), or a
+ *         outside [0, num_classes) (the sentence names the sample), an
+ *         inferred class count above NNKIT_MAX_INFERRED_CLASSES, or a
  *         non-finite value in x (named likewise); NNKIT_E_NOMEM.
  */
 NNKIT_API nnkit_status nnkit_dataset_from_buffers(nnkit_dataset **out,
@@ -231,7 +255,11 @@ NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
  * numbered in byte order of their folder names, and each class's files are
  * read in byte order of their names. Files ending in .png, .jpg or .jpeg
  * (any case) are images; other files and names starting with '.' are
- * ignored. Images are decoded by stb_image.
+ * ignored. Images are decoded by stb_image, after two checks of each
+ * file: its first bytes must be the signature of the format its extension
+ * names (PNG for .png, JPEG for .jpg/.jpeg; a TGA, PNM or HDR file so
+ * named is refused), and the size its header declares must be at least
+ * 1x1, at most 2^16 a side and at most NNKIT_MAX_IMAGE_PIXELS.
  *
  * Samples have shape [channels, height, width] (NCHW) with values 0..255
  * unchanged (see nnkit_dataset_scale()); with resize 0 they are kept as
@@ -249,7 +277,9 @@ NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
  * @return NNKIT_E_IO when root or a class folder cannot be listed or an
  *         image cannot be opened (the path is named); NNKIT_E_FORMAT when
  *         root holds no class folder, a class folder holds no image, an
- *         image cannot be decoded (path and decoder's reason) or, with
+ *         image cannot be decoded (path and decoder's reason), is not the
+ *         format its extension names, declares a size of 0, above 2^16 a
+ *         side or above NNKIT_MAX_IMAGE_PIXELS (path and size) or, with
  *         resize 0, has another size; NNKIT_E_INVALID for channels other
  *         than 1 or 3, only one of height and width 0, or sizes above
  *         2^16; NNKIT_E_NOMEM.

@@ -79,7 +79,8 @@ NNKIT_API nnkit_optimizer *nnkit_trainer_optimizer(const nnkit_trainer *tr);
  * Why the last fit ended before its last epoch, e.g. "early stopping: val
  * loss did not improve by more than 0.0001 for 5 epochs (best 0.081234 at
  * epoch 9)" or "epoch callback 1 asked to stop after epoch 3". "" when it
- * ran all its epochs or failed. Borrowed; valid until the next fit.
+ * ran all its epochs or failed; NULL for a NULL trainer. Borrowed; valid
+ * until the next fit.
  */
 NNKIT_API const char *nnkit_trainer_stop_reason(const nnkit_trainer *tr);
 
@@ -322,7 +323,8 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_value(double *out,
                                                   const nnkit_trainer *tr,
                                                   nnkit_sanity_value what);
 
-/** The last sanity check's report, one line per check ("" before any).
+/** The last sanity check's report, one line per check ("" before any;
+ *  NULL for a NULL trainer).
  *  Borrowed; valid until the next check. */
 NNKIT_API const char *nnkit_trainer_sanity_report(const nnkit_trainer *tr);
 
@@ -396,17 +398,19 @@ NNKIT_API nnkit_verdict nnkit_diagnosis_verdict(const nnkit_diagnosis *d,
 /** 1 when the diagnosis contains verdict v, else 0. */
 NNKIT_API int nnkit_diagnosis_has(const nnkit_diagnosis *d, nnkit_verdict v);
 
-/** The numbers behind verdict i, as a sentence ("" out of range).
+/** The numbers behind verdict i, as a sentence ("" out of range, NULL
+ *  for a NULL diagnosis).
  *  Borrowed from d. */
 NNKIT_API const char *nnkit_diagnosis_evidence(const nnkit_diagnosis *d,
                                                size_t i);
 
-/** The suggested next step for verdict i ("" out of range). Borrowed. */
+/** The suggested next step for verdict i ("" out of range, NULL for a
+ *  NULL diagnosis). Borrowed. */
 NNKIT_API const char *nnkit_diagnosis_advice(const nnkit_diagnosis *d,
                                              size_t i);
 
 /** The whole diagnosis as printable text, one paragraph per verdict:
- *  name, evidence, advice. Borrowed from d. */
+ *  name, evidence, advice (NULL for a NULL d). Borrowed from d. */
 NNKIT_API const char *nnkit_diagnosis_report(const nnkit_diagnosis *d);
 
 /** Static short name of a verdict ("learning rate too high"); "unknown

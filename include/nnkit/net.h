@@ -130,7 +130,8 @@ NNKIT_API nnkit_status nnkit_net_layer_shape(size_t *dims_out, size_t len,
 /**
  * A one-line description of layer `layer`, e.g.
  * "dense 784 -> 128 (100480 params)". Borrowed from the net; valid until
- * the next call of this function on the same net. "" when out of range.
+ * the next call of this function on the same net. "" when out of range,
+ * NULL for a NULL net.
  */
 NNKIT_API const char *nnkit_net_layer_describe(nnkit_net *net, size_t layer);
 

@@ -230,6 +230,16 @@ static nnkit_status check_labels(const char *fn, const int32_t *labels,
     if ((uint32_t)l + 1 > max_plus_1)
       max_plus_1 = (uint32_t)l + 1;
   }
+  if (k == 0 && max_plus_1 > NNKIT_MAX_INFERRED_CLASSES) {
+    size_t i = 0;
+    while ((uint32_t)labels[i] + 1 != max_plus_1)
+      i++;
+    return nnkit__err(NNKIT_E_INVALID,
+                      "%s: sample %zu has label %d, which would make %u classes, "
+                      "more than the %u nnkit infers (NNKIT_MAX_INFERRED_CLASSES); "
+                      "fix the label or pass num_classes explicitly", fn, i,
+                      (int)labels[i], max_plus_1, NNKIT_MAX_INFERRED_CLASSES);
+  }
   if (k == 0)
     *num_classes = max_plus_1;
   return NNKIT_OK;

@@ -156,6 +156,53 @@ static nnkit_status list_dir(name_list *out, const char *dir, int want_dirs)
   return st;
 }
 
+/* Checks an opened image file before anything is decoded: its first
+ * bytes are the signature of the format its extension names (stb_image
+ * would otherwise decode whatever it recognizes: a TGA, PNM or HDR named
+ * .png), its header parses, and the size it declares is at least 1x1, at
+ * most MAX_SIDE a side and NNKIT_MAX_IMAGE_PIXELS in all (a 19-byte header
+ * may claim 60000 x 60000). *ih_out, *iw_out get the size; f is left at
+ * its start. NNKIT_E_FORMAT naming path otherwise. */
+static nnkit_status probe(FILE *f, const char *path, int *ih_out, int *iw_out)
+{
+  static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  unsigned char head[8] = {0};
+  size_t got = fread(head, 1, sizeof head, f);
+  if (fseek(f, 0, SEEK_SET) != 0)
+    return nnkit__err(NNKIT_E_IO, "%s: cannot read: %s", path, strerror(errno));
+  int iw = 0, ih = 0, ic = 0;
+  if (!stbi_info_from_file(f, &iw, &ih, &ic))
+    return nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image (%s); "
+                      "the file is damaged or not really a PNG/JPEG; "
+                      "replace or remove it", path, stbi_failure_reason());
+  const char *dot = strrchr(path, '.');
+  int png = dot && strcasecmp(dot, ".png") == 0;
+  int ok = png ? got == 8 && memcmp(head, png_sig, 8) == 0
+               : got >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF;
+  if (!ok)
+    return nnkit__err(NNKIT_E_FORMAT, "%s: the file is not a %s image (it lacks "
+                      "the %s signature; stb_image reads it as another format); "
+                      "convert it to %s or give it the right name", path,
+                      png ? "PNG" : "JPEG", png ? "PNG" : "JPEG",
+                      png ? "PNG" : "JPEG");
+  if (ih <= 0 || iw <= 0)
+    return nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x width): "
+                      "an image without pixels; replace or remove it", path, ih,
+                      iw);
+  if (ih > MAX_SIDE || iw > MAX_SIDE)
+    return nnkit__err(NNKIT_E_FORMAT, "%s: %dx%d is larger than %d pixels "
+                      "a side; shrink the image", path, ih, iw, MAX_SIDE);
+  size_t pixels = (size_t)ih * (size_t)iw; /* <= 2^32: no overflow */
+  if (pixels > NNKIT_MAX_IMAGE_PIXELS)
+    return nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x "
+                      "width), %zu pixels, more than the %zu nnkit decodes "
+                      "(NNKIT_MAX_IMAGE_PIXELS); shrink the image", path, ih,
+                      iw, pixels, (size_t)NNKIT_MAX_IMAGE_PIXELS);
+  *ih_out = ih;
+  *iw_out = iw;
+  return NNKIT_OK;
+}
+
 /* Bilinear resize of one channel, pixel centres aligned (OpenCV's
  * INTER_LINEAR / PyTorch's align_corners=False), edges clamped. */
 static void resize_plane(const float *src, size_t sh, size_t sw, float *dst,
@@ -204,15 +251,31 @@ static nnkit_status load_one(const char *path, size_t channels, size_t h,
     return nnkit__err(NNKIT_E_IO, "%s: cannot open: %s; check its "
                       "permissions or remove it", path, strerror(errno));
   int iw = 0, ih = 0, ic = 0;
+  nnkit_status pst = probe(f, path, &ih, &iw);
+  if (pst != NNKIT_OK) {
+    fclose(f);
+    return pst;
+  }
+  int pw = iw, ph = ih;
   unsigned char *px = stbi_load_from_file(f, &iw, &ih, &ic, (int)channels);
   fclose(f);
+  if (px && (iw != pw || ih != ph)) {
+    stbi_image_free(px);
+    return nnkit__err(NNKIT_E_FORMAT, "%s: the image header says %dx%d (height "
+                      "x width) but it decodes to %dx%d; replace or remove it",
+                      path, ph, pw, ih, iw);
+  }
   if (!px)
     return nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image (%s); "
                       "the file is damaged or not really a PNG/JPEG; "
                       "replace or remove it", path, stbi_failure_reason());
   size_t sh = (size_t)ih, sw = (size_t)iw;
   nnkit_status st = NNKIT_OK;
-  if (sh == h && sw == w && dst8) {
+  if (ih <= 0 || iw <= 0) {
+    st = nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x width): "
+                    "an image without pixels; replace or remove it", path, ih,
+                    iw);
+  } else if (sh == h && sw == w && dst8) {
     for (size_t c = 0; c < channels; c++)
       for (size_t i = 0; i < h * w; i++)
         dst8[c * h * w + i] = px[i * channels + c];
@@ -324,7 +387,7 @@ NNKIT_API nnkit_status nnkit_dataset_load_image_folder(nnkit_dataset **out,
   /* The common size. */
   if (st == NNKIT_OK && height == 0) {
     path = join(root, list_at(&files, 0));
-    int iw, ih, ic;
+    int iw = 0, ih = 0;
     if (!path) {
       st = nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", root);
     } else {
@@ -333,16 +396,9 @@ NNKIT_API nnkit_status nnkit_dataset_load_image_folder(nnkit_dataset **out,
         st = nnkit__err(NNKIT_E_IO, "%s: cannot open: %s; check its "
                         "permissions or remove it", path, strerror(errno));
       } else {
-        if (!stbi_info_from_file(f, &iw, &ih, &ic))
-          st = nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image (%s); "
-                          "the file is damaged or not really a PNG/JPEG; "
-                          "replace or remove it", path, stbi_failure_reason());
+        st = probe(f, path, &ih, &iw);
         fclose(f);
       }
-      if (st == NNKIT_OK && (ih > MAX_SIDE || iw > MAX_SIDE))
-        st = nnkit__err(NNKIT_E_FORMAT, "%s: %dx%d is larger than %d pixels "
-                        "a side; pass a smaller height and width with "
-                        "resize = 1", path, ih, iw, MAX_SIDE);
       height = (size_t)ih;
       width = (size_t)iw;
     }

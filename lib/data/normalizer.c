@@ -558,7 +558,10 @@ NNKIT_API nnkit_status nnkit_normalizer_fit(nnkit_normalizer *nz,
     nf.stat_len = nf.channels;
   }
   size_t len = nf.stat_len;
-  double *dmean = nnkit__malloc(2 * len * sizeof *dmean);
+  int ovf = 0;
+  size_t dbytes = nnkit__mul_size(nnkit__mul_size(2, len, &ovf), sizeof(double), &ovf);
+  size_t cbytes = pca ? nnkit__mul_size(nnkit__mul_size(d, d, &ovf), sizeof(double), &ovf) : 0;
+  double *dmean = ovf ? NULL : nnkit__malloc(dbytes);
   double *dcov = NULL, *w = NULL;
   nf.mean = nnkit__malloc(len * sizeof *nf.mean);
   nf.std = nnkit__malloc(len * sizeof *nf.std);
@@ -567,7 +570,7 @@ NNKIT_API nnkit_status nnkit_normalizer_fit(nnkit_normalizer *nz,
   if (want_scale)
     nf.scale = nnkit__malloc(len * sizeof *nf.scale);
   if (pca) {
-    dcov = nnkit__malloc(d * d * sizeof *dcov);
+    dcov = ovf ? NULL : nnkit__malloc(cbytes);
     w = nnkit__malloc(d * sizeof *w);
   }
   if (!dmean || !nf.mean || !nf.std || (want_scale && !nf.scale) ||

@@ -416,8 +416,12 @@ static nnkit_status prepare(nnkit_pipeline *p, const char *fn)
   size_t nslots = p->prefetch + 1, out = p->out_size;
   size_t td = ds->target_dim;
   int ovf = 0;
-  size_t xs = nnkit__mul_size(nnkit__mul_size(nslots * bs, out, &ovf),
+  size_t slots_bs = nnkit__mul_size(nslots, bs, &ovf);
+  size_t xs = nnkit__mul_size(nnkit__mul_size(slots_bs, out, &ovf),
                               sizeof(float), &ovf);
+  size_t ys = nnkit__mul_size(slots_bs, sizeof *p->slot_y, &ovf);
+  size_t ts = nnkit__mul_size(nnkit__mul_size(slots_bs, td, &ovf),
+                              sizeof *p->slot_t, &ovf);
   if (ovf)
     return nnkit__err(NNKIT_E_NOMEM, "%s: batches of %zu samples of %zu "
                       "values do not fit in memory", fn, bs, out);
@@ -428,10 +432,9 @@ static nnkit_status prepare(nnkit_pipeline *p, const char *fn)
   p->order = nnkit__malloc(n * sizeof *p->order);
   int ok = p->slot_x && p->slot_n && p->order;
   if (ok && ds->labels)
-    ok = (p->slot_y = nnkit__malloc(nslots * bs * sizeof *p->slot_y)) != NULL;
+    ok = (p->slot_y = nnkit__malloc(ys)) != NULL;
   if (ok && td)
-    ok = (p->slot_t = nnkit__malloc(nslots * bs * td * sizeof *p->slot_t)) !=
-         NULL;
+    ok = (p->slot_t = nnkit__malloc(ts)) != NULL;
   if (ok && p->nz) {
     /* The normalizer is a pure per-sample function: apply it once here,
      * in the calling thread (where BLAS may use every core), instead of

@@ -499,7 +499,12 @@ static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
   if (s->nws >= n)
     return NNKIT_OK;
   free_ws(s);
-  size_t kp = g->c * g->kh * g->kw * g->oh * g->ow;
+  int ovf = 0;
+  size_t kp = nnkit__mul_size(
+      nnkit__mul_size(nnkit__mul_size(g->c, g->kh * g->kw, &ovf), g->oh * g->ow, &ovf),
+      sizeof(float), &ovf);
+  if (ovf)
+    kp = SIZE_MAX; /* the allocations fail: NNKIT_E_NOMEM below */
   s->ws = nnkit__calloc((size_t)n, sizeof *s->ws);
   int ok = s->ws != NULL;
   for (int t = 0; ok && t < n; t++) {
@@ -520,8 +525,8 @@ static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
            w->wpk2;
       continue;
     }
-    w->col = nnkit__malloc(kp * sizeof(float));
-    w->dcol = nnkit__malloc(kp * sizeof(float));
+    w->col = nnkit__malloc(kp);
+    w->dcol = nnkit__malloc(kp);
     ok = w->part && w->col && w->dcol;
   }
   if (!ok) {

@@ -64,7 +64,9 @@ static nnkit_status drop_reserve(nnkit__layer *l, size_t batch)
   drop_state *s = l->state;
   if (batch <= s->cap)
     return NNKIT_OK;
-  uint8_t *k = nnkit__malloc(batch * s->units);
+  int ovf = 0;
+  size_t n = nnkit__mul_size(batch, s->units, &ovf);
+  uint8_t *k = ovf ? NULL : nnkit__malloc(n);
   if (!k)
     return nnkit__err(NNKIT_E_NOMEM, "%s (layer %zu): out of memory for a batch of %zu",
                       l->ops->name, l->index, batch);

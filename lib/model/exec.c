@@ -97,6 +97,15 @@ void nnkit__net_force_slice(nnkit_net *net, size_t samples)
   net->batch_cap = 0; /* re-plan at the next reserve */
 }
 
+/* Bytes of rows x cols floats; SIZE_MAX (an allocation that fails) when
+ * the product does not fit in size_t. */
+static size_t float_bytes(size_t rows, size_t cols)
+{
+  int ovf = 0;
+  size_t n = nnkit__mul_size(nnkit__mul_size(rows, cols, &ovf), sizeof(float), &ovf);
+  return ovf ? SIZE_MAX : n;
+}
+
 nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
 {
   /* Layers keep per-thread workspaces: a larger thread count reserves too. */
@@ -105,28 +114,37 @@ nnkit_status nnkit__net_reserve(nnkit_net *net, size_t batch)
     return NNKIT_OK;
   if (batch < net->batch_cap)
     batch = net->batch_cap;
-  nnkit__net_free_work(net);
   size_t in = nnkit__shape_size(&net->in), width = max_width(net);
   size_t outw = nnkit_net_output_size(net);
+  /* Every buffer holds batch x (at most width) floats: check the widest
+   * product before freeing or allocating anything, so a huge batch is an
+   * error and never a wrapped, too small size. */
+  int ovf = 0;
+  if (float_bytes(batch, width) == SIZE_MAX)
+    return nnkit__err(NNKIT_E_INVALID,
+                      "net: a batch of %zu samples of up to %zu values does not fit "
+                      "in memory (more than SIZE_MAX bytes a buffer); use a smaller "
+                      "batch", batch, width);
+  nnkit__net_free_work(net);
   net->acts = nnkit__calloc(net->num_layers, sizeof *net->acts);
   if (!net->acts)
     goto nomem;
   for (size_t i = 0; i < net->num_layers; i++) {
-    net->acts[i] = nnkit__malloc(batch * nnkit__shape_size(&net->layers[i].out) *
-                                 sizeof(float));
+    net->acts[i] = nnkit__malloc(float_bytes(batch, nnkit__shape_size(&net->layers[i].out)));
     if (!net->acts[i])
       goto nomem;
   }
-  net->input = nnkit__malloc(batch * in * sizeof(float));
-  net->dbuf[0] = nnkit__malloc(batch * width * sizeof(float));
-  net->dbuf[1] = nnkit__malloc(batch * width * sizeof(float));
-  net->probs = nnkit__malloc(batch * outw * sizeof(float));
-  net->dinput = nnkit__malloc(batch * in * sizeof(float));
+  net->input = nnkit__malloc(float_bytes(batch, in));
+  net->dbuf[0] = nnkit__malloc(float_bytes(batch, width));
+  net->dbuf[1] = nnkit__malloc(float_bytes(batch, width));
+  net->probs = nnkit__malloc(float_bytes(batch, outw));
+  net->dinput = nnkit__malloc(float_bytes(batch, in));
   if (!net->input || !net->dbuf[0] || !net->dbuf[1] || !net->probs || !net->dinput)
     goto nomem;
   plan_slices(net, batch, threads);
   if (net->slice) {
-    net->sbuf = nnkit__malloc(2 * (size_t)threads * net->slice * width * sizeof(float));
+    size_t sb = float_bytes(nnkit__mul_size(2 * (size_t)threads, net->slice, &ovf), width);
+    net->sbuf = ovf ? NULL : nnkit__malloc(sb);
     if (!net->sbuf)
       goto nomem;
   }
@@ -283,7 +301,7 @@ static nnkit_status forward(nnkit_net *net, const float *x, size_t batch, float 
     return nnkit__err(NNKIT_E_STATE,
                       "nnkit_net_forward: the net has no layers; add some first");
   size_t outw = nnkit_net_output_size(net);
-  if (out && out_len < batch * outw)
+  if (out && outw && out_len / outw < batch)
     return nnkit__err(NNKIT_E_INVALID,
                       "nnkit_net_forward: out holds %zu floats, %zu x %zu are needed",
                       out_len, batch, outw);

@@ -63,7 +63,7 @@ NNKIT_API void nnkit_init_free(nnkit_init *init) { nnkit__free(init); }
 
 NNKIT_API nnkit_init_kind nnkit_init_get_kind(const nnkit_init *init)
 {
-  return init->kind;
+  return init ? init->kind : (nnkit_init_kind)0;
 }
 
 NNKIT_API nnkit_status nnkit_init_fill(const nnkit_init *init, float *buf,

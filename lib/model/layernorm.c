@@ -52,8 +52,10 @@ static nnkit_status ln_reserve(nnkit__layer *l, size_t batch)
   ln_state *s = l->state;
   if (batch <= s->cap)
     return NNKIT_OK;
-  double *m = nnkit__malloc(batch * sizeof *m);
-  double *v = m ? nnkit__malloc(batch * sizeof *v) : NULL;
+  int ovf = 0;
+  size_t bytes = nnkit__mul_size(batch, sizeof(double), &ovf);
+  double *m = ovf ? NULL : nnkit__malloc(bytes);
+  double *v = m ? nnkit__malloc(bytes) : NULL;
   if (!v) {
     nnkit__free(m);
     return nnkit__err(NNKIT_E_NOMEM, "layernorm (layer %zu): out of memory for a "

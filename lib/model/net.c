@@ -276,25 +276,35 @@ NNKIT_API nnkit_status nnkit_net_set_loss(nnkit_net *net, nnkit_loss loss)
   return NNKIT_OK;
 }
 
-NNKIT_API nnkit_loss nnkit_net_get_loss(const nnkit_net *net) { return net->loss; }
+NNKIT_API nnkit_loss nnkit_net_get_loss(const nnkit_net *net)
+{
+  return net ? net->loss : (nnkit_loss)0;
+}
 
 NNKIT_API void nnkit_net_set_training(nnkit_net *net, int training)
 {
-  net->training = training != 0;
+  if (net)
+    net->training = training != 0;
 }
 
-NNKIT_API int nnkit_net_is_training(const nnkit_net *net) { return net->training; }
+NNKIT_API int nnkit_net_is_training(const nnkit_net *net)
+{
+  return net ? net->training : 0;
+}
 
-NNKIT_API size_t nnkit_net_num_layers(const nnkit_net *net) { return net->num_layers; }
+NNKIT_API size_t nnkit_net_num_layers(const nnkit_net *net)
+{
+  return net ? net->num_layers : 0;
+}
 
 NNKIT_API size_t nnkit_net_input_size(const nnkit_net *net)
 {
-  return nnkit__shape_size(&net->in);
+  return net ? nnkit__shape_size(&net->in) : 0;
 }
 
 NNKIT_API size_t nnkit_net_output_size(const nnkit_net *net)
 {
-  return nnkit__shape_size(current_out(net));
+  return net ? nnkit__shape_size(current_out(net)) : 0;
 }
 
 NNKIT_API nnkit_status nnkit_net_layer_shape(size_t *dims_out, size_t len,
@@ -320,7 +330,9 @@ NNKIT_API nnkit_status nnkit_net_layer_shape(size_t *dims_out, size_t len,
 
 NNKIT_API const char *nnkit_net_layer_describe(nnkit_net *net, size_t layer)
 {
-  if (!net || layer >= net->num_layers)
+  if (!net)
+    return NULL;
+  if (layer >= net->num_layers)
     return "";
   const nnkit__layer *l = &net->layers[layer];
   l->ops->describe(l, net->describe_buf, sizeof net->describe_buf);
@@ -342,7 +354,10 @@ NNKIT_API nnkit_status nnkit_net_layer_params(size_t *offset_out,
   return NNKIT_OK;
 }
 
-NNKIT_API size_t nnkit_net_num_params(const nnkit_net *net) { return net->num_params; }
+NNKIT_API size_t nnkit_net_num_params(const nnkit_net *net)
+{
+  return net ? net->num_params : 0;
+}
 
 NNKIT_API float *nnkit_net_params(nnkit_net *net)
 {

@@ -68,8 +68,10 @@ static nnkit_status maxpool_reserve(nnkit__layer *l, size_t batch)
   pool_state *s = l->state;
   if (batch <= s->cap)
     return NNKIT_OK;
-  size_t n = batch * nnkit__shape_size(&l->out);
-  int32_t *a = nnkit__malloc(n * sizeof *a);
+  int ovf = 0;
+  size_t n = nnkit__mul_size(nnkit__mul_size(batch, nnkit__shape_size(&l->out), &ovf),
+                             sizeof(int32_t), &ovf);
+  int32_t *a = ovf ? NULL : nnkit__malloc(n);
   if (!a)
     return nnkit__err(NNKIT_E_NOMEM,
                       "maxpool2d (layer %zu): out of memory for a batch of %zu",

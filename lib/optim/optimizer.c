@@ -98,7 +98,7 @@ NNKIT_API void nnkit_optimizer_free(nnkit_optimizer *opt)
 
 NNKIT_API nnkit_optim_kind nnkit_optimizer_kind(const nnkit_optimizer *opt)
 {
-  return opt->desc->kind;
+  return opt ? opt->desc->kind : (nnkit_optim_kind)0;
 }
 
 NNKIT_API nnkit_status nnkit_optimizer_bounds(double *lo_out, double *hi_out,
@@ -352,12 +352,12 @@ NNKIT_API nnkit_status nnkit_optimizer_train_batch(double *loss_out,
 
 NNKIT_API uint64_t nnkit_optimizer_steps(const nnkit_optimizer *opt)
 {
-  return opt->steps;
+  return opt ? opt->steps : 0;
 }
 
 NNKIT_API double nnkit_optimizer_reg_loss(const nnkit_optimizer *opt)
 {
-  return opt->last_reg_loss;
+  return opt ? opt->last_reg_loss : 0.0;
 }
 
 NNKIT_API void nnkit_optimizer_reset(nnkit_optimizer *opt)
@@ -383,11 +383,13 @@ NNKIT_API void nnkit_optimizer_reset(nnkit_optimizer *opt)
 
 NNKIT_API size_t nnkit_optimizer_state_size(const nnkit_optimizer *opt)
 {
-  return opt->state_bufs * opt->sized_params;
+  return opt ? opt->state_bufs * opt->sized_params : 0;
 }
 
 NNKIT_API size_t nnkit_optimizer_state_scalars(const nnkit_optimizer *opt)
 {
+  if (!opt)
+    return 0;
   return HEAD + opt->num_counts * (1 + opt->desc->num_scalars) + 1 +
          (opt->sched ? NNKIT__SCHED_STATE : 0);
 }

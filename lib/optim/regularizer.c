@@ -130,7 +130,7 @@ NNKIT_API void nnkit_regularizer_free(nnkit_regularizer *reg)
 
 NNKIT_API nnkit_reg_kind nnkit_regularizer_kind(const nnkit_regularizer *reg)
 {
-  return reg->k->kind;
+  return reg ? reg->k->kind : (nnkit_reg_kind)0;
 }
 
 NNKIT_API nnkit_status nnkit_regularizer_set(nnkit_regularizer *reg,

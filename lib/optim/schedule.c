@@ -295,7 +295,7 @@ NNKIT_API void nnkit_schedule_free(nnkit_schedule *sched)
 
 NNKIT_API nnkit_sched_kind nnkit_schedule_kind(const nnkit_schedule *sched)
 {
-  return sched->desc->kind;
+  return sched ? sched->desc->kind : (nnkit_sched_kind)0;
 }
 
 NNKIT_API nnkit_status nnkit_schedule_set(nnkit_schedule *sched,
@@ -370,7 +370,7 @@ NNKIT_API nnkit_status nnkit_schedule_set_milestones(nnkit_schedule *sched,
 
 NNKIT_API uint64_t nnkit_schedule_steps(const nnkit_schedule *sched)
 {
-  return sched->t;
+  return sched ? sched->t : 0;
 }
 
 /* ---- internal: position and rates --------------------------------------- */

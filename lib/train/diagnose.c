@@ -628,17 +628,21 @@ NNKIT_API int nnkit_diagnosis_has(const nnkit_diagnosis *d, nnkit_verdict v)
 
 NNKIT_API const char *nnkit_diagnosis_evidence(const nnkit_diagnosis *d, size_t i)
 {
-  return d && i < d->n ? d->evidence[i] : "";
+  if (!d)
+    return NULL;
+  return i < d->n ? d->evidence[i] : "";
 }
 
 NNKIT_API const char *nnkit_diagnosis_advice(const nnkit_diagnosis *d, size_t i)
 {
-  return d && i < d->n ? d->advice[i] : "";
+  if (!d)
+    return NULL;
+  return i < d->n ? d->advice[i] : "";
 }
 
 NNKIT_API const char *nnkit_diagnosis_report(const nnkit_diagnosis *d)
 {
-  return d ? d->report : "";
+  return d ? d->report : NULL;
 }
 
 NNKIT_API const char *nnkit_verdict_name(nnkit_verdict v)

@@ -669,7 +669,7 @@ NNKIT_API nnkit_optimizer *nnkit_trainer_optimizer(const nnkit_trainer *tr)
 
 NNKIT_API const char *nnkit_trainer_stop_reason(const nnkit_trainer *tr)
 {
-  return tr ? tr->stop_reason : "";
+  return tr ? tr->stop_reason : NULL;
 }
 
 NNKIT_API nnkit_status nnkit_trainer_set_early_stopping(nnkit_trainer *tr,

@@ -206,5 +206,5 @@ NNKIT_API nnkit_status nnkit_trainer_sanity_value(double *out,
 
 NNKIT_API const char *nnkit_trainer_sanity_report(const nnkit_trainer *tr)
 {
-  return tr ? tr->sanity_report : "";
+  return tr ? tr->sanity_report : NULL;
 }

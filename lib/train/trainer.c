@@ -142,6 +142,8 @@ NNKIT_API nnkit_status nnkit_trainer_get(double *out, const nnkit_trainer *tr,
 NNKIT_API void nnkit_trainer_set_logger(nnkit_trainer *tr, nnkit_log_fn fn,
                                         void *user)
 {
+  if (!tr)
+    return;
   tr->log_fn = fn;
   tr->log_user = user;
 }
@@ -456,7 +458,7 @@ NNKIT_API nnkit_status nnkit_trainer_fit_pipeline(nnkit_trainer *tr,
 
 NNKIT_API size_t nnkit_trainer_epochs_done(const nnkit_trainer *tr)
 {
-  return tr->hist.num_epochs;
+  return tr ? tr->hist.num_epochs : 0;
 }
 
 NNKIT_API nnkit_status nnkit_trainer_metric(double *out, const nnkit_trainer *tr,
