@@ -41,6 +41,12 @@ void nnkit__alloc_fail_after(uint64_t n);
 size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
 
 /* ---- temporary files (lib/core/tmpfile.c) ----------------------------- */
+/* Opens path for reading (O_CLOEXEC) without ever blocking on a FIFO or a
+ * device: it is opened O_NONBLOCK, anything but a regular file is
+ * NNKIT_E_IO naming path and what it is ("is a directory", "is a FIFO"),
+ * then O_NONBLOCK is cleared. `what` names the file in sentences ("model
+ * file", "CSV file"). Every loader of the library opens through this. */
+nnkit_status nnkit__open_regular(int *fd_out, const char *path, const char *what);
 /* Creates "<path>.tmp.XXXXXX" (mode 0644) for an atomic write: *fd_out and
  * *tmp_out (owned by the caller, nnkit__free) on success; NNKIT_E_IO naming
  * path, or NNKIT_E_NOMEM, with nothing left on disk otherwise. */

@@ -462,6 +462,15 @@ START_TEST(unlike_nets_and_optimizers_are_refused)
   ck_fails(nnkit_trainer_resume(tb, path), NNKIT_E_INVALID, "attach one of the same kind");
   ck_fails(nnkit_trainer_resume(tb, "/nonexistent/x"), NNKIT_E_IO, "/nonexistent/x");
   ck_fails(nnkit_trainer_resume(NULL, path), NNKIT_E_INVALID, "non-NULL");
+  /* A FIFO without a writer: refused at once, not waited on. */
+  char fifo[512];
+  tu_tmp_path(fifo, sizeof fifo, "ckpt.fifo");
+  unlink(fifo);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  alarm(10); /* a hang becomes a failure (SIGALRM) */
+  ck_fails(nnkit_trainer_resume(tb, fifo), NNKIT_E_IO, "is a FIFO");
+  alarm(0);
+  unlink(fifo);
   ck_fails(nnkit_trainer_set_checkpoint_dir(tb, path), NNKIT_E_IO, "not a folder");
   nnkit_trainer_free(tb);
   nnkit_optimizer_free(ob);

@@ -3,6 +3,7 @@
  * bad files (every truncation, corrupt headers, bad tensors), failed and
  * atomic saves, allocation failures and NULL arguments. */
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -993,6 +994,23 @@ START_TEST(missing_file_and_null_arguments)
 }
 END_TEST
 
+/* A FIFO with no writer: opening it for reading would block forever. */
+START_TEST(load_from_a_fifo_fails_promptly)
+{
+  char path[512];
+  tu_tmp_path(path, sizeof path, "fifo.safetensors");
+  unlink(path);
+  ck_assert_int_eq(mkfifo(path, 0600), 0);
+  alarm(10); /* a hang becomes a failure (SIGALRM) */
+  nnkit_net *net = (nnkit_net *)1;
+  ck_fails(nnkit_net_load(&net, NULL, path), NNKIT_E_IO, "is a FIFO");
+  ck_fails(nnkit_net_load(&net, NULL, path), NNKIT_E_IO, path);
+  alarm(0);
+  ck_assert_ptr_null(net);
+  unlink(path);
+}
+END_TEST
+
 /* ---- failed saves ----------------------------------------------------- */
 
 START_TEST(failed_save_leaves_nothing_and_keeps_old_file)
@@ -1092,6 +1110,7 @@ static Suite *io_suite(void)
   tcase_add_test(tb, every_flipped_byte_is_refused);
   tcase_add_test(tb, files_of_version_1_need_no_checksum);
   tcase_add_test(tb, missing_file_and_null_arguments);
+  tcase_add_test(tb, load_from_a_fifo_fails_promptly);
   tcase_add_test(tb, failed_save_leaves_nothing_and_keeps_old_file);
   tcase_add_test(tb, load_survives_every_allocation_failure);
   suite_add_tcase(s, tb);

@@ -10,6 +10,46 @@
 
 #include "internal.h"
 
+/* ---- opening a file to read ------------------------------------------------------------------ */
+
+nnkit_status nnkit__open_regular(int *fd_out, const char *path, const char *what)
+{
+  *fd_out = -1;
+  /* O_NONBLOCK: opening a FIFO without a writer must not wait for one. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return nnkit__err(NNKIT_E_IO, "%s: cannot open the %s: %s; check the path", path,
+                      what, strerror(errno));
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
+    close(fd);
+    return nnkit__err(NNKIT_E_IO, "%s: cannot read the %s: %s", path, what,
+                      strerror(e));
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    const char *kind = S_ISDIR(sb.st_mode)    ? "is a directory"
+                       : S_ISFIFO(sb.st_mode) ? "is a FIFO (named pipe)"
+                       : S_ISSOCK(sb.st_mode) ? "is a socket"
+                       : S_ISCHR(sb.st_mode)  ? "is a character device"
+                       : S_ISBLK(sb.st_mode)  ? "is a block device"
+                                              : "is not a regular file";
+    close(fd);
+    return nnkit__err(NNKIT_E_IO, "%s: %s, not a regular file; pass the path of a %s",
+                      path, kind, what);
+  }
+  /* A regular file never blocks; clear the flag so later reads are plain. */
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    int e = errno;
+    close(fd);
+    return nnkit__err(NNKIT_E_IO, "%s: cannot read the %s: %s", path, what,
+                      strerror(e));
+  }
+  *fd_out = fd;
+  return NNKIT_OK;
+}
+
 nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, const char *path)
 {
   *fd_out = -1;

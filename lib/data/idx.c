@@ -145,18 +145,18 @@ static nnkit_status stream_error(idx_reader *r, const char *promise,
 /* Opens path with one descriptor and hands it to zlib. */
 static nnkit_status reader_fopen(idx_reader *r, const char *path)
 {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return nnkit__err(NNKIT_E_IO, "%s: cannot open: %s; check the path",
-                      path, strerror(errno));
+  int fd;
+  nnkit_status st = nnkit__open_regular(&fd, path, "IDX file");
+  if (st != NNKIT_OK)
+    return st;
   struct stat sb;
-  int e = fstat(fd, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? EISDIR : 0;
-  if (e) {
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
     close(fd);
     return nnkit__err(NNKIT_E_IO, "%s: cannot read: %s; pass the path of an "
                       "IDX file", path, strerror(e));
   }
-  r->regular = S_ISREG(sb.st_mode);
+  r->regular = 1;
   r->file_size = (uint64_t)sb.st_size;
   r->gz = gzdopen(fd, "rb");
   if (!r->gz) {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -257,27 +258,41 @@ const char *nnkit__st_meta_string(const cJSON *meta, const char *key)
 nnkit_status nnkit__st_read_file(nnkit__st_reader *r)
 {
   const char *path = r->path;
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return nnkit__err(NNKIT_E_IO, "%s: cannot open the %s: %s", path, r->what,
-                      strerror(errno));
+  int fd;
+  nnkit_status st = nnkit__open_regular(&fd, path, r->what);
+  if (st != NNKIT_OK)
+    return st;
   struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return nnkit__err(NNKIT_E_IO, "%s: not a regular file", path);
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
+    close(fd);
+    return nnkit__err(NNKIT_E_IO, "%s: cannot read the %s: %s", path, r->what,
+                      strerror(e));
   }
   size_t n = (size_t)sb.st_size;
   unsigned char *b = nnkit__malloc(n ? n : 1);
   if (!b) {
-    fclose(f);
+    close(fd);
     return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for %zu bytes", path, n);
   }
-  size_t got = fread(b, 1, n, f);
-  int err = ferror(f);
-  fclose(f);
-  if (got != n || err) {
+  /* read(2), not stdio: no hidden buffer allocation to fail. */
+  size_t got = 0;
+  int e = 0;
+  while (got < n) {
+    ssize_t k = read(fd, b + got, n - got);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      e = k < 0 ? errno : 0;
+      break;
+    }
+    got += (size_t)k;
+  }
+  close(fd);
+  if (got != n) {
     nnkit__free(b);
-    return nnkit__err(NNKIT_E_IO, "%s: reading the %s failed", path, r->what);
+    return nnkit__err(NNKIT_E_IO, "%s: reading the %s failed: %s", path, r->what,
+                      e ? strerror(e) : "it got shorter while being read");
   }
   r->buf = b;
   r->len = n;
