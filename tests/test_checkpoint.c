@@ -462,6 +462,25 @@ START_TEST(unlike_nets_and_optimizers_are_refused)
   ck_fails(nnkit_trainer_resume(tb, path), NNKIT_E_INVALID, "attach one of the same kind");
   ck_fails(nnkit_trainer_resume(tb, "/nonexistent/x"), NNKIT_E_IO, "/nonexistent/x");
   ck_fails(nnkit_trainer_resume(NULL, path), NNKIT_E_INVALID, "non-NULL");
+  /* Saving through a symbolic link replaces its target, keeps the link and
+   * the target's mode, and removes a killed save's temporary. */
+  char link[512], stale[600];
+  tu_tmp_path(link, sizeof link, "ckpt_link.safetensors");
+  ck_assert_int_eq(symlink(path, link), 0);
+  ck_assert_int_eq(chmod(path, 0600), 0);
+  snprintf(stale, sizeof stale, "%s.tmp.ABCxyz", path);
+  FILE *sf = fopen(stale, "wb");
+  ck_assert_ptr_nonnull(sf);
+  fclose(sf);
+  ck_ok(nnkit_trainer_save_checkpoint(ta, link));
+  struct stat sb;
+  ck_assert_int_eq(lstat(link, &sb), 0);
+  ck_assert(S_ISLNK(sb.st_mode));
+  ck_assert_int_eq(lstat(path, &sb), 0);
+  ck_assert(S_ISREG(sb.st_mode));
+  ck_assert_int_eq(sb.st_mode & 07777, 0600);
+  ck_assert_int_eq(access(stale, F_OK), -1);
+  unlink(link);
   /* A FIFO without a writer: refused at once, not waited on. */
   char fifo[512];
   tu_tmp_path(fifo, sizeof fifo, "ckpt.fifo");

@@ -1011,6 +1011,46 @@ START_TEST(load_from_a_fifo_fails_promptly)
 }
 END_TEST
 
+/* Saves keep an existing file's mode, honour the umask for a new one,
+ * write through a symbolic link and remove temporaries a killed save left. */
+START_TEST(save_keeps_mode_follows_links_and_cleans_temporaries)
+{
+  nnkit_net *net = make_mlp();
+  char path[512], link[512], stale[600];
+  tu_tmp_path(path, sizeof path, "perm.safetensors");
+  tu_tmp_path(link, sizeof link, "perm_link.safetensors");
+  mode_t old = umask(077);
+  ck_ok(nnkit_net_save(net, NULL, path));
+  struct stat sb;
+  ck_assert_int_eq(stat(path, &sb), 0);
+  ck_assert_int_eq(sb.st_mode & 07777, 0600);
+  umask(022);
+  ck_ok(nnkit_net_save(net, NULL, path)); /* stays 0600, not 0644 */
+  ck_assert_int_eq(stat(path, &sb), 0);
+  ck_assert_int_eq(sb.st_mode & 07777, 0600);
+  umask(old);
+  ck_assert_int_eq(symlink(path, link), 0);
+  snprintf(stale, sizeof stale, "%s.tmp.k1LLed", path);
+  write_all(stale, "half a file", 11);
+  ck_ok(nnkit_net_save(net, NULL, link));
+  ck_assert_int_eq(lstat(link, &sb), 0);
+  ck_assert(S_ISLNK(sb.st_mode));
+  ck_assert_int_eq(lstat(path, &sb), 0);
+  ck_assert(S_ISREG(sb.st_mode));
+  ck_assert_int_eq(sb.st_mode & 07777, 0600);
+  ck_assert_int_eq(access(stale, F_OK), -1);
+  ck_assert_int_eq(leftover_tmp(path), 0);
+  ck_assert_int_eq(leftover_tmp(link), 0);
+  nnkit_net *back = NULL;
+  ck_ok(nnkit_net_load(&back, NULL, link));
+  assert_same_net(net, back);
+  nnkit_net_free(back);
+  unlink(link);
+  unlink(path);
+  nnkit_net_free(net);
+}
+END_TEST
+
 /* ---- failed saves ----------------------------------------------------- */
 
 START_TEST(failed_save_leaves_nothing_and_keeps_old_file)
@@ -1111,6 +1151,7 @@ static Suite *io_suite(void)
   tcase_add_test(tb, files_of_version_1_need_no_checksum);
   tcase_add_test(tb, missing_file_and_null_arguments);
   tcase_add_test(tb, load_from_a_fifo_fails_promptly);
+  tcase_add_test(tb, save_keeps_mode_follows_links_and_cleans_temporaries);
   tcase_add_test(tb, failed_save_leaves_nothing_and_keeps_old_file);
   tcase_add_test(tb, load_survives_every_allocation_failure);
   suite_add_tcase(s, tb);
