@@ -530,8 +530,8 @@ START_TEST(allocation_failures)
   sweep_arg s = {ta, path};
   tu_alloc_sweep(sweep_save, &s, "nnkit_trainer_save_checkpoint", NNKIT_OK);
   sweep_arg r = {tb, path};
-  /* cJSON's parser cannot tell a failed allocation from bad text. */
-  tu_alloc_sweep(sweep_resume, &r, "nnkit_trainer_resume", NNKIT_E_FORMAT);
+  /* Only NNKIT_E_NOMEM: a failed parse of valid JSON is memory. */
+  tu_alloc_sweep(sweep_resume, &r, "nnkit_trainer_resume", NNKIT_OK);
   /* tb now holds ta's state: its checkpoint is ta's, byte for byte. */
   ck_ok(nnkit_trainer_save_checkpoint(tb, out));
   size_t l1, l2;

@@ -236,8 +236,9 @@ nnkit_status nnkit__tfile_open(nnkit__tfile *t, const char *path)
     return tst;
   t->f = fdopen(fd, "w");
   if (!t->f) {
-    nnkit_status st = nnkit__err(NNKIT_E_IO, "%s: cannot open a stream: %s", path,
-                                 strerror(errno));
+    int e = errno;
+    nnkit_status st = nnkit__err(e == ENOMEM ? NNKIT_E_NOMEM : NNKIT_E_IO,
+                                 "%s: cannot open a stream: %s", path, strerror(e));
     close(fd);
     unlink(t->tmp);
     nnkit__free(t->tmp);

@@ -119,6 +119,18 @@ void nnkit__st_shape_text(char *buf, size_t len, const size_t *d, size_t n);
 /* Frees what the reader holds. */
 void nnkit__st_reader_free(nnkit__st_reader *r);
 
+/* ---- JSON parse failures ------------------------------------------------- */
+
+/* 1 when text[0..len) starts with a JSON value that cJSON 1.7 is sure to
+ * parse given memory (a strict subset of what it accepts; see
+ * safetensors.c); allocates nothing. */
+int nnkit__json_valid(const char *text, size_t len);
+/* After cJSON returned NULL on text[0..len): NNKIT_E_NOMEM when the text is
+ * valid (so cJSON's allocation failed), else NNKIT_E_FORMAT "<path>: <what>
+ * is not valid JSON". */
+nnkit_status nnkit__json_parse_failed(const char *path, const char *text, size_t len,
+                                      const char *what);
+
 /* ---- the net's architecture (model_file.c) ------------------------------------ */
 
 /* The "architecture" array of net (kinds, options, trainable,

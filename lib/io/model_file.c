@@ -313,8 +313,11 @@ static cJSON *meta_json(const loader *l, const cJSON *meta, const char *key,
     return NULL;
   }
   cJSON *j = cJSON_Parse(s);
-  if (!j)
-    *st = BAD("%s: the metadata's \"%s\" is not valid JSON", l->path, key);
+  if (!j) {
+    char what[96];
+    snprintf(what, sizeof what, "the metadata's \"%s\"", key);
+    *st = nnkit__json_parse_failed(l->path, s, strlen(s), what);
+  }
   return j;
 }
 
