@@ -3,6 +3,7 @@
  * bad files (every truncation, corrupt headers, bad tensors), failed and
  * atomic saves, allocation failures and NULL arguments. */
 #include <dirent.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1139,6 +1140,69 @@ START_TEST(json_failures_tell_memory_from_bad_text)
 }
 END_TEST
 
+/* ---- resource bombs: a small file declaring a huge net ----------------- */
+
+static void units_2_24(cJSON *arch)
+{
+  cJSON_ReplaceItemInObject(cJSON_GetArrayItem(arch, 0), "units",
+                            cJSON_CreateNumber(16777216.0));
+}
+static void units_2_20(cJSON *arch)
+{
+  cJSON_ReplaceItemInObject(cJSON_GetArrayItem(arch, 0), "units",
+                            cJSON_CreateNumber(1048576.0));
+}
+static void bomb_huge(cJSON *h)
+{
+  edit_meta(h, "input_shape", "[16]"); /* 2^24 x 16: 2^28 weights, 1 GB */
+  edit_meta_json(h, "architecture", units_2_24);
+}
+static void bomb_large(cJSON *h) { edit_meta_json(h, "architecture", units_2_20); }
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+START_TEST(small_files_declaring_huge_nets_fail_before_allocating)
+{
+  static const struct {
+    void (*edit)(cJSON *);
+    const char *needle;
+  } cases[] = {
+    {bomb_huge, "the architecture's dense layer 0 declares 285212672 parameters, "
+                "more than the whole"},
+    {bomb_large, "the architecture's dense layer 0 declares 3145728 parameters, "
+                 "more than the whole"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    size_t len;
+    unsigned char *b = edited(&len, cases[c].edit);
+    ck_assert_uint_lt(len, 4096);
+    char path[512];
+    tu_tmp_path(path, sizeof path, "bomb.safetensors");
+    write_all(path, b, len);
+    free(b);
+    nnkit_net *net = (nnkit_net *)1;
+    uint64_t before = nnkit__alloc_count();
+    double t0 = now_s();
+    ck_fails(nnkit_net_load(&net, NULL, path), NNKIT_E_FORMAT, cases[c].needle);
+    double dt = now_s() - t0;
+    uint64_t allocs = nnkit__alloc_count() - before;
+    ck_assert_ptr_null(net);
+    /* Before the check the loader allocated and initialized the parameters
+     * (and their gradients) first: 2 x 1 GB and seconds of initialization
+     * for 2^28 weights; now nothing of that size is asked for. */
+    ck_assert_msg(dt < 2.0, "case %zu took %.2f s", c, dt);
+    ck_assert_msg(allocs < 100, "case %zu: %llu allocations", c,
+                  (unsigned long long)allocs);
+    unlink(path);
+  }
+}
+END_TEST
+
 /* ---- failed saves ----------------------------------------------------- */
 
 START_TEST(failed_save_leaves_nothing_and_keeps_old_file)
@@ -1241,6 +1305,7 @@ static Suite *io_suite(void)
   tcase_add_test(tb, missing_file_and_null_arguments);
   tcase_add_test(tb, load_from_a_fifo_fails_promptly);
   tcase_add_test(tb, json_failures_tell_memory_from_bad_text);
+  tcase_add_test(tb, small_files_declaring_huge_nets_fail_before_allocating);
   tcase_add_test(tb, save_keeps_mode_follows_links_and_cleans_temporaries);
   tcase_add_test(tb, failed_save_leaves_nothing_and_keeps_old_file);
   tcase_add_test(tb, load_survives_every_allocation_failure);

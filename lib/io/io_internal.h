@@ -102,6 +102,10 @@ nnkit__st_in *nnkit__st_find(nnkit__st_reader *r, const char *name);
  * values are finite; `need` names who needs it in the sentences. */
 nnkit_status nnkit__st_take_f32(nnkit__st_reader *r, const char *name, float *dst,
                                 const size_t *dims, size_t ndim, const char *need);
+/* The checks of nnkit__st_take_f32 (present, F32, that shape; the same
+ * sentences) without copying anything. */
+nnkit_status nnkit__st_check_f32(nnkit__st_reader *r, const char *name,
+                                 const size_t *dims, size_t ndim, const char *need);
 /* As nnkit__st_take_f32 for F64 (NaN and infinities allowed) and U64. */
 nnkit_status nnkit__st_take_f64(nnkit__st_reader *r, const char *name, double *dst,
                                 const size_t *dims, size_t ndim, const char *need);

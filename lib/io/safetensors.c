@@ -679,6 +679,16 @@ static nnkit__st_in *want_tensor(nnkit__st_reader *r, const char *name,
   return t;
 }
 
+nnkit_status nnkit__st_check_f32(nnkit__st_reader *r, const char *name,
+                                 const size_t *dims, size_t ndim, const char *need)
+{
+  nnkit_status st = NNKIT_OK;
+  nnkit__st_in *t = want_tensor(r, name, "F32", dims, ndim, need, &st);
+  if (t)
+    t->used = 0; /* taken later */
+  return st;
+}
+
 nnkit_status nnkit__st_take_f32(nnkit__st_reader *r, const char *name, float *dst,
                                 const size_t *dims, size_t ndim, const char *need)
 {
