@@ -45,7 +45,9 @@ size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
  * device: it is opened O_NONBLOCK, anything but a regular file is
  * NNKIT_E_IO naming path and what it is ("is a directory", "is a FIFO"),
  * then O_NONBLOCK is cleared. `what` names the file in sentences ("model
- * file", "CSV file"). Every loader of the library opens through this. */
+ * file", "CSV file"). Model files, checkpoints, IDX and CSV open
+ * through this; the image folder loader (lib/data/imagefolder.c) still
+ * uses fopen. */
 nnkit_status nnkit__open_regular(int *fd_out, const char *path, const char *what);
 /* Atomic writes (every save of the library goes through here):
  * - The file replaced is path's final target: a symbolic link (or a chain
