@@ -41,18 +41,43 @@ void nnkit__alloc_fail_after(uint64_t n);
 size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
 
 /* ---- temporary files (lib/core/tmpfile.c) ----------------------------- */
-/* Creates "<path>.tmp.XXXXXX" (mode 0644) for an atomic write: *fd_out and
- * *tmp_out (owned by the caller, nnkit__free) on success; NNKIT_E_IO naming
- * path, or NNKIT_E_NOMEM, with nothing left on disk otherwise. */
-nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, const char *path);
+/* Opens path for reading (O_CLOEXEC) without ever blocking on a FIFO or a
+ * device: it is opened O_NONBLOCK, anything but a regular file is
+ * NNKIT_E_IO naming path and what it is ("is a directory", "is a FIFO"),
+ * then O_NONBLOCK is cleared. `what` names the file in sentences ("model
+ * file", "CSV file"). Model files, checkpoints, IDX and CSV open
+ * through this; the image folder loader (lib/data/imagefolder.c) still
+ * uses fopen. */
+nnkit_status nnkit__open_regular(int *fd_out, const char *path, const char *what);
+/* Atomic writes (every save of the library goes through here):
+ * - The file replaced is path's final target: a symbolic link (or a chain
+ *   of them) is followed, its target replaced and the link kept; a
+ *   dangling link's target is created.
+ * - The temporary is "<target>.tmp.XXXXXX" (six letters or digits) in the
+ *   target's folder, created O_EXCL with mode 0666 narrowed by the umask
+ *   as fopen would; when the target exists as a regular file, its
+ *   permission bits are copied (an 0600 file stays 0600).
+ * - Before creating it, every regular file of that exact form
+ *   ("<target base>.tmp." + six letters or digits) in that folder is
+ *   removed, whatever its age: only a save killed before its rename
+ *   leaves one. Two saves to the same path at the same time (threads or
+ *   processes) are not supported: the file ends up as one of them or as
+ *   it was, and the other save may fail with NNKIT_E_IO.
+ * nnkit__tmpfile_next_to creates the temporary: *fd_out, *tmp_out and
+ * *dest_out (the path to rename onto; both owned by the caller,
+ * nnkit__free) on success; NNKIT_E_IO naming path, or NNKIT_E_NOMEM, with
+ * nothing left on disk otherwise. */
+nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, char **dest_out,
+                                    const char *path);
 
 /* Atomic files on a stream: nnkit__tfile_open creates the temporary file
- * next to path (t->f open for writing); nnkit__tfile_commit flushes,
- * fsyncs and renames it over path, or on any failure (or when ok == 0)
- * removes it, leaving path as it was; NNKIT_E_IO with a sentence. */
+ * (as above; t->f open for writing); nnkit__tfile_commit flushes,
+ * fsyncs and renames it over the destination, or on any failure (or when
+ * ok == 0) removes it, leaving path as it was; NNKIT_E_IO with a sentence. */
 typedef struct nnkit__tfile {
   FILE *f;
   char *tmp;
+  char *dest;
   const char *path;
 } nnkit__tfile;
 nnkit_status nnkit__tfile_open(nnkit__tfile *t, const char *path);

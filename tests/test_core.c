@@ -47,6 +47,8 @@ START_TEST(last_error_set_and_clear)
 END_TEST
 
 #include <pthread.h>
+#include <dirent.h>
+#include <sys/stat.h>
 static void *other_thread(void *arg)
 {
   (void)arg;
@@ -389,6 +391,152 @@ START_TEST(null_handles_everywhere)
 }
 END_TEST
 
+/* ---- atomic writes (lib/core/tmpfile.c), under every save -------------- */
+
+static void tfile_write(const char *path, const char *text)
+{
+  nnkit__tfile t;
+  ck_ok(nnkit__tfile_open(&t, path));
+  fputs(text, t.f);
+  ck_ok(nnkit__tfile_commit(&t, 1));
+}
+
+static void assert_text(const char *path, const char *text)
+{
+  char buf[64] = {0};
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  ck_assert_uint_eq(n, strlen(text));
+  ck_assert_str_eq(buf, text);
+}
+
+static mode_t mode_of(const char *path)
+{
+  struct stat sb;
+  ck_assert_int_eq(stat(path, &sb), 0);
+  return sb.st_mode & 07777;
+}
+
+/* Files next to path whose name starts with "<base>.tmp.". */
+static int temps_next_to(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  char dir[512], prefix[512];
+  snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  snprintf(prefix, sizeof prefix, "%s.tmp.", slash + 1);
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+  closedir(d);
+  return n;
+}
+
+START_TEST(atomic_write_keeps_the_mode_and_honours_the_umask)
+{
+  char path[512];
+  tu_tmp_path(path, sizeof path, "mode.txt");
+  unlink(path);
+  mode_t old = umask(027);
+  tfile_write(path, "new"); /* a new file: 0666 & ~umask, as fopen */
+  ck_assert_int_eq(mode_of(path), 0640);
+  umask(0);
+  ck_assert_int_eq(chmod(path, 0600), 0);
+  tfile_write(path, "again"); /* an existing 0600 file stays 0600 */
+  ck_assert_int_eq(mode_of(path), 0600);
+  ck_assert_int_eq(chmod(path, 0604), 0);
+  tfile_write(path, "third");
+  ck_assert_int_eq(mode_of(path), 0604);
+  umask(old);
+  assert_text(path, "third");
+  ck_assert_int_eq(temps_next_to(path), 0);
+}
+END_TEST
+
+START_TEST(atomic_write_goes_through_a_symlink)
+{
+  char target[512], link1[512], link2[512];
+  tu_tmp_path(target, sizeof target, "real.txt");
+  tu_tmp_path(link1, sizeof link1, "link1.txt");
+  tu_tmp_path(link2, sizeof link2, "link2.txt");
+  unlink(target);
+  unlink(link1);
+  unlink(link2);
+  tfile_write(target, "old");
+  ck_assert_int_eq(chmod(target, 0600), 0);
+  /* link2 -> link1 (relative) -> target (absolute) */
+  ck_assert_int_eq(symlink(target, link1), 0);
+  ck_assert_int_eq(symlink(strrchr(link1, '/') + 1, link2), 0);
+  tfile_write(link2, "through");
+  struct stat sb;
+  ck_assert_int_eq(lstat(link2, &sb), 0);
+  ck_assert(S_ISLNK(sb.st_mode));
+  ck_assert_int_eq(lstat(link1, &sb), 0);
+  ck_assert(S_ISLNK(sb.st_mode));
+  ck_assert_int_eq(lstat(target, &sb), 0);
+  ck_assert(S_ISREG(sb.st_mode));
+  ck_assert_int_eq(sb.st_mode & 07777, 0600);
+  assert_text(target, "through");
+  ck_assert_int_eq(temps_next_to(target), 0);
+  ck_assert_int_eq(temps_next_to(link2), 0);
+  /* A dangling link: its target is created, the link kept. */
+  unlink(target);
+  tfile_write(link1, "created");
+  ck_assert_int_eq(lstat(link1, &sb), 0);
+  ck_assert(S_ISLNK(sb.st_mode));
+  assert_text(target, "created");
+  /* A loop of links is an error that names the path. */
+  char loop[512];
+  tu_tmp_path(loop, sizeof loop, "loop.txt");
+  unlink(loop);
+  ck_assert_int_eq(symlink(strrchr(loop, '/') + 1, loop), 0);
+  nnkit__tfile t;
+  ck_fails(nnkit__tfile_open(&t, loop), NNKIT_E_IO, "loop.txt");
+  unlink(loop);
+  unlink(link1);
+  unlink(link2);
+}
+END_TEST
+
+START_TEST(atomic_write_removes_stale_temporaries)
+{
+  char path[512], stale[2][600], other[3][600];
+  tu_tmp_path(path, sizeof path, "stale.txt");
+  unlink(path);
+  /* What killed saves leave behind: our exact form. */
+  snprintf(stale[0], sizeof stale[0], "%s.tmp.Ab3xY9", path);
+  snprintf(stale[1], sizeof stale[1], "%s.tmp.000000", path);
+  /* Not ours: another base, another suffix length, a folder. */
+  snprintf(other[0], sizeof other[0], "%s.tmp.Ab3xY", path);
+  snprintf(other[1], sizeof other[1], "%s.tmp.Ab3xY9.bak", path);
+  snprintf(other[2], sizeof other[2], "%s.tmp.DIRDIR", path);
+  for (int i = 0; i < 2; i++) {
+    FILE *f = fopen(stale[i], "wb");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+  }
+  for (int i = 0; i < 2; i++) {
+    FILE *f = fopen(other[i], "wb");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+  }
+  ck_assert_int_eq(mkdir(other[2], 0700), 0);
+  tfile_write(path, "fresh");
+  for (int i = 0; i < 2; i++)
+    ck_assert_msg(access(stale[i], F_OK) != 0, "%s was not removed", stale[i]);
+  for (int i = 0; i < 3; i++)
+    ck_assert_msg(access(other[i], F_OK) == 0, "%s was removed", other[i]);
+  assert_text(path, "fresh");
+  unlink(other[0]);
+  unlink(other[1]);
+  rmdir(other[2]);
+  unlink(path);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
   Suite *s = suite_create("core");
@@ -406,6 +554,9 @@ static Suite *core_suite(void)
   tcase_add_test(tc, rng_shuffle_is_permutation);
   tcase_add_test(tc, alloc_hook_counts_and_fails);
   tcase_add_test(tc, null_handles_everywhere);
+  tcase_add_test(tc, atomic_write_keeps_the_mode_and_honours_the_umask);
+  tcase_add_test(tc, atomic_write_goes_through_a_symlink);
+  tcase_add_test(tc, atomic_write_removes_stale_temporaries);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -689,6 +689,26 @@ START_TEST(load_idx_rejects_missing_file_and_directory)
 }
 END_TEST
 
+/* FIFOs without a writer: refused at once (IDX and CSV), not waited on. */
+START_TEST(loaders_refuse_a_fifo_promptly)
+{
+  char p[512];
+  tu_tmp_path(p, sizeof p, "data.fifo");
+  unlink(p);
+  ck_assert_int_eq(mkfifo(p, 0600), 0);
+  alarm(10); /* a hang becomes a failure (SIGALRM) */
+  load_fails(p, NULL, 0, NNKIT_E_IO, "is a FIFO", p);
+  char img[512], lab[512];
+  tiny_pair(img, lab, sizeof img, 0, 0);
+  load_fails(img, p, 0, NNKIT_E_IO, "is a FIFO", p); /* the labels */
+  nnkit_dataset *ds = SENTINEL;
+  ck_fails(nnkit_dataset_load_csv(&ds, p, ',', 0, NULL, 0), NNKIT_E_IO, "is a FIFO");
+  ck_assert_ptr_null(ds);
+  alarm(0);
+  unlink(p);
+}
+END_TEST
+
 START_TEST(load_idx_rejects_bad_magic_type_and_rank)
 {
   char p[512];
@@ -1343,6 +1363,7 @@ static Suite *data_suite(void)
   tcase_add_test(t, load_idx_float32);
   tcase_add_test(t, load_idx_reads_in_chunks);
   tcase_add_test(t, load_idx_rejects_missing_file_and_directory);
+  tcase_add_test(t, loaders_refuse_a_fifo_promptly);
   tcase_add_test(t, load_idx_rejects_bad_magic_type_and_rank);
   tcase_add_test(t, load_idx_rejects_truncated_plain);
   tcase_add_test(t, load_idx_rejects_truncated_gzip);

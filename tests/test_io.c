@@ -3,12 +3,15 @@
  * bad files (every truncation, corrupt headers, bad tensors), failed and
  * atomic saves, allocation failures and NULL arguments. */
 #include <dirent.h>
+#include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <zlib.h>
 
 #include "testutil.h"
+#include "io/io_internal.h"
 
 /* ---- helpers --------------------------------------------------------- */
 
@@ -993,6 +996,213 @@ START_TEST(missing_file_and_null_arguments)
 }
 END_TEST
 
+/* A FIFO with no writer: opening it for reading would block forever. */
+START_TEST(load_from_a_fifo_fails_promptly)
+{
+  char path[512];
+  tu_tmp_path(path, sizeof path, "fifo.safetensors");
+  unlink(path);
+  ck_assert_int_eq(mkfifo(path, 0600), 0);
+  alarm(10); /* a hang becomes a failure (SIGALRM) */
+  nnkit_net *net = (nnkit_net *)1;
+  ck_fails(nnkit_net_load(&net, NULL, path), NNKIT_E_IO, "is a FIFO");
+  ck_fails(nnkit_net_load(&net, NULL, path), NNKIT_E_IO, path);
+  alarm(0);
+  ck_assert_ptr_null(net);
+  unlink(path);
+}
+END_TEST
+
+/* Saves keep an existing file's mode, honour the umask for a new one,
+ * write through a symbolic link and remove temporaries a killed save left. */
+START_TEST(save_keeps_mode_follows_links_and_cleans_temporaries)
+{
+  nnkit_net *net = make_mlp();
+  char path[512], link[512], stale[600];
+  tu_tmp_path(path, sizeof path, "perm.safetensors");
+  tu_tmp_path(link, sizeof link, "perm_link.safetensors");
+  mode_t old = umask(077);
+  ck_ok(nnkit_net_save(net, NULL, path));
+  struct stat sb;
+  ck_assert_int_eq(stat(path, &sb), 0);
+  ck_assert_int_eq(sb.st_mode & 07777, 0600);
+  umask(022);
+  ck_ok(nnkit_net_save(net, NULL, path)); /* stays 0600, not 0644 */
+  ck_assert_int_eq(stat(path, &sb), 0);
+  ck_assert_int_eq(sb.st_mode & 07777, 0600);
+  umask(old);
+  ck_assert_int_eq(symlink(path, link), 0);
+  snprintf(stale, sizeof stale, "%s.tmp.k1LLed", path);
+  write_all(stale, "half a file", 11);
+  ck_ok(nnkit_net_save(net, NULL, link));
+  ck_assert_int_eq(lstat(link, &sb), 0);
+  ck_assert(S_ISLNK(sb.st_mode));
+  ck_assert_int_eq(lstat(path, &sb), 0);
+  ck_assert(S_ISREG(sb.st_mode));
+  ck_assert_int_eq(sb.st_mode & 07777, 0600);
+  ck_assert_int_eq(access(stale, F_OK), -1);
+  ck_assert_int_eq(leftover_tmp(path), 0);
+  ck_assert_int_eq(leftover_tmp(link), 0);
+  nnkit_net *back = NULL;
+  ck_ok(nnkit_net_load(&back, NULL, link));
+  assert_same_net(net, back);
+  nnkit_net_free(back);
+  unlink(link);
+  unlink(path);
+  nnkit_net_free(net);
+}
+END_TEST
+
+/* ---- bad JSON or no memory (lib/io/safetensors.c) ---------------------- */
+
+/* cJSON returns NULL for both; nnkit answers NNKIT_E_NOMEM only when its
+ * non-allocating validator accepts the text, which must therefore accept
+ * nothing cJSON refuses (given memory). */
+static void json_case(const char *text, size_t len, int valid)
+{
+  ck_assert_msg(nnkit__json_valid(text, len) == valid, "validator on '%.*s': %d",
+                (int)(len > 80 ? 80 : len), text, !valid);
+  cJSON *j = cJSON_ParseWithLengthOpts(text, len, NULL, 0);
+  if (valid)
+    ck_assert_msg(j != NULL, "cJSON refuses '%.*s'", (int)(len > 80 ? 80 : len), text);
+  cJSON_Delete(j);
+  nnkit_status st = nnkit__json_parse_failed("f", text, len, "the header");
+  ck_assert_int_eq(st, valid ? NNKIT_E_NOMEM : NNKIT_E_FORMAT);
+  ck_assert_ptr_nonnull(strstr(nnkit_last_error(), valid ? "out of memory" : "not valid JSON"));
+}
+
+START_TEST(json_failures_tell_memory_from_bad_text)
+{
+  static const char *const good[] = {
+    "{}", " [ ] ", "null", "true", "false", "0", "-0.5e+3", "\"\"",
+    "{\"a\":[1,2,{\"b\":\"c\\\"\\\\\\/\\b\\f\\n\\r\\t\"}]}",
+    "\"\\u00e9\\ud83d\\ude00\"", "{\"__metadata__\":{\"x\":\"1\"}}   ",
+    "[1] trailing bytes are the caller's", "123456789012345678901234567890",
+  };
+  static const char *const bad[] = {
+    "", " ", "{", "[1,]", "{\"a\"}", "{\"a\":}", "{1:2}", "nul", "tru", "01x",
+    "-", "1.", "1e", ".5", "+1", "\"abc", "\"\\x\"", "\"\\u12\"",
+    "\"\\udc00\"", "\"\\ud800\"", "\"\\ud800\\u0041\"", "\"a\tb\"", "\x01[]",
+    "\xef\xbb\xbf{}", "[1 2]", "{\"a\":1,}", "'a'",
+  };
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    json_case(good[i], strlen(good[i]), 1);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    json_case(bad[i], strlen(bad[i]), 0);
+  /* cJSON's limits: 63 characters a number, nesting below 1000. */
+  char num[80];
+  memset(num, '1', 64);
+  json_case(num, 64, 0);
+  json_case(num, 63, 1);
+  char *deep = malloc(2000);
+  ck_assert_ptr_nonnull(deep);
+  memset(deep, '[', 999);
+  memset(deep + 999, ']', 999);
+  json_case(deep, 1998, 1);
+  memset(deep, '[', 1000);
+  memset(deep + 1000, ']', 1000);
+  json_case(deep, 2000, 0);
+  free(deep);
+  /* A real header, each byte replaced by three values and each length:
+   * whatever the validator accepts, cJSON parses. */
+  size_t len;
+  unsigned char *b = small_file(&len, 1);
+  size_t hlen = 0;
+  for (int k = 0; k < 8; k++)
+    hlen |= (size_t)b[k] << (8 * k);
+  char *h = malloc(hlen);
+  ck_assert_ptr_nonnull(h);
+  size_t accepted = 0;
+  for (size_t i = 0; i <= hlen; i++) {
+    for (int v = 0; v < 4; v++) {
+      memcpy(h, b + 8, hlen);
+      size_t n = hlen;
+      if (i == hlen)
+        n = v == 0 ? hlen : (size_t)v * hlen / 4; /* truncations */
+      else
+        h[i] = (char)"\0\"}9"[v];
+      int ok = nnkit__json_valid(h, n);
+      cJSON *j = cJSON_ParseWithLengthOpts(h, n, NULL, 0);
+      ck_assert_msg(!ok || j, "byte %zu -> %d: the validator accepts what cJSON refuses", i, v);
+      accepted += (size_t)ok;
+      cJSON_Delete(j);
+    }
+  }
+  for (size_t n = 0; n < hlen; n++) {
+    int ok = nnkit__json_valid((const char *)b + 8, n);
+    cJSON *j = cJSON_ParseWithLengthOpts((const char *)b + 8, n, NULL, 0);
+    ck_assert_msg(!ok || j, "length %zu: the validator accepts what cJSON refuses", n);
+    cJSON_Delete(j);
+  }
+  ck_assert_uint_gt(accepted, hlen); /* many edits stay valid JSON */
+  free(h);
+  free(b);
+}
+END_TEST
+
+/* ---- resource bombs: a small file declaring a huge net ----------------- */
+
+static void units_2_24(cJSON *arch)
+{
+  cJSON_ReplaceItemInObject(cJSON_GetArrayItem(arch, 0), "units",
+                            cJSON_CreateNumber(16777216.0));
+}
+static void units_2_20(cJSON *arch)
+{
+  cJSON_ReplaceItemInObject(cJSON_GetArrayItem(arch, 0), "units",
+                            cJSON_CreateNumber(1048576.0));
+}
+static void bomb_huge(cJSON *h)
+{
+  edit_meta(h, "input_shape", "[16]"); /* 2^24 x 16: 2^28 weights, 1 GB */
+  edit_meta_json(h, "architecture", units_2_24);
+}
+static void bomb_large(cJSON *h) { edit_meta_json(h, "architecture", units_2_20); }
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+START_TEST(small_files_declaring_huge_nets_fail_before_allocating)
+{
+  static const struct {
+    void (*edit)(cJSON *);
+    const char *needle;
+  } cases[] = {
+    {bomb_huge, "the architecture's dense layer 0 declares 285212672 parameters, "
+                "more than the whole"},
+    {bomb_large, "the architecture's dense layer 0 declares 3145728 parameters, "
+                 "more than the whole"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    size_t len;
+    unsigned char *b = edited(&len, cases[c].edit);
+    ck_assert_uint_lt(len, 4096);
+    char path[512];
+    tu_tmp_path(path, sizeof path, "bomb.safetensors");
+    write_all(path, b, len);
+    free(b);
+    nnkit_net *net = (nnkit_net *)1;
+    uint64_t before = nnkit__alloc_count();
+    double t0 = now_s();
+    ck_fails(nnkit_net_load(&net, NULL, path), NNKIT_E_FORMAT, cases[c].needle);
+    double dt = now_s() - t0;
+    uint64_t allocs = nnkit__alloc_count() - before;
+    ck_assert_ptr_null(net);
+    /* Before the check the loader allocated and initialized the parameters
+     * (and their gradients) first: 2 x 1 GB and seconds of initialization
+     * for 2^28 weights; now nothing of that size is asked for. */
+    ck_assert_msg(dt < 2.0, "case %zu took %.2f s", c, dt);
+    ck_assert_msg(allocs < 100, "case %zu: %llu allocations", c,
+                  (unsigned long long)allocs);
+    unlink(path);
+  }
+}
+END_TEST
+
 /* ---- failed saves ----------------------------------------------------- */
 
 START_TEST(failed_save_leaves_nothing_and_keeps_old_file)
@@ -1064,8 +1274,9 @@ START_TEST(load_survives_every_allocation_failure)
   tu_tmp_path(path, sizeof path, "alloc.safetensors");
   write_all(path, b, len);
   free(b);
-  /* cJSON cannot tell a failed allocation from bad JSON: FORMAT too */
-  uint64_t n = tu_alloc_sweep(load_once, path, "nnkit_net_load", NNKIT_E_FORMAT);
+  /* Only NNKIT_E_NOMEM: a failed parse of valid JSON is memory (see
+   * json_failures_tell_memory_from_bad_text). */
+  uint64_t n = tu_alloc_sweep(load_once, path, "nnkit_net_load", NNKIT_OK);
   ck_assert_uint_gt(n, 10);
 }
 END_TEST
@@ -1092,6 +1303,10 @@ static Suite *io_suite(void)
   tcase_add_test(tb, every_flipped_byte_is_refused);
   tcase_add_test(tb, files_of_version_1_need_no_checksum);
   tcase_add_test(tb, missing_file_and_null_arguments);
+  tcase_add_test(tb, load_from_a_fifo_fails_promptly);
+  tcase_add_test(tb, json_failures_tell_memory_from_bad_text);
+  tcase_add_test(tb, small_files_declaring_huge_nets_fail_before_allocating);
+  tcase_add_test(tb, save_keeps_mode_follows_links_and_cleans_temporaries);
   tcase_add_test(tb, failed_save_leaves_nothing_and_keeps_old_file);
   tcase_add_test(tb, load_survives_every_allocation_failure);
   suite_add_tcase(s, tb);

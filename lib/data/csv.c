@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csv.h>
 
@@ -557,15 +558,16 @@ NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
                       "header row, or give the column's index", fn,
                       label_name);
 
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return nnkit__err(NNKIT_E_IO, "%s: cannot open: %s; check the path", path,
-                      strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
-    fclose(f);
-    return nnkit__err(NNKIT_E_IO, "%s: is a directory; pass the path of a "
-                      "CSV file", path);
+  int fd;
+  nnkit_status ost = nnkit__open_regular(&fd, path, "CSV file");
+  if (ost != NNKIT_OK)
+    return ost;
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    int e = errno;
+    close(fd);
+    return nnkit__err(e == ENOMEM ? NNKIT_E_NOMEM : NNKIT_E_IO,
+                      "%s: cannot open a stream: %s", path, strerror(e));
   }
   locale_t c_loc = newlocale(LC_ALL_MASK, "C", (locale_t)0);
   if (c_loc == (locale_t)0) {

@@ -7,8 +7,10 @@
  * through unchanged. A header is checked against the file's size before
  * anything is allocated, so a corrupt header cannot ask for gigabytes.
  *
- * Writing is atomic: each file goes to "<path>.tmp.XXXXXX" in the same
- * directory, is fsync'ed, and only then renamed over <path>. */
+ * Writing is atomic: each file goes to "<target>.tmp.XXXXXX" next to
+ * path's final target (symbolic links followed), is fsync'ed, and only
+ * then renamed over it (see nnkit__tmpfile_next_to). Reading takes
+ * regular files only (nnkit__open_regular). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -145,18 +147,18 @@ static nnkit_status stream_error(idx_reader *r, const char *promise,
 /* Opens path with one descriptor and hands it to zlib. */
 static nnkit_status reader_fopen(idx_reader *r, const char *path)
 {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return nnkit__err(NNKIT_E_IO, "%s: cannot open: %s; check the path",
-                      path, strerror(errno));
+  int fd;
+  nnkit_status st = nnkit__open_regular(&fd, path, "IDX file");
+  if (st != NNKIT_OK)
+    return st;
   struct stat sb;
-  int e = fstat(fd, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? EISDIR : 0;
-  if (e) {
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
     close(fd);
     return nnkit__err(NNKIT_E_IO, "%s: cannot read: %s; pass the path of an "
                       "IDX file", path, strerror(e));
   }
-  r->regular = S_ISREG(sb.st_mode);
+  r->regular = 1;
   r->file_size = (uint64_t)sb.st_size;
   r->gz = gzdopen(fd, "rb");
   if (!r->gz) {
@@ -564,13 +566,14 @@ static int write_stream(int wfd, int gzip, const idx_content *c)
 
 /* Writes c to a new temporary file next to path and fsyncs it. On success
  * *tmp_out owns the temporary's name; on failure nothing is left on disk. */
-static nnkit_status write_temp(char **tmp_out, const char *path, int gzip,
-                               const idx_content *c)
+static nnkit_status write_temp(char **tmp_out, char **dest_out, const char *path,
+                               int gzip, const idx_content *c)
 {
   *tmp_out = NULL;
+  *dest_out = NULL;
   int fd;
-  char *tmp;
-  nnkit_status tst = nnkit__tmpfile_next_to(&fd, &tmp, path);
+  char *tmp, *dest;
+  nnkit_status tst = nnkit__tmpfile_next_to(&fd, &tmp, &dest, path);
   if (tst != NNKIT_OK)
     return tst;
   int wfd = dup(fd);
@@ -583,6 +586,7 @@ static nnkit_status write_temp(char **tmp_out, const char *path, int gzip,
   if (!ok) {
     unlink(tmp);
     nnkit__free(tmp);
+    nnkit__free(dest);
     if (e == ENOMEM)
       return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory starting zlib "
                         "(nothing was written)", path);
@@ -591,6 +595,7 @@ static nnkit_status write_temp(char **tmp_out, const char *path, int gzip,
                       strerror(e));
   }
   *tmp_out = tmp;
+  *dest_out = dest;
   return NNKIT_OK;
 }
 
@@ -675,10 +680,11 @@ static nnkit_status plan_labels(idx_content *c, const nnkit_dataset *ds,
   return NNKIT_OK;
 }
 
-/* Renames a finished temporary over path and frees its name. */
-static nnkit_status publish(char **tmp, const char *path)
+/* Renames a finished temporary over dest (path's final target) and frees
+ * its name. */
+static nnkit_status publish(char **tmp, const char *dest, const char *path)
 {
-  if (rename(*tmp, path) != 0)
+  if (rename(*tmp, dest) != 0)
     return nnkit__err(NNKIT_E_IO, "%s: cannot replace it: %s; check "
                       "permissions", path, strerror(errno));
   sync_dir_of(*tmp);
@@ -704,15 +710,17 @@ NNKIT_API nnkit_status nnkit_dataset_save_idx(const nnkit_dataset *ds,
     return st;
   /* Both files are complete on disk before either replaces its path, so a
    * failed write leaves the old pair untouched. */
-  char *img_tmp = NULL, *lab_tmp = NULL;
-  st = write_temp(&img_tmp, images_path, gzip, &img);
+  char *img_tmp = NULL, *lab_tmp = NULL, *img_dest = NULL, *lab_dest = NULL;
+  st = write_temp(&img_tmp, &img_dest, images_path, gzip, &img);
   if (st == NNKIT_OK && labels_path)
-    st = write_temp(&lab_tmp, labels_path, gzip, &lab);
+    st = write_temp(&lab_tmp, &lab_dest, labels_path, gzip, &lab);
   if (st == NNKIT_OK)
-    st = publish(&img_tmp, images_path);
+    st = publish(&img_tmp, img_dest, images_path);
   if (st == NNKIT_OK && labels_path)
-    st = publish(&lab_tmp, labels_path);
+    st = publish(&lab_tmp, lab_dest, labels_path);
   discard_temp(img_tmp); /* only temporaries that were not renamed */
   discard_temp(lab_tmp);
+  nnkit__free(img_dest);
+  nnkit__free(lab_dest);
   return st;
 }

@@ -555,9 +555,11 @@ static cJSON *meta_json(nnkit__st_reader *r, const char *key, nnkit_status *st)
     return NULL;
   }
   cJSON *j = cJSON_Parse(s);
-  if (!j)
-    *st = BAD("%s: the metadata's \"%s\" is not valid JSON (or memory ran out)", r->path,
-              key);
+  if (!j) {
+    char what[96];
+    snprintf(what, sizeof what, "the metadata's \"%s\"", key);
+    *st = nnkit__json_parse_failed(r->path, s, strlen(s), what);
+  }
   return j;
 }
 

@@ -102,6 +102,10 @@ nnkit__st_in *nnkit__st_find(nnkit__st_reader *r, const char *name);
  * values are finite; `need` names who needs it in the sentences. */
 nnkit_status nnkit__st_take_f32(nnkit__st_reader *r, const char *name, float *dst,
                                 const size_t *dims, size_t ndim, const char *need);
+/* The checks of nnkit__st_take_f32 (present, F32, that shape; the same
+ * sentences) without copying anything. */
+nnkit_status nnkit__st_check_f32(nnkit__st_reader *r, const char *name,
+                                 const size_t *dims, size_t ndim, const char *need);
 /* As nnkit__st_take_f32 for F64 (NaN and infinities allowed) and U64. */
 nnkit_status nnkit__st_take_f64(nnkit__st_reader *r, const char *name, double *dst,
                                 const size_t *dims, size_t ndim, const char *need);
@@ -118,6 +122,18 @@ int nnkit__st_shape_of(const cJSON *a, size_t max_dims, size_t *dims, size_t *nd
 void nnkit__st_shape_text(char *buf, size_t len, const size_t *d, size_t n);
 /* Frees what the reader holds. */
 void nnkit__st_reader_free(nnkit__st_reader *r);
+
+/* ---- JSON parse failures ------------------------------------------------- */
+
+/* 1 when text[0..len) starts with a JSON value that cJSON 1.7 is sure to
+ * parse given memory (a strict subset of what it accepts; see
+ * safetensors.c); allocates nothing. */
+int nnkit__json_valid(const char *text, size_t len);
+/* After cJSON returned NULL on text[0..len): NNKIT_E_NOMEM when the text is
+ * valid (so cJSON's allocation failed), else NNKIT_E_FORMAT "<path>: <what>
+ * is not valid JSON". */
+nnkit_status nnkit__json_parse_failed(const char *path, const char *text, size_t len,
+                                      const char *what);
 
 /* ---- the net's architecture (model_file.c) ------------------------------------ */
 

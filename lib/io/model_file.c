@@ -313,9 +313,56 @@ static cJSON *meta_json(const loader *l, const cJSON *meta, const char *key,
     return NULL;
   }
   cJSON *j = cJSON_Parse(s);
-  if (!j)
-    *st = BAD("%s: the metadata's \"%s\" is not valid JSON", l->path, key);
+  if (!j) {
+    char what[96];
+    snprintf(what, sizeof what, "the metadata's \"%s\"", key);
+    *st = nnkit__json_parse_failed(l->path, s, strlen(s), what);
+  }
   return j;
+}
+
+/* Before anything as large as the parameters is allocated (the layers
+ * were only added: shapes inferred, no parameters), checks the declared
+ * architecture against the file: no layer may need more parameter bytes
+ * than the whole file has, and every tensor a layer needs must be there
+ * with its dtype and shape. So a small file cannot make the loader
+ * allocate or initialize more than about twice its size in parameters. */
+static nnkit_status check_declared_sizes(loader *l, nnkit_net *net)
+{
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *ly = &net->layers[i];
+    int over = 0;
+    size_t bytes = nnkit__mul_size(ly->num_params, sizeof(float), &over);
+    if (over || bytes > l->len)
+      return BAD("%s: the architecture's %s layer %zu declares %zu parameters, more "
+                 "than the whole %zu-byte file can hold; the file is damaged or not "
+                 "an nnkit model file", l->path, ly->ops->name, i, ly->num_params,
+                 l->len);
+  }
+  for (size_t i = 0; i < net->num_layers; i++) {
+    nnkit__layer *ly = &net->layers[i];
+    const nnkit__layer_kind *k = ly->ops;
+    /* tensors() only computes the parameters' addresses: point them into
+     * the file buffer (at least as large, checked above) instead of NULL. */
+    float *saved = ly->params;
+    if (ly->num_params && !saved)
+      ly->params = (float *)(void *)l->buf;
+    nnkit__tensor t[NNKIT__MAX_LAYER_TENSORS];
+    size_t nt = k->tensors ? k->tensors(ly, t) : 0;
+    ly->params = saved;
+    char what[64];
+    snprintf(what, sizeof what, "the architecture's %s layer %zu", k->name, i);
+    for (size_t j = 0; j < nt; j++) {
+      if (!MODEL_TENSOR(&t[j]))
+        continue;
+      char name[96];
+      snprintf(name, sizeof name, "layers.%zu.%s", i, t[j].name);
+      nnkit_status st = nnkit__st_check_f32(l, name, t[j].dims, t[j].ndim, what);
+      if (st != NNKIT_OK)
+        return st;
+    }
+  }
+  return NNKIT_OK;
 }
 
 static nnkit_status build_net(loader *l, const cJSON *meta, nnkit_net **out)
@@ -363,6 +410,8 @@ static nnkit_status build_net(loader *l, const cJSON *meta, nnkit_net **out)
       break;
     st = add_layer(l, net, o, i++);
   }
+  if (st == NNKIT_OK)
+    st = check_declared_sizes(l, net);
   if (st == NNKIT_OK)
     st = nnkit__net_build(net);
   for (i = 0; st == NNKIT_OK && i < net->num_layers; i++) {

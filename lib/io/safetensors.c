@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -208,6 +209,202 @@ nnkit_status nnkit__st_write(nnkit__st_writer *w, cJSON *h, int with_crc)
   return st;
 }
 
+/* ---- telling bad JSON from a failed allocation ------------------------------ */
+
+/* cJSON returns NULL both for bad JSON and when its own malloc fails, and
+ * nnkit must not install cJSON hooks (they are process-wide). So after a
+ * NULL parse nnkit checks the same bytes with this validator, which
+ * allocates nothing and accepts only a subset of what cJSON 1.7 parses:
+ * RFC 8259 JSON with whitespace limited to space, tab, CR and LF, no raw
+ * control characters in strings, numbers of at most 63 characters (cJSON
+ * copies a number into a 64-byte buffer), \u escapes that form valid
+ * UTF-16 (cJSON rejects lone surrogates), nesting below 1000 (cJSON's
+ * CJSON_NESTING_LIMIT). If the validator accepts text that cJSON refused,
+ * the only reason left is memory, so the answer is NNKIT_E_NOMEM;
+ * anything it rejects is NNKIT_E_FORMAT. Like cJSON with
+ * require_null_terminated = 0, bytes after the value are not looked at. */
+typedef struct jscan {
+  const unsigned char *p, *end;
+  int depth;
+} jscan;
+
+static void js_ws(jscan *j)
+{
+  while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' ||
+                           *j->p == '\r'))
+    j->p++;
+}
+
+static int js_hex4(jscan *j, unsigned *out)
+{
+  if (j->end - j->p < 4)
+    return 0;
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    unsigned c = j->p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9')
+      v |= c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v |= c - 'A' + 10;
+    else
+      return 0;
+  }
+  j->p += 4;
+  *out = v;
+  return 1;
+}
+
+static int js_string(jscan *j)
+{
+  if (j->p >= j->end || *j->p != '"')
+    return 0;
+  j->p++;
+  while (j->p < j->end) {
+    unsigned char c = *j->p++;
+    if (c == '"')
+      return 1;
+    if (c < 0x20)
+      return 0;
+    if (c != '\\')
+      continue;
+    if (j->p >= j->end)
+      return 0;
+    c = *j->p++;
+    if (strchr("\"\\/bfnrt", c) && c)
+      continue;
+    if (c != 'u')
+      return 0;
+    unsigned u, lo;
+    if (!js_hex4(j, &u) || (u >= 0xDC00 && u <= 0xDFFF))
+      return 0;
+    if (u >= 0xD800 && u <= 0xDBFF) { /* a high surrogate needs its low half */
+      if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u')
+        return 0;
+      j->p += 2;
+      if (!js_hex4(j, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+        return 0;
+    }
+  }
+  return 0;
+}
+
+static int js_digits(jscan *j)
+{
+  const unsigned char *b = j->p;
+  while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+    j->p++;
+  return j->p > b;
+}
+
+static int js_number(jscan *j)
+{
+  const unsigned char *b = j->p;
+  if (j->p < j->end && *j->p == '-')
+    j->p++;
+  if (j->p < j->end && *j->p == '0')
+    j->p++;
+  else if (!js_digits(j))
+    return 0;
+  if (j->p < j->end && *j->p == '.') {
+    j->p++;
+    if (!js_digits(j))
+      return 0;
+  }
+  if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+    j->p++;
+    if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
+      j->p++;
+    if (!js_digits(j))
+      return 0;
+  }
+  /* cJSON reads at most 63 characters, and only these after a number. */
+  if (j->p - b > 63)
+    return 0;
+  return j->p == j->end || !strchr("0123456789+-eE.", *j->p) || !*j->p;
+}
+
+static int js_word(jscan *j, const char *w)
+{
+  size_t n = strlen(w);
+  if ((size_t)(j->end - j->p) < n || memcmp(j->p, w, n) != 0)
+    return 0;
+  j->p += n;
+  return 1;
+}
+
+static int js_value(jscan *j)
+{
+  if (j->p >= j->end)
+    return 0;
+  unsigned char c = *j->p;
+  if (c == '"')
+    return js_string(j);
+  if (c == '-' || (c >= '0' && c <= '9'))
+    return js_number(j);
+  if (c == 'n')
+    return js_word(j, "null");
+  if (c == 't')
+    return js_word(j, "true");
+  if (c == 'f')
+    return js_word(j, "false");
+  if (c != '[' && c != '{')
+    return 0;
+  if (++j->depth >= 1000)
+    return 0;
+  int obj = c == '{';
+  j->p++;
+  js_ws(j);
+  if (j->p < j->end && *j->p == (obj ? '}' : ']')) {
+    j->p++;
+    j->depth--;
+    return 1;
+  }
+  for (;;) {
+    if (obj) {
+      if (!js_string(j))
+        return 0;
+      js_ws(j);
+      if (j->p >= j->end || *j->p != ':')
+        return 0;
+      j->p++;
+      js_ws(j);
+    }
+    if (!js_value(j))
+      return 0;
+    js_ws(j);
+    if (j->p >= j->end)
+      return 0;
+    if (*j->p == ',') {
+      j->p++;
+      js_ws(j);
+      continue;
+    }
+    if (*j->p != (obj ? '}' : ']'))
+      return 0;
+    j->p++;
+    j->depth--;
+    return 1;
+  }
+}
+
+int nnkit__json_valid(const char *text, size_t len)
+{
+  jscan j = {(const unsigned char *)text, (const unsigned char *)text + len, 0};
+  js_ws(&j);
+  return js_value(&j);
+}
+
+nnkit_status nnkit__json_parse_failed(const char *path, const char *text, size_t len,
+                                      const char *what)
+{
+  if (nnkit__json_valid(text, len))
+    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory parsing %s", path, what);
+  return nnkit__err(NNKIT_E_FORMAT, "%s: %s is not valid JSON", path, what);
+}
+
 /* ---- reading ----------------------------------------------------------------- */
 
 #define BAD(...) nnkit__err(NNKIT_E_FORMAT, __VA_ARGS__)
@@ -257,27 +454,41 @@ const char *nnkit__st_meta_string(const cJSON *meta, const char *key)
 nnkit_status nnkit__st_read_file(nnkit__st_reader *r)
 {
   const char *path = r->path;
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return nnkit__err(NNKIT_E_IO, "%s: cannot open the %s: %s", path, r->what,
-                      strerror(errno));
+  int fd;
+  nnkit_status st = nnkit__open_regular(&fd, path, r->what);
+  if (st != NNKIT_OK)
+    return st;
   struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return nnkit__err(NNKIT_E_IO, "%s: not a regular file", path);
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
+    close(fd);
+    return nnkit__err(NNKIT_E_IO, "%s: cannot read the %s: %s", path, r->what,
+                      strerror(e));
   }
   size_t n = (size_t)sb.st_size;
   unsigned char *b = nnkit__malloc(n ? n : 1);
   if (!b) {
-    fclose(f);
+    close(fd);
     return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for %zu bytes", path, n);
   }
-  size_t got = fread(b, 1, n, f);
-  int err = ferror(f);
-  fclose(f);
-  if (got != n || err) {
+  /* read(2), not stdio: no hidden buffer allocation to fail. */
+  size_t got = 0;
+  int e = 0;
+  while (got < n) {
+    ssize_t k = read(fd, b + got, n - got);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      e = k < 0 ? errno : 0;
+      break;
+    }
+    got += (size_t)k;
+  }
+  close(fd);
+  if (got != n) {
     nnkit__free(b);
-    return nnkit__err(NNKIT_E_IO, "%s: reading the %s failed", path, r->what);
+    return nnkit__err(NNKIT_E_IO, "%s: reading the %s failed: %s", path, r->what,
+                      e ? strerror(e) : "it got shorter while being read");
   }
   r->buf = b;
   r->len = n;
@@ -301,8 +512,8 @@ nnkit_status nnkit__st_parse_header(nnkit__st_reader *r)
   const char *end = NULL;
   r->header = cJSON_ParseWithLengthOpts((const char *)buf + 8, (size_t)hlen, &end, 0);
   if (!r->header)
-    return BAD("%s: the header is not valid JSON (or memory ran out parsing it)",
-               r->path);
+    return nnkit__json_parse_failed(r->path, (const char *)buf + 8, (size_t)hlen,
+                                    "the header");
   for (const char *p = end; p < (const char *)buf + 8 + hlen; p++)
     if (*p != ' ')
       return BAD("%s: the header has bytes after its JSON object", r->path);
@@ -466,6 +677,16 @@ static nnkit__st_in *want_tensor(nnkit__st_reader *r, const char *name,
   }
   t->used = 1;
   return t;
+}
+
+nnkit_status nnkit__st_check_f32(nnkit__st_reader *r, const char *name,
+                                 const size_t *dims, size_t ndim, const char *need)
+{
+  nnkit_status st = NNKIT_OK;
+  nnkit__st_in *t = want_tensor(r, name, "F32", dims, ndim, need, &st);
+  if (t)
+    t->used = 0; /* taken later */
+  return st;
 }
 
 nnkit_status nnkit__st_take_f32(nnkit__st_reader *r, const char *name, float *dst,
