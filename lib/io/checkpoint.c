@@ -547,29 +547,13 @@ static void staged_free(staged *s)
   nnkit__snapshot_free(&s->good);
 }
 
-static cJSON *meta_json(nnkit__st_reader *r, const char *key, nnkit_status *st)
-{
-  const char *s = nnkit__st_meta_string(r->meta, key);
-  if (!s) {
-    *st = BAD("%s: the metadata lacks \"%s\"", r->path, key);
-    return NULL;
-  }
-  cJSON *j = cJSON_Parse(s);
-  if (!j) {
-    char what[96];
-    snprintf(what, sizeof what, "the metadata's \"%s\"", key);
-    *st = nnkit__json_parse_failed(r->path, s, strlen(s), what);
-  }
-  return j;
-}
-
 /* The file's net against tr's: same input, loss and layers (kinds and
  * options); stages the tensors, trainable flags and multipliers. */
 static nnkit_status check_net(nnkit__st_reader *r, nnkit_net *net, staged *s)
 {
   nnkit_status st = NNKIT_OK;
   size_t dims[NNKIT_MAX_SAMPLE_DIMS], ndim = 0;
-  cJSON *shape = meta_json(r, "input_shape", &st);
+  cJSON *shape = nnkit__st_meta_json(r, "input_shape", &st);
   if (!shape)
     return st;
   int ok = nnkit__st_shape_of(shape, NNKIT_MAX_SAMPLE_DIMS, dims, &ndim);
@@ -601,7 +585,7 @@ static nnkit_status check_net(nnkit__st_reader *r, nnkit_net *net, staged *s)
   if (strcmp(loss, loss_name(net->loss)) != 0)
     return nnkit__err(NNKIT_E_SHAPE, "%s: the checkpoint's net has the %s loss, the "
                       "trainer's the %s loss", r->path, loss, loss_name(net->loss));
-  cJSON *arch = meta_json(r, "architecture", &st);
+  cJSON *arch = nnkit__st_meta_json(r, "architecture", &st);
   if (!arch)
     return st;
   size_t L = net->num_layers;
@@ -726,7 +710,7 @@ static nnkit_status check_optimizer(nnkit__st_reader *r, const nnkit_trainer *tr
   const nnkit_optimizer *opt = tr->opt;
   const nnkit__optim_kind_desc *d = opt->desc;
   nnkit_status st = NNKIT_OK;
-  cJSON *o = meta_json(r, "optimizer", &st);
+  cJSON *o = nnkit__st_meta_json(r, "optimizer", &st);
   if (!o)
     return st;
   nnkit_optimizer *probe = NULL;
@@ -914,7 +898,7 @@ static nnkit_status check_trainer(nnkit__st_reader *r, const nnkit_trainer *tr,
                                   staged *s)
 {
   nnkit_status st = NNKIT_OK;
-  cJSON *o = meta_json(r, "trainer", &st);
+  cJSON *o = nnkit__st_meta_json(r, "trainer", &st);
   if (!o)
     return st;
   const nnkit_net *net = tr->net;
@@ -1128,7 +1112,7 @@ static nnkit_status stage(nnkit__st_reader *r, nnkit_trainer *tr, staged *s)
   if (!ver || strcmp(ver, CKPT_VERSION) != 0)
     return BAD("%s: checkpoint version %s; this nnkit (%s) reads version %s", r->path,
                ver ? ver : "(missing)", nnkit_version(), CKPT_VERSION);
-  st = nnkit__st_check_crc(r);
+  st = nnkit__st_check_crc(r, 1);
   if (st != NNKIT_OK)
     return st;
   static const char *const dtypes[] = {"F32", "F64", "U64", NULL};

@@ -90,9 +90,11 @@ nnkit_status nnkit__st_read_file(nnkit__st_reader *r);
  * only), "__metadata__" as a map of strings. NNKIT_E_FORMAT with a
  * sentence naming the file. */
 nnkit_status nnkit__st_parse_header(nnkit__st_reader *r);
-/* Checks "crc32" of the metadata against the file (see nnkit__st_write).
- * NNKIT_E_FORMAT when it is missing or does not match. */
-nnkit_status nnkit__st_check_crc(const nnkit__st_reader *r);
+/* Checks "crc32" of the metadata against the file (see nnkit__st_write):
+ * NNKIT_E_FORMAT when it is malformed, misplaced or does not match, and
+ * when it is missing while `required` (files of a format that has no
+ * checksum, such as model files of version 1, pass 0). */
+nnkit_status nnkit__st_check_crc(const nnkit__st_reader *r, int required);
 /* Checks the tensor entries (dtype one of the `dtypes`, NULL-terminated;
  * shape; offsets tiling the data exactly) and fills r->t. */
 nnkit_status nnkit__st_read_tensors(nnkit__st_reader *r, const char *const *dtypes);
@@ -112,6 +114,11 @@ nnkit_status nnkit__st_take_f64(nnkit__st_reader *r, const char *name, double *d
 nnkit_status nnkit__st_take_u64(nnkit__st_reader *r, const char *name,
                                 uint64_t *dst, const size_t *dims, size_t ndim,
                                 const char *need);
+/* A metadata string holding JSON, parsed (owned by the caller); NULL with
+ * *st set (NNKIT_E_FORMAT naming the key, or NNKIT_E_NOMEM) when it is
+ * absent or cannot be parsed. */
+cJSON *nnkit__st_meta_json(const nnkit__st_reader *r, const char *key,
+                           nnkit_status *st);
 /* A metadata string, or NULL. */
 const char *nnkit__st_meta_string(const cJSON *meta, const char *key);
 /* A JSON number that is a whole number in [0, max]. */

@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
-#include <zlib.h>
 
 #include "io_internal.h"
 
@@ -19,10 +18,6 @@
  * files (nnkit 0.1.0) have neither and still load. */
 #define FORMAT_VERSION "2"
 #define FORMAT_VERSION_NO_CRC "1"
-/* The checksum's place in the header, as nnkit__st_write puts it: the 8
- * hex digits follow this key. */
-#define CRC_KEY "\"crc32\":\""
-#define CRC_BLANK "00000000"
 
 static const char *const norm_kinds[] = {NULL, "mean_image", "channel_mean",
                                          "standardize", "pca", "pca_whiten",
@@ -302,25 +297,6 @@ static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t 
   return relabel(st, l->path, what);
 }
 
-/* Parses a metadata string holding JSON; NULL with an error when absent or
- * malformed. */
-static cJSON *meta_json(const loader *l, const cJSON *meta, const char *key,
-                        nnkit_status *st)
-{
-  const char *s = meta_string(meta, key);
-  if (!s) {
-    *st = BAD("%s: the metadata lacks \"%s\"", l->path, key);
-    return NULL;
-  }
-  cJSON *j = cJSON_Parse(s);
-  if (!j) {
-    char what[96];
-    snprintf(what, sizeof what, "the metadata's \"%s\"", key);
-    *st = nnkit__json_parse_failed(l->path, s, strlen(s), what);
-  }
-  return j;
-}
-
 /* Before anything as large as the parameters is allocated (the layers
  * were only added: shapes inferred, no parameters), checks the declared
  * architecture against the file: no layer may need more parameter bytes
@@ -369,7 +345,7 @@ static nnkit_status build_net(loader *l, const cJSON *meta, nnkit_net **out)
 {
   nnkit_status st = NNKIT_OK;
   size_t dims[NNKIT_MAX_SAMPLE_DIMS], ndim = 0;
-  cJSON *shape = meta_json(l, meta, "input_shape", &st);
+  cJSON *shape = nnkit__st_meta_json(l, "input_shape", &st);
   if (!shape)
     return st;
   int ok = nnkit__st_shape_of(shape, NNKIT_MAX_SAMPLE_DIMS, dims, &ndim);
@@ -391,7 +367,7 @@ static nnkit_status build_net(loader *l, const cJSON *meta, nnkit_net **out)
   else
     return BAD("%s: the metadata's \"loss\" must be \"softmax_cross_entropy\" or "
                "\"mse\"", l->path);
-  cJSON *arch = meta_json(l, meta, "architecture", &st);
+  cJSON *arch = nnkit__st_meta_json(l, "architecture", &st);
   if (!arch)
     return st;
   nnkit_net *net = NULL;
@@ -448,7 +424,7 @@ static nnkit_status build_normalizer(loader *l, const cJSON *meta,
   if (!cJSON_GetObjectItemCaseSensitive(meta, "normalizer"))
     return NNKIT_OK;
   nnkit_status st = NNKIT_OK;
-  cJSON *o = meta_json(l, meta, "normalizer", &st);
+  cJSON *o = nnkit__st_meta_json(l, "normalizer", &st);
   if (!o)
     return st;
   float *arr[4] = {NULL, NULL, NULL, NULL};
@@ -522,56 +498,6 @@ done:
   return NNKIT_OK;
 }
 
-/* Checks the "crc32" of the file l holds (header parsed): required from
- * format version 2 on, checked whenever present. The sentences name what
- * is wrong with a model file in particular. */
-static nnkit_status check_crc(const loader *l, int required)
-{
-  const cJSON *meta = l->meta;
-  const unsigned char *buf = l->buf;
-  size_t len = l->len, hlen = (size_t)(l->data - l->buf) - 8;
-  const char *stored = meta_string(meta, "crc32");
-  if (!stored) {
-    if (!required)
-      return NNKIT_OK;
-    return BAD("%s: the metadata lacks \"crc32\" (format version %s files carry "
-               "a checksum); the file is corrupt", l->path, FORMAT_VERSION);
-  }
-  int ok = strlen(stored) == 8;
-  for (size_t i = 0; ok && i < 8; i++)
-    ok = (stored[i] >= '0' && stored[i] <= '9') || (stored[i] >= 'a' && stored[i] <= 'f');
-  if (!ok)
-    return BAD("%s: the metadata's \"crc32\" must be 8 lowercase hex digits; the "
-               "file is corrupt", l->path);
-  /* Where the digits are: right after the key, as nnkit writes it. */
-  char pat[32];
-  snprintf(pat, sizeof pat, "%s%s\"", CRC_KEY, stored);
-  size_t plen = strlen(pat), at = 0;
-  int found = 0;
-  for (size_t i = 8; !found && i + plen <= 8 + hlen; i++)
-    if (buf[i] == '"' && memcmp(buf + i, pat, plen) == 0) {
-      found = 1;
-      at = i + strlen(CRC_KEY);
-    }
-  if (!found)
-    return BAD("%s: the header does not hold \"crc32\" the way nnkit writes it "
-               "(rewritten by another tool?); the file cannot be checked", l->path);
-  uLong crc = crc32(0L, Z_NULL, 0);
-  crc = crc32(crc, buf, (uInt)at);
-  crc = crc32(crc, (const Bytef *)CRC_BLANK, 8);
-  for (size_t o = at + 8; o < len;) { /* uInt-sized pieces */
-    size_t m = len - o < ((size_t)1 << 30) ? len - o : ((size_t)1 << 30);
-    crc = crc32(crc, buf + o, (uInt)m);
-    o += m;
-  }
-  char computed[9];
-  snprintf(computed, sizeof computed, "%08lx", (unsigned long)(crc & 0xffffffffUL));
-  if (strcmp(computed, stored) != 0)
-    return BAD("%s: checksum mismatch: the file is corrupt (stored %s, computed %s)",
-               l->path, stored, computed);
-  return NNKIT_OK;
-}
-
 /* The class names of the metadata, if any, given to net. */
 static nnkit_status read_class_names(const loader *l, const cJSON *meta,
                                      nnkit_net *net)
@@ -579,7 +505,7 @@ static nnkit_status read_class_names(const loader *l, const cJSON *meta,
   if (!cJSON_GetObjectItemCaseSensitive(meta, "class_names"))
     return NNKIT_OK;
   nnkit_status st = NNKIT_OK;
-  cJSON *a = meta_json(l, meta, "class_names", &st);
+  cJSON *a = nnkit__st_meta_json(l, "class_names", &st);
   if (!a)
     return st;
   size_t n = cJSON_IsArray(a) ? (size_t)cJSON_GetArraySize(a) : 0;
@@ -626,7 +552,7 @@ static nnkit_status load(loader *l, nnkit_net **net_out, nnkit_normalizer **nz_o
     return BAD("%s: format version %s; this nnkit (%s) reads versions %s and %s, "
                "upgrade nnkit to load it", l->path, ver ? ver : "(missing)",
                nnkit_version(), FORMAT_VERSION_NO_CRC, FORMAT_VERSION);
-  st = check_crc(l, !v1);
+  st = nnkit__st_check_crc(l, !v1);
   if (st != NNKIT_OK)
     return st;
   static const char *const dtypes[] = {"F32", NULL};

@@ -451,21 +451,32 @@ const char *nnkit__st_meta_string(const cJSON *meta, const char *key)
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+cJSON *nnkit__st_meta_json(const nnkit__st_reader *r, const char *key,
+                           nnkit_status *st)
+{
+  const char *s = nnkit__st_meta_string(r->meta, key);
+  if (!s) {
+    *st = BAD("%s: the metadata lacks \"%s\"", r->path, key);
+    return NULL;
+  }
+  cJSON *j = cJSON_Parse(s);
+  if (!j) {
+    char what[96];
+    snprintf(what, sizeof what, "the metadata's \"%s\"", key);
+    *st = nnkit__json_parse_failed(r->path, s, strlen(s), what);
+  }
+  return j;
+}
+
 nnkit_status nnkit__st_read_file(nnkit__st_reader *r)
 {
   const char *path = r->path;
   int fd;
-  nnkit_status st = nnkit__open_regular(&fd, path, r->what);
+  uint64_t size;
+  nnkit_status st = nnkit__open_regular(&fd, &size, path, r->what);
   if (st != NNKIT_OK)
     return st;
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return nnkit__err(NNKIT_E_IO, "%s: cannot read the %s: %s", path, r->what,
-                      strerror(e));
-  }
-  size_t n = (size_t)sb.st_size;
+  size_t n = (size_t)size;
   unsigned char *b = nnkit__malloc(n ? n : 1);
   if (!b) {
     close(fd);
@@ -534,22 +545,29 @@ nnkit_status nnkit__st_parse_header(nnkit__st_reader *r)
   return NNKIT_OK;
 }
 
-nnkit_status nnkit__st_check_crc(const nnkit__st_reader *r)
+nnkit_status nnkit__st_check_crc(const nnkit__st_reader *r, int required)
 {
-  const char *want = nnkit__st_meta_string(r->meta, "crc32");
-  if (!want || strlen(want) != 8 || strspn(want, "0123456789abcdef") != 8)
-    return BAD("%s: the metadata lacks \"crc32\" (eight hex digits); the %s is damaged "
-               "or was not written by nnkit", r->path, r->what);
-  /* The digits' place in the raw header: the key as cJSON prints it. */
-  size_t hlen = (size_t)(r->data - r->buf) - 8, klen = strlen(CRC_KEY);
-  const char *h = (const char *)r->buf + 8, *at = NULL;
-  for (size_t i = 0; i + klen + 8 <= hlen && !at; i++)
-    if (memcmp(h + i, CRC_KEY, klen) == 0 && memcmp(h + i + klen, want, 8) == 0)
-      at = h + i + klen;
-  if (!at)
-    return BAD("%s: the header's \"crc32\" is not where nnkit writes it; the %s is "
-               "damaged", r->path, r->what);
-  size_t pos = (size_t)((const unsigned char *)at - r->buf);
+  const char *stored = nnkit__st_meta_string(r->meta, "crc32");
+  if (!stored) {
+    if (!required)
+      return NNKIT_OK;
+    return BAD("%s: the metadata lacks \"crc32\" (every %s nnkit writes carries a "
+               "checksum); the file is corrupt", r->path, r->what);
+  }
+  if (strlen(stored) != 8 || strspn(stored, "0123456789abcdef") != 8)
+    return BAD("%s: the metadata's \"crc32\" must be 8 lowercase hex digits; the "
+               "file is corrupt", r->path);
+  /* The digits' place in the raw header: right after the key, as cJSON
+   * prints it, and followed by the closing quote. */
+  char pat[32];
+  snprintf(pat, sizeof pat, "%s%s\"", CRC_KEY, stored);
+  size_t hlen = (size_t)(r->data - r->buf) - 8, plen = strlen(pat), pos = 0;
+  for (size_t i = 8; !pos && i + plen <= 8 + hlen; i++)
+    if (r->buf[i] == '"' && memcmp(r->buf + i, pat, plen) == 0)
+      pos = i + strlen(CRC_KEY);
+  if (!pos)
+    return BAD("%s: the header does not hold \"crc32\" the way nnkit writes it "
+               "(rewritten by another tool?); the file cannot be checked", r->path);
   uLong crc = crc32(0L, Z_NULL, 0);
   crc = crc32(crc, r->buf, (uInt)pos);
   crc = crc32(crc, (const Bytef *)CRC_ZERO, 8);
@@ -557,11 +575,11 @@ nnkit_status nnkit__st_check_crc(const nnkit__st_reader *r)
     size_t m = r->len - o < ((size_t)1 << 30) ? r->len - o : ((size_t)1 << 30);
     crc = crc32(crc, r->buf + o, (uInt)m);
   }
-  char got[9];
-  snprintf(got, sizeof got, "%08lx", (unsigned long)(crc & 0xffffffffUL));
-  if (strcmp(got, want) != 0)
-    return BAD("%s: CRC-32 mismatch (the file gives %s, its header says %s); the %s "
-               "is damaged or truncated", r->path, got, want, r->what);
+  char computed[9];
+  snprintf(computed, sizeof computed, "%08lx", (unsigned long)(crc & 0xffffffffUL));
+  if (strcmp(computed, stored) != 0)
+    return BAD("%s: checksum mismatch: the file is corrupt (stored %s, computed %s)",
+               r->path, stored, computed);
   return NNKIT_OK;
 }
 
