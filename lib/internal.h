@@ -44,11 +44,13 @@ size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
 /* Opens path for reading (O_CLOEXEC) without ever blocking on a FIFO or a
  * device: it is opened O_NONBLOCK, anything but a regular file is
  * NNKIT_E_IO naming path and what it is ("is a directory", "is a FIFO"),
- * then O_NONBLOCK is cleared. `what` names the file in sentences ("model
+ * then O_NONBLOCK is cleared; *size_out (may be NULL) gets the file's size
+ * in bytes. `what` names the file in sentences ("model
  * file", "CSV file"). Model files, checkpoints, IDX and CSV open
  * through this; the image folder loader (lib/data/imagefolder.c) still
  * uses fopen. */
-nnkit_status nnkit__open_regular(int *fd_out, const char *path, const char *what);
+nnkit_status nnkit__open_regular(int *fd_out, uint64_t *size_out, const char *path,
+                                 const char *what);
 /* Atomic writes (every save of the library goes through here):
  * - The file replaced is path's final target: a symbolic link (or a chain
  *   of them) is followed, its target replaced and the link kept; a
@@ -243,6 +245,11 @@ nnkit_status nnkit__dataset_own_floats(nnkit_dataset *ds, const char *fn);
 /* ---- data pipelines (lib/data/classes.c, csv.c, imagefolder.c, split.c,
  * normalizer.c, augment.c, pipeline.c) ---------------------------------- */
 
+/* One nnkit__malloc block holding n pointers followed by copies of the
+ * strings names[0..n) (all non-NULL) they point to, so copying and freeing
+ * a table of names is one call each; NULL on size overflow or OOM. Dataset
+ * and net class names both use it. */
+char **nnkit__names_block(const char *const *names, size_t n);
 /* Replaces ds's class names by copies of names[0..n) (n == num_classes;
  * names non-NULL). On failure the old names stay. */
 nnkit_status nnkit__dataset_set_names(nnkit_dataset *ds,

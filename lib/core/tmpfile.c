@@ -16,7 +16,8 @@
 
 /* ---- opening a file to read ------------------------------------------------------------------ */
 
-nnkit_status nnkit__open_regular(int *fd_out, const char *path, const char *what)
+nnkit_status nnkit__open_regular(int *fd_out, uint64_t *size_out, const char *path,
+                                 const char *what)
 {
   *fd_out = -1;
   /* O_NONBLOCK: opening a FIFO without a writer must not wait for one. */
@@ -51,6 +52,8 @@ nnkit_status nnkit__open_regular(int *fd_out, const char *path, const char *what
                       strerror(e));
   }
   *fd_out = fd;
+  if (size_out)
+    *size_out = (uint64_t)sb.st_size;
   return NNKIT_OK;
 }
 

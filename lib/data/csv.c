@@ -559,7 +559,7 @@ NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
                       label_name);
 
   int fd;
-  nnkit_status ost = nnkit__open_regular(&fd, path, "CSV file");
+  nnkit_status ost = nnkit__open_regular(&fd, NULL, path, "CSV file");
   if (ost != NNKIT_OK)
     return ost;
   FILE *f = fdopen(fd, "rb");

@@ -38,7 +38,6 @@
 typedef struct idx_reader {
   const char *path;   /* borrowed, for messages */
   gzFile gz;          /* NULL once closed */
-  int regular;        /* a regular file, so file_size is meaningful */
   uint64_t file_size; /* bytes on disk (compressed size for gzip) */
   int type;           /* IDX_UBYTE or IDX_FLOAT */
   int ndim;
@@ -148,18 +147,9 @@ static nnkit_status stream_error(idx_reader *r, const char *promise,
 static nnkit_status reader_fopen(idx_reader *r, const char *path)
 {
   int fd;
-  nnkit_status st = nnkit__open_regular(&fd, path, "IDX file");
+  nnkit_status st = nnkit__open_regular(&fd, &r->file_size, path, "IDX file");
   if (st != NNKIT_OK)
     return st;
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return nnkit__err(NNKIT_E_IO, "%s: cannot read: %s; pass the path of an "
-                      "IDX file", path, strerror(e));
-  }
-  r->regular = 1;
-  r->file_size = (uint64_t)sb.st_size;
   r->gz = gzdopen(fd, "rb");
   if (!r->gz) {
     close(fd); /* gzdopen leaves fd open when it fails */
@@ -251,8 +241,6 @@ static void describe_promise(char *buf, size_t len, const idx_reader *r)
  * anything is allocated: exact for plain files, a bound for gzip. */
 static nnkit_status check_size(idx_reader *r)
 {
-  if (!r->regular)
-    return NNKIT_OK; /* a pipe or device: the streaming checks still apply */
   uint64_t bytes = (uint64_t)r->count * r->vsize;
   char promise[160];
   describe_promise(promise, sizeof promise, r);
