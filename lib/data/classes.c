@@ -8,8 +8,7 @@
 
 #include "internal.h"
 
-/* Builds the one-block table for names[0..n); NULL on overflow or OOM. */
-static char **names_block(const char *const *names, size_t n)
+char **nnkit__names_block(const char *const *names, size_t n)
 {
   size_t bytes = 0;
   int ovf = 0;
@@ -39,7 +38,7 @@ static char **names_block(const char *const *names, size_t n)
 nnkit_status nnkit__dataset_set_names(nnkit_dataset *ds,
                                       const char *const *names, size_t n)
 {
-  char **block = names_block(names, n);
+  char **block = nnkit__names_block(names, n);
   if (!block)
     return nnkit__err(NNKIT_E_NOMEM, "dataset: out of memory for %zu class "
                       "names", n);

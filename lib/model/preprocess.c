@@ -110,27 +110,12 @@ NNKIT_API nnkit_status nnkit_net_set_class_names(nnkit_net *net,
   if (n != outw)
     return nnkit__err(NNKIT_E_SHAPE, "%s: %zu class names for %zu outputs; give "
                       "one name per output", fn, n, outw);
-  int ovf = 0;
-  size_t head = nnkit__mul_size(n, sizeof(char *), &ovf), bytes = head;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++)
     if (!names[i])
       return nnkit__err(NNKIT_E_INVALID, "%s: name %zu is NULL", fn, i);
-    size_t len = strlen(names[i]) + 1;
-    if (len > SIZE_MAX - bytes)
-      ovf = 1;
-    else
-      bytes += len;
-  }
-  char **block = ovf ? NULL : nnkit__malloc(bytes);
+  char **block = nnkit__names_block(names, n);
   if (!block)
     return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for %zu class names", fn, n);
-  char *p = (char *)block + head;
-  for (size_t i = 0; i < n; i++) {
-    size_t len = strlen(names[i]) + 1;
-    memcpy(p, names[i], len);
-    block[i] = p;
-    p += len;
-  }
   nnkit__free(net->class_names);
   net->class_names = block;
   net->num_names = n;
