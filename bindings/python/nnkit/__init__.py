@@ -287,11 +287,20 @@ class _Handle:
         if self._pins == 0 and self._closed:
             self._release()
 
+    def _borrow(self, obj):
+        """This handle's C object borrows obj's: obj stays pinned until this
+        handle is freed."""
+        obj._pin()
+        self.__dict__.setdefault("_borrowed", []).append(obj)
+
     def _release(self):
-        """Frees the C handle now."""
+        """Frees the C handle now, then lets go of what it borrowed."""
         if self._h:
             type(self)._free(self._h)
             self._h = ctypes.c_void_p()
+        borrowed, self._borrowed = self.__dict__.get("_borrowed", []), []
+        for obj in borrowed:
+            obj._unpin()
 
     def close(self):
         self._closed = True
@@ -603,8 +612,7 @@ class Pipeline(_Handle):
         super().__init__()
         self._ds = ds  # borrowed by the C pipeline: keep it alive
         _check(lib.nnkit_pipeline_create(ctypes.byref(self._h), ds.handle))
-        ds._pin()  # ds.close() now waits for this pipeline (normalizer/augmenter are copied)
-        self._borrowed = [ds]
+        self._borrow(ds)  # ds.close() now waits for this pipeline (normalizer/augmenter are copied)
         if normalizer is not None:
             _check(lib.nnkit_pipeline_set_normalizer(self._h, normalizer.handle))
         if augmenter is not None:
@@ -618,12 +626,6 @@ class Pipeline(_Handle):
         if self._ds.closed:
             raise StateError(E_STATE, "the pipeline's Dataset is closed")
         return h
-
-    def _release(self):
-        _Handle._release(self)
-        borrowed, self._borrowed = getattr(self, "_borrowed", []), []
-        for obj in borrowed:
-            obj._unpin()
 
     def __len__(self):
         return lib.nnkit_pipeline_batches_per_epoch(self.handle)
@@ -1548,12 +1550,10 @@ class Trainer(_Handle):
     def __init__(self, net, optimizer, *, log=None, **settings):
         super().__init__()
         self._net, self._opt = net, optimizer  # keep borrowed handles alive
-        self._borrowed = []
         _check(lib.nnkit_trainer_create(ctypes.byref(self._h), net.handle,
                                         optimizer.handle))
         for obj in (net, optimizer):
-            obj._pin()
-            self._borrowed.append(obj)
+            self._borrow(obj)
         self._log_cb = None
         if log is not None:
             self.set_logger(log)
@@ -1569,12 +1569,6 @@ class Trainer(_Handle):
                                  type(obj).__name__)
         self._net._fwd_batch = None  # the trainer runs the net
         return h
-
-    def _release(self):
-        _Handle._release(self)
-        borrowed, self._borrowed = getattr(self, "_borrowed", []), []
-        for obj in borrowed:
-            obj._unpin()
 
     def _closed_during_fit(self):
         """A StateError naming what was closed while fit ran, or None."""
