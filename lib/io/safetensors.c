@@ -21,7 +21,9 @@
 
 /* Tensors a file may hold. */
 #define MAX_TENSORS 100000
-/* The placeholder the CRC is computed with. */
+/* The checksum's key as cJSON prints it, and the eight digits that stand
+ * in for the stored ones while the CRC is computed (the file is hashed as
+ * if "crc32" held zeros). */
 #define CRC_KEY "\"crc32\":\""
 #define CRC_ZERO "00000000"
 
