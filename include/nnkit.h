@@ -46,5 +46,7 @@
 #include "nnkit/train.h"
 #include "nnkit/pipeline.h"
 #include "nnkit/monitor.h"
+#include "nnkit/ensemble.h"
+#include "nnkit/mining.h"
 
 #endif /* NNKIT_H */

@@ -600,6 +600,13 @@ double nnkit__softmax_ce(const float *logits, const int32_t *labels,
 /* MSE over [batch, n]: mean of (y - t)^2; targets or one-hot labels. */
 double nnkit__mse(const float *y, const float *targets, const int32_t *labels,
                   float *grad, size_t batch, size_t n);
+/* The same, also writing each sample's own loss into each[0..batch) (its
+ * cross-entropy; its mean squared error over the n outputs) when each is
+ * not NULL: the mean of each is the returned loss. */
+double nnkit__softmax_ce_each(const float *logits, const int32_t *labels,
+                              float *grad, size_t batch, size_t classes, double *each);
+double nnkit__mse_each(const float *y, const float *targets, const int32_t *labels,
+                       float *grad, size_t batch, size_t n, double *each);
 
 /* A count or padding argument as the add calls take it: -1 is
  * NNKIT_PAD_SAME (which every count check rejects as too large). */
@@ -682,6 +689,16 @@ void nnkit__net_free_work(nnkit_net *net);
 nnkit_status nnkit__net_loss(nnkit_net *net, const int32_t *labels,
                              const float *targets, double *loss_out,
                              size_t *first_out);
+/* As nnkit__net_loss, also writing each sample's loss into each[0..batch)
+ * when each is not NULL (nnkit__softmax_ce_each, nnkit__mse_each). */
+nnkit_status nnkit__net_loss_each(nnkit_net *net, const int32_t *labels,
+                                  const float *targets, double *loss_out,
+                                  size_t *first_out, double *each);
+/* The backward pass of nnkit_net_backward after its loss: from the loss
+ * gradient in net->probs (which a caller may have reweighted per sample,
+ * as online hard example mining does) through layers first-1 .. 0, the
+ * gradient buffer overwritten (exec.c). */
+void nnkit__net_backprop(nnkit_net *net, size_t first);
 
 /* 1 when the loss is softmax cross-entropy and the last layer a softmax,
  * which the loss then folds in (loss.c). */
@@ -735,6 +752,30 @@ void nnkit__net_free_preprocess(nnkit_net *net);
 nnkit_status nnkit__net_evaluate_normalized(double *loss_out, double *acc_out,
                                             nnkit_net *net,
                                             const nnkit_dataset *ds);
+/* nnkit_net_evaluate, also writing each sample's loss into each[0..count)
+ * (the per-sample losses of hard-sample mining, lib/train/mining.c). */
+nnkit_status nnkit__net_evaluate_each(double *loss_out, double *acc_out, nnkit_net *net,
+                                      const nnkit_dataset *ds, double *each);
+
+/* A copy of src (built first if it was not): the same layers, options,
+ * trainable flags and learning-rate multipliers, every tensor (parameters,
+ * running statistics, random stream positions), the attached normalizer,
+ * the class names and the mode; a fresh working memory (ensemble.c). */
+nnkit_status nnkit__net_clone(nnkit_net **out, const nnkit_net *src);
+
+/* ---- ensembles (lib/model/ensemble.c) ---------------------------------- */
+struct nnkit_ensemble {
+  nnkit_ensemble_kind kind;
+  nnkit_net **nets; /* owned */
+  double *w;
+  size_t n, cap;
+  /* working memory of predict and evaluate (grown, kept) */
+  float *member, *comb, *scratch;
+  size_t member_cap, comb_cap, scratch_cap;
+};
+/* Appends net, taken (freed by the ensemble, also on failure), after the
+ * checks of nnkit_ensemble_add(). */
+nnkit_status nnkit__ensemble_take(nnkit_ensemble *ens, nnkit_net *net, double weight);
 
 /* ---- optimizers, schedules, regularizers (lib/optim/) ------------------ */
 
@@ -859,6 +900,10 @@ double nnkit__schedule_base(const nnkit_schedule *s);
 void nnkit__schedule_set_base(nnkit_schedule *s, double base);
 /* The learning rate for the schedule's current step. */
 double nnkit__schedule_lr(const nnkit_schedule *s);
+/* s->t (the steps taken) when the last step ended a cosine cycle -- SGDR
+ * at the end of each period, COSINE at each of its minima (T_MAX, 3 T_MAX,
+ * ...) -- else 0 (also for other kinds): snapshot ensembles. */
+uint64_t nnkit__schedule_cycle_end(const nnkit_schedule *s);
 /* Advances one step; monitored feeds reduce-on-plateau. */
 void nnkit__schedule_advance(nnkit_schedule *s, double monitored);
 int nnkit__schedule_per_batch(const nnkit_schedule *s);

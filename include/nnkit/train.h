@@ -68,7 +68,35 @@ typedef enum nnkit_train_param {
   /** Keep the newest this many "checkpoint-epoch-*" files in the folder
    *  and remove older ones (whoever wrote them); 0 keeps all. [0, 1e6],
    *  default 3. */
-  NNKIT_TRAIN_CHECKPOINT_KEEP = 34
+  NNKIT_TRAIN_CHECKPOINT_KEEP = 34,
+
+  /* -- snapshots, weight averaging, hard examples (nnkit/ensemble.h,
+   *    nnkit/mining.h); values 64.. -- */
+
+  /** Keep the newest this many cycle-end snapshots of the weights (see
+   *  nnkit_trainer_num_snapshots(); nnkit_trainer_apply_snapshots() makes
+   *  a snapshot ensemble of them), in memory; [0, 1000], default 0 (off).
+   *  Changing it drops the snapshots held. */
+  NNKIT_TRAIN_SNAPSHOTS = 64,
+  /** Also write each snapshot as a model file
+   *  "snapshot-<NNNNNN>.safetensors" (the optimizer steps done) into the
+   *  folder of nnkit_trainer_set_checkpoint_dir(), which must be set;
+   *  {0, 1}, default 0. */
+  NNKIT_TRAIN_SNAPSHOT_FILES = 65,
+  /** Keep an exponential moving average of the parameters (Polyak
+   *  averaging): at the first step of a fit without an average it starts
+   *  as the parameters, then after every optimizer step
+   *  avg = decay avg + (1 - decay) params. nnkit_trainer_apply_average()
+   *  gives a net with those weights. [0, 1), default 0 (off; typical
+   *  0.99 to 0.9999). Not an integer. Changing it drops the average. */
+  NNKIT_TRAIN_EMA_DECAY = 66,
+  /** Online hard example mining: of each batch, back-propagate only the k
+   *  samples with the largest loss (their gradient scaled so that it is
+   *  the mean over those k); the others still count in the batch's
+   *  reported loss and accuracy. Ties go to the earlier sample. [0,
+   *  65536], default 0 (off); k at least the batch's size is plain
+   *  training, bit for bit. */
+  NNKIT_TRAIN_OHEM_K = 67
 } nnkit_train_param;
 
 /** Per-epoch figures recorded by a fit. Values are fixed forever. */
@@ -114,7 +142,8 @@ NNKIT_API nnkit_status nnkit_trainer_get(double *out, const nnkit_trainer *tr,
                                          nnkit_train_param key);
 
 /** The range of a trainer setting: lo, hi and ::nnkit_bound_flag bits (every
- *  trainer setting is a whole number: NNKIT_BOUND_INTEGER). Any out pointer
+ *  trainer setting but NNKIT_TRAIN_EMA_DECAY is a whole number:
+ *  NNKIT_BOUND_INTEGER). Any out pointer
  *  may be NULL. @return NNKIT_E_INVALID for an unknown key. */
 NNKIT_API nnkit_status nnkit_trainer_bounds(double *lo_out, double *hi_out,
                                             int *flags_out,

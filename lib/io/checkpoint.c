@@ -297,7 +297,7 @@ nnkit_status nnkit__checkpoint_write(nnkit_trainer *tr, const char *path,
   nnkit_status st = nnkit__net_build(net);
   if (st != NNKIT_OK)
     return st;
-  nnkit__st_writer w = {path, "checkpoint", NULL, 0, 0};
+  nnkit__st_writer w = {path, "checkpoint", NULL, 0, 0, NULL};
   const nnkit_history *h = &tr->hist;
   size_t E = pos->epoch < h->num_epochs ? pos->epoch : h->num_epochs;
   size_t B = h->num_batches, L = h->num_layers;

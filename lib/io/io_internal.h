@@ -36,6 +36,8 @@ typedef struct nnkit__st_writer {
   const char *what;
   nnkit__st_out *t;
   size_t n, cap;
+  const char *prefix; /* put before every tensor name added, or NULL
+                         (an ensemble's "members.<i>.") */
 } nnkit__st_writer;
 
 /* Appends tensor prefix+name (dtype as above; count = product of dims,
@@ -82,6 +84,10 @@ typedef struct nnkit__st_reader {
   size_t n;
   const unsigned char *data;
   size_t data_len;
+  /* NULL, or what nnkit__st_find (and so every taker) puts before the
+   * names it looks up: an ensemble reads member i through a copy of its
+   * reader with prefix "members.<i>." and meta that member's metadata. */
+  const char *prefix;
 } nnkit__st_reader;
 
 /* Reads path whole into r->buf: NNKIT_E_IO naming it, NNKIT_E_NOMEM. */
@@ -150,5 +156,26 @@ nnkit_status nnkit__json_parse_failed(const char *path, const char *text, size_t
  * shape [1]). NULL with *st set on failure. */
 cJSON *nnkit__st_architecture(nnkit__st_writer *w, const char *path, nnkit_net *net,
                               int roles, nnkit_status *st);
+
+/* ---- a net in a file (model_file.c; ensembles reuse it) ------------------- */
+
+/* The checks nnkit_net_save makes before writing net with nz (NULL or
+ * fitted) to path, and the lazy build of its parameters. */
+nnkit_status nnkit__model_check_save(const nnkit_net *net, const nnkit_normalizer *nz,
+                                     const char *path);
+/* Adds a model file's per-net metadata ("input_shape", "seed", "loss",
+ * "architecture", "normalizer", "class_names") to meta and the net's
+ * tensors to s (under s->prefix); *arrays (4 pointers, NULL-initialized)
+ * receives the normalizer's copied arrays, freed by the caller after the
+ * write. Returns meta, or NULL with *st set. */
+cJSON *nnkit__model_meta(cJSON *meta, nnkit__st_writer *s, nnkit_net *net,
+                         const nnkit_normalizer *nz, float **arrays, nnkit_status *st);
+/* Builds the net described by r->meta (the keys above) from r's tensors
+ * (found under r->prefix), with its normalizer attached (and a second
+ * copy in *nz_out, NULL without one, owned by the caller) and its class
+ * names; the net is in evaluation mode. r's tensors must have been read
+ * (nnkit__st_read_tensors); the ones taken are marked used. */
+nnkit_status nnkit__model_read(nnkit__st_reader *r, nnkit_net **net_out,
+                               nnkit_normalizer **nz_out);
 
 #endif /* NNKIT_IO_INTERNAL_H */

@@ -158,33 +158,25 @@ nomem:
   return NULL;
 }
 
-/* The header with its metadata; the tensors go into s. */
-static cJSON *header_json(nnkit__st_writer *s, nnkit_net *net,
-                          const nnkit_normalizer *nz, float **arrays, nnkit_status *st)
+cJSON *nnkit__model_meta(cJSON *meta, nnkit__st_writer *s, nnkit_net *net,
+                         const nnkit_normalizer *nz, float **arrays, nnkit_status *st)
 {
-  cJSON *h = cJSON_CreateObject();
-  cJSON *meta = h ? cJSON_AddObjectToObject(h, "__metadata__") : NULL;
-  if (!meta)
-    goto nomem;
   char seed[32];
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)net->seed);
-  if (!cJSON_AddStringToObject(meta, "format", "nnkit") ||
-      !cJSON_AddStringToObject(meta, "format_version", FORMAT_VERSION) ||
-      !cJSON_AddStringToObject(meta, "nnkit_version", nnkit_version()) ||
-      !nnkit__st_add_json_string(meta, "input_shape",
+  if (!nnkit__st_add_json_string(meta, "input_shape",
                                  nnkit__st_shape_json(net->in.d, net->in.ndim)) ||
       !cJSON_AddStringToObject(meta, "seed", seed) ||
       !cJSON_AddStringToObject(meta, "loss", loss_name(net->loss)))
     goto nomem;
   cJSON *arch = nnkit__st_architecture(s, s->path, net, MODEL_ROLES, st);
   if (!arch)
-    goto fail;
+    return NULL;
   if (!nnkit__st_add_json_string(meta, "architecture", arch))
     goto nomem;
   if (nz) {
     cJSON *n = normalizer_json(s, nz, arrays, st);
     if (!n)
-      goto fail;
+      return NULL;
     if (!nnkit__st_add_json_string(meta, "normalizer", n))
       goto nomem;
   }
@@ -194,24 +186,38 @@ static cJSON *header_json(nnkit__st_writer *s, nnkit_net *net,
     if (!nnkit__st_add_json_string(meta, "class_names", names))
       goto nomem;
   }
-  return h;
+  return meta;
 nomem:
   *st = nnkit__st_nomem(s);
-fail:
-  cJSON_Delete(h);
   return NULL;
 }
 
-NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *cnet, const nnkit_normalizer *nz,
-                                      const char *path)
+/* The header with its metadata; the tensors go into s. */
+static cJSON *header_json(nnkit__st_writer *s, nnkit_net *net,
+                          const nnkit_normalizer *nz, float **arrays, nnkit_status *st)
 {
-  if (!cnet || !path)
-    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_save: net and path must be non-NULL");
+  cJSON *h = cJSON_CreateObject();
+  cJSON *meta = h ? cJSON_AddObjectToObject(h, "__metadata__") : NULL;
+  if (!meta || !cJSON_AddStringToObject(meta, "format", "nnkit") ||
+      !cJSON_AddStringToObject(meta, "format_version", FORMAT_VERSION) ||
+      !cJSON_AddStringToObject(meta, "nnkit_version", nnkit_version())) {
+    *st = nnkit__st_nomem(s);
+    cJSON_Delete(h);
+    return NULL;
+  }
+  if (!nnkit__model_meta(meta, s, net, nz, arrays, st)) {
+    cJSON_Delete(h);
+    return NULL;
+  }
+  return h;
+}
+
+nnkit_status nnkit__model_check_save(const nnkit_net *cnet, const nnkit_normalizer *nz,
+                                     const char *path)
+{
   if (cnet->num_layers == 0)
     return nnkit__err(NNKIT_E_INVALID, "%s: the net has no layers; add some before "
                       "saving it", path);
-  if (!nz)
-    nz = cnet->nz; /* the net's own, or none */
   if (cnet->class_names && cnet->num_names != nnkit_net_output_size(cnet))
     return nnkit__err(NNKIT_E_STATE, "%s: the net has %zu class names but %zu "
                       "outputs (layers were added after naming them); set the names "
@@ -227,11 +233,21 @@ NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *cnet, const nnkit_normali
                       nnkit_net_input_size(cnet));
   /* Parameters never drawn yet are drawn now, as nnkit_net_params() does:
    * lazy initialization, not a change the caller can tell from a copy. */
-  nnkit_net *net = (nnkit_net *)cnet;
-  nnkit_status st = nnkit__net_build(net);
+  return nnkit__net_build((nnkit_net *)cnet);
+}
+
+NNKIT_API nnkit_status nnkit_net_save(const nnkit_net *cnet, const nnkit_normalizer *nz,
+                                      const char *path)
+{
+  if (!cnet || !path)
+    return nnkit__err(NNKIT_E_INVALID, "nnkit_net_save: net and path must be non-NULL");
+  if (!nz)
+    nz = cnet->nz; /* the net's own, or none */
+  nnkit_status st = nnkit__model_check_save(cnet, nz, path);
   if (st != NNKIT_OK)
     return st;
-  nnkit__st_writer s = {path, "model file", NULL, 0, 0};
+  nnkit_net *net = (nnkit_net *)cnet;
+  nnkit__st_writer s = {path, "model file", NULL, 0, 0, NULL};
   float *arrays[4] = {NULL, NULL, NULL, NULL};
   cJSON *h = header_json(&s, net, nz, arrays, &st);
   if (h)
@@ -533,6 +549,32 @@ static nnkit_status read_class_names(const loader *l, const cJSON *meta,
   return st;
 }
 
+nnkit_status nnkit__model_read(loader *l, nnkit_net **net_out, nnkit_normalizer **nz_out)
+{
+  nnkit_net *net = NULL;
+  nnkit_normalizer *nz = NULL;
+  nnkit_status st = build_net(l, l->meta, &net);
+  if (st == NNKIT_OK)
+    st = build_normalizer(l, l->meta, &nz);
+  if (st == NNKIT_OK && nz &&
+      nnkit_normalizer_out_size(nz) != nnkit_net_input_size(net))
+    st = BAD("%s: the normalizer gives %zu values per sample but the net takes %zu",
+             l->path, nnkit_normalizer_out_size(nz), nnkit_net_input_size(net));
+  /* The net owns a copy; nz itself goes to the caller (or is freed). */
+  if (st == NNKIT_OK && nz)
+    st = nnkit_net_set_normalizer(net, nz);
+  if (st == NNKIT_OK)
+    st = read_class_names(l, l->meta, net);
+  if (st != NNKIT_OK) {
+    nnkit_net_free(net);
+    nnkit_normalizer_free(nz);
+    return st;
+  }
+  *net_out = net;
+  *nz_out = nz;
+  return NNKIT_OK;
+}
+
 static nnkit_status load(loader *l, nnkit_net **net_out, nnkit_normalizer **nz_out)
 {
   nnkit_status st = nnkit__st_parse_header(l);
@@ -547,6 +589,9 @@ static nnkit_status load(loader *l, nnkit_net **net_out, nnkit_normalizer **nz_o
   if (kind && strcmp(kind, "checkpoint") == 0)
     return BAD("%s is a training checkpoint, not a model file; resume it with "
                "nnkit_trainer_resume (or save the net with nnkit_net_save)", l->path);
+  if (kind && strcmp(kind, "ensemble") == 0)
+    return BAD("%s is an ensemble of nets, not a model file; load it with "
+               "nnkit_ensemble_load", l->path);
   int v1 = ver && strcmp(ver, FORMAT_VERSION_NO_CRC) == 0;
   if (!ver || (!v1 && strcmp(ver, FORMAT_VERSION) != 0))
     return BAD("%s: format version %s; this nnkit (%s) reads versions %s and %s, "
@@ -560,18 +605,7 @@ static nnkit_status load(loader *l, nnkit_net **net_out, nnkit_normalizer **nz_o
   nnkit_net *net = NULL;
   nnkit_normalizer *nz = NULL;
   if (st == NNKIT_OK)
-    st = build_net(l, meta, &net);
-  if (st == NNKIT_OK)
-    st = build_normalizer(l, meta, &nz);
-  if (st == NNKIT_OK && nz &&
-      nnkit_normalizer_out_size(nz) != nnkit_net_input_size(net))
-    st = BAD("%s: the normalizer gives %zu values per sample but the net takes %zu",
-             l->path, nnkit_normalizer_out_size(nz), nnkit_net_input_size(net));
-  /* The net owns a copy; nz itself goes to the caller (or is freed). */
-  if (st == NNKIT_OK && nz)
-    st = nnkit_net_set_normalizer(net, nz);
-  if (st == NNKIT_OK)
-    st = read_class_names(l, meta, net);
+    st = nnkit__model_read(l, &net, &nz);
   for (size_t i = 0; st == NNKIT_OK && i < l->n; i++)
     if (!l->t[i].used)
       st = BAD("%s: tensor %s belongs to no layer of the architecture", l->path,

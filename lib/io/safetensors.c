@@ -66,11 +66,12 @@ nnkit_status nnkit__st_add(nnkit__st_writer *w, const char *prefix, const char *
     w->t = t;
     w->cap = cap;
   }
-  size_t len = strlen(prefix) + strlen(name) + 1;
+  const char *outer = w->prefix ? w->prefix : "";
+  size_t len = strlen(outer) + strlen(prefix) + strlen(name) + 1;
   char *full = nnkit__malloc(len);
   if (!full)
     return nnkit__st_nomem(w);
-  snprintf(full, len, "%s%s", prefix, name);
+  snprintf(full, len, "%s%s%s", outer, prefix, name);
   nnkit__st_out *o = &w->t[w->n++];
   o->name = full;
   o->data = data;
@@ -665,8 +666,10 @@ nnkit_status nnkit__st_read_tensors(nnkit__st_reader *r, const char *const *dtyp
 
 nnkit__st_in *nnkit__st_find(nnkit__st_reader *r, const char *name)
 {
+  const char *pre = r->prefix ? r->prefix : "";
+  size_t plen = strlen(pre);
   for (size_t i = 0; i < r->n; i++)
-    if (strcmp(r->t[i].name, name) == 0)
+    if (strncmp(r->t[i].name, pre, plen) == 0 && strcmp(r->t[i].name + plen, name) == 0)
       return &r->t[i];
   return NULL;
 }
@@ -680,8 +683,8 @@ static nnkit__st_in *want_tensor(nnkit__st_reader *r, const char *name,
   char want[128], got[128];
   nnkit__st_shape_text(want, sizeof want, dims, ndim);
   if (!t) {
-    *st = BAD("%s: tensor %s is missing; %s needs one of shape %s", r->path, name,
-              need, want);
+    *st = BAD("%s: tensor %s%s is missing; %s needs one of shape %s", r->path,
+              r->prefix ? r->prefix : "", name, need, want);
     return NULL;
   }
   if (strcmp(t->dtype, dtype) != 0) {

@@ -378,6 +378,14 @@ NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
   nnkit_status st = nnkit__net_loss(net, labels, targets, &loss, &first);
   if (st != NNKIT_OK)
     return st;
+  nnkit__net_backprop(net, first);
+  if (loss_out)
+    *loss_out = loss;
+  return NNKIT_OK;
+}
+
+void nnkit__net_backprop(nnkit_net *net, size_t first)
+{
   size_t batch = net->last_batch;
   for (size_t k = 0; k < net->num_layers; k++) { /* what backward adds to */
     nnkit__layer *l = &net->layers[k];
@@ -406,9 +414,6 @@ NNKIT_API nnkit_status nnkit_net_backward(nnkit_net *net, const int32_t *labels,
   if (top)
     run_slices(net, batch, top, dy);
   net->have_dinput = net->want_dinput && first > 0;
-  if (loss_out)
-    *loss_out = loss;
-  return NNKIT_OK;
 }
 
 static nnkit_status check_predict_args(const void *dst, nnkit_net *net,
@@ -490,7 +495,7 @@ NNKIT_API nnkit_status nnkit_net_predict_proba(float *probs_out, size_t probs_le
  * normalizer first (nnkit_net_evaluate), else they are taken as they are
  * (nnkit__net_evaluate_normalized). Sentences name nnkit_net_evaluate. */
 static nnkit_status evaluate(double *loss_out, double *acc_out, nnkit_net *net,
-                             const nnkit_dataset *ds, int raw)
+                             const nnkit_dataset *ds, int raw, double *each)
 {
   if (!net || !ds)
     return nnkit__err(NNKIT_E_INVALID, "nnkit_net_evaluate: net and ds must be non-NULL");
@@ -542,10 +547,12 @@ static nnkit_status evaluate(double *loss_out, double *acc_out, nnkit_net *net,
     st = nnkit_net_forward(net, xb, n, NULL, 0);
     double loss = 0;
     size_t c = 0;
+    size_t first;
     if (st == NNKIT_OK)
-      st = nnkit__net_batch_loss(net, ds->labels ? ds->labels + s : NULL,
-                                 ds->targets ? ds->targets + s * outw : NULL, &loss,
-                                 &c);
+      st = nnkit__net_loss_each(net, ds->labels ? ds->labels + s : NULL,
+                                ds->targets ? ds->targets + s * outw : NULL, &loss,
+                                &first, each ? each + s : NULL);
+    c = net->last_correct;
     if (st != NNKIT_OK)
       break;
     total += loss * (double)n;
@@ -565,11 +572,17 @@ static nnkit_status evaluate(double *loss_out, double *acc_out, nnkit_net *net,
 NNKIT_API nnkit_status nnkit_net_evaluate(double *loss_out, double *acc_out,
                                           nnkit_net *net, const nnkit_dataset *ds)
 {
-  return evaluate(loss_out, acc_out, net, ds, 1);
+  return evaluate(loss_out, acc_out, net, ds, 1, NULL);
+}
+
+nnkit_status nnkit__net_evaluate_each(double *loss_out, double *acc_out, nnkit_net *net,
+                                      const nnkit_dataset *ds, double *each)
+{
+  return evaluate(loss_out, acc_out, net, ds, 1, each);
 }
 
 nnkit_status nnkit__net_evaluate_normalized(double *loss_out, double *acc_out,
                                             nnkit_net *net, const nnkit_dataset *ds)
 {
-  return evaluate(loss_out, acc_out, net, ds, 0);
+  return evaluate(loss_out, acc_out, net, ds, 0, NULL);
 }

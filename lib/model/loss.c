@@ -9,6 +9,12 @@
 double nnkit__softmax_ce(const float *logits, const int32_t *labels,
                          float *grad, size_t batch, size_t classes)
 {
+  return nnkit__softmax_ce_each(logits, labels, grad, batch, classes, NULL);
+}
+
+double nnkit__softmax_ce_each(const float *logits, const int32_t *labels,
+                              float *grad, size_t batch, size_t classes, double *each)
+{
   /* loss_i = logsumexp(z_i) - z_i[y_i]; grad = (softmax(z) - onehot) / B */
   double total = 0;
   float invb = 1.0f / (float)batch;
@@ -25,8 +31,10 @@ double nnkit__softmax_ce(const float *logits, const int32_t *labels,
       g[j] = e;
       s += e;
     }
-    double lse = (double)m + log(s);
-    total += lse - (double)z[labels[i]];
+    double lse = (double)m + log(s), li = lse - (double)z[labels[i]];
+    total += li;
+    if (each)
+      each[i] = li;
     float inv = (float)(1.0 / s) * invb;
     for (size_t j = 0; j < classes; j++)
       g[j] *= inv;
@@ -38,16 +46,27 @@ double nnkit__softmax_ce(const float *logits, const int32_t *labels,
 double nnkit__mse(const float *y, const float *targets, const int32_t *labels,
                   float *grad, size_t batch, size_t n)
 {
+  return nnkit__mse_each(y, targets, labels, grad, batch, n, NULL);
+}
+
+double nnkit__mse_each(const float *y, const float *targets, const int32_t *labels,
+                       float *grad, size_t batch, size_t n, double *each)
+{
   double total = 0;
   float scale = 2.0f / (float)(batch * n);
-  for (size_t i = 0; i < batch; i++)
+  for (size_t i = 0; i < batch; i++) {
+    double row = 0;
     for (size_t j = 0; j < n; j++) {
       float t = targets ? targets[i * n + j]
                         : (labels[i] == (int32_t)j ? 1.0f : 0.0f);
       float d = y[i * n + j] - t;
       total += (double)d * d;
+      row += (double)d * d;
       grad[i * n + j] = scale * d;
     }
+    if (each)
+      each[i] = row / (double)n;
+  }
   return total / (double)(batch * n);
 }
 
@@ -67,6 +86,13 @@ int nnkit__net_fused_softmax(const nnkit_net *net)
 nnkit_status nnkit__net_loss(nnkit_net *net, const int32_t *labels,
                              const float *targets, double *loss_out,
                              size_t *first_out)
+{
+  return nnkit__net_loss_each(net, labels, targets, loss_out, first_out, NULL);
+}
+
+nnkit_status nnkit__net_loss_each(nnkit_net *net, const int32_t *labels,
+                                  const float *targets, double *loss_out,
+                                  size_t *first_out, double *each)
 {
   size_t batch = net->last_batch, L = net->num_layers;
   size_t outw = nnkit_net_output_size(net);
@@ -94,10 +120,10 @@ nnkit_status nnkit__net_loss(nnkit_net *net, const int32_t *labels,
       first = L - 1;
       y = L >= 2 ? net->acts[L - 2] : net->x0;
     }
-    *loss_out = nnkit__softmax_ce(y, labels, net->probs, batch, outw);
+    *loss_out = nnkit__softmax_ce_each(y, labels, net->probs, batch, outw, each);
   } else {
-    *loss_out = nnkit__mse(y, targets, targets ? NULL : labels, net->probs, batch,
-                           outw);
+    *loss_out = nnkit__mse_each(y, targets, targets ? NULL : labels, net->probs, batch,
+                                outw, each);
   }
   size_t correct = 0;
   if (labels)

@@ -135,7 +135,9 @@ static const nnkit__spec restarts_keys[] = {
   PER_BATCH,
 };
 
-static double restarts_lr(const nnkit_schedule *s, uint64_t u)
+/* Where step u of SGDR stands: *cur steps into a period of *period. */
+static void restarts_pos(const nnkit_schedule *s, uint64_t u, uint64_t *cur_out,
+                         uint64_t *period_out)
 {
   uint64_t period = (uint64_t)G(s, T_0), mult = (uint64_t)G(s, T_MULT), cur = u;
   if (mult == 1) {
@@ -148,6 +150,14 @@ static double restarts_lr(const nnkit_schedule *s, uint64_t u)
       period *= mult;
     }
   }
+  *cur_out = cur;
+  *period_out = period;
+}
+
+static double restarts_lr(const nnkit_schedule *s, uint64_t u)
+{
+  uint64_t cur, period;
+  restarts_pos(s, u, &cur, &period);
   return cosine(s->base, G(s, MIN_LR), (double)cur, (double)period);
 }
 
@@ -408,6 +418,19 @@ double nnkit__schedule_lr(const nnkit_schedule *s)
   if (t < w)
     return s->base * (start + (1.0 - start) * (double)t / (double)w);
   return s->desc->lr(s, t - w);
+}
+
+uint64_t nnkit__schedule_cycle_end(const nnkit_schedule *s)
+{
+  uint64_t w = (uint64_t)G(s, WARMUP_STEPS);
+  if (s->t <= w)
+    return 0;
+  uint64_t u = s->t - w, cur = 1, period = 0;
+  if (s->desc->kind == NNKIT_SCHEDULE_COSINE_RESTARTS)
+    restarts_pos(s, u, &cur, &period);
+  else if (s->desc->kind == NNKIT_SCHEDULE_COSINE)
+    cur = u % (2 * (uint64_t)G(s, T_MAX)) == (uint64_t)G(s, T_MAX) ? 0 : 1;
+  return cur == 0 ? s->t : 0;
 }
 
 void nnkit__schedule_advance(nnkit_schedule *s, double monitored)

@@ -198,7 +198,51 @@ struct nnkit_trainer {
   nnkit__fit_pos resume;
   int resume_armed;
   int resuming; /* the running fit continues a resumed one */
+  /* snapshots, weight averaging, hard examples (average.c, mining.c): the
+   * keys' slots; a ring of snaps_cap cycle-end snapshots (snaps_n held,
+   * the next written at snaps_next; snap_last: the schedule step of the
+   * last one); the average of avg_n parameters (valid or not); OHEM's
+   * per-sample losses and ranking for batches of up to ohem_cap */
+  double snapshots, snapshot_files, ema_decay, ohem_k;
+  nnkit__snapshot *snaps;
+  size_t snaps_cap, snaps_n, snaps_next;
+  uint64_t snap_last;
+  float *avg;
+  size_t avg_n;
+  int avg_valid;
+  double *ohem_each;
+  struct nnkit__scored *ohem_pairs;
+  size_t ohem_cap;
 };
+
+/* ---- snapshots, weight averaging, hard examples (average.c, mining.c) ---- */
+/* A score and the sample it belongs to. */
+typedef struct nnkit__scored {
+  double score;
+  size_t index;
+} nnkit__scored;
+/* Sorts pairs[0..n) made from scores[0..n): largest score first (NaN
+ * above all), equal scores by index. */
+void nnkit__rank_scores(nnkit__scored *pairs, const double *scores, size_t n);
+/* Online hard example mining on a loss gradient grad [batch, outw] (the
+ * mean over batch): the rows of the k samples with the largest losses
+ * (each[0..batch)) are scaled by batch / k, the others zeroed. pairs:
+ * scratch of batch entries. */
+void nnkit__ohem_mask(float *grad, size_t batch, size_t outw, const double *each,
+                      size_t k, nnkit__scored *pairs);
+/* Hooks of the fit loop: at its start (snapshot ring, average, OHEM memory
+ * for batches of up to `batch`; NNKIT_E_STATE for snapshot files without a
+ * folder); after every optimizer step (the average); after each schedule
+ * step (a snapshot when a cycle ended; NNKIT_E_IO when its file cannot be
+ * written). */
+nnkit_status nnkit__average_fit_begin(nnkit_trainer *tr, size_t batch);
+void nnkit__average_after_step(nnkit_trainer *tr);
+nnkit_status nnkit__average_cycle_check(nnkit_trainer *tr);
+/* A key of the block changed: SNAPSHOTS drops the snapshots, EMA_DECAY
+ * the average. */
+void nnkit__average_setting_changed(nnkit_trainer *tr, nnkit_train_param key);
+/* Frees what the block holds (nnkit_trainer_free). */
+void nnkit__average_free(nnkit_trainer *tr);
 
 /* The trainer's settings table (every NNKIT_TRAIN_* key) and the slot of
  * a key in tr (trainer.c), for checkpoints. */

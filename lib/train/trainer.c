@@ -29,6 +29,10 @@ static const nnkit__spec specs[] = {
   {0, NNKIT_TRAIN_CHECKPOINT_EVERY, "checkpoint every", 0, 1e6, 0, NNKIT_BOUND_INTEGER},
   {0, NNKIT_TRAIN_CHECKPOINT_BEST, "checkpoint at best", 0, 1, 0, NNKIT_BOUND_INTEGER},
   {0, NNKIT_TRAIN_CHECKPOINT_KEEP, "checkpoints kept", 0, 1e6, 3, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_SNAPSHOTS, "snapshots", 0, 1000, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_SNAPSHOT_FILES, "snapshot files", 0, 1, 0, NNKIT_BOUND_INTEGER},
+  {0, NNKIT_TRAIN_EMA_DECAY, "EMA decay", 0, 1, 0, NNKIT_BOUND_HI_OPEN},
+  {0, NNKIT_TRAIN_OHEM_K, "hard examples per batch", 0, 65536, 0, NNKIT_BOUND_INTEGER},
 };
 #define NSPECS (sizeof specs / sizeof specs[0])
 
@@ -54,6 +58,10 @@ static double *slot(nnkit_trainer *tr, nnkit_train_param key)
   case NNKIT_TRAIN_CHECKPOINT_EVERY: return &tr->ckpt_every;
   case NNKIT_TRAIN_CHECKPOINT_BEST: return &tr->ckpt_best;
   case NNKIT_TRAIN_CHECKPOINT_KEEP: return &tr->ckpt_keep;
+  case NNKIT_TRAIN_SNAPSHOTS: return &tr->snapshots;
+  case NNKIT_TRAIN_SNAPSHOT_FILES: return &tr->snapshot_files;
+  case NNKIT_TRAIN_EMA_DECAY: return &tr->ema_decay;
+  case NNKIT_TRAIN_OHEM_K: return &tr->ohem_k;
   }
   return NULL;
 }
@@ -97,6 +105,7 @@ NNKIT_API void nnkit_trainer_free(nnkit_trainer *tr)
     return;
   nnkit_pipeline_free(tr->own);
   nnkit__free(tr->ckpt_dir);
+  nnkit__average_free(tr);
   nnkit__monitor_free(tr);
   nnkit__free(tr);
 }
@@ -124,6 +133,8 @@ NNKIT_API nnkit_status nnkit_trainer_set(nnkit_trainer *tr, nnkit_train_param ke
     return st;
   if (tr->in_fit)
     return nnkit__err(NNKIT_E_STATE, "trainer %s cannot change during a fit", s->name);
+  if (*slot(tr, key) != value)
+    nnkit__average_setting_changed(tr, key);
   *slot(tr, key) = value;
   return NNKIT_OK;
 }
@@ -238,8 +249,18 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
      * behind (so that every layer's output can be inspected afterwards). */
     int last = batches + 1 == per_epoch;
     st = nnkit__net_forward_fit(net, bx, b, borrow, !last);
-    if (st == NNKIT_OK)
+    if (st == NNKIT_OK && tr->ohem_k && (size_t)tr->ohem_k < b) {
+      /* Online hard example mining: only the k largest losses flow back. */
+      size_t first;
+      st = nnkit__net_loss_each(net, by, bt, &loss, &first, tr->ohem_each);
+      if (st == NNKIT_OK) {
+        nnkit__ohem_mask(net->probs, b, nnkit_net_output_size(net), tr->ohem_each,
+                         (size_t)tr->ohem_k, tr->ohem_pairs);
+        nnkit__net_backprop(net, first);
+      }
+    } else if (st == NNKIT_OK) {
       st = nnkit_net_backward(net, by, bt, &loss);
+    }
     if (st != NNKIT_OK)
       return st;
     if (!isfinite(loss))
@@ -248,6 +269,7 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
     st = nnkit_optimizer_step(tr->opt, net);
     if (st != NNKIT_OK)
       return st;
+    nnkit__average_after_step(tr);
     loss_sum += loss * (double)b;
     reg_sum += tr->opt->last_reg_loss * (double)b;
     correct += net->last_correct;
@@ -258,6 +280,8 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
       return st;
     rec->lr = tr->opt->lr; /* the rate this step used */
     st = nnkit__optimizer_batch_end(tr->opt); /* a per-batch schedule */
+    if (st == NNKIT_OK)
+      st = nnkit__average_cycle_check(tr);
     if (st != NNKIT_OK)
       return st;
   }
@@ -335,6 +359,9 @@ static nnkit_status fit(nnkit_trainer *tr, const nnkit_dataset *train,
                       "nnkit_trainer_fit: checkpoints at the best epoch need a folder "
                       "(nnkit_trainer_set_checkpoint_dir()) and early stopping's "
                       "metric (nnkit_trainer_set_early_stopping())");
+  st = nnkit__average_fit_begin(tr, (size_t)pbs);
+  if (st != NNKIT_OK)
+    return st;
   tr->resuming = resumed;
   st = nnkit__monitor_fit_begin(tr, train, val != NULL, first_epoch, total, samples,
                                 per_epoch, sanity);
@@ -382,6 +409,8 @@ static nnkit_status fit(nnkit_trainer *tr, const nnkit_dataset *train,
      * reduce-on-plateau watches the validation loss, or the training cost. */
     st = nnkit__optimizer_epoch_end(tr->opt, val ? rec.val_loss
                                                   : rec.train_loss + rec.reg_loss);
+    if (st == NNKIT_OK)
+      st = nnkit__average_cycle_check(tr);
     if (st != NNKIT_OK)
       return nnkit__monitor_fit_end(tr, st);
     st = nnkit__monitor_epoch_end(tr, e);
