@@ -388,6 +388,13 @@ START_TEST(null_handles_everywhere)
   nnkit_trainer_free(NULL);
   nnkit_trainer_set_logger(NULL, NULL, NULL);
   ck_assert_uint_eq(nnkit_trainer_epochs_done(NULL), 0);
+  /* ensemble.h */
+  nnkit_ensemble_free(NULL);
+  ck_assert_uint_eq(nnkit_ensemble_size(NULL), 0);
+  ck_assert_int_eq(nnkit_ensemble_get_kind(NULL), 0);
+  ck_assert_ptr_null(nnkit_ensemble_member(NULL, 0));
+  ck_assert_double_eq(nnkit_ensemble_weight(NULL, 0), 0);
+  ck_assert_uint_eq(nnkit_trainer_num_snapshots(NULL), 0);
 }
 END_TEST
 
