@@ -1163,6 +1163,8 @@ class Net(_Handle):
             tr.fit(train, val)
             self.last_trainer_summary = {"stop_reason": tr.stop_reason,
                                          "best_epoch": tr.best_epoch}
+            if settings.get("snapshots") or settings.get("ema_decay"):
+                ensemble._keep_results(self, tr, train)
             return tr.history()
 
     def set_trainable(self, layer, trainable=True):
@@ -1864,3 +1866,5 @@ class Monitor:
         names = ["%d %s" % (i, self.net.describe(i).split()[0])
                  for i in range(self.net.num_layers)]
         return _plot_layer_stats(self.records, stats or self.stats, names, path, title)
+
+from .ensemble import Ensemble  # noqa: E402,F401 (also nnkit.ensemble, nnkit.mining)
