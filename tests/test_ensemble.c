@@ -757,6 +757,39 @@ START_TEST(ohem_back_propagates_the_k_hardest)
 }
 END_TEST
 
+/* With snapshots, the average and OHEM on, a second fit allocates nothing
+ * (their memory is sized at the first). */
+START_TEST(steady_state_allocates_nothing)
+{
+  nnkit_dataset *ds = tu_blobs4(160, 0.8, 3);
+  nnkit_net *net = mlp(17, 2, 4);
+  nnkit_optimizer *opt = NULL;
+  nnkit_schedule *sched = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_schedule_create(&sched, NNKIT_SCHEDULE_COSINE_RESTARTS));
+  ck_ok(nnkit_schedule_set(sched, NNKIT_SCHED_T_0, 4));
+  ck_ok(nnkit_schedule_set(sched, NNKIT_SCHED_PER_BATCH, 1));
+  ck_ok(nnkit_optimizer_set_schedule(opt, sched));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 16));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SNAPSHOTS, 2));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EMA_DECAY, 0.9));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_OHEM_K, 5));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  uint64_t before = nnkit__alloc_count();
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 2));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  ck_assert_uint_eq(nnkit__alloc_count(), before);
+  ck_assert_uint_eq(nnkit_trainer_num_snapshots(tr), 2);
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
 static Suite *ensemble_suite(void)
 {
   Suite *s = suite_create("ensemble");
@@ -775,6 +808,7 @@ static Suite *ensemble_suite(void)
   tcase_add_test(tc, top_k_and_subsets);
   tcase_add_test(tc, ohem_with_k_the_batch_size_is_plain_training);
   tcase_add_test(tc, ohem_back_propagates_the_k_hardest);
+  tcase_add_test(tc, steady_state_allocates_nothing);
   suite_add_tcase(s, tc);
   return s;
 }

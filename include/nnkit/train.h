@@ -88,7 +88,8 @@ typedef enum nnkit_train_param {
    *  as the parameters, then after every optimizer step
    *  avg = decay avg + (1 - decay) params. nnkit_trainer_apply_average()
    *  gives a net with those weights. [0, 1), default 0 (off; typical
-   *  0.99 to 0.9999). Not an integer. Changing it drops the average. */
+   *  0.99 to 0.9999). Not an integer. Changing it drops the average.
+   *  The average and the snapshots are not part of checkpoints. */
   NNKIT_TRAIN_EMA_DECAY = 66,
   /** Online hard example mining: of each batch, back-propagate only the k
    *  samples with the largest loss (their gradient scaled so that it is
