@@ -183,5 +183,32 @@ class MiningTest(unittest.TestCase):
             nnkit.mining.top_k(scores, 6)
 
 
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+DIGITS = os.path.join(ROOT, "data", "digits")
+C_HARD_MINING = os.environ.get("NNKIT_EXAMPLE_HARD_MINING", "")
+
+
+@unittest.skipUnless(np is not None, "the twin run reads the pool through NumPy")
+@unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
+                     "data/digits is missing (scripts/fetch_digits.py makes it)")
+@unittest.skipUnless(os.path.isfile(C_HARD_MINING),
+                     "the C hard_mining example is not built")
+class HardMiningTwinTest(unittest.TestCase):
+    def test_python_hard_mining_prints_the_c_example_figures(self):
+        import subprocess
+        common = ["--data", DIGITS, "--quick", "--threads", "1"]
+        c = subprocess.run([C_HARD_MINING] + common, capture_output=True, text=True)
+        self.assertEqual(c.returncode, 0, c.stderr)
+        py = subprocess.run([sys.executable, os.path.join(ROOT, "bindings", "python",
+                                                          "examples", "hard_mining.py")]
+                            + common, capture_output=True, text=True)
+        self.assertEqual(py.returncode, 0, py.stderr)
+        tail = [l for l in c.stdout.splitlines() if l.startswith(("test accuracy:",
+                                                                 "random test accuracy:"))]
+        self.assertEqual(len(tail), 2, c.stdout)
+        for line in tail:
+            self.assertIn(line, py.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()
