@@ -922,7 +922,10 @@ static nnkit_status check_trainer(nnkit__st_reader *r, const nnkit_trainer *tr,
   }
   for (size_t i = 0; i < ns; i++) {
     double v;
-    if (!get_d(set, specs[i].name, &v)) {
+    if (!cJSON_GetObjectItemCaseSensitive(set, specs[i].name) &&
+        specs[i].key >= NNKIT_TRAIN_SNAPSHOTS) {
+      v = specs[i].def; /* a checkpoint older than the key: its default */
+    } else if (!get_d(set, specs[i].name, &v)) {
       st = BAD("%s: the trainer's settings lack \"%s\"", r->path, specs[i].name);
       goto done;
     }

@@ -51,8 +51,8 @@ nnkit_status nnkit__average_fit_begin(nnkit_trainer *tr, size_t batch)
   if (st != NNKIT_OK)
     return st;
   size_t m = (size_t)tr->snapshots;
-  if (m && tr->snaps_cap && tr->snaps[0].n != net->num_params)
-    drop_snapshots(tr); /* the net changed shape */
+  if (tr->snaps_cap && (tr->snaps_cap != m || tr->snaps[0].n != net->num_params))
+    drop_snapshots(tr); /* the count changed (a resumed checkpoint's), or the net */
   if (m && !tr->snaps) {
     tr->snaps = nnkit__calloc(m, sizeof *tr->snaps);
     if (!tr->snaps)
