@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "testutil.h"
+#include "io/io_internal.h"
 #include "train/train_internal.h"
 
 static nnkit_net *mlp(uint64_t seed, size_t in, size_t classes)
@@ -790,6 +791,76 @@ START_TEST(steady_state_allocates_nothing)
 }
 END_TEST
 
+/* Rewrites the checkpoint at `from` into `to` without the trainer settings
+ * of this issue (as a checkpoint of the nnkit before them), with a fresh
+ * checksum. */
+static void strip_new_settings(const char *from, const char *to)
+{
+  nnkit__st_reader r = {0};
+  r.path = from;
+  r.what = "checkpoint";
+  static const char *const dtypes[] = {"F32", "F64", "U64", NULL};
+  ck_ok(nnkit__st_read_file(&r));
+  ck_ok(nnkit__st_parse_header(&r));
+  ck_ok(nnkit__st_read_tensors(&r, dtypes));
+  nnkit__st_writer w = {to, "checkpoint", NULL, 0, 0, NULL};
+  for (size_t i = 0; i < r.n; i++)
+    ck_ok(nnkit__st_add(&w, "", r.t[i].name, r.t[i].dtype, r.data + r.t[i].begin,
+                        r.t[i].ndim, r.t[i].dims));
+  cJSON *h = cJSON_CreateObject();
+  cJSON *meta = cJSON_Duplicate(r.meta, 1);
+  cJSON_DeleteItemFromObjectCaseSensitive(meta, "crc32");
+  nnkit_status st = NNKIT_OK;
+  cJSON *trainer = nnkit__st_meta_json(&r, "trainer", &st);
+  ck_assert_ptr_nonnull(trainer);
+  cJSON *set = cJSON_GetObjectItemCaseSensitive(trainer, "settings");
+  const char *keys[] = {"snapshots", "snapshot files", "EMA decay",
+                        "hard examples per batch"};
+  for (int k = 0; k < 4; k++) {
+    ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(set, keys[k]));
+    cJSON_DeleteItemFromObjectCaseSensitive(set, keys[k]);
+  }
+  cJSON_DeleteItemFromObjectCaseSensitive(meta, "trainer");
+  ck_assert(nnkit__st_add_json_string(meta, "trainer", trainer));
+  cJSON_AddItemToObject(h, "__metadata__", meta);
+  ck_ok(nnkit__st_write(&w, h, 1));
+  cJSON_Delete(h);
+  nnkit__st_writer_free(&w);
+  nnkit__st_reader_free(&r);
+}
+
+START_TEST(checkpoints_from_before_the_keys_resume_with_defaults)
+{
+  nnkit_dataset *ds = tu_blobs4(64, 0.8, 2);
+  nnkit_net *net = mlp(5, 2, 4);
+  nnkit_optimizer *opt = NULL;
+  nnkit_trainer *tr = NULL;
+  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  ck_ok(nnkit_trainer_create(&tr, net, opt));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_OHEM_K, 3));
+  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  char now[512], old[512];
+  tu_tmp_path(now, sizeof now, "now.safetensors");
+  tu_tmp_path(old, sizeof old, "old.safetensors");
+  ck_ok(nnkit_trainer_save_checkpoint(tr, now));
+  strip_new_settings(now, old);
+  /* The saved key comes back; the stripped file gives the default. */
+  double v;
+  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_OHEM_K, 7));
+  ck_ok(nnkit_trainer_resume(tr, now));
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_OHEM_K));
+  ck_assert_double_eq(v, 3);
+  ck_ok(nnkit_trainer_resume(tr, old));
+  ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_OHEM_K));
+  ck_assert_double_eq(v, 0);
+  nnkit_trainer_free(tr);
+  nnkit_optimizer_free(opt);
+  nnkit_net_free(net);
+  nnkit_dataset_free(ds);
+}
+END_TEST
+
 static Suite *ensemble_suite(void)
 {
   Suite *s = suite_create("ensemble");
@@ -809,6 +880,7 @@ static Suite *ensemble_suite(void)
   tcase_add_test(tc, ohem_with_k_the_batch_size_is_plain_training);
   tcase_add_test(tc, ohem_back_propagates_the_k_hardest);
   tcase_add_test(tc, steady_state_allocates_nothing);
+  tcase_add_test(tc, checkpoints_from_before_the_keys_resume_with_defaults);
   suite_add_tcase(s, tc);
   return s;
 }
