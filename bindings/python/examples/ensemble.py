@@ -6,10 +6,9 @@ also keeps an EMA of its weights), N independently seeded ones averaged
 (fit(snapshots=5)), on the first 10,000 training images (--train); test
 accuracy and training time of each. The same seed gives the C example's
 accuracies. --quick: 3,000 training images, 2 epochs, 2 members."""
-import os
 import time
 
-from _common import args, nnkit
+from _common import args, load_digits, nnkit
 
 CYCLES, BATCH = 5, 64
 
@@ -25,12 +24,7 @@ a = args(__doc__, epochs=20, extra=extra)
 epochs, members, ntrain = (2, 2, 3000) if a.quick else (a.epochs, a.members, a.train)
 
 
-def load(prefix):
-    return nnkit.Dataset.load_idx(os.path.join(a.data, prefix + "-images-idx3-ubyte.gz"),
-                                  os.path.join(a.data, prefix + "-labels-idx1-ubyte.gz"), 10)
-
-
-train_all, test = load("train"), load("t10k")
+train_all, test = load_digits(a.data)  # Fashion-MNIST has the same file names
 train, val = train_all.split(0.1, seed=a.seed)
 norm = nnkit.Normalizer("channel_mean", with_std=1).fit(train)
 for ds in (train, val, test):

@@ -6,7 +6,7 @@ between its two likeliest classes; the 500 least certain are added (or
 500 random ones), a fresh net is trained on each 700-digit set and tested
 on the 2,000 test digits; 3 seeds, averaged. The same seeds give the C
 example's figures. --quick: one seed, 8 epochs."""
-from _common import args, nnkit
+from _common import args, load_digits, nnkit
 
 
 def extra(p):
@@ -17,13 +17,7 @@ a = args(__doc__, epochs=40, extra=extra)
 seeds, epochs = (1, 8) if a.quick else (3, a.epochs)
 
 
-def load(prefix):
-    import os
-    return nnkit.Dataset.load_idx(os.path.join(a.data, prefix + "-images-idx3-ubyte.gz"),
-                                  os.path.join(a.data, prefix + "-labels-idx1-ubyte.gz"), 10)
-
-
-train_all, test = load("train"), load("t10k")
+train_all, test = load_digits(a.data)
 train, val = train_all.split(0.1, seed=a.seed)
 norm = nnkit.Normalizer("channel_mean", with_std=1).fit(train)
 for ds in (train, val, test):
