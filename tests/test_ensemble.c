@@ -325,6 +325,43 @@ END_TEST
 
 /* ---- snapshots ------------------------------------------------------------ */
 
+/* A trainer over mlp() with SGD on n blobs: batch and epochs set; with
+ * sched != 0 a schedule of that kind with (key, value) and PER_BATCH
+ * per_batch attached. */
+typedef struct rig {
+  nnkit_dataset *ds;
+  nnkit_net *net;
+  nnkit_optimizer *opt;
+  nnkit_trainer *tr;
+} rig;
+
+static void rig_make(rig *g, size_t n, uint64_t seed, double batch, double epochs,
+                     nnkit_sched_kind sched, nnkit_sched_param key, double value,
+                     int per_batch)
+{
+  g->ds = tu_blobs4(n, 0.8, seed);
+  g->net = mlp(seed + 10, 2, 4);
+  ck_ok(nnkit_optimizer_create(&g->opt, NNKIT_OPTIM_SGD));
+  if (sched) {
+    nnkit_schedule *s = NULL;
+    ck_ok(nnkit_schedule_create(&s, sched));
+    ck_ok(nnkit_schedule_set(s, key, value));
+    ck_ok(nnkit_schedule_set(s, NNKIT_SCHED_PER_BATCH, per_batch));
+    ck_ok(nnkit_optimizer_set_schedule(g->opt, s));
+  }
+  ck_ok(nnkit_trainer_create(&g->tr, g->net, g->opt));
+  ck_ok(nnkit_trainer_set(g->tr, NNKIT_TRAIN_BATCH_SIZE, batch));
+  ck_ok(nnkit_trainer_set(g->tr, NNKIT_TRAIN_EPOCHS, epochs));
+}
+
+static void rig_free(rig *g)
+{
+  nnkit_trainer_free(g->tr);
+  nnkit_optimizer_free(g->opt);
+  nnkit_net_free(g->net);
+  nnkit_dataset_free(g->ds);
+}
+
 typedef struct recorder {
   const nnkit_trainer *tr;
   float rec[16][200];
@@ -349,20 +386,11 @@ static int record_params(const nnkit_trainer *tr, size_t epoch, size_t batch,
 
 START_TEST(snapshots_are_taken_at_cycle_ends)
 {
-  nnkit_dataset *ds = tu_blobs4(160, 0.8, 9);
-  nnkit_net *net = mlp(11, 2, 4);
-  nnkit_optimizer *opt = NULL;
-  nnkit_schedule *sched = NULL;
-  nnkit_trainer *tr = NULL;
-  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
-  ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.1));
-  ck_ok(nnkit_schedule_create(&sched, NNKIT_SCHEDULE_COSINE_RESTARTS));
-  ck_ok(nnkit_schedule_set(sched, NNKIT_SCHED_T_0, 6));
-  ck_ok(nnkit_schedule_set(sched, NNKIT_SCHED_PER_BATCH, 1));
-  ck_ok(nnkit_optimizer_set_schedule(opt, sched));
-  ck_ok(nnkit_trainer_create(&tr, net, opt));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 16)); /* 10 steps an epoch */
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 3));
+  rig g; /* 10 steps an epoch, 3 epochs; SGDR periods of 6 steps */
+  rig_make(&g, 160, 9, 16, 3, NNKIT_SCHEDULE_COSINE_RESTARTS, NNKIT_SCHED_T_0, 6, 1);
+  nnkit_trainer *tr = g.tr;
+  nnkit_net *net = g.net;
+  nnkit_dataset *ds = g.ds;
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SNAPSHOTS, 3));
   ck_assert_uint_eq(nnkit_trainer_num_snapshots(tr), 0);
   nnkit_ensemble *ens = (nnkit_ensemble *)1;
@@ -401,34 +429,22 @@ START_TEST(snapshots_are_taken_at_cycle_ends)
   ck_fails(nnkit_trainer_fit(tr, ds, NULL), NNKIT_E_STATE, "snapshot files need a folder");
   ck_fails(nnkit_trainer_set(tr, NNKIT_TRAIN_SNAPSHOTS, 1001), NNKIT_E_INVALID,
            "trainer snapshots 1001");
-  nnkit_trainer_free(tr);
-  nnkit_optimizer_free(opt);
-  nnkit_net_free(net);
-  nnkit_dataset_free(ds);
+  rig_free(&g);
 }
 END_TEST
 
 START_TEST(snapshot_files_and_epoch_cycles)
 {
-  nnkit_dataset *ds = tu_blobs4(64, 0.8, 9);
-  nnkit_net *net = mlp(12, 2, 4);
-  nnkit_optimizer *opt = NULL;
-  nnkit_schedule *sched = NULL;
-  nnkit_trainer *tr = NULL;
-  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
-  ck_ok(nnkit_schedule_create(&sched, NNKIT_SCHEDULE_COSINE));
-  ck_ok(nnkit_schedule_set(sched, NNKIT_SCHED_T_MAX, 2)); /* minima after epochs 2, 6 */
-  ck_ok(nnkit_optimizer_set_schedule(opt, sched));
-  ck_ok(nnkit_trainer_create(&tr, net, opt));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 32)); /* 2 steps an epoch */
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 7));
+  rig g; /* 2 steps an epoch, 7 epochs; a cosine per epoch, minima after 2, 6 */
+  rig_make(&g, 64, 9, 32, 7, NNKIT_SCHEDULE_COSINE, NNKIT_SCHED_T_MAX, 2, 0);
+  nnkit_trainer *tr = g.tr;
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SNAPSHOTS, 5));
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SNAPSHOT_FILES, 1));
   char dir[512];
   tu_tmp_path(dir, sizeof dir, "snapdir");
   ck_assert_int_eq(mkdir(dir, 0700), 0);
   ck_ok(nnkit_trainer_set_checkpoint_dir(tr, dir));
-  ck_ok(nnkit_trainer_fit(tr, ds, NULL));
+  ck_ok(nnkit_trainer_fit(tr, g.ds, NULL));
   ck_assert_uint_eq(nnkit_trainer_num_snapshots(tr), 2);
   /* Written after the steps of epochs 2 and 6: steps 4 and 12. */
   char p4[600], p12[600];
@@ -446,10 +462,7 @@ START_TEST(snapshot_files_and_epoch_cycles)
   rmdir(dir);
   nnkit_net_free(a);
   nnkit_ensemble_free(ens);
-  nnkit_trainer_free(tr);
-  nnkit_optimizer_free(opt);
-  nnkit_net_free(net);
-  nnkit_dataset_free(ds);
+  rig_free(&g);
 }
 END_TEST
 
@@ -457,15 +470,12 @@ END_TEST
 
 START_TEST(ema_follows_its_formula)
 {
-  nnkit_dataset *ds = tu_blobs4(48, 0.8, 4);
-  nnkit_net *net = mlp(13, 2, 4);
-  nnkit_optimizer *opt = NULL;
-  nnkit_trainer *tr = NULL;
-  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
-  ck_ok(nnkit_optimizer_set(opt, NNKIT_OPT_LR, 0.5));
-  ck_ok(nnkit_trainer_create(&tr, net, opt));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 16)); /* 3 steps */
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  rig g; /* 3 steps */
+  rig_make(&g, 48, 4, 16, 1, 0, 0, 0, 0);
+  nnkit_trainer *tr = g.tr;
+  nnkit_net *net = g.net;
+  nnkit_dataset *ds = g.ds;
+  ck_ok(nnkit_optimizer_set(g.opt, NNKIT_OPT_LR, 0.5));
   nnkit_net *avg = (nnkit_net *)1;
   ck_fails(nnkit_trainer_apply_average(&avg, tr, NULL), NNKIT_E_STATE,
            "set NNKIT_TRAIN_EMA_DECAY");
@@ -500,10 +510,7 @@ START_TEST(ema_follows_its_formula)
   /* Changing the decay drops the average. */
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EMA_DECAY, 0.5));
   ck_fails(nnkit_trainer_apply_average(&avg, tr, NULL), NNKIT_E_STATE, "no average");
-  nnkit_trainer_free(tr);
-  nnkit_optimizer_free(opt);
-  nnkit_net_free(net);
-  nnkit_dataset_free(ds);
+  rig_free(&g);
 }
 END_TEST
 
@@ -762,19 +769,10 @@ END_TEST
  * (their memory is sized at the first). */
 START_TEST(steady_state_allocates_nothing)
 {
-  nnkit_dataset *ds = tu_blobs4(160, 0.8, 3);
-  nnkit_net *net = mlp(17, 2, 4);
-  nnkit_optimizer *opt = NULL;
-  nnkit_schedule *sched = NULL;
-  nnkit_trainer *tr = NULL;
-  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
-  ck_ok(nnkit_schedule_create(&sched, NNKIT_SCHEDULE_COSINE_RESTARTS));
-  ck_ok(nnkit_schedule_set(sched, NNKIT_SCHED_T_0, 4));
-  ck_ok(nnkit_schedule_set(sched, NNKIT_SCHED_PER_BATCH, 1));
-  ck_ok(nnkit_optimizer_set_schedule(opt, sched));
-  ck_ok(nnkit_trainer_create(&tr, net, opt));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, 16));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  rig g;
+  rig_make(&g, 160, 3, 16, 1, NNKIT_SCHEDULE_COSINE_RESTARTS, NNKIT_SCHED_T_0, 4, 1);
+  nnkit_trainer *tr = g.tr;
+  nnkit_dataset *ds = g.ds;
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_SNAPSHOTS, 2));
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EMA_DECAY, 0.9));
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_OHEM_K, 5));
@@ -784,10 +782,7 @@ START_TEST(steady_state_allocates_nothing)
   ck_ok(nnkit_trainer_fit(tr, ds, NULL));
   ck_assert_uint_eq(nnkit__alloc_count(), before);
   ck_assert_uint_eq(nnkit_trainer_num_snapshots(tr), 2);
-  nnkit_trainer_free(tr);
-  nnkit_optimizer_free(opt);
-  nnkit_net_free(net);
-  nnkit_dataset_free(ds);
+  rig_free(&g);
 }
 END_TEST
 
@@ -831,13 +826,10 @@ static void strip_new_settings(const char *from, const char *to)
 
 START_TEST(checkpoints_from_before_the_keys_resume_with_defaults)
 {
-  nnkit_dataset *ds = tu_blobs4(64, 0.8, 2);
-  nnkit_net *net = mlp(5, 2, 4);
-  nnkit_optimizer *opt = NULL;
-  nnkit_trainer *tr = NULL;
-  ck_ok(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
-  ck_ok(nnkit_trainer_create(&tr, net, opt));
-  ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  rig g;
+  rig_make(&g, 64, 2, 64, 1, 0, 0, 0, 0);
+  nnkit_trainer *tr = g.tr;
+  nnkit_dataset *ds = g.ds;
   ck_ok(nnkit_trainer_set(tr, NNKIT_TRAIN_OHEM_K, 3));
   ck_ok(nnkit_trainer_fit(tr, ds, NULL));
   char now[512], old[512];
@@ -854,10 +846,7 @@ START_TEST(checkpoints_from_before_the_keys_resume_with_defaults)
   ck_ok(nnkit_trainer_resume(tr, old));
   ck_ok(nnkit_trainer_get(&v, tr, NNKIT_TRAIN_OHEM_K));
   ck_assert_double_eq(v, 0);
-  nnkit_trainer_free(tr);
-  nnkit_optimizer_free(opt);
-  nnkit_net_free(net);
-  nnkit_dataset_free(ds);
+  rig_free(&g);
 }
 END_TEST
 
