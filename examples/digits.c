@@ -142,9 +142,6 @@ int main(int argc, char **argv)
     TRY(nnkit_trainer_metric(&s, tr, e, NNKIT_METRIC_SECONDS));
     seconds += s;
   }
-  size_t best;
-  TRY(nnkit_trainer_best_epoch(&best, tr));
-  printf("early stopping kept the weights of epoch %zu\n", best + 1);
   TRY(nnkit_history_save_csv(nnkit_trainer_history(tr), NNKIT_HISTORY_EPOCHS,
                              "digits_history.csv"));
   printf("history written to digits_history.csv\n");

@@ -254,7 +254,8 @@ NNKIT_API nnkit_status nnkit_trainer_set_checkpoint_dir(nnkit_trainer *tr,
 /** Number of epochs recorded by all fits so far. */
 NNKIT_API size_t nnkit_trainer_epochs_done(const nnkit_trainer *tr);
 
-/** Reads a recorded figure of epoch `epoch` (0-based).
+/** Reads a recorded figure of the epoch at index `epoch` (0-based: index i
+ *  holds epoch number i + 1, the number the log lines print).
  *  @return NNKIT_E_INVALID for an epoch not yet recorded or an unknown metric. */
 NNKIT_API nnkit_status nnkit_trainer_metric(double *out,
                                             const nnkit_trainer *tr,
