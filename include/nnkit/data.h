@@ -251,7 +251,7 @@ NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
 
 /**
  * Loads images stored in torchvision's ImageFolder layout,
- * root/<class>/<image>: every sub-folder of root is a class, classes are
+ * root/CLASS/IMAGE: every sub-folder of root is a class, classes are
  * numbered in byte order of their folder names, and each class's files are
  * read in byte order of their names. Files ending in .png, .jpg or .jpeg
  * (any case) are images; other files and names starting with '.' are
