@@ -35,15 +35,10 @@ say() { printf '\n=== test.sh: %s\n' "$*"; }
 die() { printf '\ntest.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- packages
-packages=(build-essential meson ninja-build pkg-config libopenblas-dev
-  zlib1g-dev check libcjson-dev python3 python3-numpy valgrind g++ binutils
-  ca-certificates libgfortran-12-dev libcsv-dev libstb-dev liblapacke-dev
-  python3-matplotlib)
-
 # shellcheck source=scripts/packages.sh
 . "$root/scripts/packages.sh"
 
-install_missing "${packages[@]}"
+install_missing "${build_packages[@]}" "${test_packages[@]}"
 
 # Debian's python3 has numpy; a pyenv python3 earlier on PATH may not.
 if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=python3; fi
