@@ -72,6 +72,13 @@ nnkit_status nnkit__open_regular(int *fd_out, uint64_t *size_out, const char *pa
 nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, char **dest_out,
                                     const char *path);
 
+/* mkdir -p: creates the folder dir and its missing parents (mode 0777
+ * narrowed by the umask); NNKIT_OK also when it exists as a folder.
+ * NNKIT_E_IO naming dir (or the component that failed) and why, or
+ * NNKIT_E_NOMEM; `fn` starts the sentence. Folders made before a failure
+ * stay. */
+nnkit_status nnkit__mkdirs(const char *dir, const char *fn);
+
 /* Atomic files on a stream: nnkit__tfile_open creates the temporary file
  * (as above; t->f open for writing); nnkit__tfile_commit flushes,
  * fsyncs and renames it over the destination, or on any failure (or when
