@@ -153,7 +153,11 @@ def process(path, build, update, listing):
                     edits.append((t + 1, te, [x.rstrip() for x in text]))
             if update and ok:
                 page = "\n".join(lines)
-                for png in glob.glob(os.path.join(cwd, "**", "*.png"), recursive=True):
+                # Files the block wrote: the scratch folder's own, not the
+                # linked source folders (os.walk does not follow links).
+                pngs = [os.path.join(d, f) for d, _, fs in os.walk(cwd)
+                        for f in fs if f.endswith(".png")]
+                for png in pngs:
                     name = os.path.basename(png)
                     if f"img/{name}" in page:
                         dst = os.path.join(os.path.dirname(path), "img", name)
