@@ -181,7 +181,9 @@ typedef enum nnkit_trial_status {
 typedef enum nnkit_result_field {
   NNKIT_RESULT_SCORE = 1,     /**< the objective's score (NaN for a failed trial) */
   NNKIT_RESULT_SCORE_STD = 2, /**< spread over the folds (sample standard deviation), NaN without folds */
-  NNKIT_RESULT_STATUS = 3,    /**< ::nnkit_trial_status */
+  NNKIT_RESULT_STATUS = 3,    /**< ::nnkit_trial_status; 0 for a trial that did not
+                                   run because the objective stopped the search while
+                                   a later trial ran on another worker */
   NNKIT_RESULT_EPOCHS = 4,    /**< the trial's epoch budget */
   NNKIT_RESULT_PHASE = 5,     /**< 0-based: coarse 0, fine 1; the rung (Hyperband: counted over brackets) */
   NNKIT_RESULT_CONFIG = 6,    /**< index of the first trial with these values (rungs repeat configurations) */
