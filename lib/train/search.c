@@ -395,18 +395,13 @@ static size_t ranked(const nnkit_search *s, size_t lo, size_t hi, size_t *idx)
   return n;
 }
 
-static nnkit_status grow(nnkit_search *s, size_t n)
-{
-  return nnkit__search_reserve(s, n);
-}
-
 static nnkit_status random_phase(run_ctx *rc, const nnkit_space *sp, size_t *n,
                                  size_t count, size_t phase, size_t epochs,
                                  const char *what)
 {
   nnkit_search *s = rc->s;
   size_t lo = *n;
-  nnkit_status st = grow(s, lo + count);
+  nnkit_status st = nnkit__search_reserve(s, lo + count);
   if (st != NNKIT_OK)
     return st;
   for (size_t i = lo; i < lo + count; i++) {
@@ -439,7 +434,7 @@ static nnkit_status grid(run_ctx *rc)
     total *= len[j];
   }
   if (st == NNKIT_OK)
-    st = grow(s, total);
+    st = nnkit__search_reserve(s, total);
   for (size_t i = 0; st == NNKIT_OK && i < total; i++) {
     size_t rest = i;
     for (size_t j = nd; j-- > 0;) { /* the last dimension varies fastest */
@@ -520,7 +515,7 @@ static nnkit_status bracket(run_ctx *rc, size_t *n, size_t *phase, size_t count,
   r = r < rmax ? r : rmax;
   r = r ? r : 1;
   size_t lo = *n;
-  nnkit_status st = grow(s, lo + count);
+  nnkit_status st = nnkit__search_reserve(s, lo + count);
   if (st != NNKIT_OK)
     return st;
   for (size_t i = lo; i < lo + count; i++) {
@@ -544,7 +539,7 @@ static nnkit_status bracket(run_ctx *rc, size_t *n, size_t *phase, size_t count,
     keep = keep < ok ? keep : ok;
     r = r * eta < rmax ? r * eta : rmax;
     size_t next = *n;
-    st = grow(s, next + keep);
+    st = nnkit__search_reserve(s, next + keep);
     for (size_t k = 0; st == NNKIT_OK && k < keep; k++) {
       const nnkit__trial_rec *from = &s->trials[idx[k]];
       memcpy(s->trials[next + k].values, from->values,

@@ -50,7 +50,7 @@ size_t nnkit__space_grid_axis(const nnkit__dim *d, size_t points, double *out);
  * the top values added on each side (log space for log dimensions; a
  * tenth of the range when all agree), clipped to the original range;
  * choices keep the values the top points used. */
-nnkit_status nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k);
+void nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k);
 /* Formats dimension d's value v for a trial line ("1.405206e-04", "128"). */
 void nnkit__dim_format(const nnkit__dim *d, double v, char *buf, size_t len);
 

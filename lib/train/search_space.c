@@ -96,8 +96,8 @@ static nnkit_status target_spec(nnkit__spec *spec, const char *dim,
     size_t n = 0, found = 0;
     spec->lo = -INFINITY;
     spec->hi = INFINITY;
-    for (size_t i = 0; nnkit__layer_kind_at(i, &n); i++) {
-      const nnkit__layer_kind *lk = nnkit__layer_kind_at(i, &n);
+    const nnkit__layer_kind *lk;
+    for (size_t i = 0; (lk = nnkit__layer_kind_at(i, &n)) != NULL; i++) {
       const nnkit__spec *r = nnkit__spec_find(lk->opts, lk->num_opts, 0, key);
       if (!r)
         continue;
@@ -378,7 +378,7 @@ static int log_scaled(const nnkit__dim *d)
   return d->kind == NNKIT_DIM_LOG_UNIFORM || d->kind == NNKIT_DIM_INT_LOG;
 }
 
-nnkit_status nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k)
+void nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k)
 {
   size_t nd = sp->num_dims;
   for (size_t j = 0; j < nd; j++) {
@@ -426,7 +426,6 @@ nnkit_status nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k)
       d->hi = hi;
     }
   }
-  return NNKIT_OK;
 }
 
 void nnkit__dim_format(const nnkit__dim *d, double v, char *buf, size_t len)
