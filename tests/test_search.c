@@ -462,13 +462,17 @@ START_TEST(same_seed_same_trials_with_1_and_2_workers)
 }
 END_TEST
 
-static int threads_seen;
+int openblas_get_num_threads(void); /* OpenBLAS's extension API */
+
+static int threads_seen, blas_seen;
 static int thread_objective(double *score, nnkit_trial *t, void *user)
 {
   (void)t;
   (void)user;
   if (nnkit__num_threads() != 1)
     __atomic_store_n(&threads_seen, nnkit__num_threads(), __ATOMIC_SEQ_CST);
+  if (openblas_get_num_threads() != 1)
+    __atomic_store_n(&blas_seen, openblas_get_num_threads(), __ATOMIC_SEQ_CST);
   *score = 0;
   return 0;
 }
@@ -480,9 +484,12 @@ START_TEST(trials_run_at_one_thread)
   nnkit_search *s = NULL;
   ck_ok(nnkit_search_create(&s, sp));
   ck_ok(nnkit_search_set(s, NNKIT_SEARCH_WORKERS, 2));
-  threads_seen = 0;
+  threads_seen = blas_seen = 0;
+  nnkit__blas_threads(2); /* as an application may have it */
   ck_ok(nnkit_search_run(s, thread_objective, NULL));
   ck_assert_int_eq(threads_seen, 0);
+  ck_assert_int_eq(blas_seen, 0);
+  ck_assert_int_eq(nnkit__blas_threads(1), 2); /* restored after the run */
   ck_assert_int_eq(nnkit__num_threads(), 2); /* the caller's limit is lifted */
   nnkit_search_free(s);
   nnkit_space_free(sp);
