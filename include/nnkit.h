@@ -46,5 +46,6 @@
 #include "nnkit/train.h"
 #include "nnkit/pipeline.h"
 #include "nnkit/monitor.h"
+#include "nnkit/search.h"
 
 #endif /* NNKIT_H */

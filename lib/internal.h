@@ -112,7 +112,16 @@ uint64_t nnkit__rng_below(nnkit__rng *r, uint64_t n);
 void nnkit__rng_shuffle(nnkit__rng *r, size_t *idx, size_t n);
 
 /* ---- threads and BLAS (lib/core/threads.c) ---------------------------- */
+/* Threads nnkit's math uses on the calling thread: nnkit_get_num_threads(),
+ * or less under the calling thread's limit. */
 int nnkit__num_threads(void);
+/* Caps the calling thread's math at n threads (0 lifts the cap): a
+ * hyperparameter search's workers run each trial at one thread, so that
+ * trials on several workers never share the pool and give the results of
+ * one worker. */
+void nnkit__set_thread_limit(int n);
+/* Sets OpenBLAS's thread count, returning the previous one. */
+int nnkit__blas_threads(int n);
 
 /* Task t of n: fn(ctx, t, n) runs on the pool's thread t (t = 0 is the
  * caller) and nnkit__parallel returns when all n have; n = min(thread

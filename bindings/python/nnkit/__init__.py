@@ -1864,3 +1864,6 @@ class Monitor:
         names = ["%d %s" % (i, self.net.describe(i).split()[0])
                  for i in range(self.net.num_layers)]
         return _plot_layer_stats(self.records, stats or self.stats, names, path, title)
+
+
+from .search import search, uniform, log_uniform, integer, choice  # noqa: E402  (hyperparameter search)

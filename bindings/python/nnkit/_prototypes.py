@@ -25,6 +25,8 @@ c_void_pp = ctypes.POINTER(ctypes.c_void_p)
 # Callback types
 NNKIT_BATCH_FN = ctypes.CFUNCTYPE(cint, vp, sz, sz, dbl, vp)
 NNKIT_EPOCH_FN = ctypes.CFUNCTYPE(cint, vp, sz, vp)
+NNKIT_OBJECTIVE_FN = ctypes.CFUNCTYPE(cint, c_double_p, vp, vp)
+NNKIT_BUILD_FN = ctypes.CFUNCTYPE(cint, c_void_pp, c_void_pp, vp, vp)
 NNKIT_LOG_FN = ctypes.CFUNCTYPE(None, cstr, vp)
 
 PROTOTYPES = {
@@ -236,6 +238,38 @@ PROTOTYPES = {
     "nnkit_pipeline_sample_size": (sz, [vp]),
     "nnkit_pipeline_ndim": (sz, [vp]),
     "nnkit_pipeline_dim": (sz, [vp, sz]),
+    "nnkit_space_create": (cint, [c_void_pp]),
+    "nnkit_space_free": (None, [vp]),
+    "nnkit_space_add": (cint, [vp, cstr, cint, dbl, dbl, cint, cint, cint]),
+    "nnkit_space_add_choice": (cint, [vp, cstr, c_double_p, sz, cint, cint, cint]),
+    "nnkit_space_num_dims": (sz, [vp]),
+    "nnkit_space_dim_name": (cstr, [vp, sz]),
+    "nnkit_search_create": (cint, [c_void_pp, vp]),
+    "nnkit_search_free": (None, [vp]),
+    "nnkit_search_set": (cint, [vp, cint, dbl]),
+    "nnkit_search_get": (cint, [c_double_p, vp, cint]),
+    "nnkit_search_bounds": (cint, [c_double_p, c_double_p, c_int_p, cint]),
+    "nnkit_search_set_logger": (None, [vp, NNKIT_LOG_FN, vp]),
+    "nnkit_search_set_score_name": (cint, [vp, cstr]),
+    "nnkit_search_set_results_file": (cint, [vp, cstr]),
+    "nnkit_search_run": (cint, [vp, NNKIT_OBJECTIVE_FN, vp]),
+    "nnkit_search_run_training": (cint, [vp, NNKIT_BUILD_FN, vp, vp, vp]),
+    "nnkit_search_num_trials": (sz, [vp]),
+    "nnkit_search_result": (cint, [c_double_p, vp, sz, cint]),
+    "nnkit_search_value": (cint, [c_double_p, vp, sz, sz]),
+    "nnkit_search_reason": (cstr, [vp, sz]),
+    "nnkit_search_best": (cint, [c_size_p, vp]),
+    "nnkit_search_warnings": (cstr, [vp]),
+    "nnkit_search_save_csv": (cint, [vp, cstr]),
+    "nnkit_search_save_jsonl": (cint, [vp, cstr]),
+    "nnkit_trial_value": (dbl, [vp, sz]),
+    "nnkit_trial_get": (cint, [c_double_p, vp, cstr]),
+    "nnkit_trial_index": (sz, [vp]),
+    "nnkit_trial_seed": (u64, [vp]),
+    "nnkit_trial_epochs": (sz, [vp]),
+    "nnkit_trial_report": (cint, [vp, sz, dbl]),
+    "nnkit_trial_set_reason": (None, [vp, cstr]),
+    "nnkit_trial_apply": (cint, [vp, vp, vp, vp, vp]),
     "nnkit_trainer_create": (cint, [c_void_pp, vp, vp]),
     "nnkit_trainer_free": (None, [vp]),
     "nnkit_trainer_set": (cint, [vp, cint, dbl]),
