@@ -9,7 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "testutil.h"
-#include "train/search_internal.h"
+#include "tune/search_internal.h"
 
 /* ---- helpers --------------------------------------------------------------- */
 
