@@ -202,6 +202,27 @@ class History:
                 if k in self.columns and not math.isnan(self.columns[k][-1])]
         return "History(%d epochs, last: %s)" % (len(self), ", ".join(last))
 
+    @classmethod
+    def from_csv(cls, path: PathLike) -> "History":
+        """Reads an epoch table written by Trainer.save_history, the C
+        library's nnkit_history_save_csv (the C examples' *_history.csv)
+        or to_csv: History.from_csv('digits_history.csv').plot('c.png')."""
+        import csv
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or "train_loss" not in rows[0]:
+            raise InvalidArgument(E_INVALID, "%s is not an epoch table: its first row "
+                                  "lacks the train_loss column" % os.fspath(path))
+        header = rows[0]
+        cols: Dict[str, List[float]] = {name: [] for name in METRICS if name in header}
+        for r in rows[1:]:
+            if not r:
+                continue
+            for name in cols:
+                cell = r[header.index(name)].strip()
+                cols[name].append(float(cell) if cell else float("nan"))
+        return cls(cols)
+
     def to_csv(self, path: PathLike) -> None:
         """Writes epoch,<metrics...> rows."""
         keys = list(self.columns)
