@@ -9,6 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 DIGITS = os.path.join(ROOT, "data", "digits")
 C_DIGITS = os.environ.get("NNKIT_EXAMPLE_DIGITS", "")
+C_OPTIMIZERS = os.environ.get("NNKIT_EXAMPLE_OPTIMIZERS", "")
 
 
 @unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
@@ -51,6 +52,41 @@ class DigitsTwinTest(unittest.TestCase):
             # Same net, same normalizer, same seed: the same file, byte for byte.
             with open(c_model, "rb") as f, open(py_model, "rb") as g:
                 self.assertEqual(f.read(), g.read())
+
+
+@unittest.skipUnless(os.path.isfile(C_OPTIMIZERS),
+                     "the C optimizers example is not built (meson -Dexamples=true sets "
+                     "NNKIT_EXAMPLE_OPTIMIZERS for this test)")
+class OptimizersTwinTest(unittest.TestCase):
+    def test_python_optimizers_prints_the_c_table_and_trajectories(self):
+        """examples/optimizers.c and bindings/python/examples/optimizers.py
+        on a short run: the same table (steps to loss < 1e-3, final loss
+        and point of every optimizer on both landscapes) and the same
+        trajectory CSV files, byte for byte."""
+        with tempfile.TemporaryDirectory() as tmp:
+            c_dir, py_dir = os.path.join(tmp, "c"), os.path.join(tmp, "py")
+            os.makedirs(c_dir)
+            c = subprocess.run([C_OPTIMIZERS, "--out", c_dir, "--epochs", "60"],
+                               capture_output=True, text=True)
+            self.assertEqual(c.returncode, 0, c.stderr)
+            flags = ["-S"] if sys.flags.no_site else []
+            py = subprocess.run([sys.executable] + flags +
+                                [os.path.join(ROOT, "bindings", "python", "examples",
+                                              "optimizers.py"),
+                                 "--out", py_dir, "--epochs", "60", "--threads", "1"],
+                                capture_output=True, text=True)
+            self.assertEqual(py.returncode, 0, py.stderr)
+            c_lines = c.stdout.replace(c_dir, "DIR").splitlines()
+            py_lines = [l for l in py.stdout.replace(py_dir, "DIR").splitlines()
+                        if not l.startswith(("wrote ", "(matplotlib"))]
+            self.assertEqual(c_lines, py_lines)
+            self.assertEqual(len(c_lines), 15)
+            names = sorted(f for f in os.listdir(c_dir) if f.endswith(".csv"))
+            self.assertEqual(len(names), 10)
+            for name in names:
+                with open(os.path.join(c_dir, name), "rb") as f, \
+                        open(os.path.join(py_dir, name), "rb") as g:
+                    self.assertEqual(f.read(), g.read(), name)
 
 
 if __name__ == "__main__":
