@@ -38,7 +38,7 @@ die() { printf '\ntest.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 packages=(build-essential meson ninja-build pkg-config libopenblas-dev
   zlib1g-dev check libcjson-dev python3 python3-numpy valgrind g++ binutils
   ca-certificates libgfortran-12-dev libcsv-dev libstb-dev liblapacke-dev
-  python3-matplotlib)
+  python3-matplotlib python3-tqdm python3-setuptools)
 
 # shellcheck source=scripts/packages.sh
 . "$root/scripts/packages.sh"

@@ -86,6 +86,8 @@ for li, (name, x0, y0, loss_fn, title) in enumerate(LANDSCAPES):
         ax.legend(fontsize=7)
 print("trajectories: %s/{quadratic,saddle}-{sgd,sgd-fast,momentum,rmsprop,adam}.csv "
       "(step,x,y,loss)" % a.out)
+print("draw them: python3 bindings/python/examples/optimizers.py, the Python twin, "
+      "runs the same steps and draws the trajectories")
 if fig:
     fig.tight_layout()
     fig.savefig(os.path.join(a.out, "optimizers.png"))

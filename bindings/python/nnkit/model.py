@@ -538,6 +538,14 @@ class Net(Handle):
                                            self._layer_index(layer))
         return list(out)
 
+    def save_histograms_csv(self, path: Union[str, "os.PathLike[str]"], bins: int = 40,
+                            lo: float = -1.0, hi: float = 1.0) -> None:
+        """Writes the histograms of every layer's outputs of the last
+        forward batch as CSV "layer,kind,bin_lo,bin_hi,count" (layers
+        1-based), atomically; nnkit.plot.histograms_csv draws the file."""
+        lib.nnkit_net_save_histograms_csv(self.handle, os.fsencode(path),
+                                          as_int(bins, "bins", 1), float(lo), float(hi))
+
     # Pictures (nnkit.plot); each writes a PNG when path is given and
     # returns the matplotlib Figure.
     def plot_confusion(self, x: Any, y: Any = None, path: Any = None) -> Any:

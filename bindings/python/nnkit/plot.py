@@ -8,6 +8,7 @@ notebook, a GUI or a script keeps whatever backend it has.
   filters(net)                  the first weighted layer's filters as a grid
   histograms(net, x, y)         activations and gradients per layer
   lr_finder(result)             loss against learning rate
+  histograms_csv(path)          the per-layer histograms a C program wrote
   layer_stats(records, ...)     per-layer statistics over the epochs
 
 History.plot, Net.plot_confusion, Net.plot_filters, Net.plot_histograms,
@@ -24,7 +25,7 @@ from .errors import E_INVALID, E_STATE, InvalidArgument, StateError
 from .model import LAYER_STATS
 
 __all__ = ["training_curves", "confusion_matrix", "filters", "histograms", "lr_finder",
-           "layer_stats", "DPI"]
+           "layer_stats", "histograms_csv", "DPI"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 DPI = 100  # pixels per inch of the PNG files: a (10, 4) inch figure is 1000 x 400
@@ -196,6 +197,42 @@ def histograms(net: Any, x: Any, y: Any = None, path: Optional[PathLike] = None,
                 ax.hist(grads[i], bins=bins, color="tab:orange")
                 ax.set_title("layer %d %s: gradients (|g| mean %.3g)"
                              % (i, name, float(np.abs(grads[i]).mean())), fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def histograms_csv(csv_path: PathLike, path: Optional[PathLike] = None) -> Any:
+    """Draws a histogram file of Net.save_histograms_csv or
+    nnkit_net_save_histograms_csv ("layer,kind,bin_lo,bin_hi,count", the
+    C init_study example's init_study_<name>.csv): one panel per layer,
+    five panels a row, 1200 pixels wide and 200 per row high."""
+    import csv
+    layers: Dict[int, Tuple[str, List[float], List[float], List[float]]] = {}
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0][:5] != ["layer", "kind", "bin_lo", "bin_hi", "count"]:
+        raise InvalidArgument(E_INVALID, "%s is not a histogram file: its header is not "
+                              "layer,kind,bin_lo,bin_hi,count" % os.fspath(csv_path))
+    for r in rows[1:]:
+        if len(r) < 5:
+            continue
+        entry = layers.setdefault(int(r[0]), (r[1], [], [], []))
+        entry[1].append(float(r[2]))
+        entry[2].append(float(r[3]))
+        entry[3].append(float(r[4]))
+    if not layers:
+        raise StateError(E_STATE, "%s holds no histogram" % os.fspath(csv_path))
+    cols = min(5, len(layers))
+    rows_n = math.ceil(len(layers) / cols)
+    fig = _figure((12, 2 * rows_n))
+    axes = fig.subplots(rows_n, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (layer, (kind, lo, hi, count)) in zip(axes.flat, sorted(layers.items())):
+        ax.axis("on")
+        ax.bar(lo, count, width=[b - a for a, b in zip(lo, hi)], align="edge")
+        ax.set_title("layer %d %s" % (layer, kind), fontsize=8)
+        ax.tick_params(labelsize=6)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -10,6 +10,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 DIGITS = os.path.join(ROOT, "data", "digits")
 C_DIGITS = os.environ.get("NNKIT_EXAMPLE_DIGITS", "")
 C_OPTIMIZERS = os.environ.get("NNKIT_EXAMPLE_OPTIMIZERS", "")
+C_INIT_STUDY = os.environ.get("NNKIT_EXAMPLE_INIT_STUDY", "")
 
 
 @unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
@@ -80,10 +81,41 @@ class OptimizersTwinTest(unittest.TestCase):
             py_lines = [l for l in py.stdout.replace(py_dir, "DIR").splitlines()
                         if not l.startswith(("wrote ", "(matplotlib"))]
             self.assertEqual(c_lines, py_lines)
-            self.assertEqual(len(c_lines), 15)
+            self.assertEqual(len(c_lines), 16)
             names = sorted(f for f in os.listdir(c_dir) if f.endswith(".csv"))
             self.assertEqual(len(names), 10)
             for name in names:
+                with open(os.path.join(c_dir, name), "rb") as f, \
+                        open(os.path.join(py_dir, name), "rb") as g:
+                    self.assertEqual(f.read(), g.read(), name)
+
+
+@unittest.skipUnless(os.path.isfile(C_INIT_STUDY),
+                     "the C init_study example is not built (meson -Dexamples=true sets "
+                     "NNKIT_EXAMPLE_INIT_STUDY for this test)")
+class InitStudyTwinTest(unittest.TestCase):
+    def test_python_init_study_prints_the_c_statistics_and_conclusions(self):
+        """examples/init_study.c and bindings/python/examples/init_study.py:
+        the same per-layer statistics, the same three conclusions and the
+        same histogram files, byte for byte (the twin runs without site
+        packages: its pictures are not what is compared, and they are slow)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            c_dir, py_dir = os.path.join(tmp, "c"), os.path.join(tmp, "py")
+            os.makedirs(c_dir)
+            os.makedirs(py_dir)
+            c = subprocess.run([C_INIT_STUDY, "--threads", "1"], cwd=c_dir,
+                               capture_output=True, text=True)
+            self.assertEqual(c.returncode, 0, c.stderr)
+            py = subprocess.run([sys.executable, "-S",
+                                 os.path.join(ROOT, "bindings", "python", "examples",
+                                              "init_study.py"), "--threads", "1"],
+                                cwd=py_dir, capture_output=True, text=True)
+            self.assertEqual(py.returncode, 0, py.stderr)
+            py_lines = [l for l in py.stdout.splitlines()
+                        if not l.startswith(("wrote ", "(matplotlib"))]
+            self.assertEqual(c.stdout.splitlines(), py_lines)
+            self.assertIn("(shown)", py.stdout)
+            for name in sorted(os.listdir(c_dir)):
                 with open(os.path.join(c_dir, name), "rb") as f, \
                         open(os.path.join(py_dir, name), "rb") as g:
                     self.assertEqual(f.read(), g.read(), name)
