@@ -186,7 +186,7 @@ def histograms(net: Any, x: Any, y: Any = None, path: Optional[PathLike] = None,
     for i in range(L):
         name = net.describe(i).split()[0]
         ax = axes[i][0]
-        ax.hist(acts[i], bins=bins, color="tab:blue")
+        ax.hist(acts[i], bins=bins, color="tab:blue", histtype="stepfilled")
         ax.set_title("layer %d %s: activations (mean %.3g, std %.3g)"
                      % (i, name, float(acts[i].mean()), float(acts[i].std())), fontsize=8)
         if cols == 2:
@@ -194,7 +194,7 @@ def histograms(net: Any, x: Any, y: Any = None, path: Optional[PathLike] = None,
             if grads[i] is None:
                 ax.axis("off")
             else:
-                ax.hist(grads[i], bins=bins, color="tab:orange")
+                ax.hist(grads[i], bins=bins, color="tab:orange", histtype="stepfilled")
                 ax.set_title("layer %d %s: gradients (|g| mean %.3g)"
                              % (i, name, float(np.abs(grads[i]).mean())), fontsize=8)
     fig.tight_layout()
@@ -230,10 +230,11 @@ def histograms_csv(csv_path: PathLike, path: Optional[PathLike] = None) -> Any:
         ax.axis("off")
     for ax, (layer, (kind, lo, hi, count)) in zip(axes.flat, sorted(layers.items())):
         ax.axis("on")
-        ax.bar(lo, count, width=[b - a for a, b in zip(lo, hi)], align="edge")
+        ax.stairs(count, lo + hi[-1:], fill=True)
         ax.set_title("layer %d %s" % (layer, kind), fontsize=8)
         ax.tick_params(labelsize=6)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08 / rows_n, top=1 - 0.12 / rows_n,
+                        wspace=0.35, hspace=0.6)
     return _save(fig, path)
 
 

@@ -782,9 +782,8 @@ class ExamplesTest(unittest.TestCase):
         self.assertRegex(out, r"\n  mean( +[01]\.\d{4}){3}\n")
 
     def test_init_study(self):
-        self.run_example("init_study.py",
-                         r"he \+ relu  std per layer:( \d\.\d\de[-+]\d\d){10}",
-                         "init_study.png")
+        self.run_example("init_study.py", r"He with ReLU: [0-9.]+: stable \(shown\)",
+                         "init_study_he.png")
 
 
 if __name__ == "__main__":

@@ -448,6 +448,12 @@ class PictureTest(unittest.TestCase):
             self.assertEqual(["%.6g" % v for v in back[k]], ["%.6g" % v for v in hist[k]])
         self.check("from_csv.png", lambda p: back.plot(p), (1000, 400))
 
+    def test_histograms_from_the_c_csv(self):
+        csv = os.path.join(self.tmp.name, "hist.csv")
+        self.net.forward(self.xs[:16])
+        self.net.save_histograms_csv(csv, 20, -2, 2)
+        self.check("hist_csv.png", lambda p: nnkit.plot.histograms_csv(csv, p), (1200, 200))
+
 
 if __name__ == "__main__":
     unittest.main()
