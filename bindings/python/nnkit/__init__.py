@@ -42,6 +42,15 @@ from .optim import (Optimizer, Schedule, Regularizer, OPTIMIZERS, OPT_KEYS,  # n
 from .train import Trainer, History, LRFinder, TRAIN_KEYS, METRICS, HISTORY_TABLES  # noqa: F401
 from .monitor import Diagnosis, Monitor, VERDICTS, verdict_name  # noqa: F401
 from .plot import layer_stats as _plot_layer_stats  # noqa: F401
+# The helpers the package's modules share, for modules added later.
+from ._arrays import _INT_MIN, _INT_MAX, samples as _samples  # noqa: F401
+from ._lib import LOG_FN, EPOCH_FN, BATCH_FN  # noqa: F401
+from ._names import lookup as _lookup, table as _table, name_of as _name_of  # noqa: F401
+from .errors import _ERRORS  # noqa: F401
+from .layers import _as_init, _Simple  # noqa: F401
+from .model import _layer_key  # noqa: F401
+from .optim import _Owned, _bounds  # noqa: F401
+from .train import as_dataset as _as_dataset  # noqa: F401
 from . import plot  # noqa: F401
 
 __version__ = PACKAGE_VERSION

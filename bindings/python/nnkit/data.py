@@ -7,7 +7,7 @@ import math
 import os
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ._arrays import Buffer, as_int, is_array, is_bytes, label_buffer, samples, to_result
+from ._arrays import Buffer, as_int, is_bytes, label_buffer, samples, to_result
 from ._handle import Handle
 from ._lib import lib
 from ._names import lookup, table

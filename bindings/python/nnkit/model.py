@@ -8,13 +8,13 @@ import os
 import weakref
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ._arrays import Buffer, _np, as_int, is_array, label_buffer, samples, to_result
+from ._arrays import Buffer, _np, as_int, label_buffer, samples, to_result
 from ._handle import Handle
 from ._lib import lib
 from ._names import lookup, name_of, table
-from .data import Dataset, Normalizer, Pipeline, _NetNormalizer
+from .data import Dataset, Normalizer, _NetNormalizer
 from .errors import E_INVALID, E_SHAPE, E_STATE, InvalidArgument, ShapeError, StateError
-from .layers import Init, InitSpec, Layer, _as_init
+from .layers import InitSpec, Layer, _as_init
 
 __all__ = ["Net", "LOSS", "LAYER_KEYS", "LAYER_STATS"]
 
@@ -196,11 +196,8 @@ class Net(Handle):
 
     def layer_bounds(self, i: int, key: Union[str, int]) -> Tuple[float, float, int]:
         """(lo, hi, flags) of option `key` of layer i, as Optimizer.bounds."""
-        lo, hi, flags = ctypes.c_double(), ctypes.c_double(), ctypes.c_int()
-        lib.nnkit_net_layer_bounds(ctypes.byref(lo), ctypes.byref(hi),
-                                   ctypes.byref(flags), self.handle, i,
-                                   _layer_key(key))
-        return lo.value, hi.value, flags.value
+        from .optim import _bounds
+        return _bounds(lib.nnkit_net_layer_bounds, self.handle, i, _layer_key(key))
 
     def layer_params(self, i: int) -> Tuple[int, int]:
         """(offset, count) of layer i's slice of the parameter buffer."""

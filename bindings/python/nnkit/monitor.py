@@ -2,7 +2,6 @@
 Monitor (per-layer statistics of a probe batch), include/nnkit/monitor.h."""
 from __future__ import annotations
 
-import ctypes
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from ._arrays import Buffer, as_int, is_array, label_buffer, samples
+from ._arrays import Buffer, as_int, label_buffer, samples
 from ._handle import Handle
 from ._lib import BATCH_FN, EPOCH_FN, LOG_FN, lib
 from ._names import lookup, table
@@ -19,7 +19,7 @@ from .data import Dataset, Pipeline
 from .errors import E_INVALID, E_SHAPE, E_STATE, Error, InvalidArgument, ShapeError, \
     StateError
 from .model import LAYER_STATS, Net
-from .optim import Optimizer
+from .optim import Optimizer, _bounds
 
 __all__ = ["Trainer", "History", "LRFinder", "TRAIN_KEYS", "METRICS", "HISTORY_TABLES",
            "fit", "as_dataset"]
@@ -364,10 +364,7 @@ class Trainer(Handle):
     @staticmethod
     def bounds(key: str) -> Tuple[float, float, int]:
         """(lo, hi, flags) of a trainer setting, as Optimizer.bounds."""
-        lo, hi, flags = ctypes.c_double(), ctypes.c_double(), ctypes.c_int()
-        lib.nnkit_trainer_bounds(ctypes.byref(lo), ctypes.byref(hi), ctypes.byref(flags),
-                                 lookup(TRAIN_KEYS, key, "trainer setting"))
-        return lo.value, hi.value, flags.value
+        return _bounds(lib.nnkit_trainer_bounds, lookup(TRAIN_KEYS, key, "trainer setting"))
 
     def _guard(self, fn: Callable[..., Any], *args: Any) -> int:
         """Calls a Python callback from C: exceptions and closed objects
