@@ -53,8 +53,12 @@ def as_dataset(net: Net, x: Any, y: Any, what: str, raw: bool = False) -> Tuple[
     if raw and net.normalizer is not None:
         shape, owner = (net.normalizer.in_size,), "the net's normalizer"
     xb, n = samples(x, shape, "x", owner)
-    sample_shape = tuple(xb.shape[1:]) if len(xb.shape) > 1 and \
-        math.prod(xb.shape[1:]) == math.prod(shape) else tuple(shape)
+    if net._input_shape is not None and owner == "the net":
+        sample_shape = net._input_shape  # (n, 784) for a (1, 28, 28) net: the net's shape
+    elif len(xb.shape) > 1:
+        sample_shape = tuple(xb.shape[1:])
+    else:
+        sample_shape = tuple(shape)
     if net.is_classifier:
         lb = label_buffer(y, "y")
         if len(lb.shape) != 1 or lb.count != n:

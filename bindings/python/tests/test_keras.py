@@ -212,6 +212,18 @@ class KerasFitTest(unittest.TestCase):
         self.assertEqual(len(a.predict_proba(vx)), 40)
         self.assertEqual(sum(map(sum, a.confusion(vx, vy))), 40)
 
+    def test_flat_arrays_take_the_input_shape_of_a_conv_net(self):
+        xs = [[((i * 7 + j * 3) % 11) / 11.0 for j in range(16)] for i in range(24)]
+        ys = [i % 2 for i in range(24)]
+        nets = [nnkit.Net((1, 4, 4), [nnkit.Conv2D(2, 3), nnkit.ReLU(), nnkit.Flatten(),
+                                      nnkit.Dense(2)], seed=1) for _ in range(2)]
+        nets[0].fit(xs, ys, epochs=2, batch_size=6, lr=0.1)
+        square = [[[row[4 * r:4 * r + 4] for r in range(4)]] for row in xs]
+        with nnkit.Dataset(square, ys) as ds:
+            self.assertEqual(ds.shape, (1, 4, 4))
+            nets[1].fit(ds, epochs=2, batch_size=6, lr=0.1)
+        self.assertEqual(list(nets[0].params), list(nets[1].params))
+
     def test_regression_fit_on_arrays(self):
         xs = [[i / 50.0, 1 - i / 50.0] for i in range(50)]
         ys = [2 * x[0] - x[1] for x in xs]
