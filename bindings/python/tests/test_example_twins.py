@@ -11,6 +11,7 @@ DIGITS = os.path.join(ROOT, "data", "digits")
 C_DIGITS = os.environ.get("NNKIT_EXAMPLE_DIGITS", "")
 C_OPTIMIZERS = os.environ.get("NNKIT_EXAMPLE_OPTIMIZERS", "")
 C_INIT_STUDY = os.environ.get("NNKIT_EXAMPLE_INIT_STUDY", "")
+C_LR_FINDER = os.environ.get("NNKIT_EXAMPLE_LR_FINDER", "")
 
 
 @unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
@@ -119,6 +120,34 @@ class InitStudyTwinTest(unittest.TestCase):
                 with open(os.path.join(c_dir, name), "rb") as f, \
                         open(os.path.join(py_dir, name), "rb") as g:
                     self.assertEqual(f.read(), g.read(), name)
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
+                     "data/digits is missing (scripts/fetch_digits.py makes it)")
+@unittest.skipUnless(os.path.isfile(C_LR_FINDER),
+                     "the C lr_finder example is not built (meson -Dexamples=true sets "
+                     "NNKIT_EXAMPLE_LR_FINDER for this test)")
+class LrFinderTwinTest(unittest.TestCase):
+    def test_python_lr_finder_prints_what_the_c_example_prints(self):
+        """examples/lr_finder.c and bindings/python/examples/lr_finder.py,
+        same seed, two epochs, one thread: the same curve, suggestion,
+        epoch lines (logged through Python) and test accuracy."""
+        common = ["--data", DIGITS, "--epochs", "2", "--seed", "2", "--threads", "1"]
+        with tempfile.TemporaryDirectory() as tmp:
+            c = subprocess.run([C_LR_FINDER] + common, cwd=tmp, capture_output=True,
+                               text=True)
+            self.assertEqual(c.returncode, 0, c.stderr)
+            flags = ["-S"] if sys.flags.no_site else []
+            py = subprocess.run([sys.executable] + flags +
+                                [os.path.join(ROOT, "bindings", "python", "examples",
+                                              "lr_finder.py")] + common + ["--out", tmp],
+                                cwd=tmp, capture_output=True, text=True)
+            self.assertEqual(py.returncode, 0, py.stderr)
+        py_lines = [l for l in py.stdout.splitlines()
+                    if not l.startswith(("wrote ", "(matplotlib"))]
+        self.assertEqual(c.stdout.splitlines(), py_lines)
+        self.assertIn("suggested learning rate:", py.stdout)
+        self.assertEqual(py.stdout.count("Finished epoch"), 2)
 
 
 if __name__ == "__main__":
