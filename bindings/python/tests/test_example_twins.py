@@ -12,6 +12,7 @@ C_DIGITS = os.environ.get("NNKIT_EXAMPLE_DIGITS", "")
 C_OPTIMIZERS = os.environ.get("NNKIT_EXAMPLE_OPTIMIZERS", "")
 C_INIT_STUDY = os.environ.get("NNKIT_EXAMPLE_INIT_STUDY", "")
 C_LR_FINDER = os.environ.get("NNKIT_EXAMPLE_LR_FINDER", "")
+C_QUICKSTART = os.environ.get("NNKIT_EXAMPLE_QUICKSTART", "")
 
 
 @unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
@@ -148,6 +149,24 @@ class LrFinderTwinTest(unittest.TestCase):
         self.assertEqual(c.stdout.splitlines(), py_lines)
         self.assertIn("suggested learning rate:", py.stdout)
         self.assertEqual(py.stdout.count("Finished epoch"), 2)
+
+
+@unittest.skipUnless(os.path.isfile(C_QUICKSTART),
+                     "the C quickstart example is not built (meson -Dexamples=true sets "
+                     "NNKIT_EXAMPLE_QUICKSTART for this test)")
+class QuickstartTwinTest(unittest.TestCase):
+    def test_python_quickstart_prints_what_the_c_example_prints(self):
+        """examples/quickstart.c and bindings/python/examples/quickstart.py:
+        the same spiral, the same losses and accuracies (the Python one
+        fits on plain lists)."""
+        c = subprocess.run([C_QUICKSTART], capture_output=True, text=True)
+        self.assertEqual(c.returncode, 0, c.stderr)
+        flags = ["-S"] if sys.flags.no_site else []
+        py = subprocess.run([sys.executable] + flags +
+                            [os.path.join(ROOT, "bindings", "python", "examples",
+                                          "quickstart.py")], capture_output=True, text=True)
+        self.assertEqual(py.returncode, 0, py.stderr)
+        self.assertEqual(c.stdout, py.stdout)
 
 
 if __name__ == "__main__":
