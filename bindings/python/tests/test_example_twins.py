@@ -13,6 +13,7 @@ C_OPTIMIZERS = os.environ.get("NNKIT_EXAMPLE_OPTIMIZERS", "")
 C_INIT_STUDY = os.environ.get("NNKIT_EXAMPLE_INIT_STUDY", "")
 C_LR_FINDER = os.environ.get("NNKIT_EXAMPLE_LR_FINDER", "")
 C_QUICKSTART = os.environ.get("NNKIT_EXAMPLE_QUICKSTART", "")
+C_AUGMENTATION = os.environ.get("NNKIT_EXAMPLE_AUGMENTATION", "")
 
 
 @unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
@@ -167,6 +168,40 @@ class QuickstartTwinTest(unittest.TestCase):
                                           "quickstart.py")], capture_output=True, text=True)
         self.assertEqual(py.returncode, 0, py.stderr)
         self.assertEqual(c.stdout, py.stdout)
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(DIGITS, "train-images-idx3-ubyte.gz")),
+                     "data/digits is missing (scripts/fetch_digits.py makes it)")
+@unittest.skipUnless(os.path.isfile(C_AUGMENTATION),
+                     "the C augmentation example is not built (meson -Dexamples=true sets "
+                     "NNKIT_EXAMPLE_AUGMENTATION for this test)")
+class AugmentationTwinTest(unittest.TestCase):
+    def test_python_augmentation_prints_what_the_c_example_prints(self):
+        """examples/augmentation.c and bindings/python/examples/augmentation.py,
+        one epoch, one thread: the same losses and test accuracies (all but
+        the timing line) and the same grid of augmented digits, byte for
+        byte."""
+        common = ["--data", DIGITS, "--epochs", "1", "--threads", "1"]
+        with tempfile.TemporaryDirectory() as tmp:
+            c_dir, py_dir = os.path.join(tmp, "c"), os.path.join(tmp, "py")
+            os.makedirs(c_dir)
+            c = subprocess.run([C_AUGMENTATION] + common, cwd=c_dir, capture_output=True,
+                               text=True)
+            self.assertEqual(c.returncode, 0, c.stderr)
+            flags = ["-S"] if sys.flags.no_site else []
+            py = subprocess.run([sys.executable] + flags +
+                                [os.path.join(ROOT, "bindings", "python", "examples",
+                                              "augmentation.py")] + common + ["--out", py_dir],
+                                cwd=tmp, capture_output=True, text=True)
+            self.assertEqual(py.returncode, 0, py.stderr)
+            with open(os.path.join(c_dir, "augmentation_grid.pgm"), "rb") as f, \
+                    open(os.path.join(py_dir, "augmentation_grid.pgm"), "rb") as g:
+                self.assertEqual(f.read(), g.read())
+
+        def lines(out):
+            return [l for l in out.splitlines() if not l.startswith("training time:")]
+        self.assertEqual(lines(c.stdout), lines(py.stdout))
+        self.assertIn("test accuracy with augmentation:", py.stdout)
 
 
 if __name__ == "__main__":
