@@ -111,8 +111,11 @@ class Net(Handle):
 
     @property
     def loss(self) -> str:
-        """The loss: 'softmax_cross_entropy' (alias 'cross_entropy') or 'mse'."""
-        return name_of(LOSS, lib.nnkit_net_get_loss(self.handle))
+        """The loss: 'cross_entropy' (softmax + cross-entropy, C's
+        NNKIT_LOSS_SOFTMAX_CROSS_ENTROPY; 'softmax_cross_entropy' is accepted
+        too) or 'mse'."""
+        name = name_of(LOSS, lib.nnkit_net_get_loss(self.handle))
+        return "cross_entropy" if name == "softmax_cross_entropy" else name
 
     @loss.setter
     def loss(self, kind: str) -> None:
