@@ -26,6 +26,7 @@ def run(cmd, **kw):
 class InstallTest(unittest.TestCase):
     @unittest.skipUnless(os.path.isfile(os.path.join(BUILD, "build.ninja")),
                          "NNKIT_BUILD_DIR is not a meson build (meson test sets it)")
+    @unittest.skipUnless(shutil.which("meson"), "meson is not on PATH")
     def test_meson_install_then_import_in_a_clean_environment(self):
         with tempfile.TemporaryDirectory() as dest:
             r = run(["meson", "install", "-C", BUILD, "--destdir", dest, "--no-rebuild",
