@@ -61,7 +61,8 @@ def _check_dtype(arr: Any, what: str, kinds: str, expected: str) -> None:
 
 
 def _flatten(data: Any, what: str = "data") -> Tuple[List[Any], Tuple[int, ...]]:
-    """Flattens nested sequences (or any buffer) and returns (list, shape)."""
+    """Flattens nested sequences (or any buffer) and returns (list, shape);
+    the values are checked to be numbers by _typed (array.array)."""
     if isinstance(data, (bytes, bytearray, memoryview, array.array)):
         mv = memoryview(data)  # its values, whatever the item type (never its bytes)
         if mv.ndim != 1:
@@ -78,24 +79,38 @@ def _flatten(data: Any, what: str = "data") -> Tuple[List[Any], Tuple[int, ...]]
     while isinstance(level, (list, tuple)) or (_np is not None and isinstance(level, _np.ndarray)):
         shape.append(len(level))
         level = level[0] if len(level) else None
-    flat = []
+    flat: List[Any] = []
+    last = len(shape) - 1
 
-    def walk(x, depth):
-        if depth == len(shape):
-            if not isinstance(x, numbers.Real):
-                raise InvalidType("%s must hold numbers; got %s %r" %
-                                  (what, type(x).__name__, x))
-            flat.append(x)
+    def walk(x: Any, depth: int) -> None:
+        if not hasattr(x, "__len__") or len(x) != shape[depth]:
+            raise ValueError("%s is ragged: expected %d items at depth %d, got %s" %
+                             (what, shape[depth], depth,
+                              len(x) if hasattr(x, "__len__") else "a scalar"))
+        if depth == last:
+            flat.extend(x)
         else:
-            if not hasattr(x, "__len__") or len(x) != shape[depth]:
-                raise ValueError("%s is ragged: expected %d items at depth %d, got %s" %
-                                 (what, shape[depth], depth,
-                                  len(x) if hasattr(x, "__len__") else "a scalar"))
             for item in x:
                 walk(item, depth + 1)
 
     walk(data, 0)
     return flat, tuple(shape)
+
+
+def _typed(typecode: str, flat: List[Any], what: str) -> "array.array[Any]":
+    """array.array(typecode, flat), or a sentence naming the first value
+    that is not a number."""
+    try:
+        return array.array(typecode, flat)
+    except (TypeError, OverflowError):
+        for i, x in enumerate(flat):
+            if hasattr(x, "__len__") and not isinstance(x, str):
+                raise ValueError("%s is ragged: item %d of the innermost level is a "
+                                 "sequence" % (what, i)) from None
+            if not isinstance(x, numbers.Real):
+                raise InvalidType("%s must hold numbers; got %s %r at flat index %d" %
+                                  (what, type(x).__name__, x, i)) from None
+        raise
 
 
 class Buffer:
@@ -121,7 +136,7 @@ class Buffer:
             self.shape = arr.shape
             return
         flat, shape = _flatten(data, what)
-        arr = array.array(typecode, flat)
+        arr = _typed(typecode, flat, what)
         self.keep = arr
         self.count = len(arr)
         self.shape = shape

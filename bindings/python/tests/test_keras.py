@@ -164,6 +164,31 @@ class BadInputTest(unittest.TestCase):
             net.fit(np.zeros((4, 2)), [0, 1, 2, 3], validation_data=[1, 2, 3])
 
 
+class BadListInputTest(unittest.TestCase):
+    """The same checks on plain lists (with or without NumPy)."""
+
+    def test_lists(self):
+        net = mlp()
+        with self.assertRaises(nnkit.ShapeError) as cm:
+            net.predict([[0.0, 0.0, 0.0]] * 4)
+        self.assertIn("shape (4, 3)", str(cm.exception))
+        with self.assertRaises(TypeError) as cm:
+            net.predict([[1.0, "x"]])
+        self.assertIn("str 'x'", str(cm.exception))
+        with self.assertRaises(ValueError) as cm:
+            net.predict([[1.0, 2.0], [3.0]])
+        self.assertIn("ragged", str(cm.exception))
+        with self.assertRaises(ValueError) as cm:
+            net.predict([[1.0, [2.0]]])
+        self.assertIn("ragged", str(cm.exception))
+        with self.assertRaises(TypeError):
+            net.predict("1.0, 2.0")
+        with self.assertRaises(ValueError) as cm:
+            net.fit([[0.0, 1.0]] * 4, [0.5, 1, 2, 3], epochs=1)
+        self.assertIn("0.5 at index 0 is not an integer class id", str(cm.exception))
+        self.assertEqual(len(net.predict([[0.0, 1.0]] * 3)), 3)
+
+
 class ErrorHierarchyTest(unittest.TestCase):
     def test_every_status_has_a_subclass_carrying_the_sentence(self):
         from nnkit._prototypes import ENUMS
