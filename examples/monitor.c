@@ -170,7 +170,8 @@ int main(int argc, char **argv)
     snprintf(csv, sizeof csv, "monitor_%s.csv", runs[r].name);
     if (nnkit_history_save_csv(nnkit_trainer_history(tr), NNKIT_HISTORY_EPOCHS, csv) ==
         NNKIT_OK)
-      printf("history written to %s\n", csv);
+      printf("history written to %s (draw it: nnkit.History.from_csv('%s')"
+             ".plot('monitor_%s.png'))\n", csv, csv, runs[r].name);
     if (nnkit_trainer_diagnose(&d, tr) == NNKIT_OK) {
       printf("diagnosis:\n%s", nnkit_diagnosis_report(d));
       nnkit_verdict v = nnkit_diagnosis_verdict(d, 0);

@@ -240,5 +240,7 @@ int main(int argc, char **argv)
   }
   printf("trajectories: %s/{quadratic,saddle}-{sgd,sgd-fast,momentum,rmsprop,adam}.csv "
          "(step,x,y,loss)\n", dir);
+  printf("draw them: python3 bindings/python/examples/optimizers.py, the Python twin, "
+         "runs the same steps and draws the trajectories\n");
   return EXIT_SUCCESS;
 }

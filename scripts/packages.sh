@@ -26,6 +26,8 @@ build_packages=(
 test_packages=(
   python3-numpy     # the Python package's NumPy paths and its tests
   python3-matplotlib # the Python package's plots
+  python3-tqdm      # the Python package's progress bar (its test with tqdm)
+  python3-setuptools # the offline pip install test (--no-build-isolation)
   valgrind          # the memory-check stage
   g++               # the C++ header test
   binutils          # nm/readelf: the exported-symbol test

@@ -23,39 +23,49 @@ A dimension may drive a library key (key=...): ("optimizer", "sgd", "lr"),
 search starts, and trial.apply(net=..., optimizer=..., trainer=...,
 pipeline=...) sets the trial's values on those objects.
 """
+from __future__ import annotations
+
 import ctypes
 import inspect
 import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import (_check, InvalidArgument, E_INVALID, OPTIMIZERS, OPT_KEYS, SCHEDULES,
                SCHED_KEYS, REGULARIZERS, REG_KEYS, TRAIN_KEYS, PIPE_KEYS, LAYER_KEYS)
 from ._lib import lib
+from ._names import lookup, table
 from ._prototypes import NNKIT_OBJECTIVE_FN, NNKIT_LOG_FN
 
 __all__ = ["search", "uniform", "log_uniform", "integer", "choice", "Dim", "Trial",
            "Results", "STRATEGIES"]
 
-STRATEGIES = {"grid": 1, "random": 2, "coarse_fine": 3, "halving": 4, "hyperband": 5}
-_SETTINGS = {"trials": 2, "epochs": 3, "fine_trials": 4, "fine_epochs": 5, "top_k": 6,
-             "grid_points": 7, "eta": 8, "max_epochs": 9, "workers": 10, "seed": 11,
-             "maximize": 12, "prune": 13, "folds": 14, "verbose": 15}
-_DIM_KINDS = {"uniform": 1, "log_uniform": 2, "int": 3, "int_log": 4}
-_TARGETS = {"optimizer": 1, "schedule": 2, "regularizer": 3, "trainer": 4, "pipeline": 5,
-            "layer": 6}
-_STATUS = {1: "ok", 2: "failed", 3: "pruned"}
-_FIELDS = {"score": 1, "score_std": 2, "status": 3, "epochs": 4, "phase": 5, "config": 6,
-           "seconds": 7, "seed": 8}
+# The C enums' tables, generated from search.h (never typed here).
+STRATEGIES = table("nnkit_search_strategy")
+_SETTINGS = {k: v for k, v in table("nnkit_search_param").items() if k != "strategy"}
+_DIM_KINDS = {k: v for k, v in table("nnkit_dim_kind").items() if k != "choice"}
+_TARGETS = {k: v for k, v in table("nnkit_search_target").items() if k != "none"}
+_STATUS = {v: k for k, v in table("nnkit_trial_status").items()}
+_FIELDS = table("nnkit_result_field")
 
 
 class Dim:
     """One dimension: kind ("uniform", "log_uniform", "int", "int_log",
     "choice"), its range or values, and an optional library key."""
 
-    def __init__(self, kind, lo=None, hi=None, values=None, key=None):
+    def __init__(self, kind: str, lo: Optional[float] = None, hi: Optional[float] = None,
+                 values: Optional[List[float]] = None,
+                 key: Optional[Sequence[Any]] = None) -> None:
         self.kind, self.lo, self.hi, self.values, self.key = kind, lo, hi, values, key
 
+    def __repr__(self) -> str:
+        if self.kind == "choice":
+            return "choice(%r)" % (self.values,)
+        return "%s(%g, %g%s)" % (self.kind, self.lo, self.hi,
+                                  ", key=%r" % (tuple(self.key),) if self.key else "")
+
     @property
-    def log(self):
+    def log(self) -> bool:
+        """True for the log-scaled kinds (drawn uniformly in log space)."""
         return self.kind in ("log_uniform", "int_log")
 
     def _target(self):
@@ -80,19 +90,26 @@ class Dim:
                                  % (self.key,))
 
 
-def uniform(lo, hi, key=None):
+def uniform(lo: float, hi: float, key: Optional[Sequence[Any]] = None) -> Dim:
+    """A real dimension drawn uniformly in [lo, hi] (momentum, dropout p)."""
     return Dim("uniform", lo, hi, key=key)
 
 
-def log_uniform(lo, hi, key=None):
+def log_uniform(lo: float, hi: float, key: Optional[Sequence[Any]] = None) -> Dim:
+    """A real dimension drawn uniformly in log space between lo > 0 and hi
+    (learning rates, regularization strengths: the lecture's 10^x)."""
     return Dim("log_uniform", lo, hi, key=key)
 
 
-def integer(lo, hi, log=False, key=None):
+def integer(lo: int, hi: int, log: bool = False,
+            key: Optional[Sequence[Any]] = None) -> Dim:
+    """A whole-number dimension in [lo, hi], uniform or (log=True)
+    log-uniform (layer widths, batch sizes)."""
     return Dim("int_log" if log else "int", lo, hi, key=key)
 
 
-def choice(values, key=None):
+def choice(values: Sequence[float], key: Optional[Sequence[Any]] = None) -> Dim:
+    """One of the given values (a grid of its own, or a random pick)."""
     values = [float(v) for v in values]
     return Dim("choice", min(values) if values else None, max(values) if values else None,
                values=values, key=key)
@@ -101,18 +118,19 @@ def choice(values, key=None):
 class Trial:
     """The trial handed to a two-argument objective (valid during the call)."""
 
-    def __init__(self, ptr, names):
+    def __init__(self, ptr: Any, names: List[str]) -> None:
         self._ptr, self._names = ptr, names
         self.index = lib.nnkit_trial_index(ptr)
         self.seed = lib.nnkit_trial_seed(ptr)
         self.epochs = lib.nnkit_trial_epochs(ptr)
         self.params = {n: lib.nnkit_trial_value(ptr, i) for i, n in enumerate(names)}
 
-    def report(self, epoch, score):
+    def report(self, epoch: int, score: float) -> bool:
         """Reports the score after epoch `epoch` (0-based); True: stop now."""
         return bool(lib.nnkit_trial_report(self._ptr, int(epoch), float(score)))
 
-    def apply(self, net=None, optimizer=None, trainer=None, pipeline=None):
+    def apply(self, net: Any = None, optimizer: Any = None, trainer: Any = None,
+              pipeline: Any = None) -> None:
         """Sets the trial's values of the dimensions with keys on the objects."""
         _check(lib.nnkit_trial_apply(self._ptr, net.handle if net else None,
                                         optimizer.handle if optimizer else None,
@@ -127,12 +145,14 @@ class Results(list):
     "reason". .best is the best trial's dict (None when none finished),
     .warnings the search's warnings, .columns the column order."""
 
-    def __init__(self, rows, columns, score_name, space, best, warnings, maximize):
+    def __init__(self, rows: List[Dict[str, Any]], columns: List[str], score_name: str,
+                 space: Dict[str, Dim], best: Optional[Dict[str, Any]],
+                 warnings: List[str], maximize: bool) -> None:
         super().__init__(rows)
         self.columns, self.score_name, self.space = columns, score_name, space
         self.best, self.warnings, self.maximize = best, warnings, maximize
 
-    def table(self):
+    def table(self) -> str:
         """A pandas-free table: a header line and one line per trial."""
         out = ["\t".join(self.columns)]
         for r in self:
@@ -140,18 +160,17 @@ class Results(list):
                                  for c in self.columns))
         return "\n".join(out)
 
-    def plot(self, path):
+    def plot(self, path: Any) -> Any:
         """Score against each dimension (log axes for log dimensions), saved
-        as PNG to path; returns path, or None when matplotlib is missing."""
+        as PNG to path; returns path, or None when matplotlib is missing.
+        Draws on its own Figure: no matplotlib backend is chosen for you."""
+        from . import plot as _plot
         try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            fig = _plot._figure((4.5 * len(self.space), 3.6))
         except ImportError:
             return None
         names = list(self.space)
-        fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6),
-                                 squeeze=False)
+        axes = fig.subplots(1, len(names), squeeze=False)
         done = [r for r in self if r["status"] != "failed"]
         for ax, name in zip(axes[0], names):
             dim = self.space[name]
@@ -165,8 +184,7 @@ class Results(list):
             ax.set_xlabel(name)
             ax.set_ylabel(self.score_name)
         fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        _plot._save(fig, path)
         return path
 
 
@@ -179,8 +197,11 @@ def _accepts_trial(fn):
     return len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
-def search(space, objective, strategy="random", workers=1, *, maximize=True,
-           results_file=None, score_name=None, verbose=False, log=None, **settings):
+def search(space: Dict[str, Dim], objective: Callable[..., Optional[float]],
+           strategy: str = "random", workers: int = 1, *, maximize: bool = True,
+           results_file: Any = None, score_name: Optional[str] = None,
+           verbose: bool = False, log: Optional[Callable[[str], Any]] = None,
+           **settings: float) -> Results:
     """Runs a search and returns its Results.
 
     space:     {name: Dim} (uniform(), log_uniform(), integer(), choice()).
@@ -217,7 +238,8 @@ def search(space, objective, strategy="random", workers=1, *, maximize=True,
         _check(lib.nnkit_search_create(ctypes.byref(s), sp))
         settings = dict(settings, workers=workers, maximize=1 if maximize else 0,
                         verbose=1 if (verbose or log) else 0)
-        _check(lib.nnkit_search_set(s, 1, float(STRATEGIES[strategy])))
+        _check(lib.nnkit_search_set(s, table("nnkit_search_param")["strategy"],
+                                     float(lookup(STRATEGIES, strategy, "search strategy"))))
         for k, v in settings.items():
             if k not in _SETTINGS:
                 raise InvalidArgument(E_INVALID, "unknown search setting %r; use "
@@ -250,10 +272,14 @@ def search(space, objective, strategy="random", workers=1, *, maximize=True,
                 return 1
 
         cb = NNKIT_OBJECTIVE_FN(call)
-        st = lib.nnkit_search_run(s, cb, None)
+        try:
+            _check(lib.nnkit_search_run(s, cb, None))  # raises (errcheck) on failure
+        except Exception:
+            if interrupted:  # the objective's KeyboardInterrupt, not the stop it caused
+                raise interrupted[0]
+            raise
         if interrupted:
             raise interrupted[0]
-        _check(st)
         del cb, log_cb
         sname = score_name or "score"
         columns = (["trial", "phase", "config", "epochs", "status", sname, "score_std",
