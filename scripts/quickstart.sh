@@ -17,7 +17,8 @@ say() { printf '=== quickstart.sh: %s\n' "$*"; }
 die() { printf 'quickstart.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 
 packages=(build-essential meson ninja-build pkg-config libopenblas-dev
-  zlib1g-dev check python3 ca-certificates libcsv-dev libstb-dev liblapacke-dev
+  zlib1g-dev check python3 ca-certificates libcsv-dev libstb-dev
+  libjpeg62-turbo-dev liblapacke-dev
   libcjson-dev)
 
 # shellcheck source=scripts/packages.sh

@@ -37,7 +37,8 @@ die() { printf '\ntest.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- packages
 packages=(build-essential meson ninja-build pkg-config libopenblas-dev
   zlib1g-dev check libcjson-dev python3 python3-numpy valgrind g++ binutils
-  ca-certificates libgfortran-12-dev libcsv-dev libstb-dev liblapacke-dev
+  ca-certificates libgfortran-12-dev libcsv-dev libstb-dev libjpeg62-turbo-dev
+  liblapacke-dev
   python3-matplotlib)
 
 # shellcheck source=scripts/packages.sh
