@@ -120,6 +120,8 @@ static char *join(const char *a, const char *b)
 static nnkit_status list_dir(name_list *out, const char *dir, int want_dirs)
 {
   DIR *d = opendir(dir);
+  if (!d && errno == ENOMEM)
+    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory listing the folder", dir);
   if (!d)
     return nnkit__err(NNKIT_E_IO, "%s: cannot list: %s; check the path%s",
                       dir, strerror(errno),
@@ -130,8 +132,8 @@ static nnkit_status list_dir(name_list *out, const char *dir, int want_dirs)
     struct dirent *e = readdir(d);
     if (!e) {
       if (errno)
-        st = nnkit__err(NNKIT_E_IO, "%s: cannot list: %s", dir,
-                        strerror(errno));
+        st = nnkit__err(errno == ENOMEM ? NNKIT_E_NOMEM : NNKIT_E_IO,
+                        "%s: cannot list: %s", dir, strerror(errno));
       break;
     }
     if (e->d_name[0] == '.')
@@ -378,19 +380,26 @@ static nnkit_status decode_image(const char *path, size_t channels, int *ih,
     if (px)
       *px = rgb;
   } else if (st == NNKIT_OK) {
+    /* stb_image's failure reason is the last format it tried, not
+     * necessarily its failed allocation: errno tells. */
     int ic = 0;
+    errno = 0;
     if (!stbi_info_from_memory(in.b, (int)in.n, iw, ih, &ic))
-      st = nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image (%s); "
-                      "the file is damaged or not really a PNG; replace or "
-                      "remove it", path, stbi_failure_reason());
+      st = errno == ENOMEM
+               ? nnkit__err(NNKIT_E_NOMEM, "%s: out of memory reading the PNG "
+                            "header", path)
+               : nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image (%s); "
+                            "the file is damaged or not really a PNG; replace or "
+                            "remove it", path, stbi_failure_reason());
     if (st == NNKIT_OK)
       st = check_size(path, *ih, *iw);
     if (st == NNKIT_OK && px) {
       int dw = 0, dh = 0;
+      errno = 0;
       *px = stbi_load_from_memory(in.b, (int)in.n, &dw, &dh, &ic, (int)channels);
       if (!*px) {
         const char *why = stbi_failure_reason();
-        st = why && strcmp(why, "outofmem") == 0
+        st = errno == ENOMEM || (why && strcmp(why, "outofmem") == 0)
                  ? nnkit__err(NNKIT_E_NOMEM, "%s: out of memory decoding the "
                               "PNG image", path)
                  : nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image "
