@@ -768,7 +768,8 @@ END_TEST
  * past its Huffman tables: #21 item 9): a written JPEG round-trips within
  * the codec's loss, RGB to gray is stb_image's luma as for PNG, and the
  * regression input (a DHT of 4080 codes, tests/corpus/image) and a
- * truncated file are NNKIT_E_FORMAT naming the file. */
+ * truncated file are NNKIT_E_FORMAT naming the file; image files open
+ * through nnkit__open_regular (a FIFO is NNKIT_E_IO at once). */
 START_TEST(images_decode_jpeg_with_libjpeg)
 {
   enum { W = 16, H = 8 };
@@ -821,6 +822,13 @@ START_TEST(images_decode_jpeg_with_libjpeg)
   write_bytes(p, buf + 1, n - 1); /* byte 0 is the fuzz harness's options */
   ck_fails(nnkit_dataset_load_image_folder(&ds, root, 3, 0, 0, 0), NNKIT_E_FORMAT,
            "2.jpg: cannot decode the JPEG image");
+  ck_assert_ptr_null(ds);
+  ck_assert_int_eq(unlink(p), 0);
+  /* A FIFO named like an image is refused at once, not waited on. */
+  img_path(p, sizeof p, root, "a", "3.png");
+  ck_assert_int_eq(mkfifo(p, 0600), 0);
+  ck_fails(nnkit_dataset_load_image_folder(&ds, root, 3, 0, 0, 0), NNKIT_E_IO,
+           "3.png: is a FIFO");
   ck_assert_ptr_null(ds);
   ck_assert_int_eq(unlink(p), 0);
 }

@@ -1,0 +1,37 @@
+/* A two-thread training run for the ThreadSanitizer build (build-tsan,
+ * scripts/test.sh): nnkit at 2 threads fits the reliability world's net
+ * (its convolution and dense GEMMs split between the threads) from a
+ * dataset and then from a prefetching, augmenting pipeline (a second
+ * thread filling batches), and predicts. ThreadSanitizer reports any
+ * data race; the figures only show the run did its work. */
+#include "rel_world.h"
+
+int main(void)
+{
+  REL_OK(nnkit_set_num_threads(2));
+  rel_world w;
+  REL_OK(rel_world_make(&w, 0));
+  REL_OK(nnkit_trainer_set(w.tr, NNKIT_TRAIN_EPOCHS, 2));
+  REL_OK(nnkit_trainer_fit(w.tr, w.train, NULL));
+  nnkit_augmenter *aug = NULL;
+  nnkit_pipeline *pipe = NULL;
+  REL_OK(nnkit_augmenter_create(&aug));
+  REL_OK(nnkit_augmenter_add(aug, NNKIT_AUG_TRANSLATE, 0.8, 1, 1));
+  REL_OK(nnkit_augmenter_add(aug, NNKIT_AUG_NOISE, 0.5, 0.05, 0.1));
+  REL_OK(nnkit_pipeline_create(&pipe, w.train));
+  REL_OK(nnkit_pipeline_set(pipe, NNKIT_PIPE_BATCH_SIZE, 8));
+  REL_OK(nnkit_pipeline_set(pipe, NNKIT_PIPE_PREFETCH, 2));
+  REL_OK(nnkit_pipeline_set_augmenter(pipe, aug));
+  REL_OK(nnkit_trainer_fit_pipeline(w.tr, pipe, NULL));
+  int32_t cls[REL_N];
+  REL_OK(nnkit_net_predict(cls, w.net, nnkit_dataset_data(w.train), REL_N));
+  size_t right = 0;
+  for (size_t i = 0; i < REL_N; i++)
+    right += cls[i] == nnkit_dataset_labels(w.train)[i];
+  printf("tsan train: 2 threads, %zu epochs, training accuracy %zu/%d\n",
+         nnkit_trainer_epochs_done(w.tr), right, REL_N);
+  nnkit_pipeline_free(pipe);
+  nnkit_augmenter_free(aug);
+  rel_world_free(&w);
+  return 0;
+}
