@@ -25,6 +25,14 @@
 
 #define MAX_SIDE 65536
 
+/* The fuzz build (-Dfuzz=true) decodes at most 2^18 pixels an image, so
+ * that each fuzz input takes milliseconds; the checks are the same. */
+#ifdef NNKIT_FUZZ_MAX_PIXELS
+#define MAX_PIXELS ((size_t)NNKIT_FUZZ_MAX_PIXELS)
+#else
+#define MAX_PIXELS ((size_t)NNKIT_MAX_IMAGE_PIXELS)
+#endif
+
 /* Growable list of strings (NUL-terminated, in one buffer). */
 typedef struct name_list {
   char *text;
@@ -267,11 +275,11 @@ static nnkit_status check_size(const char *path, int ih, int iw)
     return nnkit__err(NNKIT_E_FORMAT, "%s: %dx%d is larger than %d pixels "
                       "a side; shrink the image", path, ih, iw, MAX_SIDE);
   size_t pixels = (size_t)ih * (size_t)iw; /* <= 2^32: no overflow */
-  if (pixels > NNKIT_MAX_IMAGE_PIXELS)
+  if (pixels > MAX_PIXELS)
     return nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x "
                       "width), %zu pixels, more than the %zu nnkit decodes "
                       "(NNKIT_MAX_IMAGE_PIXELS); shrink the image", path, ih,
-                      iw, pixels, (size_t)NNKIT_MAX_IMAGE_PIXELS);
+                      iw, pixels, MAX_PIXELS);
   return NNKIT_OK;
 }
 
@@ -354,6 +362,28 @@ static nnkit_status check_signature(const image_bytes *in, const char *path)
                     png ? "PNG" : "JPEG");
 }
 
+/* Removes the empty IDAT chunks of a PNG in memory: stb_image 2.27,
+ * given an empty IDAT before any data, computes NULL + 0 and calls
+ * memcpy(NULL, ..., 0) (undefined behaviour UBSan reports; found by
+ * fuzzing, kept in tests/corpus/image). An empty chunk adds no data, so
+ * the image is the same without it; stb_image does not check CRCs. */
+static void png_drop_empty_idat(image_bytes *in)
+{
+  size_t pos = 8;
+  while (pos + 12 <= in->n) {
+    const unsigned char *c = in->b + pos;
+    size_t len = (size_t)c[0] << 24 | (size_t)c[1] << 16 | (size_t)c[2] << 8 | c[3];
+    if (len > in->n - pos - 12 || memcmp(c + 4, "IEND", 4) == 0)
+      return;
+    if (len == 0 && memcmp(c + 4, "IDAT", 4) == 0) {
+      memmove(in->b + pos, in->b + pos + 12, in->n - pos - 12);
+      in->n -= 12;
+      continue;
+    }
+    pos += 12 + len;
+  }
+}
+
 /* Reads path and checks it before anything is decoded (signature, header,
  * declared size); then, when px is given, decodes it to *ih x *iw pixels
  * of channels bytes each (HWC, nnkit__malloc'ed; RGB to gray by stb_image's
@@ -383,6 +413,7 @@ static nnkit_status decode_image(const char *path, size_t channels, int *ih,
     /* stb_image's failure reason is the last format it tried, not
      * necessarily its failed allocation: errno tells. */
     int ic = 0;
+    png_drop_empty_idat(&in);
     errno = 0;
     if (!stbi_info_from_memory(in.b, (int)in.n, iw, ih, &ic))
       st = errno == ENOMEM
