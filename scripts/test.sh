@@ -281,7 +281,11 @@ if [ "$mode" = full ]; then
   configure build-tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false \
     -Dexamples=false
   build build-tsan
-  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 OPENBLAS_NUM_THREADS=1 \
+  # die_after_fork=0: test_core's parallel_after_fork starts threads in a
+  # forked child on purpose (the library's atfork handling), which TSan
+  # refuses by default.
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:die_after_fork=0 \
+    OPENBLAS_NUM_THREADS=1 \
     run_tests tsan build-tsan --suite unit --suite threads
   stage_end
 
