@@ -18,7 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 lib=${1:?usage: abi_check.sh LIB [--update]}
 soname=$(objdump -p "$lib" | awk '/SONAME/ {print $2}')
-baseline="$root/abi/$soname.abi"
+baseline=${NNKIT_ABI_BASELINE:-"$root/abi/$soname.abi"}
 
 forbidden=$(nm -D --undefined-only "$lib" | awk '{print $NF}' | sed 's/@.*//' |
   grep -xE 'abort|exit|_exit|_Exit|quick_exit|system|popen' || true)
