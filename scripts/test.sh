@@ -254,12 +254,14 @@ if [ "$mode" = full ]; then
   mkdir -p "$work"
   build-fuzz/tests/make_seeds "$work/seeds" >/dev/null || die "fuzz seeds"
   for t in "${fuzz_targets[@]}"; do
-    mkdir -p "$work/$t" "tests/corpus/$t"
+    mkdir -p "$work/$t"
+    corpus=()
+    [ -d "tests/corpus/$t" ] && corpus=("tests/corpus/$t")
     rc=0
     ASAN_OPTIONS=detect_leaks=1 OPENBLAS_NUM_THREADS=1 \
       "build-fuzz/tests/fuzz/fuzz_$t" -runs="$runs" -seed=1 -max_len=65536 \
       -timeout=20 -rss_limit_mb=2560 -print_final_stats=1 \
-      -artifact_prefix="$work/$t-" "$work/$t" "$work/seeds/$t" "tests/corpus/$t" \
+      -artifact_prefix="$work/$t-" "$work/$t" "$work/seeds/$t" "${corpus[@]}" \
       >"$work/$t.log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log")
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/$t.log")
@@ -267,7 +269,8 @@ if [ "$mode" = full ]; then
     if [ $rc -ne 0 ]; then
       tail -40 "$work/$t.log"
       for a in "$work/$t"-*; do
-        [ -f "$a" ] && cp "$a" "tests/corpus/$t/" && echo "kept $a in tests/corpus/$t/"
+        [ -f "$a" ] && mkdir -p "tests/corpus/$t" && cp "$a" "tests/corpus/$t/" &&
+          echo "kept $a in tests/corpus/$t/"
       done
       one_failed "fuzz_$t: a finding (log $work/$t.log; the input is in tests/corpus/$t/)"
     fi

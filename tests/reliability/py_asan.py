@@ -28,8 +28,29 @@ unittest.TestCase.assertRaisesRegex = _counting(unittest.TestCase.assertRaisesRe
 
 here = os.path.dirname(os.path.abspath(__file__))
 tests = os.path.join(here, '..', '..', 'bindings', 'python', 'tests')
-suite = unittest.defaultTestLoader.discover(tests)
+# Left to the normal build's Python stage, as the C examples are left out
+# of the C sanitizer stage: tests that bound the process's memory growth
+# (RSS), which measure ASan's quarantine and shadow memory here, and the
+# end-to-end training runs on data/digits (minutes each against the
+# unoptimized ASan library; the library code they use runs here through
+# the other tests).
+LEFT_OUT = ('rss', 'ExamplesTest', 'DigitsTest', 'DigitsTwinTest')
+
+
+def _kept(suite):
+    out = unittest.TestSuite()
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            out.addTest(_kept(t))
+        elif not any(k in t.id() for k in LEFT_OUT):
+            out.addTest(t)
+    return out
+
+
+suite = _kept(unittest.defaultTestLoader.discover(tests))
 result = unittest.TextTestRunner(verbosity=1).run(suite)
+for test, why in result.skipped:
+    print('skipped: %s: %s' % (test.id(), why))
 print('python under ASan: %d tests run, %d failures, %d errors, %d skipped; '
       '%d bad inputs tried (assertRaises), all refused with an exception'
       % (result.testsRun, len(result.failures), len(result.errors),
