@@ -205,9 +205,10 @@ if [ "$mode" != quick ]; then
   # The end-to-end example runs (suite 'examples') train for real and take
   # minutes in an unoptimized sanitizer build; they run in the normal
   # stage, and the library code they use runs here through the unit tests.
+  # The corruption sweep and the SIGKILL loop run here too (seconds).
   ASAN_OPTIONS=detect_leaks=1 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    run_tests sanitize build-asan --no-suite examples --no-suite reliability
+    run_tests sanitize build-asan --no-suite examples
   stage_end
 
   stage_begin valgrind
