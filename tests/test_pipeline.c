@@ -768,8 +768,9 @@ END_TEST
  * past its Huffman tables: #21 item 9): a written JPEG round-trips within
  * the codec's loss, RGB to gray is stb_image's luma as for PNG, and the
  * regression input (a DHT of 4080 codes, tests/corpus/image) and a
- * truncated file are NNKIT_E_FORMAT naming the file; image files open
- * through nnkit__open_regular (a FIFO is NNKIT_E_IO at once). */
+ * truncated file are NNKIT_E_FORMAT naming the file; a PNG with an empty
+ * IDAT chunk decodes as without it; image files open through
+ * nnkit__open_regular (a FIFO is NNKIT_E_IO at once). */
 START_TEST(images_decode_jpeg_with_libjpeg)
 {
   enum { W = 16, H = 8 };
@@ -824,6 +825,28 @@ START_TEST(images_decode_jpeg_with_libjpeg)
            "2.jpg: cannot decode the JPEG image");
   ck_assert_ptr_null(ds);
   ck_assert_int_eq(unlink(p), 0);
+  /* A PNG with an empty IDAT chunk before its data (stb_image 2.27 does
+   * NULL + 0 on it; nnkit drops empty IDATs first) decodes as without. */
+  img_path(p, sizeof p, root, "a", "1.jpg");
+  ck_assert_int_eq(unlink(p), 0);
+  img_path(p, sizeof p, root, "a", "1.png");
+  png_file(p, W, H, 1, 5);
+  f = fopen(p, "rb");
+  ck_assert_ptr_nonnull(f);
+  n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  nnkit_dataset *want = NULL;
+  ck_ok(nnkit_dataset_load_image_folder(&want, root, 1, 0, 0, 0));
+  static const unsigned char empty_idat[12] = {0, 0, 0, 0, 'I', 'D', 'A', 'T',
+                                               0x35, 0xaf, 0x06, 0x1e};
+  ck_assert_uint_lt(n + 12, sizeof buf);
+  memmove(buf + 33 + 12, buf + 33, n - 33); /* after the signature and IHDR */
+  memcpy(buf + 33, empty_idat, 12);
+  write_bytes(p, buf, n + 12);
+  ck_ok(nnkit_dataset_load_image_folder(&ds, root, 1, 0, 0, 0));
+  ck_assert_mem_eq(nnkit_dataset_data(ds), nnkit_dataset_data(want), H * W * sizeof(float));
+  nnkit_dataset_free(ds);
+  nnkit_dataset_free(want);
   /* A FIFO named like an image is refused at once, not waited on. */
   img_path(p, sizeof p, root, "a", "3.png");
   ck_assert_int_eq(mkfifo(p, 0600), 0);
