@@ -46,9 +46,8 @@ size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
  * NNKIT_E_IO naming path and what it is ("is a directory", "is a FIFO"),
  * then O_NONBLOCK is cleared; *size_out (may be NULL) gets the file's size
  * in bytes. `what` names the file in sentences ("model
- * file", "CSV file"). Model files, checkpoints, IDX and CSV open
- * through this; the image folder loader (lib/data/imagefolder.c) still
- * uses fopen. */
+ * file", "CSV file"). Model files, checkpoints, IDX, CSV and image
+ * files open through this. */
 nnkit_status nnkit__open_regular(int *fd_out, uint64_t *size_out, const char *path,
                                  const char *what);
 /* Atomic writes (every save of the library goes through here):

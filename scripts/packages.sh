@@ -18,7 +18,8 @@ build_packages=(
   zlib1g-dev        # gzip IDX files, CRC-32 of model files and checkpoints
   libcjson-dev      # JSON headers of model files, checkpoints, history
   libcsv-dev        # the CSV loader
-  libstb-dev        # image decoding (image folders) and PNG writing
+  libstb-dev        # PNG decoding (image folders) and PNG writing
+  libjpeg62-turbo-dev # JPEG decoding (image folders)
   python3           # scripts/fetch_digits.py, the Python package
   ca-certificates   # fetching the digits over https
   check             # the C unit tests, built by default (-Dtests=true)
@@ -33,6 +34,9 @@ test_packages=(
   binutils          # nm/readelf: the exported-symbol test
   libgfortran-12-dev # the static-link test (OpenBLAS's LAPACK needs it)
   doxygen           # the API reference and its 'api-docs' test
+  clang             # the libFuzzer targets (fuzz stage)
+  libclang-rt-dev   # libFuzzer and clang's sanitizer runtimes
+  abigail-tools     # abidiff: the ABI gate
 )
 install_missing() {
   local missing=() p sudo=()
