@@ -142,12 +142,11 @@ int main(int argc, char **argv)
     TRY(nnkit_trainer_metric(&s, tr, e, NNKIT_METRIC_SECONDS));
     seconds += s;
   }
-  size_t best;
-  TRY(nnkit_trainer_best_epoch(&best, tr));
-  printf("early stopping kept the weights of epoch %zu\n", best + 1);
   TRY(nnkit_history_save_csv(nnkit_trainer_history(tr), NNKIT_HISTORY_EPOCHS,
                              "digits_history.csv"));
   printf("history written to digits_history.csv\n");
+  printf("draw it: python3 -c \"import nnkit; nnkit.History.from_csv("
+         "'digits_history.csv').plot('digits_history.png')\"\n");
   size_t confusion[10 * 10], need;
   char table[4096];
   TRY(nnkit_net_confusion(confusion, 100, net, test));

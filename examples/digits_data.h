@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <nnkit.h>
 
@@ -33,7 +34,8 @@ static inline void digits_free(digits_data *d)
 /* The four MNIST-named IDX files of dir as stored (pixels 0..255): the
  * training set into *train and, unless test is NULL, the test set into
  * *test. Returns NNKIT_OK or the failing status (nnkit_last_error() says
- * why); on failure both are NULL. */
+ * why); on failure both are NULL. When the files are not there at all it
+ * also prints, on stderr, how to fetch them. */
 static inline nnkit_status digits_load_raw(nnkit_dataset **train, nnkit_dataset **test,
                                            const char *dir)
 {
@@ -51,6 +53,14 @@ static inline nnkit_status digits_load_raw(nnkit_dataset **train, nnkit_dataset 
   if (st != NNKIT_OK) {
     nnkit_dataset_free(*train);
     *train = NULL;
+    if (access(p[0], F_OK) != 0 || access(p[2], F_OK) != 0)
+      fprintf(stderr,
+              "the digits are not in %s: fetch them (10,000 MNIST digits, 8,000 "
+              "for training and 2,000 for testing) with\n"
+              "  python3 scripts/fetch_digits.py --out %s\n"
+              "or run scripts/quickstart.sh, which fetches them and runs the case "
+              "study.\n",
+              dir, dir);
   }
   return st;
 }

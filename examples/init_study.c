@@ -67,7 +67,9 @@ static nnkit_status study(double stats_out[DEPTH][4], const config *c,
     int relu = c->act == NNKIT_ACT_RELU;
     st = nnkit_net_save_histograms_csv(net, path, 40, relu ? 0 : -1, relu ? 4 : 1);
     if (st == NNKIT_OK)
-      printf("  histograms of all %d layers written to %s\n", 2 * DEPTH, path);
+      printf("  histograms of all %d layers written to %s (draw them: "
+             "nnkit.plot.histograms_csv('%s', 'init_study_%s.png'))\n", 2 * DEPTH, path,
+             path, c->name);
   }
   free(all);
   nnkit_init_free(w);

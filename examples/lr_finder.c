@@ -73,15 +73,22 @@ int main(int argc, char **argv)
     lo = losses[i] < lo ? losses[i] : lo;
     hi = losses[i] > hi ? losses[i] : hi;
   }
+  /* Every third step, and the suggested step itself (the rate returned is
+   * one of the rates tried), marked. */
+  size_t pick = n;
+  for (size_t i = 0; i < n; i++)
+    if (lrs[i] == suggested)
+      pick = i;
   printf("  %-10s %-8s\n", "lr", "loss (smoothed)");
-  for (size_t i = 0; i < n; i += 3) {
+  for (size_t i = 0; i < n; i++) {
+    if (i % 3 != 0 && i != pick)
+      continue;
     int w = hi > lo ? (int)(50 * (losses[i] - lo) / (hi - lo) + 0.5) : 0;
     printf("  %-10.2e %-8.4f |%.*s%s\n", lrs[i], losses[i], w,
            "**************************************************",
-           fabs(log(lrs[i] / suggested)) < 1.5 * log(lrs[1] / lrs[0]) ? "  <- suggested"
-                                                                       : "");
+           i == pick ? "  <- suggested" : "");
   }
-  printf("suggested learning rate: %.3g (the steepest fall of the smoothed loss)\n",
+  printf("suggested learning rate: %.2e (the steepest fall of the smoothed loss)\n",
          suggested);
 
   /* Train with it: the net is untouched by the sweep. */
@@ -92,9 +99,6 @@ int main(int argc, char **argv)
   printf("training up to %ld epochs with learning rate %.3g (early stopping on the "
          "val accuracy, patience 5)\n", args.epochs, suggested);
   TRY(nnkit_trainer_fit(tr, dd.train, dd.val));
-  size_t best;
-  if (nnkit_trainer_best_epoch(&best, tr) == NNKIT_OK)
-    printf("kept the weights of epoch %zu\n", best + 1);
   double test_loss, test_acc;
   TRY(nnkit_net_evaluate(&test_loss, &test_acc, net, dd.test));
   printf("test loss: %.4f\n", test_loss);

@@ -7,6 +7,7 @@
  * checks that the diagnosis names the right cause for each run and exits
  * non-zero when it does not. Writes each run's history as CSV next to
  * --out. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +30,24 @@ typedef struct run {
   nnkit_verdict expect, also; /* the right causes for the first verdict */
 } run;
 
-static int print_history(const nnkit_trainer *tr)
+/* One cell of the layer table: a figure, or "-" where it does not apply
+ * (NaN in the history: dead ReLUs of a layer that is no ReLU, gradients of
+ * a layer without weights). */
+static void cell(const char *fmt, int width, double v)
+{
+  if (isnan(v))
+    printf(" %*s", width, "-");
+  else
+    printf(fmt, v);
+}
+
+static int print_history(const nnkit_trainer *tr, nnkit_net *net)
 {
   const nnkit_history *h = nnkit_trainer_history(tr);
-  printf("  epoch   cost      train acc  val loss   val acc   lr        seconds\n");
+  if (nnkit_history_epochs(h) == 0)
+    printf("  no epoch finished: the fit stopped inside its first epoch\n");
+  else
+    printf("  epoch   cost      train acc  val loss   val acc   lr        seconds\n");
   for (size_t e = 0; e < nnkit_history_epochs(h); e++) {
     double v[6];
     nnkit_metric m[6] = {NNKIT_METRIC_TRAIN_LOSS, NNKIT_METRIC_TRAIN_ACC,
@@ -50,11 +65,24 @@ static int print_history(const nnkit_trainer *tr)
                               NNKIT_LSTAT_GRAD_NORM, NNKIT_LSTAT_UPDATE_RATIO};
     double *s = malloc(L * 5 * sizeof *s);
     if (s && nnkit_history_layer_stats(s, L * 5, st, 5, h, E - 1) == NNKIT_OK) {
-      printf("  layers at epoch %zu: act mean, act std, dead ReLUs, grad norm, "
-             "update/weight\n", E);
-      for (size_t l = 0; l < L; l++)
-        printf("    layer %zu  %9.4f %9.4f %7.3f %10.3g %10.3g\n", l + 1, s[l * 5],
-               s[l * 5 + 1], s[l * 5 + 2], s[l * 5 + 3], s[l * 5 + 4]);
+      printf("  layers at epoch %zu (- where a figure does not apply):\n"
+             "    %-22s %9s %9s %7s %10s %13s\n", E, "layer", "act mean", "act std",
+             "dead", "grad norm", "update/weight");
+      for (size_t l = 0; l < L; l++) {
+        char name[23]; /* "3 dense 256 -> 128", without the "(N params)" */
+        snprintf(name, sizeof name, "%zu %s", l + 1,
+                 l < nnkit_net_num_layers(net) ? nnkit_net_layer_describe(net, l) : "");
+        char *paren = strstr(name, " (");
+        if (paren)
+          *paren = '\0';
+        printf("    %-22s", name);
+        cell(" %9.4f", 9, s[l * 5]);
+        cell(" %9.4f", 9, s[l * 5 + 1]);
+        cell(" %7.3f", 7, s[l * 5 + 2]);
+        cell(" %10.3g", 10, s[l * 5 + 3]);
+        cell(" %13.3g", 13, s[l * 5 + 4]);
+        printf("\n");
+      }
     }
     free(s);
   }
@@ -137,12 +165,13 @@ int main(int argc, char **argv)
     else if (st != NNKIT_OK)
       fprintf(stderr, "monitor: %s\n", nnkit_last_error());
     printf("history:\n");
-    print_history(tr);
+    print_history(tr, net);
     char csv[64];
     snprintf(csv, sizeof csv, "monitor_%s.csv", runs[r].name);
     if (nnkit_history_save_csv(nnkit_trainer_history(tr), NNKIT_HISTORY_EPOCHS, csv) ==
         NNKIT_OK)
-      printf("history written to %s\n", csv);
+      printf("history written to %s (draw it: nnkit.History.from_csv('%s')"
+             ".plot('monitor_%s.png'))\n", csv, csv, runs[r].name);
     if (nnkit_trainer_diagnose(&d, tr) == NNKIT_OK) {
       printf("diagnosis:\n%s", nnkit_diagnosis_report(d));
       nnkit_verdict v = nnkit_diagnosis_verdict(d, 0);

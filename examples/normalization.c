@@ -7,7 +7,9 @@
  * inputs. Every normalizer is fitted on the training split only and then
  * applied unchanged to the validation and test images; the batch pipeline
  * normalizes each batch in its background thread. Prints the training loss
- * after each epoch side by side, then the final accuracies. */
+ * after each epoch side by side, then the final accuracies, and says why
+ * each failing variant failed, from figures it measures: the scale of the
+ * inputs the net saw and the share of hidden ReLUs that ended dead. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,9 @@ typedef struct variant {
   double loss[MAX_EPOCHS];
   size_t epochs_run;
   int diverged;
+  size_t diverged_batch;  /* 1-based batch of the epoch where it happened */
+  double input_rms;       /* root mean square of the first batch's inputs */
+  double dead_relus;      /* share of hidden ReLUs never positive on val */
   double val_acc, test_acc, fit_seconds, train_seconds;
   size_t out_size;
 } variant;
@@ -69,7 +74,7 @@ static nnkit_status run(variant *v, const nnkit_dataset *train,
   nnkit_pipeline *p = NULL;
   nnkit_net *net = NULL;
   nnkit_optimizer *opt = NULL;
-  nnkit_dataset *val_n = NULL, *test_n = NULL;
+  nnkit_dataset *val_n = NULL, *test_n = NULL, *acts = NULL;
 
   if (v->kind) {
     TRY(nnkit_normalizer_create(&nz, (nnkit_norm_kind)v->kind));
@@ -106,20 +111,29 @@ static nnkit_status run(variant *v, const nnkit_dataset *train,
   for (size_t e = 0; e < (size_t)args->epochs && !v->diverged; e++) {
     TRY(nnkit_pipeline_begin_epoch(p, e));
     double sum = 0;
-    size_t b;
+    size_t b, batches = 0;
     for (;;) {
       TRY(nnkit_pipeline_next(&b, p));
       if (b == 0)
         break;
       double loss;
+      if (e == 0 && v->input_rms == 0) {
+        const float *x = nnkit_pipeline_batch_data(p);
+        double s2 = 0;
+        for (size_t i = 0; i < b * in; i++)
+          s2 += (double)x[i] * x[i];
+        v->input_rms = sqrt(s2 / (double)(b * in));
+      }
       TRY(nnkit_net_forward(net, nnkit_pipeline_batch_data(p), b, NULL, 0));
       TRY(nnkit_net_backward(net, nnkit_pipeline_batch_labels(p), NULL, &loss));
       if (!isfinite(loss)) {
         v->diverged = 1;
+        v->diverged_batch = batches + 1;
         break;
       }
       TRY(nnkit_optimizer_step(opt, net));
       sum += loss * (double)b;
+      batches++;
     }
     v->loss[e] = v->diverged ? NAN : sum / (double)n;
     v->epochs_run = e + 1;
@@ -131,8 +145,22 @@ static nnkit_status run(variant *v, const nnkit_dataset *train,
     TRY(normalized(&test_n, test, nz));
     TRY(nnkit_net_evaluate(NULL, &v->val_acc, net, val_n ? val_n : val));
     TRY(nnkit_net_evaluate(NULL, &v->test_acc, net, test_n ? test_n : test));
+    /* Dead ReLUs: hidden units (layer 1's outputs) that are 0 for every
+     * validation image. A dead unit passes no gradient and never revives. */
+    TRY(nnkit_net_features(&acts, net, 1, val_n ? val_n : val));
+    size_t units = nnkit_dataset_sample_size(acts), m = nnkit_dataset_count(acts);
+    const float *a = nnkit_dataset_data(acts);
+    size_t dead = 0;
+    for (size_t u = 0; u < units; u++) {
+      size_t i = 0;
+      while (i < m && a[i * units + u] <= 0)
+        i++;
+      dead += i == m;
+    }
+    v->dead_relus = (double)dead / (double)units;
   }
 out:
+  nnkit_dataset_free(acts);
   nnkit_dataset_free(val_n);
   nnkit_dataset_free(test_n);
   nnkit_optimizer_free(opt);
@@ -180,7 +208,7 @@ int main(int argc, char **argv)
     printf("%-13s inputs of %3zu values: normalizer fitted in %5.2f s, "
            "trained in %5.2f s%s\n", v[i].name, v[i].out_size,
            v[i].fit_seconds, v[i].train_seconds,
-           v[i].diverged ? "  (DIVERGED: the cost became NaN/inf)" : "");
+           v[i].diverged ? "  (DIVERGED: the cost became NaN/inf; why: below)" : "");
     fflush(stdout);
   }
 
@@ -210,6 +238,34 @@ int main(int argc, char **argv)
   for (int i = 0; i < NUM_VARIANTS; i++)
     printf(" %13.4f", v[i].test_acc);
   printf("\n");
+
+  /* Why the failures failed, in the figures measured above. */
+  const variant *ref = &v[2]; /* standardized */
+  printf("\nwhy (measured: the RMS of the inputs of the first batch; hidden ReLUs "
+         "that are 0 on every validation image)\n");
+  for (int i = 0; i < NUM_VARIANTS; i++) {
+    printf("  %-13s input RMS %7.2f", v[i].name, v[i].input_rms);
+    if (v[i].diverged)
+      printf(", diverged in epoch %zu, batch %zu\n", v[i].epochs_run, v[i].diverged_batch);
+    else
+      printf(", dead ReLUs %5.1f%%\n", 100 * v[i].dead_relus);
+  }
+  for (int i = 0; i < NUM_VARIANTS; i++) {
+    double ratio = ref->input_rms > 0 ? v[i].input_rms / ref->input_rms : 0;
+    if (v[i].diverged)
+      printf("%s: inputs %.0fx larger than standardized ones make the first layer's\n"
+             "  outputs and its weight gradients ~%.0fx larger, so the same lr 0.01 takes\n"
+             "  steps far too big: the loss overflowed. Standardize, or divide the rate\n"
+             "  by that factor.\n",
+             v[i].name, ratio, ratio);
+    else if (v[i].epochs_run > 0 &&
+             fabs(v[i].loss[v[i].epochs_run - 1] - log(10.0)) < 0.02 * log(10.0))
+      printf("%s: the loss sits at ln 10 = 2.3026, the loss of a constant guess.\n"
+             "  Inputs %.0fx larger than standardized ones made the first steps huge;\n"
+             "  they pushed %.0f%% of the hidden ReLUs below zero for every input, and a\n"
+             "  dead ReLU passes no gradient, so the net cannot recover.\n",
+             v[i].name, ratio, 100 * v[i].dead_relus);
+  }
   rc = EXIT_SUCCESS;
 out:
   nnkit_dataset_free(all);

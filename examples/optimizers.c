@@ -16,10 +16,12 @@
  * into nnkit_net_grads() and nnkit_optimizer_step() moves the point. Each
  * trajectory goes to DIR/<landscape>-<optimizer>.csv (step,x,y,loss), and
  * the steps each optimizer needs to reach loss < 1e-3 are printed. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <nnkit.h>
 
@@ -145,6 +147,36 @@ fail:
   return -2;
 }
 
+/* mkdir -p: creates dir and its missing parents (mode 0777 less the
+ * umask); 0 on success or when it exists as a folder, -1 with errno. */
+static int make_dirs(const char *dir)
+{
+  char path[4096];
+  size_t n = strlen(dir);
+  if (n == 0 || n >= sizeof path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(path, dir, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (path[i] != '/' && path[i] != '\0')
+      continue;
+    char c = path[i];
+    path[i] = '\0';
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+      return -1;
+    path[i] = c;
+  }
+  struct stat sb;
+  if (stat(dir, &sb) != 0)
+    return -1;
+  if (!S_ISDIR(sb.st_mode)) {
+    errno = ENOTDIR;
+    return -1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   /* --out DIR is this example's own option; the rest are the shared ones. */
@@ -172,6 +204,11 @@ int main(int argc, char **argv)
     return pr == 0 ? EXIT_SUCCESS : 2;
   if (nnkit_set_num_threads((int)args.threads) != NNKIT_OK) {
     fprintf(stderr, "optimizers: %s\n", nnkit_last_error());
+    return EXIT_FAILURE;
+  }
+  if (make_dirs(dir) != 0) {
+    fprintf(stderr, "optimizers: cannot create the folder '%s' for the CSV files: %s\n",
+            dir, strerror(errno));
     return EXIT_FAILURE;
   }
 
@@ -203,5 +240,7 @@ int main(int argc, char **argv)
   }
   printf("trajectories: %s/{quadratic,saddle}-{sgd,sgd-fast,momentum,rmsprop,adam}.csv "
          "(step,x,y,loss)\n", dir);
+  printf("draw them: python3 bindings/python/examples/optimizers.py, the Python twin, "
+         "runs the same steps and draws the trajectories\n");
   return EXIT_SUCCESS;
 }

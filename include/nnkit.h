@@ -46,6 +46,7 @@
 #include "nnkit/train.h"
 #include "nnkit/pipeline.h"
 #include "nnkit/monitor.h"
+#include "nnkit/search.h"
 #include "nnkit/ensemble.h"
 #include "nnkit/mining.h"
 

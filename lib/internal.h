@@ -46,9 +46,8 @@ size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
  * NNKIT_E_IO naming path and what it is ("is a directory", "is a FIFO"),
  * then O_NONBLOCK is cleared; *size_out (may be NULL) gets the file's size
  * in bytes. `what` names the file in sentences ("model
- * file", "CSV file"). Model files, checkpoints, IDX and CSV open
- * through this; the image folder loader (lib/data/imagefolder.c) still
- * uses fopen. */
+ * file", "CSV file"). Model files, checkpoints, IDX, CSV and image
+ * files open through this. */
 nnkit_status nnkit__open_regular(int *fd_out, uint64_t *size_out, const char *path,
                                  const char *what);
 /* Atomic writes (every save of the library goes through here):
@@ -71,6 +70,13 @@ nnkit_status nnkit__open_regular(int *fd_out, uint64_t *size_out, const char *pa
  * nothing left on disk otherwise. */
 nnkit_status nnkit__tmpfile_next_to(int *fd_out, char **tmp_out, char **dest_out,
                                     const char *path);
+
+/* mkdir -p: creates the folder dir and its missing parents (mode 0777
+ * narrowed by the umask); NNKIT_OK also when it exists as a folder.
+ * NNKIT_E_IO naming dir (or the component that failed) and why, or
+ * NNKIT_E_NOMEM; `fn` starts the sentence. Folders made before a failure
+ * stay. */
+nnkit_status nnkit__mkdirs(const char *dir, const char *fn);
 
 /* Atomic files on a stream: nnkit__tfile_open creates the temporary file
  * (as above; t->f open for writing); nnkit__tfile_commit flushes,
@@ -105,7 +111,16 @@ uint64_t nnkit__rng_below(nnkit__rng *r, uint64_t n);
 void nnkit__rng_shuffle(nnkit__rng *r, size_t *idx, size_t n);
 
 /* ---- threads and BLAS (lib/core/threads.c) ---------------------------- */
+/* Threads nnkit's math uses on the calling thread: nnkit_get_num_threads(),
+ * or less under the calling thread's limit. */
 int nnkit__num_threads(void);
+/* Caps the calling thread's math at n threads (0 lifts the cap): a
+ * hyperparameter search's workers run each trial at one thread, so that
+ * trials on several workers never share the pool and give the results of
+ * one worker. */
+void nnkit__set_thread_limit(int n);
+/* Sets OpenBLAS's thread count, returning the previous one. */
+int nnkit__blas_threads(int n);
 
 /* Task t of n: fn(ctx, t, n) runs on the pool's thread t (t = 0 is the
  * caller) and nnkit__parallel returns when all n have; n = min(thread

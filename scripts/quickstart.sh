@@ -16,14 +16,10 @@ cd "$root"
 say() { printf '=== quickstart.sh: %s\n' "$*"; }
 die() { printf 'quickstart.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 
-packages=(build-essential meson ninja-build pkg-config libopenblas-dev
-  zlib1g-dev check python3 ca-certificates libcsv-dev libstb-dev liblapacke-dev
-  libcjson-dev)
-
 # shellcheck source=scripts/packages.sh
 . "$root/scripts/packages.sh"
 
-install_missing "${packages[@]}"
+install_missing "${build_packages[@]}"
 
 if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=python3; fi
 "$python" scripts/fetch_digits.py || die "fetching the digits"

@@ -491,6 +491,27 @@ START_TEST(unlike_nets_and_optimizers_are_refused)
   alarm(0);
   unlink(fifo);
   ck_fails(nnkit_trainer_set_checkpoint_dir(tb, path), NNKIT_E_IO, "not a folder");
+  ck_fails(nnkit_trainer_set_checkpoint_dir(tb, ""), NNKIT_E_INVALID, "empty");
+  /* A missing folder is created with its missing parents; a regular file
+   * on the way is refused. */
+  char top[512], nested[600], under_file[600];
+  tu_tmp_path(top, sizeof top, "ckpt-mkdirs");
+  snprintf(nested, sizeof nested, "%s/a/b/", top);
+  rmdir(nested);
+  snprintf(under_file, sizeof under_file, "%s/a", top);
+  rmdir(under_file);
+  rmdir(top);
+  ck_ok(nnkit_trainer_set_checkpoint_dir(tb, nested));
+  struct stat nsb;
+  ck_assert_int_eq(stat(nested, &nsb), 0);
+  ck_assert(S_ISDIR(nsb.st_mode));
+  snprintf(under_file, sizeof under_file, "%s/sub", path);
+  ck_fails(nnkit_trainer_set_checkpoint_dir(tb, under_file), NNKIT_E_IO, "not a folder");
+  ck_ok(nnkit_trainer_set_checkpoint_dir(tb, NULL));
+  rmdir(nested);
+  snprintf(under_file, sizeof under_file, "%s/a", top);
+  rmdir(under_file);
+  rmdir(top);
   nnkit_trainer_free(tb);
   nnkit_optimizer_free(ob);
   nnkit_net_free(nb);
@@ -621,7 +642,7 @@ START_TEST(periodic_checkpoints_keep_k_and_each_resumes)
     } else {
       size_t best;
       ck_ok(nnkit_trainer_best_epoch(&best, full.tr));
-      ck_assert_uint_eq(nnkit_trainer_epochs_done(r.tr), best + 1);
+      ck_assert_uint_eq(nnkit_trainer_epochs_done(r.tr), best);
     }
     world_free(&r);
   }

@@ -318,6 +318,21 @@ START_TEST(null_handles_everywhere)
   /* init.h */
   nnkit_init_free(NULL);
   ck_assert_int_eq((int)nnkit_init_get_kind(NULL), 0);
+  /* search.h */
+  nnkit_space_free(NULL);
+  ck_assert_uint_eq(nnkit_space_num_dims(NULL), 0);
+  ck_assert_ptr_null(nnkit_space_dim_name(NULL, 0));
+  nnkit_search_free(NULL);
+  nnkit_search_set_logger(NULL, NULL, NULL);
+  ck_assert_uint_eq(nnkit_search_num_trials(NULL), 0);
+  ck_assert_ptr_null(nnkit_search_reason(NULL, 0));
+  ck_assert_ptr_null(nnkit_search_warnings(NULL));
+  ck_assert(nnkit_trial_value(NULL, 0) == 0);
+  ck_assert_uint_eq(nnkit_trial_index(NULL), 0);
+  ck_assert_uint_eq(nnkit_trial_seed(NULL), 0);
+  ck_assert_uint_eq(nnkit_trial_epochs(NULL), 0);
+  ck_assert_int_eq(nnkit_trial_report(NULL, 0, 1), 0);
+  nnkit_trial_set_reason(NULL, "x");
   /* monitor.h */
   nnkit_trainer_clear_callbacks(NULL);
   ck_assert_ptr_null(nnkit_trainer_net(NULL));

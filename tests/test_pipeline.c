@@ -764,6 +764,99 @@ START_TEST(images_refuse_bombs_before_decoding)
 }
 END_TEST
 
+/* JPEG is decoded by libjpeg-turbo (stb_image 2.27's JPEG decoder writes
+ * past its Huffman tables: #21 item 9): a written JPEG round-trips within
+ * the codec's loss, RGB to gray is stb_image's luma as for PNG, and the
+ * regression input (a DHT of 4080 codes, tests/corpus/image) and a
+ * truncated file are NNKIT_E_FORMAT naming the file; a PNG with an empty
+ * IDAT chunk decodes as without it; image files open through
+ * nnkit__open_regular (a FIFO is NNKIT_E_IO at once). */
+START_TEST(images_decode_jpeg_with_libjpeg)
+{
+  enum { W = 16, H = 8 };
+  unsigned char px[H * W * 3];
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      for (int c = 0; c < 3; c++)
+        px[(y * W + x) * 3 + c] = (unsigned char)(40 + 8 * x + 4 * y + 30 * c);
+  char root[512], p[1024];
+  tmp_file(root, sizeof root, "jpeg");
+  make_dir(root);
+  snprintf(p, sizeof p, "%s/a", root);
+  make_dir(p);
+  img_path(p, sizeof p, root, "a", "1.jpg");
+  ck_assert_int_ne(stbi_write_jpg(p, W, H, 3, px, 100), 0);
+  nnkit_dataset *ds = SENTINEL;
+  ck_ok(nnkit_dataset_load_image_folder(&ds, root, 3, 0, 0, 0));
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 1), H);
+  ck_assert_uint_eq(nnkit_dataset_dim(ds, 2), W);
+  double worst = 0;
+  for (int c = 0; c < 3; c++)
+    for (int i = 0; i < H * W; i++)
+      worst = fmax(worst, fabs(nnkit_dataset_data(ds)[c * H * W + i] - px[i * 3 + c]));
+  ck_assert_msg(worst <= 8, "JPEG at quality 100 is off by %g", worst);
+  nnkit_dataset_free(ds);
+  ck_ok(nnkit_dataset_load_image_folder(&ds, root, 1, 0, 0, 0));
+  for (int i = 0; i < H * W; i++) {
+    int luma = (px[3 * i] * 77 + px[3 * i + 1] * 150 + px[3 * i + 2] * 29) >> 8;
+    ck_assert_msg(fabs(nnkit_dataset_data(ds)[i] - luma) <= 8, "pixel %d: %g vs %d", i,
+                  nnkit_dataset_data(ds)[i], luma);
+  }
+  nnkit_dataset_free(ds);
+  /* Truncated: libjpeg would paint the rest gray and warn. */
+  FILE *f = fopen(p, "rb");
+  ck_assert_ptr_nonnull(f);
+  unsigned char buf[4096];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  ck_assert_uint_gt(n, 400);
+  img_path(p, sizeof p, root, "a", "2.jpg");
+  write_bytes(p, buf, n - 200);
+  ck_fails(nnkit_dataset_load_image_folder(&ds, root, 3, 0, 0, 0), NNKIT_E_FORMAT,
+           "2.jpg: cannot decode the JPEG image");
+  ck_assert_ptr_null(ds);
+  /* stb_image's Huffman overflow. */
+  f = fopen(NNKIT_CORPUS "/image/stb-huffman-overflow", "rb");
+  ck_assert_ptr_nonnull(f);
+  n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  write_bytes(p, buf + 1, n - 1); /* byte 0 is the fuzz harness's options */
+  ck_fails(nnkit_dataset_load_image_folder(&ds, root, 3, 0, 0, 0), NNKIT_E_FORMAT,
+           "2.jpg: cannot decode the JPEG image");
+  ck_assert_ptr_null(ds);
+  ck_assert_int_eq(unlink(p), 0);
+  /* A PNG with an empty IDAT chunk before its data (stb_image 2.27 does
+   * NULL + 0 on it; nnkit drops empty IDATs first) decodes as without. */
+  img_path(p, sizeof p, root, "a", "1.jpg");
+  ck_assert_int_eq(unlink(p), 0);
+  img_path(p, sizeof p, root, "a", "1.png");
+  png_file(p, W, H, 1, 5);
+  f = fopen(p, "rb");
+  ck_assert_ptr_nonnull(f);
+  n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  nnkit_dataset *want = NULL;
+  ck_ok(nnkit_dataset_load_image_folder(&want, root, 1, 0, 0, 0));
+  static const unsigned char empty_idat[12] = {0, 0, 0, 0, 'I', 'D', 'A', 'T',
+                                               0x35, 0xaf, 0x06, 0x1e};
+  ck_assert_uint_lt(n + 12, sizeof buf);
+  memmove(buf + 33 + 12, buf + 33, n - 33); /* after the signature and IHDR */
+  memcpy(buf + 33, empty_idat, 12);
+  write_bytes(p, buf, n + 12);
+  ck_ok(nnkit_dataset_load_image_folder(&ds, root, 1, 0, 0, 0));
+  ck_assert_mem_eq(nnkit_dataset_data(ds), nnkit_dataset_data(want), H * W * sizeof(float));
+  nnkit_dataset_free(ds);
+  nnkit_dataset_free(want);
+  /* A FIFO named like an image is refused at once, not waited on. */
+  img_path(p, sizeof p, root, "a", "3.png");
+  ck_assert_int_eq(mkfifo(p, 0600), 0);
+  ck_fails(nnkit_dataset_load_image_folder(&ds, root, 3, 0, 0, 0), NNKIT_E_IO,
+           "3.png: is a FIFO");
+  ck_assert_ptr_null(ds);
+  ck_assert_int_eq(unlink(p), 0);
+}
+END_TEST
+
 /* ---- concatenation and class names -------------------------------------- */
 
 START_TEST(concat_joins_parts_and_keeps_names)
@@ -2904,6 +2997,7 @@ static Suite *pipeline_suite(void)
   tcase_add_test(t, images_reject_bad_trees_naming_paths);
   tcase_add_test(t, images_reject_empty_images);
   tcase_add_test(t, images_refuse_bombs_before_decoding);
+  tcase_add_test(t, images_decode_jpeg_with_libjpeg);
   suite_add_tcase(s, t);
 
   t = tcase_create("datasets");

@@ -251,11 +251,13 @@ NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
 
 /**
  * Loads images stored in torchvision's ImageFolder layout,
- * root/<class>/<image>: every sub-folder of root is a class, classes are
+ * root/CLASS/IMAGE: every sub-folder of root is a class, classes are
  * numbered in byte order of their folder names, and each class's files are
  * read in byte order of their names. Files ending in .png, .jpg or .jpeg
  * (any case) are images; other files and names starting with '.' are
- * ignored. Images are decoded by stb_image, after two checks of each
+ * ignored. PNG files are decoded by stb_image, JPEG files by
+ * libjpeg-turbo (which also refuses corrupt data it could paint over and
+ * progressive files of more than 500 scans), after two checks of each
  * file: its first bytes must be the signature of the format its extension
  * names (PNG for .png, JPEG for .jpg/.jpeg; a TGA, PNM or HDR file so
  * named is refused), and the size its header declares must be at least
@@ -264,8 +266,8 @@ NNKIT_API nnkit_status nnkit_dataset_load_csv(nnkit_dataset **out,
  * Samples have shape [channels, height, width] (NCHW) with values 0..255
  * unchanged (see nnkit_dataset_scale()); with resize 0 they are kept as
  * bytes in memory, a quarter of the floats' size (see nnkit/data.h). Grayscale images loaded as RGB
- * repeat the gray value; RGB images loaded as grayscale use stb_image's
- * luma 0.30 R + 0.59 G + 0.11 B.
+ * repeat the gray value; RGB images loaded as grayscale (PNG and JPEG)
+ * use stb_image's luma (77 R + 150 G + 29 B) / 256.
  *
  * @param root      the folder holding one sub-folder per class (borrowed).
  * @param channels  1 (grayscale) or 3 (RGB).

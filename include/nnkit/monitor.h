@@ -114,8 +114,10 @@ NNKIT_API nnkit_status nnkit_trainer_set_early_stopping(nnkit_trainer *tr,
                                                         double min_delta);
 
 /**
- * The 0-based epoch (over all fits) whose weights early stopping kept in
- * the last fit.
+ * The epoch (over all fits) whose weights early stopping kept in the last
+ * fit, numbered from 1 as the log lines and the history CSV number it
+ * ("Restored the weights of epoch 13" is 13 here); its figures are at
+ * index 12 of nnkit_trainer_metric, which indexes from 0.
  * @return NNKIT_E_STATE when early stopping is off or no fit has recorded
  *         an epoch with it.
  */

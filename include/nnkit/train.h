@@ -270,12 +270,15 @@ NNKIT_API nnkit_status nnkit_trainer_resume(nnkit_trainer *tr, const char *path)
 
 /**
  * The folder of the periodic checkpoints (NNKIT_TRAIN_CHECKPOINT_EVERY,
- * _BEST, _KEEP), copied; NULL turns them off. It must exist. A fit with
+ * _BEST, _KEEP), copied; NULL turns them off. A folder that does not
+ * exist is created, with its missing parents (mode 0777 narrowed by the
+ * umask), at once. A fit with
  * CHECKPOINT_EVERY or CHECKPOINT_BEST set and no folder fails at its start
  * with NNKIT_E_STATE; a checkpoint that cannot be written fails the fit
  * with NNKIT_E_IO.
- * @return NNKIT_E_IO when dir is not a folder; NNKIT_E_INVALID for a path
- *         longer than 3000 characters; NNKIT_E_STATE during a fit;
+ * @return NNKIT_E_IO when dir exists and is not a folder or cannot be
+ *         created; NNKIT_E_INVALID for an empty path or one longer than
+ *         3000 characters; NNKIT_E_STATE during a fit;
  *         NNKIT_E_NOMEM.
  */
 NNKIT_API nnkit_status nnkit_trainer_set_checkpoint_dir(nnkit_trainer *tr,
@@ -284,7 +287,8 @@ NNKIT_API nnkit_status nnkit_trainer_set_checkpoint_dir(nnkit_trainer *tr,
 /** Number of epochs recorded by all fits so far. */
 NNKIT_API size_t nnkit_trainer_epochs_done(const nnkit_trainer *tr);
 
-/** Reads a recorded figure of epoch `epoch` (0-based).
+/** Reads a recorded figure of the epoch at index `epoch` (0-based: index i
+ *  holds epoch number i + 1, the number the log lines print).
  *  @return NNKIT_E_INVALID for an epoch not yet recorded or an unknown metric. */
 NNKIT_API nnkit_status nnkit_trainer_metric(double *out,
                                             const nnkit_trainer *tr,

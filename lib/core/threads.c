@@ -210,7 +210,24 @@ NNKIT_API int nnkit_get_num_threads(void)
   return n > 0 ? n : cores();
 }
 
-int nnkit__num_threads(void) { return nnkit_get_num_threads(); }
+/* A per-thread cap on the threads nnkit's math uses (0: none): a search
+ * worker runs its trials at one thread. */
+static _Thread_local int tl_limit;
+
+void nnkit__set_thread_limit(int n) { tl_limit = n > 0 ? n : 0; }
+
+int nnkit__num_threads(void)
+{
+  int n = nnkit_get_num_threads();
+  return tl_limit > 0 && tl_limit < n ? tl_limit : n;
+}
+
+int nnkit__blas_threads(int n)
+{
+  int old = openblas_get_num_threads();
+  openblas_set_num_threads(n);
+  return old;
+}
 
 void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
 {
@@ -223,7 +240,7 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
     tl_task = saved_task;
     return;
   }
-  int n = nnkit_get_num_threads();
+  int n = nnkit__num_threads();
   if (n > max_tasks)
     n = max_tasks > 1 ? max_tasks : 1;
   int expect = 0;

@@ -296,3 +296,32 @@ nnkit_status nnkit__tfile_commit(nnkit__tfile *t, int ok)
   memset(t, 0, sizeof *t);
   return st;
 }
+
+/* ---- creating a folder ----------------------------------------------------------------------- */
+
+nnkit_status nnkit__mkdirs(const char *dir, const char *fn)
+{
+  size_t n = strlen(dir);
+  char *path = nnkit__malloc(n + 1);
+  if (!path)
+    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", fn);
+  memcpy(path, dir, n + 1);
+  nnkit_status st = NNKIT_OK;
+  for (size_t i = 1; i <= n && st == NNKIT_OK; i++) {
+    if (path[i] != '/' && path[i] != '\0')
+      continue;
+    if (path[i - 1] == '/') /* "a//b" */
+      continue;
+    char c = path[i];
+    path[i] = '\0';
+    struct stat sb;
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+      st = nnkit__err(NNKIT_E_IO, "%s: cannot create the folder %s: %s", fn, path,
+                      strerror(errno));
+    else if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+      st = nnkit__err(NNKIT_E_IO, "%s: %s exists and is not a folder", fn, path);
+    path[i] = c;
+  }
+  nnkit__free(path);
+  return st;
+}

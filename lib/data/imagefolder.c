@@ -14,11 +14,24 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <jerror.h>
+#include <jpeglib.h>
+#include <limits.h>
+#include <setjmp.h>
 #include <stb_image.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 #define MAX_SIDE 65536
+
+/* The fuzz build (-Dfuzz=true) decodes at most 2^18 pixels an image, so
+ * that each fuzz input takes milliseconds; the checks are the same. */
+#ifdef NNKIT_FUZZ_MAX_PIXELS
+#define MAX_PIXELS ((size_t)NNKIT_FUZZ_MAX_PIXELS)
+#else
+#define MAX_PIXELS ((size_t)NNKIT_MAX_IMAGE_PIXELS)
+#endif
 
 /* Growable list of strings (NUL-terminated, in one buffer). */
 typedef struct name_list {
@@ -115,6 +128,8 @@ static char *join(const char *a, const char *b)
 static nnkit_status list_dir(name_list *out, const char *dir, int want_dirs)
 {
   DIR *d = opendir(dir);
+  if (!d && errno == ENOMEM)
+    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory listing the folder", dir);
   if (!d)
     return nnkit__err(NNKIT_E_IO, "%s: cannot list: %s; check the path%s",
                       dir, strerror(errno),
@@ -125,8 +140,8 @@ static nnkit_status list_dir(name_list *out, const char *dir, int want_dirs)
     struct dirent *e = readdir(d);
     if (!e) {
       if (errno)
-        st = nnkit__err(NNKIT_E_IO, "%s: cannot list: %s", dir,
-                        strerror(errno));
+        st = nnkit__err(errno == ENOMEM ? NNKIT_E_NOMEM : NNKIT_E_IO,
+                        "%s: cannot list: %s", dir, strerror(errno));
       break;
     }
     if (e->d_name[0] == '.')
@@ -156,35 +171,102 @@ static nnkit_status list_dir(name_list *out, const char *dir, int want_dirs)
   return st;
 }
 
-/* Checks an opened image file before anything is decoded: its first
- * bytes are the signature of the format its extension names (stb_image
- * would otherwise decode whatever it recognizes: a TGA, PNM or HDR named
- * .png), its header parses, and the size it declares is at least 1x1, at
- * most MAX_SIDE a side and NNKIT_MAX_IMAGE_PIXELS in all (a 19-byte header
- * may claim 60000 x 60000). *ih_out, *iw_out get the size; f is left at
- * its start. NNKIT_E_FORMAT naming path otherwise. */
-static nnkit_status probe(FILE *f, const char *path, int *ih_out, int *iw_out)
+/* One image file's bytes, read whole (nnkit__open_regular: a FIFO named
+ * x.png is refused, not waited on). */
+typedef struct image_bytes {
+  unsigned char *b;
+  size_t n;
+} image_bytes;
+
+static nnkit_status read_image_file(image_bytes *out, const char *path)
 {
-  static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  unsigned char head[8] = {0};
-  size_t got = fread(head, 1, sizeof head, f);
-  if (fseek(f, 0, SEEK_SET) != 0)
-    return nnkit__err(NNKIT_E_IO, "%s: cannot read: %s", path, strerror(errno));
-  int iw = 0, ih = 0, ic = 0;
-  if (!stbi_info_from_file(f, &iw, &ih, &ic))
-    return nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image (%s); "
-                      "the file is damaged or not really a PNG/JPEG; "
-                      "replace or remove it", path, stbi_failure_reason());
-  const char *dot = strrchr(path, '.');
-  int png = dot && strcasecmp(dot, ".png") == 0;
-  int ok = png ? got == 8 && memcmp(head, png_sig, 8) == 0
-               : got >= 3 && head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF;
-  if (!ok)
-    return nnkit__err(NNKIT_E_FORMAT, "%s: the file is not a %s image (it lacks "
-                      "the %s signature; stb_image reads it as another format); "
-                      "convert it to %s or give it the right name", path,
-                      png ? "PNG" : "JPEG", png ? "PNG" : "JPEG",
-                      png ? "PNG" : "JPEG");
+  out->b = NULL;
+  out->n = 0;
+  int fd;
+  uint64_t size;
+  nnkit_status st = nnkit__open_regular(&fd, &size, path, "image");
+  if (st != NNKIT_OK)
+    return st;
+  if (size > (uint64_t)INT_MAX) { /* stb_image takes an int length */
+    close(fd);
+    return nnkit__err(NNKIT_E_FORMAT, "%s: the file is %llu bytes, more than "
+                      "the 2 GiB nnkit reads as one image; shrink or remove it",
+                      path, (unsigned long long)size);
+  }
+  out->n = (size_t)size;
+  out->b = nnkit__malloc(out->n);
+  if (!out->b) {
+    close(fd);
+    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory reading %zu bytes", path,
+                      out->n);
+  }
+  size_t got = 0;
+  while (got < out->n) {
+    ssize_t r = read(fd, out->b + got, out->n - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      st = r < 0 ? nnkit__err(NNKIT_E_IO, "%s: cannot read: %s", path, strerror(errno))
+                 : nnkit__err(NNKIT_E_IO, "%s: the file shrank while it was read", path);
+      break;
+    }
+    got += (size_t)r;
+  }
+  close(fd);
+  if (st != NNKIT_OK) {
+    nnkit__free(out->b);
+    out->b = NULL;
+  }
+  return st;
+}
+
+/* JPEG through libjpeg-turbo (stb_image 2.27's JPEG decoder writes past
+ * its Huffman tables on a table of more than 256 codes: #21 item 9; stb
+ * decodes PNG only). libjpeg's default error handler calls exit() and its
+ * warnings print to stderr: here an error or a warning (corrupt data that
+ * libjpeg would paint gray) longjmps back with its sentence, and a
+ * progressive file of more than JPEG_MAX_SCANS scans (seconds of work
+ * from a few kilobytes) is refused. */
+#define JPEG_MAX_SCANS 500
+
+typedef struct jpeg_guard {
+  struct jpeg_error_mgr mgr;
+  struct jpeg_progress_mgr progress;
+  jmp_buf jump;
+  char why[JMSG_LENGTH_MAX + 64];
+  int nomem;
+} jpeg_guard;
+
+static void jpeg_bail(j_common_ptr c)
+{
+  jpeg_guard *g = (jpeg_guard *)c->err;
+  g->nomem = c->err->msg_code == JERR_OUT_OF_MEMORY;
+  c->err->format_message(c, g->why);
+  longjmp(g->jump, 1);
+}
+
+static void jpeg_message(j_common_ptr c, int level)
+{
+  if (level < 0) /* a warning: the data is corrupt */
+    jpeg_bail(c);
+}
+
+static void jpeg_scan_limit(j_common_ptr c)
+{
+  jpeg_guard *g = (jpeg_guard *)c->err;
+  if (((j_decompress_ptr)c)->input_scan_number > JPEG_MAX_SCANS) {
+    snprintf(g->why, sizeof g->why, "more than %d progressive scans",
+             JPEG_MAX_SCANS);
+    g->nomem = 0;
+    longjmp(g->jump, 1);
+  }
+}
+
+/* The size a header declares: at least 1x1, at most MAX_SIDE a side and
+ * NNKIT_MAX_IMAGE_PIXELS in all (a 19-byte header may claim 60000 x
+ * 60000); NNKIT_E_FORMAT naming path otherwise. */
+static nnkit_status check_size(const char *path, int ih, int iw)
+{
   if (ih <= 0 || iw <= 0)
     return nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x width): "
                       "an image without pixels; replace or remove it", path, ih,
@@ -193,14 +275,178 @@ static nnkit_status probe(FILE *f, const char *path, int *ih_out, int *iw_out)
     return nnkit__err(NNKIT_E_FORMAT, "%s: %dx%d is larger than %d pixels "
                       "a side; shrink the image", path, ih, iw, MAX_SIDE);
   size_t pixels = (size_t)ih * (size_t)iw; /* <= 2^32: no overflow */
-  if (pixels > NNKIT_MAX_IMAGE_PIXELS)
+  if (pixels > MAX_PIXELS)
     return nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x "
                       "width), %zu pixels, more than the %zu nnkit decodes "
                       "(NNKIT_MAX_IMAGE_PIXELS); shrink the image", path, ih,
-                      iw, pixels, (size_t)NNKIT_MAX_IMAGE_PIXELS);
-  *ih_out = ih;
-  *iw_out = iw;
+                      iw, pixels, MAX_PIXELS);
   return NNKIT_OK;
+}
+
+/* Reads a JPEG's header (*ih, *iw) and, when px is given and the size
+ * passes check_size, decodes it to RGB bytes (*px, nnkit__malloc'ed). */
+
+static nnkit_status jpeg_decode(const image_bytes *in, const char *path, int *ih,
+                                int *iw, unsigned char **px)
+{
+  struct jpeg_decompress_struct cinfo;
+  jpeg_guard g;
+  unsigned char *volatile buf = NULL;
+  volatile nnkit_status st = NNKIT_OK;
+  memset(&g, 0, sizeof g);
+  cinfo.err = jpeg_std_error(&g.mgr);
+  g.mgr.error_exit = jpeg_bail;
+  g.mgr.emit_message = jpeg_message;
+  g.progress.progress_monitor = jpeg_scan_limit;
+  if (setjmp(g.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    nnkit__free(buf);
+    if (g.nomem)
+      return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory decoding the JPEG image",
+                        path);
+    return nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the JPEG image (%s); "
+                      "the file is damaged; replace or remove it", path, g.why);
+  }
+  jpeg_create_decompress(&cinfo);
+  cinfo.progress = &g.progress;
+  jpeg_mem_src(&cinfo, in->b, (unsigned long)in->n);
+  jpeg_read_header(&cinfo, TRUE);
+  *ih = cinfo.image_height > INT_MAX ? INT_MAX : (int)cinfo.image_height;
+  *iw = cinfo.image_width > INT_MAX ? INT_MAX : (int)cinfo.image_width;
+  if (px)
+    st = check_size(path, *ih, *iw);
+  if (px && st == NNKIT_OK) {
+    cinfo.out_color_space = JCS_RGB; /* gray is repeated; CMYK is an error */
+    jpeg_start_decompress(&cinfo);
+    size_t stride = (size_t)cinfo.output_width * 3;
+    buf = nnkit__malloc(stride * cinfo.output_height); /* checked by check_size */
+    if (!buf) {
+      st = nnkit__err(NNKIT_E_NOMEM, "%s: out of memory decoding the JPEG image",
+                      path);
+    } else {
+      while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = buf + (size_t)cinfo.output_scanline * stride;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+      }
+      jpeg_finish_decompress(&cinfo);
+    }
+  }
+  jpeg_destroy_decompress(&cinfo);
+  if (px)
+    *px = buf;
+  return st;
+}
+
+static int is_png_name(const char *path)
+{
+  const char *dot = strrchr(path, '.');
+  return dot && strcasecmp(dot, ".png") == 0;
+}
+
+/* The format the extension names must be the file's: its first bytes are
+ * that format's signature (stb_image would otherwise decode whatever it
+ * recognizes: a TGA, PNM or HDR named .png). */
+static nnkit_status check_signature(const image_bytes *in, const char *path)
+{
+  /* PNG's first 4 signature bytes (stb_image checks all 8: a damaged
+   * signature then "cannot decode"). */
+  static const unsigned char png_sig[4] = {0x89, 'P', 'N', 'G'};
+  int png = is_png_name(path);
+  int ok = png ? in->n >= 4 && memcmp(in->b, png_sig, 4) == 0
+               : in->n >= 3 && in->b[0] == 0xFF && in->b[1] == 0xD8 && in->b[2] == 0xFF;
+  if (ok)
+    return NNKIT_OK;
+  return nnkit__err(NNKIT_E_FORMAT, "%s: the file is not a %s image (it lacks "
+                    "the %s signature); convert it to %s or give it the right name",
+                    path, png ? "PNG" : "JPEG", png ? "PNG" : "JPEG",
+                    png ? "PNG" : "JPEG");
+}
+
+/* Removes the empty IDAT chunks of a PNG in memory: stb_image 2.27,
+ * given an empty IDAT before any data, computes NULL + 0 and calls
+ * memcpy(NULL, ..., 0) (undefined behaviour UBSan reports; found by
+ * fuzzing, kept in tests/corpus/image). An empty chunk adds no data, so
+ * the image is the same without it; stb_image does not check CRCs. */
+static void png_drop_empty_idat(image_bytes *in)
+{
+  size_t pos = 8;
+  while (pos + 12 <= in->n) {
+    const unsigned char *c = in->b + pos;
+    size_t len = (size_t)c[0] << 24 | (size_t)c[1] << 16 | (size_t)c[2] << 8 | c[3];
+    if (len > in->n - pos - 12 || memcmp(c + 4, "IEND", 4) == 0)
+      return;
+    if (len == 0 && memcmp(c + 4, "IDAT", 4) == 0) {
+      memmove(in->b + pos, in->b + pos + 12, in->n - pos - 12);
+      in->n -= 12;
+      continue;
+    }
+    pos += 12 + len;
+  }
+}
+
+/* Reads path and checks it before anything is decoded (signature, header,
+ * declared size); then, when px is given, decodes it to *ih x *iw pixels
+ * of channels bytes each (HWC, nnkit__malloc'ed; RGB to gray by stb_image's
+ * luma, 77 R + 150 G + 29 B >> 8, for JPEG too). */
+static nnkit_status decode_image(const char *path, size_t channels, int *ih,
+                                 int *iw, unsigned char **px)
+{
+  image_bytes in;
+  nnkit_status st = read_image_file(&in, path);
+  if (st != NNKIT_OK)
+    return st;
+  st = check_signature(&in, path);
+  if (st == NNKIT_OK && !is_png_name(path)) {
+    unsigned char *rgb = NULL;
+    st = jpeg_decode(&in, path, ih, iw, px ? &rgb : NULL);
+    if (st == NNKIT_OK && !px)
+      st = check_size(path, *ih, *iw);
+    if (st == NNKIT_OK && px && channels == 1) {
+      size_t n = (size_t)*ih * (size_t)*iw;
+      for (size_t i = 0; i < n; i++)
+        rgb[i] = (unsigned char)((rgb[3 * i] * 77 + rgb[3 * i + 1] * 150 +
+                                  rgb[3 * i + 2] * 29) >> 8);
+    }
+    if (px)
+      *px = rgb;
+  } else if (st == NNKIT_OK) {
+    /* stb_image's failure reason is the last format it tried, not
+     * necessarily its failed allocation: errno tells. */
+    int ic = 0;
+    png_drop_empty_idat(&in);
+    errno = 0;
+    if (!stbi_info_from_memory(in.b, (int)in.n, iw, ih, &ic))
+      st = errno == ENOMEM
+               ? nnkit__err(NNKIT_E_NOMEM, "%s: out of memory reading the PNG "
+                            "header", path)
+               : nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image (%s); "
+                            "the file is damaged or not really a PNG; replace or "
+                            "remove it", path, stbi_failure_reason());
+    if (st == NNKIT_OK)
+      st = check_size(path, *ih, *iw);
+    if (st == NNKIT_OK && px) {
+      int dw = 0, dh = 0;
+      errno = 0;
+      *px = stbi_load_from_memory(in.b, (int)in.n, &dw, &dh, &ic, (int)channels);
+      if (!*px) {
+        const char *why = stbi_failure_reason();
+        st = errno == ENOMEM || (why && strcmp(why, "outofmem") == 0)
+                 ? nnkit__err(NNKIT_E_NOMEM, "%s: out of memory decoding the "
+                              "PNG image", path)
+                 : nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image "
+                              "(%s); the file is damaged or not really a PNG; "
+                              "replace or remove it", path, why);
+      } else if (dw != *iw || dh != *ih) {
+        stbi_image_free(*px);
+        *px = NULL;
+        st = nnkit__err(NNKIT_E_FORMAT, "%s: the image header says %dx%d (height "
+                        "x width) but it decodes to %dx%d; replace or remove it",
+                        path, *ih, *iw, dh, dw);
+      }
+    }
+  }
+  nnkit__free(in.b);
+  return st;
 }
 
 /* Bilinear resize of one channel, pixel centres aligned (OpenCV's
@@ -239,43 +485,19 @@ static void resize_plane(const float *src, size_t sh, size_t sw, float *dst,
 }
 
 /* Decodes one image into dst (channels x h x w floats), resizing through
- * tmp (channels * ih * iw floats, grown as needed) when allowed. */
-/* Decodes one image into dst (floats) or, when dst8 is given (resize 0:
- * every image keeps its bytes), into dst8. */
+ * tmp (channels * ih * iw floats, grown as needed) when allowed, or, when
+ * dst8 is given (resize 0: every image keeps its bytes), into dst8. */
 static nnkit_status load_one(const char *path, size_t channels, size_t h,
                              size_t w, int resize, float *dst, uint8_t *dst8,
                              float **tmp, size_t *tmp_cap)
 {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return nnkit__err(NNKIT_E_IO, "%s: cannot open: %s; check its "
-                      "permissions or remove it", path, strerror(errno));
-  int iw = 0, ih = 0, ic = 0;
-  nnkit_status pst = probe(f, path, &ih, &iw);
-  if (pst != NNKIT_OK) {
-    fclose(f);
-    return pst;
-  }
-  int pw = iw, ph = ih;
-  unsigned char *px = stbi_load_from_file(f, &iw, &ih, &ic, (int)channels);
-  fclose(f);
-  if (px && (iw != pw || ih != ph)) {
-    stbi_image_free(px);
-    return nnkit__err(NNKIT_E_FORMAT, "%s: the image header says %dx%d (height "
-                      "x width) but it decodes to %dx%d; replace or remove it",
-                      path, ph, pw, ih, iw);
-  }
-  if (!px)
-    return nnkit__err(NNKIT_E_FORMAT, "%s: cannot decode the image (%s); "
-                      "the file is damaged or not really a PNG/JPEG; "
-                      "replace or remove it", path, stbi_failure_reason());
+  int iw = 0, ih = 0;
+  unsigned char *px = NULL;
+  nnkit_status st = decode_image(path, channels, &ih, &iw, &px);
+  if (st != NNKIT_OK)
+    return st;
   size_t sh = (size_t)ih, sw = (size_t)iw;
-  nnkit_status st = NNKIT_OK;
-  if (ih <= 0 || iw <= 0) {
-    st = nnkit__err(NNKIT_E_FORMAT, "%s: the image is %dx%d (height x width): "
-                    "an image without pixels; replace or remove it", path, ih,
-                    iw);
-  } else if (sh == h && sw == w && dst8) {
+  if (sh == h && sw == w && dst8) {
     for (size_t c = 0; c < channels; c++)
       for (size_t i = 0; i < h * w; i++)
         dst8[c * h * w + i] = px[i * channels + c];
@@ -306,7 +528,7 @@ static nnkit_status load_one(const char *path, size_t channels, size_t h,
         resize_plane(*tmp + c * sh * sw, sh, sw, dst + c * h * w, h, w);
     }
   }
-  stbi_image_free(px);
+  nnkit__free(px); /* stb_image's free is free() (STBI_FREE) */
   return st;
 }
 
@@ -391,14 +613,7 @@ NNKIT_API nnkit_status nnkit_dataset_load_image_folder(nnkit_dataset **out,
     if (!path) {
       st = nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", root);
     } else {
-      FILE *f = fopen(path, "rb");
-      if (!f) {
-        st = nnkit__err(NNKIT_E_IO, "%s: cannot open: %s; check its "
-                        "permissions or remove it", path, strerror(errno));
-      } else {
-        st = probe(f, path, &ih, &iw);
-        fclose(f);
-      }
+      st = decode_image(path, channels, &ih, &iw, NULL);
       height = (size_t)ih;
       width = (size_t)iw;
     }

@@ -402,15 +402,15 @@ NNKIT_API nnkit_status nnkit_trainer_set_checkpoint_dir(nnkit_trainer *tr, const
   char *copy = NULL;
   if (dir) {
     /* Periodic checkpoints' paths are the folder's plus 40 characters. */
-    struct stat sb;
-    errno = 0;
     if (strlen(dir) > 3000)
       return nnkit__err(NNKIT_E_INVALID, "nnkit_trainer_set_checkpoint_dir: the folder's "
                         "path has %zu characters, more than 3000", strlen(dir));
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-      return nnkit__err(NNKIT_E_IO, "nnkit_trainer_set_checkpoint_dir: %s is not a "
-                        "folder (%s); create it first", dir,
-                        errno ? strerror(errno) : "not a directory");
+    if (!*dir)
+      return nnkit__err(NNKIT_E_INVALID, "nnkit_trainer_set_checkpoint_dir: the folder's "
+                        "path is empty; give a folder, or NULL to turn checkpoints off");
+    nnkit_status st = nnkit__mkdirs(dir, "nnkit_trainer_set_checkpoint_dir");
+    if (st != NNKIT_OK)
+      return st;
     copy = nnkit__strdup(dir);
     if (!copy)
       return nnkit__err(NNKIT_E_NOMEM, "nnkit_trainer_set_checkpoint_dir: out of memory");

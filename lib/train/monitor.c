@@ -713,6 +713,6 @@ NNKIT_API nnkit_status nnkit_trainer_best_epoch(size_t *out,
     return nnkit__err(NNKIT_E_STATE,
                       "nnkit_trainer_best_epoch: no best epoch; turn early stopping on "
                       "and fit first");
-  *out = tr->es_best_epoch;
+  *out = tr->es_best_epoch + 1; /* an epoch number, as printed */
   return NNKIT_OK;
 }

@@ -65,6 +65,10 @@ for r, (name, lr, expect, also) in enumerate(runs):
         hist = tr.history()
         print("history:")
         print_history(hist)
+        csv = "monitor_%s.csv" % name
+        tr.save_history(os.path.join(a.out, csv))
+        print("history written to %s (draw it: nnkit.History.from_csv('%s')"
+              ".plot('monitor_%s.png'))" % (csv, csv, name))
         if name == "good":
             path = os.path.join(a.out, "monitor_layers.png")
             try:

@@ -228,8 +228,17 @@ class CapabilityTest(unittest.TestCase):
         self.assertIn("[0, 1)", cm.exception.message)
         sched = nnkit.Schedule("cosine", t_max=10)
         opt.set_schedule(sched)
+        # owned by the optimizer now, and still readable (issue 20)
+        self.assertEqual(sched["t_max"], 10)
+        self.assertEqual(opt.schedule.kind, "cosine")
+        self.assertEqual(opt.schedule["t_max"], 10)
+        self.assertTrue(sched.attached)
+        sched2 = nnkit.Schedule("step", step_size=3)
+        opt2 = nnkit.Optimizer("sgd").set_schedule(sched2)
+        opt2.set_schedule(nnkit.Schedule("constant"))  # frees sched2's C object
         with self.assertRaises(nnkit.StateError):
-            sched.handle  # owned by the optimizer now
+            sched2["step_size"]
+        self.assertEqual(opt2.schedule.kind, "constant")
         reg = nnkit.Regularizer("l2", 1e-3)
         self.assertGreater(reg.penalty(net), 0)
         opt.add_regularizer(reg)
@@ -773,9 +782,8 @@ class ExamplesTest(unittest.TestCase):
         self.assertRegex(out, r"\n  mean( +[01]\.\d{4}){3}\n")
 
     def test_init_study(self):
-        self.run_example("init_study.py",
-                         r"he \+ relu  std per layer:( \d\.\d\de[-+]\d\d){10}",
-                         "init_study.png")
+        self.run_example("init_study.py", r"He with ReLU: [0-9.]+: stable \(shown\)",
+                         "init_study_he.png")
 
 
 if __name__ == "__main__":
