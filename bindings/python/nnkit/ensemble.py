@@ -68,6 +68,12 @@ class Ensemble(_Handle):
         _check(lib.nnkit_ensemble_add(self.handle, net.handle, float(weight)))
         return self
 
+    def __repr__(self) -> str:
+        if self.closed:
+            return "Ensemble(closed)"
+        n = len(self)
+        return "Ensemble(%d net%s, %s)" % (n, "" if n == 1 else "s", self.kind)
+
     def __len__(self) -> int:
         return lib.nnkit_ensemble_size(self.handle)
 

@@ -60,6 +60,7 @@ class EnsembleTest(unittest.TestCase):
         net = trained(1, self.ds)
         ens = nnkit.Ensemble([net])
         self.assertEqual(len(ens), 1)
+        self.assertEqual(repr(ens), "Ensemble(1 net, mean)")
         self.assertEqual(ens.kind, "mean")
         self.assertEqual(flat(ens.predict_proba(self.x)), flat(net.predict_proba(self.x)))
         self.assertEqual(flat(ens.predict(self.x)), flat(net.predict(self.x)))
