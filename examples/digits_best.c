@@ -70,7 +70,7 @@ static const char *const stage_names[NUM_STAGES] = {
 typedef struct result {
   double acc, seconds;
   double acc_early, acc_snap, acc_avg; /* RESTARTS runs only */
-  size_t best_epoch, snapshots;
+  size_t best_epoch, snapshots; /* best_epoch: 1-based, as the log */
 } result;
 
 /* Gives the layer just added the weight initializer init. */
@@ -313,7 +313,7 @@ int main(int argc, char **argv)
   if (abl_epochs) {
     printf("%-30s %8ld %14.4f %+10.4f %10s   (epoch %zu's weights)\n",
            "+ early stopping", abl_epochs, r.acc_early, r.acc_early - prev, "-",
-           r.best_epoch + 1);
+           r.best_epoch);
     prev = r.acc_early;
     printf("%-30s %8ld %14.4f %+10.4f %10s   (%zu snapshots)\n", "+ snapshot ensemble",
            abl_epochs, r.acc_snap, r.acc_snap - prev, "-", r.snapshots);
@@ -327,7 +327,7 @@ int main(int argc, char **argv)
   printf("\nfull recipe, %ld epochs (%d cosine cycles), %.1f s of training:\n", epochs,
          CYCLES, f.seconds);
   printf("  last epoch's weights        %.4f\n", f.acc);
-  printf("  early stopping (epoch %2zu)   %.4f\n", f.best_epoch + 1, f.acc_early);
+  printf("  early stopping (epoch %2zu)   %.4f\n", f.best_epoch, f.acc_early);
   printf("  weight averaging (EMA)      %.4f\n", f.acc_avg);
   printf("  snapshot ensemble of %zu     %.4f\n", f.snapshots, f.acc_snap);
   printf("total wall time: %.1f s\n", example_now() - t_start);
