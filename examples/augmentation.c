@@ -28,16 +28,6 @@ static const char usage[] =
 #define SUBSET 1000
 #define MAX_EPOCHS 1000
 
-#define TRY(call)                                                         \
-  do {                                                                    \
-    st = (call);                                                          \
-    if (st != NNKIT_OK) {                                                 \
-      fprintf(stderr, "augmentation: %s\n  %s\n",                         \
-              nnkit_status_string(st), nnkit_last_error());               \
-      goto out;                                                           \
-    }                                                                     \
-  } while (0)
-
 /* The augmentation recipe: mild geometric changes a digit survives. */
 static nnkit_status make_augmenter(nnkit_augmenter **out)
 {

@@ -27,16 +27,6 @@ static const char usage[] =
 #define HIDDEN_LAYERS 7
 #define UNITS 128
 
-#define TRY(call)                                                         \
-  do {                                                                    \
-    st = (call);                                                          \
-    if (st != NNKIT_OK) {                                                 \
-      fprintf(stderr, "batchnorm: %s\n  %s\n", nnkit_status_string(st),   \
-              nnkit_last_error());                                        \
-      goto out;                                                           \
-    }                                                                     \
-  } while (0)
-
 /* Builds the deep net, with or without batch norm, and gives every dense
  * layer's weights the poor initializer. */
 static nnkit_status build(nnkit_net **out, size_t in, int bn, uint64_t seed,

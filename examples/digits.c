@@ -76,16 +76,6 @@ int main(int argc, char **argv)
   int rc = EXIT_FAILURE;
   nnkit_status st;
 
-#define TRY(call)                                                         \
-  do {                                                                    \
-    st = (call);                                                          \
-    if (st != NNKIT_OK) {                                                 \
-      fprintf(stderr, "digits: %s\n  %s\n", nnkit_status_string(st),      \
-              nnkit_last_error());                                        \
-      goto out;                                                           \
-    }                                                                     \
-  } while (0)
-
   TRY(nnkit_set_num_threads((int)args.threads));
   /* The lecture's first question: normalize with statistics of the
    * training split only, and apply the same transform to the rest. */

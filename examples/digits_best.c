@@ -46,16 +46,6 @@ static const char usage[] =
     "  --ablation-epochs N  epochs of each ablation row (default 4; 0: no table)\n"
     "  --quick              1,500 training digits, 1 epoch per row (smoke test)\n";
 
-#define TRY(call)                                                             \
-  do {                                                                        \
-    st = (call);                                                              \
-    if (st != NNKIT_OK) {                                                     \
-      fprintf(stderr, "digits_best: %s\n  %s\n", nnkit_status_string(st),     \
-              nnkit_last_error());                                            \
-      goto out;                                                               \
-    }                                                                         \
-  } while (0)
-
 enum { BATCH = 32, CYCLES = 4 };
 
 /* What a row turns on (each implies the ones before it). */

@@ -73,16 +73,6 @@ int main(int argc, char **argv)
   const double lr = 0.01, momentum = 0.9;
   const size_t batch = 32;
 
-#define TRY(call)                                                         \
-  do {                                                                    \
-    st = (call);                                                          \
-    if (st != NNKIT_OK) {                                                 \
-      fprintf(stderr, "digits_cnn: %s\n  %s\n", nnkit_status_string(st),  \
-              nnkit_last_error());                                        \
-      goto out;                                                           \
-    }                                                                     \
-  } while (0)
-
   TRY(nnkit_set_num_threads((int)args.threads));
   TRY(digits_load_raw(&all, &test, args.data));
   /* Normalize with the training set's statistics only. */

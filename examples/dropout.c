@@ -25,16 +25,6 @@ static const char usage[] =
 #define TRAIN_N 1000
 #define VAL_N 1000
 
-#define TRY(call)                                                         \
-  do {                                                                    \
-    st = (call);                                                          \
-    if (st != NNKIT_OK) {                                                 \
-      fprintf(stderr, "dropout: %s\n  %s\n", nnkit_status_string(st),     \
-              nnkit_last_error());                                        \
-      goto out;                                                           \
-    }                                                                     \
-  } while (0)
-
 typedef struct result {
   double train_acc, val_acc, test_acc;
 } result;

@@ -44,16 +44,6 @@ static const char usage[] =
     "  --train N      training images used (default 10000; 0: all)\n"
     "  --quick        3,000 training images, 2 epochs, 2 members\n";
 
-#define TRY(call)                                                             \
-  do {                                                                        \
-    st = (call);                                                              \
-    if (st != NNKIT_OK) {                                                     \
-      fprintf(stderr, "ensemble: %s\n  %s\n", nnkit_status_string(st),        \
-              nnkit_last_error());                                            \
-      goto out;                                                               \
-    }                                                                         \
-  } while (0)
-
 enum { CYCLES = 5, BATCH = 64 };
 
 typedef struct run {

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <nnkit.h>
+
 typedef struct example_args {
   const char *data;
   long epochs;
@@ -21,6 +23,29 @@ typedef struct example_args {
   const char *save;        /* --save FILE, or NULL */
   int takes_save;          /* 1: the example accepts --save */
 } example_args;
+
+/* The program's name for error lines: argv[0]'s last component, set by
+ * example_parse(). */
+static const char *example_prog = "example";
+
+/* Prints "<program>: STATUS\n  <nnkit_last_error()>" on stderr. */
+static inline void example_report(nnkit_status st)
+{
+  fprintf(stderr, "%s: %s\n  %s\n", example_prog, nnkit_status_string(st),
+          nnkit_last_error());
+}
+
+/* TRY(call): runs an nnkit call; on failure reports it (example_report)
+ * and jumps to the enclosing function's `out` label. Needs a variable
+ * `nnkit_status st` in scope. */
+#define TRY(call)                                                            \
+  do {                                                                       \
+    st = (call);                                                             \
+    if (st != NNKIT_OK) {                                                    \
+      example_report(st);                                                    \
+      goto out;                                                              \
+    }                                                                        \
+  } while (0)
 
 /* Monotonic seconds, for the examples' timings. */
 static inline double example_now(void)
@@ -46,6 +71,10 @@ static int parse_long(const char *opt, const char *s, long lo, long hi, long *ou
 /* Returns 1 to run, 0 to exit successfully (--help), -1 on a usage error. */
 static int example_parse(example_args *a, int argc, char **argv, const char *usage)
 {
+  if (argc > 0 && argv[0]) {
+    const char *slash = strrchr(argv[0], '/');
+    example_prog = slash ? slash + 1 : argv[0];
+  }
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
     if (!strcmp(o, "--help") || !strcmp(o, "-h")) {

@@ -29,16 +29,6 @@ static const char usage[] =
     "the test accuracies over 3 seeds.\n"
     "  --quick        one seed and fewer epochs (a smoke test)\n";
 
-#define TRY(call)                                                             \
-  do {                                                                        \
-    st = (call);                                                              \
-    if (st != NNKIT_OK) {                                                     \
-      fprintf(stderr, "hard_mining: %s\n  %s\n", nnkit_status_string(st),     \
-              nnkit_last_error());                                            \
-      goto out;                                                               \
-    }                                                                         \
-  } while (0)
-
 enum { SEED_PER_CLASS = 20, ADD = 500 };
 
 /* A fresh 784-128-10 MLP (init seed `seed`) trained on `train` with Adam;

@@ -112,16 +112,6 @@ int main(int argc, char **argv)
   int rc = EXIT_FAILURE;
   nnkit_status st;
 
-#define TRY(call)                                                              \
-  do {                                                                         \
-    st = (call);                                                               \
-    if (st != NNKIT_OK) {                                                      \
-      fprintf(stderr, "hparam_search: %s\n  %s\n", nnkit_status_string(st),    \
-              nnkit_last_error());                                             \
-      goto out;                                                                \
-    }                                                                          \
-  } while (0)
-
   TRY(nnkit_set_num_threads((int)args.threads));
   TRY(digits_load(&dd, args.data, (uint64_t)args.seed));
   size_t nt = nnkit_dataset_count(dd.train), nv = nnkit_dataset_count(dd.val);

@@ -39,16 +39,6 @@ int main(int argc, char **argv)
   nnkit_trainer *tr = NULL;
   int rc = EXIT_FAILURE;
   nnkit_status st;
-#define TRY(call)                                                          \
-  do {                                                                     \
-    st = (call);                                                           \
-    if (st != NNKIT_OK) {                                                  \
-      fprintf(stderr, "lr_finder: %s\n  %s\n", nnkit_status_string(st),    \
-              nnkit_last_error());                                         \
-      goto out;                                                            \
-    }                                                                      \
-  } while (0)
-
   TRY(nnkit_set_num_threads((int)args.threads));
   TRY(digits_load(&dd, args.data, (uint64_t)args.seed));
   TRY(digits_mlp(&net, nnkit_dataset_sample_size(dd.train), (uint64_t)args.seed, 0));

@@ -40,16 +40,6 @@ typedef struct variant {
   size_t out_size;
 } variant;
 
-#define TRY(call)                                                         \
-  do {                                                                    \
-    st = (call);                                                          \
-    if (st != NNKIT_OK) {                                                 \
-      fprintf(stderr, "normalization: %s\n  %s\n",                        \
-              nnkit_status_string(st), nnkit_last_error());               \
-      goto out;                                                           \
-    }                                                                     \
-  } while (0)
-
 /* A normalized copy of ds (ds itself when nz is NULL: *copy stays NULL). */
 static nnkit_status normalized(nnkit_dataset **copy, const nnkit_dataset *ds,
                                const nnkit_normalizer *nz)

@@ -73,16 +73,6 @@ static const method methods[] = {
 };
 #define NUM_METHODS (sizeof methods / sizeof methods[0])
 
-#define TRY(call)                                                          \
-  do {                                                                     \
-    nnkit_status st_ = (call);                                             \
-    if (st_ != NNKIT_OK) {                                                 \
-      fprintf(stderr, "optimizers: %s\n  %s\n", nnkit_status_string(st_),  \
-              nnkit_last_error());                                         \
-      goto fail;                                                           \
-    }                                                                      \
-  } while (0)
-
 /* Runs one optimizer on one landscape; returns the first step with
  * loss < 1e-3 (0 = the start), -1 when never, -2 on an error. */
 static long run(const landscape *ls, const method *m, long steps, const char *dir,
@@ -92,6 +82,7 @@ static long run(const landscape *ls, const method *m, long steps, const char *di
   nnkit_optimizer *opt = NULL;
   FILE *csv = NULL;
   long reached = -1;
+  nnkit_status st;
   char path[1024];
   snprintf(path, sizeof path, "%s/%s-%s.csv", dir, ls->name, m->name);
   csv = fopen(path, "w");
@@ -110,7 +101,7 @@ static long run(const landscape *ls, const method *m, long steps, const char *di
   float *p = nnkit_net_params(net), *g = nnkit_net_grads(net);
   if (!p || !g) {
     fprintf(stderr, "optimizers: %s\n", nnkit_last_error());
-    goto fail;
+    goto out;
   }
   /* Weights W[0][0], W[1][0] are the point; the bias stays at 0. */
   p[0] = (float)ls->x0;
@@ -140,7 +131,7 @@ static long run(const landscape *ls, const method *m, long steps, const char *di
     return -2;
   }
   return reached;
-fail:
+out: /* an nnkit call failed (TRY reported it) */
   nnkit_optimizer_free(opt);
   nnkit_net_free(net);
   fclose(csv);

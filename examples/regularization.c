@@ -36,16 +36,6 @@ typedef struct result {
   double seconds;
 } result;
 
-#define TRY(call)                                                            \
-  do {                                                                       \
-    st = (call);                                                             \
-    if (st != NNKIT_OK) {                                                    \
-      fprintf(stderr, "regularization: %s\n  %s\n", nnkit_status_string(st), \
-              nnkit_last_error());                                           \
-      goto out;                                                              \
-    }                                                                        \
-  } while (0)
-
 /* One training run; kind 0 = no regularizer. */
 static nnkit_status run(result *res, const nnkit_dataset *train,
                         const nnkit_dataset *val, int kind, double lambda,

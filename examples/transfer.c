@@ -56,16 +56,6 @@ static const double FINETUNE_LR = 0.005, MOMENTUM = 0.9;
 static const long SCRATCH_EPOCHS = 40, LINEAR_EPOCHS = 40, FINETUNE_EPOCHS = 40;
 static const size_t PRE_BATCH = 32, SMALL_BATCH = 10;
 
-#define TRY(call)                                                            \
-  do {                                                                       \
-    st = (call);                                                             \
-    if (st != NNKIT_OK) {                                                    \
-      fprintf(stderr, "transfer: %s\n  %s\n", nnkit_status_string(st),       \
-              nnkit_last_error());                                           \
-      goto out;                                                              \
-    }                                                                        \
-  } while (0)
-
 /* splitmix64: the example's own generator for picking the small sets (the
  * Python twin uses the same). */
 static uint64_t splitmix64(uint64_t *s)
