@@ -35,6 +35,10 @@ void nnkit__free(void *p);
 char *nnkit__strdup(const char *s);
 /* Number of successful malloc/calloc/realloc calls so far (all threads). */
 uint64_t nnkit__alloc_count(void);
+/* The largest size in bytes asked of malloc/calloc/realloc so far (failed
+ * or not); with reset != 0, returns it and starts again from 0. For tests
+ * that bound what an input may make the library ask for. */
+size_t nnkit__alloc_largest(int reset);
 /* Makes the n-th allocation from now on (1 = the next) fail; 0 disables. */
 void nnkit__alloc_fail_after(uint64_t n);
 /* a * b, or 0 with *overflow = 1 when it does not fit in size_t. */

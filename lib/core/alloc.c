@@ -7,6 +7,14 @@
 
 static atomic_uint_fast64_t alloc_count;
 static atomic_uint_fast64_t fail_countdown; /* 0 = never fail */
+static atomic_size_t largest;               /* bytes of the largest request */
+
+static void note_size(size_t bytes)
+{
+  size_t cur = atomic_load(&largest);
+  while (bytes > cur && !atomic_compare_exchange_weak(&largest, &cur, bytes)) {
+  }
+}
 
 static int should_fail(void)
 {
@@ -20,6 +28,7 @@ static int should_fail(void)
 
 void *nnkit__malloc(size_t size)
 {
+  note_size(size);
   if (should_fail())
     return NULL;
   void *p = malloc(size ? size : 1);
@@ -30,6 +39,9 @@ void *nnkit__malloc(size_t size)
 
 void *nnkit__calloc(size_t n, size_t size)
 {
+  int overflow = 0;
+  size_t bytes = nnkit__mul_size(n, size, &overflow);
+  note_size(overflow ? SIZE_MAX : bytes);
   if (should_fail())
     return NULL;
   void *p = calloc(n ? n : 1, size ? size : 1);
@@ -40,6 +52,7 @@ void *nnkit__calloc(size_t n, size_t size)
 
 void *nnkit__realloc(void *old, size_t size)
 {
+  note_size(size);
   if (should_fail())
     return NULL;
   void *p = realloc(old, size ? size : 1);
@@ -60,6 +73,11 @@ char *nnkit__strdup(const char *s)
 }
 
 uint64_t nnkit__alloc_count(void) { return atomic_load(&alloc_count); }
+
+size_t nnkit__alloc_largest(int reset)
+{
+  return reset ? atomic_exchange(&largest, 0) : atomic_load(&largest);
+}
 
 void nnkit__alloc_fail_after(uint64_t n) { atomic_store(&fail_countdown, n); }
 

@@ -276,6 +276,18 @@ static nnkit_status relabel(nnkit_status st, const char *path, const char *what)
   return BAD("%s: %s: %s", path, what, msg);
 }
 
+/* No layer may need more parameter bytes than the whole file has. */
+static nnkit_status check_layer_size(const loader *l, const nnkit__layer *ly, size_t i)
+{
+  int over = 0;
+  size_t bytes = nnkit__mul_size(ly->num_params, sizeof(float), &over);
+  if (over || bytes > l->len)
+    return BAD("%s: the architecture's %s layer %zu declares %zu parameters, more "
+               "than the whole %zu-byte file can hold; the file is damaged or not "
+               "an nnkit model file", l->path, ly->ops->name, i, ly->num_params, l->len);
+  return NNKIT_OK;
+}
+
 /* One layer of the architecture, appended to net and given its tensors
  * later. */
 static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t i)
@@ -302,6 +314,13 @@ static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t 
   nnkit_status st = relabel(k->add(net, v), l->path, what);
   if (st != NNKIT_OK)
     return st;
+  /* At once, before the next layer is added: a layer that declares more
+   * parameters than the file holds stops the load here, so a later layer
+   * sized by it (a batch norm over its outputs allocates its per-channel
+   * statistics when added) is never built. */
+  st = check_layer_size(l, &net->layers[net->num_layers - 1], i);
+  if (st != NNKIT_OK)
+    return st;
   const cJSON *tr = cJSON_GetObjectItemCaseSensitive(o, "trainable");
   const cJSON *lr = cJSON_GetObjectItemCaseSensitive(o, "lr_multiplier");
   if (!cJSON_IsBool(tr) || !cJSON_IsNumber(lr))
@@ -322,14 +341,9 @@ static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t 
 static nnkit_status check_declared_sizes(loader *l, nnkit_net *net)
 {
   for (size_t i = 0; i < net->num_layers; i++) {
-    nnkit__layer *ly = &net->layers[i];
-    int over = 0;
-    size_t bytes = nnkit__mul_size(ly->num_params, sizeof(float), &over);
-    if (over || bytes > l->len)
-      return BAD("%s: the architecture's %s layer %zu declares %zu parameters, more "
-                 "than the whole %zu-byte file can hold; the file is damaged or not "
-                 "an nnkit model file", l->path, ly->ops->name, i, ly->num_params,
-                 l->len);
+    nnkit_status st = check_layer_size(l, &net->layers[i], i);
+    if (st != NNKIT_OK)
+      return st;
   }
   for (size_t i = 0; i < net->num_layers; i++) {
     nnkit__layer *ly = &net->layers[i];
