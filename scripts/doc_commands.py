@@ -68,6 +68,7 @@ def sandbox(build):
 
 
 def run_block(kind, code, build, cwd):
+    """Runs one block (kind "sh", "python" or "c"); (exit code, stdout, stderr)."""
     env = dict(os.environ)
     lib = os.path.join(build, "lib", "libnnkit.so")
     # Debian's python3 (NumPy, matplotlib) first, as on a user's Debian
@@ -92,8 +93,6 @@ def run_block(kind, code, build, cwd):
         if cc.returncode != 0:
             return cc.returncode, "", "compiling the C block failed:\n" + cc.stderr
         cmd = [os.path.join(cwd, "doc_example")]
-    else:
-        return None
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     return r.returncode, r.stdout, r.stderr
 
@@ -122,8 +121,7 @@ def process(path, build, update, listing):
             continue
         cwd = sandbox(build)
         try:
-            res = run_block(kind, code, build, cwd)
-            rc, out, err = res
+            rc, out, err = run_block(kind, code, build, cwd)
             ok = rc == 0
             print(f"{'ok  ' if ok else 'FAIL'} {rel}:{start + 1}: {kind}: {title}", flush=True)
             if not ok:

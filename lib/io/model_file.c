@@ -334,17 +334,14 @@ static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t 
 
 /* Before anything as large as the parameters is allocated (the layers
  * were only added: shapes inferred, no parameters), checks the declared
- * architecture against the file: no layer may need more parameter bytes
- * than the whole file has, and every tensor a layer needs must be there
- * with its dtype and shape. So a small file cannot make the loader
+ * architecture against the file: every tensor a layer needs must be there
+ * with its dtype and shape (that no layer needs more parameter bytes than
+ * the whole file has was checked as each layer was added). So a small file cannot make the loader
  * allocate or initialize more than about twice its size in parameters. */
 static nnkit_status check_declared_sizes(loader *l, nnkit_net *net)
 {
-  for (size_t i = 0; i < net->num_layers; i++) {
-    nnkit_status st = check_layer_size(l, &net->layers[i], i);
-    if (st != NNKIT_OK)
-      return st;
-  }
+  /* Each layer's parameter count was checked against the file as it was
+   * added (add_layer, check_layer_size). */
   for (size_t i = 0; i < net->num_layers; i++) {
     nnkit__layer *ly = &net->layers[i];
     const nnkit__layer_kind *k = ly->ops;
