@@ -370,16 +370,21 @@ static nnkit_status check_signature(const image_bytes *in, const char *path)
 static void png_drop_empty_idat(image_bytes *in)
 {
   size_t pos = 8;
-  while (pos + 12 <= in->n) {
+  while (pos + 8 <= in->n) { /* a chunk's length and type are there */
     const unsigned char *c = in->b + pos;
     size_t len = (size_t)c[0] << 24 | (size_t)c[1] << 16 | (size_t)c[2] << 8 | c[3];
-    if (len > in->n - pos - 12 || memcmp(c + 4, "IEND", 4) == 0)
+    if (memcmp(c + 4, "IEND", 4) == 0)
       return;
     if (len == 0 && memcmp(c + 4, "IDAT", 4) == 0) {
-      memmove(in->b + pos, in->b + pos + 12, in->n - pos - 12);
-      in->n -= 12;
+      /* Also when the file ends inside its CRC: stb reads the chunk's
+       * header and trips on it all the same (found by fuzz_image). */
+      size_t drop = in->n - pos < 12 ? in->n - pos : 12;
+      memmove(in->b + pos, in->b + pos + drop, in->n - pos - drop);
+      in->n -= drop;
       continue;
     }
+    if (in->n - pos < 12 || len > in->n - pos - 12)
+      return;
     pos += 12 + len;
   }
 }
