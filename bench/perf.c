@@ -1,21 +1,50 @@
-/* perf: seconds per epoch, samples/s, achieved GFLOP/s against this
- * machine's measured cblas_sgemm peak, peak RSS and heap allocations per
- * training step, for the MLP 784-512-256-10 and the CNN
- * conv3x3(16)-ReLU-maxpool2-conv3x3(32)-ReLU-maxpool2-dense128-ReLU-dense10
- * on Fashion-MNIST (60k), batch 128, SGD with momentum 0.9.
+/* perf: nnkit's side of bench/run.py. Training: seconds per epoch,
+ * samples/s, achieved GFLOP/s against this machine's measured peaks (the
+ * best cblas_sgemm and a register-only FMA loop), peak RSS and heap
+ * allocations per training step. Inference: nnkit_net_predict latency for
+ * one sample and throughput for a batch.
  *
- *   build/bench/perf --model mlp --threads 1 [--epochs 3] [--data DIR]
- *                    [--peak 0]   (skip the sgemm peak, e.g. under a profiler)
- *                    [--slice N]  (N samples per slice of the leading conv/ReLU/
- *                                  pool layers; 0 = whole batch; default auto)
- *                    [--ab 1]     (alternate epochs with and without the AVX2
- *                                  kernels, i.e. gemm.c / direct convolution
- *                                  against cblas_sgemm / im2col, and print
- *                                  the best epoch of each: an A/B in one
- *                                  process, less exposed to a noisy machine)
+ * Models (the same nets in bench/pytorch_peer.py):
+ *   mlp         784-512-256-10 with ReLU, Fashion-MNIST (60k), batch 128,
+ *               SGD with momentum 0.9, lr 0.01
+ *   cnn         conv3x3(16)-ReLU-maxpool2-conv3x3(32)-ReLU-maxpool2-
+ *               dense128-ReLU-dense10, as the mlp
+ *   digits_cnn  the net, data split, normalization, optimizer and schedule
+ *               of examples/digits_cnn.c: conv3x3(32)-BN-ReLU-pool,
+ *               conv3x3(64)-BN-ReLU-pool, flatten, dense128-ReLU-
+ *               dropout0.5-dense10 (convolutions without bias), data/digits
+ *               with every tenth training image held out for validation
+ *               (evaluated every epoch, as the example does), pixels
+ *               standardized with the training file's mean and std, SGD
+ *               momentum 0.9, lr 0.01 annealed to 0 along a cosine over all
+ *               steps of the run (one step per batch), batch 32
  *
- * Prints one line of key=value figures; bench/run.py runs it next to
- * bench/pytorch_peer.py and prints the ratios. */
+ *   build/bench/perf --model mlp|cnn|digits_cnn --threads 1 [--epochs 3]
+ *                    [--data DIR]  (default fashion-mnist; data/digits for
+ *                                   digits_cnn)
+ *                    [--task train|predict] [--batch B]
+ *                    [--calls N]   (predict: timed calls; default 2000 for
+ *                                   batch 1, 50 otherwise)
+ *                    [--peak 0]    (skip the sgemm and FMA peaks, e.g. under
+ *                                   a profiler)
+ *                    [--slice N]   (N samples per slice of the leading conv/
+ *                                   ReLU/pool layers; 0 = whole batch)
+ *                    [--ab 1]      (alternate epochs with and without the AVX2
+ *                                   kernels, i.e. gemm.c / direct convolution
+ *                                   against cblas_sgemm / im2col, and print
+ *                                   the best epoch of each: an A/B in one
+ *                                   process, less exposed to a noisy machine)
+ *
+ * Training prints one line of key=value figures; predict prints
+ * "peer=nnkit task=predict model=.. threads=.. batch=B latency_us=..
+ * samples_s=..": the median over --calls calls after 10 warm-up calls, each
+ * call on the next B test samples (so a different sample every call for
+ * B = 1). The predict net is untrained (its initial weights; the PyTorch
+ * peer does the same): the work per call does not depend on the weights. */
+#define _GNU_SOURCE
+#include <immintrin.h>
+#include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,20 +54,51 @@
 
 #include <cblas.h>
 
-#include "internal.h" /* nnkit__alloc_count, nnkit__now */
+#include "digits_data.h" /* digits_load_raw (examples/) */
+#include "internal.h"    /* nnkit__alloc_count, nnkit__now */
 
 /* OpenBLAS's extension API (nnkit keeps OpenBLAS at one thread and runs
  * its own; the peak is measured with OpenBLAS's own threads). */
 void openblas_set_num_threads(int num_threads);
 
-static double flops_per_sample(int cnn)
+enum { MLP, CNN, DIGITS_CNN };
+
+/* Multiply-adds per sample of each parameterised layer's forward pass, in
+ * order, 0-terminated. */
+static const double *layer_macs(int model)
 {
-  /* 2 flops per multiply-add; backward costs twice the forward. Must match
-   * bench/pytorch_peer.py. */
-  double fwd = cnn ? (28.0 * 28 * 16 * 9) + (14.0 * 14 * 32 * 16 * 9) +
-                         32.0 * 7 * 7 * 128 + 128.0 * 10
-                   : 784.0 * 512 + 512.0 * 256 + 256.0 * 10;
-  return 2.0 * 3.0 * fwd;
+  static const double mlp[] = {784.0 * 512, 512.0 * 256, 256.0 * 10, 0};
+  static const double cnn[] = {28.0 * 28 * 16 * 1 * 9, 14.0 * 14 * 32 * 16 * 9,
+                               32.0 * 7 * 7 * 128, 128.0 * 10, 0};
+  static const double dcnn[] = {28.0 * 28 * 32 * 1 * 9, 14.0 * 14 * 64 * 32 * 9,
+                                64.0 * 7 * 7 * 128, 128.0 * 10, 0};
+  return model == MLP ? mlp : model == CNN ? cnn : dcnn;
+}
+
+/* Floating-point operations per training sample, counted as computed: 2
+ * per multiply-add of each convolution and dense layer, for the forward
+ * pass, the weight gradient and the input gradient, except the input
+ * gradient of the first parameterised layer, which neither nnkit nor
+ * PyTorch computes. Element-wise layers (activations, pooling, batch norm,
+ * dropout, biases, the loss) are not counted. Must match
+ * flops_per_sample() in bench/pytorch_peer.py. */
+static double train_flops_per_sample(int model)
+{
+  const double *m = layer_macs(model);
+  double f = 0;
+  for (int i = 0; m[i] > 0; i++)
+    f += 2.0 * m[i] * (i == 0 ? 2 : 3);
+  return f;
+}
+
+/* Forward only (inference), same counting. */
+static double predict_flops_per_sample(int model)
+{
+  const double *m = layer_macs(model);
+  double f = 0;
+  for (int i = 0; m[i] > 0; i++)
+    f += 2.0 * m[i];
+  return f;
 }
 
 /* Best sgemm GFLOP/s over the shapes the workloads run (M x N x K). */
@@ -78,13 +138,124 @@ static double sgemm_peak(void)
   return best;
 }
 
+/* ---- FMA peak: a register-only loop of independent multiply-adds ---- */
+
+#define FMA_ACC 12 /* independent accumulators: latency 4 x 2 pipes, and more */
+
+/* iters rounds of FMA_ACC 8-wide FMAs; returns a value that depends on
+ * every accumulator so the loop cannot be dropped. */
+__attribute__((target("avx2,fma"))) static float fma_loop256(long iters)
+{
+  __m256 acc[FMA_ACC];
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
+  for (int j = 0; j < FMA_ACC; j++)
+    acc[j] = _mm256_set1_ps((float)j);
+  for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+    for (int j = 0; j < FMA_ACC; j++)
+      acc[j] = _mm256_fmadd_ps(acc[j], m, c);
+  }
+  __m256 s = acc[0];
+  for (int j = 1; j < FMA_ACC; j++)
+    s = _mm256_add_ps(s, acc[j]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0] + out[7];
+}
+
+/* The same with 16-wide (AVX-512) FMAs. */
+__attribute__((target("avx512f"))) static float fma_loop512(long iters)
+{
+  __m512 acc[FMA_ACC];
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
+  for (int j = 0; j < FMA_ACC; j++)
+    acc[j] = _mm512_set1_ps((float)j);
+  for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+    for (int j = 0; j < FMA_ACC; j++)
+      acc[j] = _mm512_fmadd_ps(acc[j], m, c);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < FMA_ACC; j++)
+    s = _mm512_add_ps(s, acc[j]);
+  return _mm512_reduce_add_ps(s);
+}
+
+typedef struct fma_job {
+  int wide;      /* 512: the AVX-512 loop, else the AVX2 one */
+  long iters;
+  double gflops; /* out */
+  float sink;
+} fma_job;
+
+static void *fma_thread(void *arg)
+{
+  fma_job *j = arg;
+  double t0 = nnkit__now();
+  j->sink = j->wide == 512 ? fma_loop512(j->iters) : fma_loop256(j->iters);
+  double t = nnkit__now() - t0;
+  j->gflops = (double)j->iters * FMA_ACC * (j->wide / 32) * 2.0 / t / 1e9;
+  return NULL;
+}
+
+/* GFLOP/s of the wide-bit loop run on `threads` threads at once, summed
+ * over the threads; the best of 3 runs of about 0.2 s each. */
+static double fma_peak_of(int wide, int threads)
+{
+  double best = 0;
+  fma_job jobs[64];
+  pthread_t tid[64];
+  if (threads > 64)
+    threads = 64;
+  /* about 0.2 s at 4 GHz and 2 FMAs per cycle */
+  long iters = (long)(0.2 * 4e9 * 2 / FMA_ACC);
+  for (int r = 0; r < 3; r++) {
+    int started = 0;
+    for (int t = 0; t < threads; t++) {
+      jobs[t] = (fma_job){wide, iters, 0, 0};
+      if (pthread_create(&tid[t], NULL, fma_thread, &jobs[t]) != 0)
+        break;
+      started++;
+    }
+    double sum = 0;
+    for (int t = 0; t < started; t++) {
+      pthread_join(tid[t], NULL);
+      sum += jobs[t].gflops;
+    }
+    if (sum > best)
+      best = sum;
+  }
+  return best;
+}
+
+static double fma256_gflops, fma512_gflops; /* each loop's figure, for the line */
+
+/* The machine's FMA peak in GFLOP/s on `threads` threads: the AVX2 loop,
+ * and the AVX-512 one where it runs, the larger (AMD Zen 4 double-pumps
+ * 512-bit FMAs, so there the 256-bit loop is the peak; Intel parts with
+ * two 512-bit FMA units double it). *which gets "avx2", "avx512" or
+ * "none" (no FMA: 0). */
+static double fma_peak(int threads, const char **which)
+{
+  double p256 = 0, p512 = 0;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    p256 = fma_peak_of(256, threads);
+  if (__builtin_cpu_supports("avx512f"))
+    p512 = fma_peak_of(512, threads);
+  *which = p512 > p256 ? "avx512" : p256 > 0 ? "avx2" : "none";
+  fma256_gflops = p256;
+  fma512_gflops = p512;
+  return p512 > p256 ? p512 : p256;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
-#define TRY(call)                                                                 \
+#define CHECK(call)                                                               \
   do {                                                                            \
     nnkit_status st_ = (call);                                                    \
     if (st_ != NNKIT_OK) {                                                        \
@@ -118,87 +289,266 @@ static double sgemm_peak_apart(int threads)
   return peak;
 }
 
+/* Loads the model's data: Fashion-MNIST scaled to [0, 1] for mlp and cnn;
+ * for digits_cnn the digits standardized with the training file's pixel
+ * mean and std, every tenth training image moved to *val (as
+ * examples/digits_cnn.c). */
+static void load_data(int model, const char *dir, nnkit_dataset **train,
+                      nnkit_dataset **val, nnkit_dataset **test)
+{
+  nnkit_dataset *all = NULL;
+  *val = NULL;
+  nnkit_status st;
+  if (model == DIGITS_CNN) {
+    st = digits_load_raw(&all, test, dir); /* says how to fetch missing digits */
+  } else {
+    char p[4][1024];
+    const char *names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+    for (int i = 0; i < 4; i++)
+      snprintf(p[i], sizeof p[i], "%s/%s", dir, names[i]);
+    st = nnkit_dataset_load_idx(&all, p[0], p[1], 10);
+    if (st == NNKIT_OK)
+      st = nnkit_dataset_load_idx(test, p[2], p[3], 10);
+  }
+  if (st != NNKIT_OK) {
+    fprintf(stderr, "perf: cannot load the four MNIST-named IDX files of %s (--data DIR): "
+                    "%s\n", dir, nnkit_last_error());
+    exit(1);
+  }
+  if (model != DIGITS_CNN) {
+    CHECK(nnkit_dataset_scale(all, 1.0f / 255, 0));
+    CHECK(nnkit_dataset_scale(*test, 1.0f / 255, 0));
+    *train = all;
+    return;
+  }
+  double sum = 0, sq = 0;
+  const float *px = nnkit_dataset_data(all);
+  size_t npx = nnkit_dataset_count(all) * nnkit_dataset_sample_size(all);
+  for (size_t i = 0; i < npx; i++) {
+    sum += px[i];
+    sq += (double)px[i] * px[i];
+  }
+  double mean = sum / (double)npx, sd = sqrt(sq / (double)npx - mean * mean);
+  CHECK(nnkit_dataset_scale(all, (float)(1.0 / sd), (float)(-mean / sd)));
+  CHECK(nnkit_dataset_scale(*test, (float)(1.0 / sd), (float)(-mean / sd)));
+  size_t n = nnkit_dataset_count(all), nv = n / 10, nt = n - nv;
+  size_t *tix = malloc(nt * sizeof *tix), *vix = malloc(nv * sizeof *vix);
+  if (!tix || !vix) {
+    fprintf(stderr, "perf: out of memory\n");
+    exit(1);
+  }
+  for (size_t i = 0, a = 0, b = 0; i < n; i++) {
+    if (i % 10 == 9 && b < nv)
+      vix[b++] = i;
+    else
+      tix[a++] = i;
+  }
+  CHECK(nnkit_dataset_subset(train, all, tix, nt));
+  CHECK(nnkit_dataset_subset(val, all, vix, nv));
+  free(tix);
+  free(vix);
+  nnkit_dataset_free(all);
+}
+
+static nnkit_net *build_net(int model, int slice)
+{
+  size_t shape[3] = {1, 28, 28};
+  nnkit_net *net = NULL;
+  CHECK(nnkit_net_create(&net, shape, 3, 1));
+  if (slice >= 0)
+    nnkit__net_force_slice(net, slice ? (size_t)slice : SIZE_MAX);
+  if (model == CNN) {
+    CHECK(nnkit_net_add_conv2d(net, 16, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1));
+    CHECK(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    CHECK(nnkit_net_add_maxpool2d(net, 2, 2, 2, 2, 0, 0));
+    CHECK(nnkit_net_add_conv2d(net, 32, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1));
+    CHECK(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    CHECK(nnkit_net_add_maxpool2d(net, 2, 2, 2, 2, 0, 0));
+    CHECK(nnkit_net_add_dense(net, 128));
+    CHECK(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    CHECK(nnkit_net_add_dense(net, 10));
+  } else if (model == DIGITS_CNN) { /* examples/digits_cnn.c */
+    CHECK(nnkit_net_add_conv2d(net, 32, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 0));
+    CHECK(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
+    CHECK(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    CHECK(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0));
+    CHECK(nnkit_net_add_conv2d(net, 64, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 0));
+    CHECK(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
+    CHECK(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    CHECK(nnkit_net_add_maxpool2d(net, 2, 2, 0, 0, 0, 0));
+    CHECK(nnkit_net_add_flatten(net));
+    CHECK(nnkit_net_add_dense(net, 128));
+    CHECK(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    CHECK(nnkit_net_add_dropout(net, 0.5));
+    CHECK(nnkit_net_add_dense(net, 10));
+  } else {
+    CHECK(nnkit_net_add_dense(net, 512));
+    CHECK(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    CHECK(nnkit_net_add_dense(net, 256));
+    CHECK(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+    CHECK(nnkit_net_add_dense(net, 10));
+  }
+  return net;
+}
+
+/* perf --task predict: nnkit_net_predict on `batch` test samples per call. */
+static void run_predict(const char *model_name, int model, nnkit_net *net,
+                        const nnkit_dataset *test, int threads, int batch, int calls)
+{
+  size_t n = nnkit_dataset_count(test), d = nnkit_dataset_sample_size(test);
+  const float *x = nnkit_dataset_data(test);
+  if ((size_t)batch > n) {
+    fprintf(stderr, "perf: --batch %d is larger than the %zu test samples\n", batch, n);
+    exit(2);
+  }
+  int32_t *cls = malloc((size_t)batch * sizeof *cls);
+  double *t = malloc((size_t)calls * sizeof *t);
+  if (!cls || !t) {
+    fprintf(stderr, "perf: out of memory\n");
+    exit(1);
+  }
+  size_t at = 0, span = n - (size_t)batch + 1;
+  for (int i = 0; i < 10; i++, at = (at + (size_t)batch) % span)
+    CHECK(nnkit_net_predict(cls, net, x + at * d, (size_t)batch));
+  uint64_t a0 = nnkit__alloc_count();
+  for (int i = 0; i < calls; i++, at = (at + (size_t)batch) % span) {
+    double t0 = nnkit__now();
+    CHECK(nnkit_net_predict(cls, net, x + at * d, (size_t)batch));
+    t[i] = nnkit__now() - t0;
+  }
+  uint64_t allocs = nnkit__alloc_count() - a0;
+  qsort(t, (size_t)calls, sizeof *t, cmp_double);
+  double med = t[calls / 2];
+  printf("peer=nnkit task=predict model=%s threads=%d batch=%d latency_us=%.1f "
+         "samples_s=%.0f gflops=%.1f allocs_per_call=%.3f calls=%d weights=untrained\n",
+         model_name, threads, batch, med * 1e6, batch / med,
+         predict_flops_per_sample(model) * batch / med / 1e9, (double)allocs / calls, calls);
+  free(cls);
+  free(t);
+}
+
+static void usage(FILE *f)
+{
+  fprintf(f, "usage: perf [--model mlp|cnn|digits_cnn] [--task train|predict] "
+             "[--threads N] [--epochs N] [--batch N] [--calls N] [--data DIR] "
+             "[--peak 0|1] [--slice N] [--ab 0|1]\n"
+             "(see the comment at the top of bench/perf.c)\n");
+}
+
+static int int_arg(const char *opt, const char *s, int lo)
+{
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*end || end == s || v < lo || v > 1 << 20) {
+    fprintf(stderr, "perf: %s '%s' is not an integer in [%d, %d]\n", opt, s, lo, 1 << 20);
+    exit(2);
+  }
+  return (int)v;
+}
+
 int main(int argc, char **argv)
 {
-  const char *data = "/usr/share/datasets/fashion-mnist", *model = "mlp";
-  int threads = 1, epochs = 3, batch = 128, measure_peak = 1, slice = -1, ab = 0;
+  const char *data = NULL, *model_name = "mlp", *task = "train";
+  int threads = 1, epochs = 3, batch = 0, measure_peak = 1, slice = -1, ab = 0, calls = 0;
   double lr = 0.01;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--model"))
-      model = argv[i + 1];
-    else if (!strcmp(argv[i], "--threads"))
-      threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--epochs"))
-      epochs = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--data"))
-      data = argv[i + 1];
-    else if (!strcmp(argv[i], "--peak"))
-      measure_peak = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--slice"))
-      slice = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--ab"))
-      ab = atoi(argv[i + 1]);
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "perf: %s needs a value\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+    const char *o = argv[i], *v = argv[++i];
+    if (!strcmp(o, "--model"))
+      model_name = v;
+    else if (!strcmp(o, "--task"))
+      task = v;
+    else if (!strcmp(o, "--threads"))
+      threads = int_arg(o, v, 1);
+    else if (!strcmp(o, "--epochs"))
+      epochs = int_arg(o, v, 1);
+    else if (!strcmp(o, "--batch"))
+      batch = int_arg(o, v, 1);
+    else if (!strcmp(o, "--calls"))
+      calls = int_arg(o, v, 1);
+    else if (!strcmp(o, "--data"))
+      data = v;
+    else if (!strcmp(o, "--peak"))
+      measure_peak = int_arg(o, v, 0);
+    else if (!strcmp(o, "--slice"))
+      slice = int_arg(o, v, 0);
+    else if (!strcmp(o, "--ab"))
+      ab = int_arg(o, v, 0);
     else {
-      fprintf(stderr, "usage: perf [--model mlp|cnn] [--threads N] [--epochs N] "
-                      "[--data DIR] [--peak 0|1] [--slice N] [--ab 0|1]\n");
+      fprintf(stderr, "perf: unknown option %s\n", o);
+      usage(stderr);
       return 2;
     }
   }
-  int cnn = !strcmp(model, "cnn");
-  double peak = measure_peak ? sgemm_peak_apart(threads) : 0.0;
-  TRY(nnkit_set_num_threads(threads));
-
-  char p1[1024], p2[1024];
-  nnkit_dataset *train = NULL, *test = NULL;
-  snprintf(p1, sizeof p1, "%s/train-images-idx3-ubyte.gz", data);
-  snprintf(p2, sizeof p2, "%s/train-labels-idx1-ubyte.gz", data);
-  TRY(nnkit_dataset_load_idx(&train, p1, p2, 10));
-  snprintf(p1, sizeof p1, "%s/t10k-images-idx3-ubyte.gz", data);
-  snprintf(p2, sizeof p2, "%s/t10k-labels-idx1-ubyte.gz", data);
-  TRY(nnkit_dataset_load_idx(&test, p1, p2, 10));
-  TRY(nnkit_dataset_scale(train, 1.0f / 255, 0));
-  TRY(nnkit_dataset_scale(test, 1.0f / 255, 0));
-
-  size_t shape[3] = {1, 28, 28};
-  nnkit_net *net = NULL;
-  TRY(nnkit_net_create(&net, shape, 3, 1));
-  if (slice >= 0)
-    nnkit__net_force_slice(net, slice ? (size_t)slice : SIZE_MAX);
-  if (cnn) {
-    TRY(nnkit_net_add_conv2d(net, 16, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1));
-    TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
-    TRY(nnkit_net_add_maxpool2d(net, 2, 2, 2, 2, 0, 0));
-    TRY(nnkit_net_add_conv2d(net, 32, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1));
-    TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
-    TRY(nnkit_net_add_maxpool2d(net, 2, 2, 2, 2, 0, 0));
-    TRY(nnkit_net_add_dense(net, 128));
-    TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
-    TRY(nnkit_net_add_dense(net, 10));
-  } else {
-    TRY(nnkit_net_add_dense(net, 512));
-    TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
-    TRY(nnkit_net_add_dense(net, 256));
-    TRY(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
-    TRY(nnkit_net_add_dense(net, 10));
+  int model = !strcmp(model_name, "mlp")          ? MLP
+              : !strcmp(model_name, "cnn")        ? CNN
+              : !strcmp(model_name, "digits_cnn") ? DIGITS_CNN
+                                                  : -1;
+  int predict = !strcmp(task, "predict");
+  if (model < 0 || (!predict && strcmp(task, "train"))) {
+    fprintf(stderr, "perf: unknown %s '%s'\n", model < 0 ? "model" : "task",
+            model < 0 ? model_name : task);
+    usage(stderr);
+    return 2;
   }
+  if (!data)
+    data = model == DIGITS_CNN ? "data/digits" : "/usr/share/datasets/fashion-mnist";
+  if (!batch)
+    batch = predict ? 1 : model == DIGITS_CNN ? 32 : 128;
+  if (!calls)
+    calls = batch == 1 ? 2000 : 50;
+
+  nnkit_dataset *train = NULL, *val = NULL, *test = NULL;
+  load_data(model, data, &train, &val, &test);
+  CHECK(nnkit_set_num_threads(threads));
+  nnkit_net *net = build_net(model, slice);
+  if (predict) {
+    run_predict(model_name, model, net, test, threads, batch, calls);
+    nnkit_net_free(net);
+    nnkit_dataset_free(train);
+    nnkit_dataset_free(test);
+    nnkit_dataset_free(val);
+    return 0;
+  }
+
+  const char *fma_kind = "none";
+  double peak = measure_peak ? sgemm_peak_apart(threads) : 0.0;
+  double fpeak = measure_peak ? fma_peak(threads, &fma_kind) : 0.0;
+
+  size_t n = nnkit_dataset_count(train);
+  size_t steps_per_epoch = (n + (size_t)batch - 1) / (size_t)batch;
   nnkit_optimizer *opt = NULL;
-  TRY(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
-  TRY(nnkit_optimizer_set(opt, NNKIT_OPT_LR, lr));
-  TRY(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM, 0.9));
+  CHECK(nnkit_optimizer_create(&opt, NNKIT_OPTIM_SGD));
+  CHECK(nnkit_optimizer_set(opt, NNKIT_OPT_LR, lr));
+  CHECK(nnkit_optimizer_set(opt, NNKIT_OPT_MOMENTUM, 0.9));
+  if (model == DIGITS_CNN) { /* cosine from lr to 0 over every step of the run */
+    nnkit_schedule *sched = NULL;
+    CHECK(nnkit_schedule_create(&sched, NNKIT_SCHEDULE_COSINE));
+    CHECK(nnkit_schedule_set(sched, NNKIT_SCHED_PER_BATCH, 1));
+    CHECK(nnkit_schedule_set(sched, NNKIT_SCHED_T_MAX, (double)(steps_per_epoch * epochs)));
+    CHECK(nnkit_optimizer_set_schedule(opt, sched)); /* the optimizer owns it */
+  }
   nnkit_trainer *tr = NULL;
-  TRY(nnkit_trainer_create(&tr, net, opt));
-  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
-  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, batch));
-  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_SEED, 1));
+  CHECK(nnkit_trainer_create(&tr, net, opt));
+  CHECK(nnkit_trainer_set(tr, NNKIT_TRAIN_EPOCHS, 1));
+  CHECK(nnkit_trainer_set(tr, NNKIT_TRAIN_BATCH_SIZE, batch));
+  CHECK(nnkit_trainer_set(tr, NNKIT_TRAIN_SEED, 1));
   /* The peer's workload: no copy of the last good epoch to restore on
    * divergence, no per-layer statistics (PyTorch keeps neither). With
    * nnkit's defaults the MLP's peak RSS is 6 MB higher (the copies of the
    * weights, of the momentum buffer and of the weights before a step). */
-  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_KEEP_GOOD, 0));
-  TRY(nnkit_trainer_set(tr, NNKIT_TRAIN_LAYER_STATS, 0));
+  CHECK(nnkit_trainer_set(tr, NNKIT_TRAIN_KEEP_GOOD, 0));
+  CHECK(nnkit_trainer_set(tr, NNKIT_TRAIN_LAYER_STATS, 0));
 
-  size_t n = nnkit_dataset_count(train);
-  size_t steps_per_epoch = (n + (size_t)batch - 1) / (size_t)batch;
   double *secs = calloc((size_t)epochs, sizeof *secs);
   uint64_t allocs_after_first = 0;
   double abmin[2] = {1e9, 1e9};
@@ -209,7 +559,7 @@ int main(int argc, char **argv)
     }
     uint64_t a0 = nnkit__alloc_count();
     double t0 = nnkit__now();
-    TRY(nnkit_trainer_fit(tr, train, NULL));
+    CHECK(nnkit_trainer_fit(tr, train, val));
     secs[e] = nnkit__now() - t0;
     if (secs[e] < abmin[e & 1])
       abmin[e & 1] = secs[e];
@@ -221,14 +571,20 @@ int main(int argc, char **argv)
   qsort(secs, (size_t)epochs, sizeof *secs, cmp_double);
   double med = secs[epochs / 2];
   double loss, acc;
-  TRY(nnkit_net_evaluate(&loss, &acc, net, test));
+  CHECK(nnkit_net_evaluate(&loss, &acc, net, test));
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  double gflops = flops_per_sample(cnn) * (double)n / med / 1e9;
-  printf("peer=nnkit model=%s threads=%d epoch_s=%.3f samples_s=%.0f gflops=%.1f "
-         "sgemm_peak_gflops=%.1f peak_fraction=%.2f rss_mb=%.0f "
-         "allocs_per_step=%.3f test_acc=%.4f epochs=%d gemm=%s\n",
-         model, threads, med, (double)n / med, gflops, peak, peak > 0 ? gflops / peak : 0.0,
+  /* digits_cnn's epoch also runs the validation set forward */
+  size_t nval = val ? nnkit_dataset_count(val) : 0;
+  double gflops = (train_flops_per_sample(model) * (double)n +
+                   predict_flops_per_sample(model) * (double)nval) /
+                  med / 1e9;
+  printf("peer=nnkit task=train model=%s threads=%d batch=%d epoch_s=%.3f samples_s=%.0f "
+         "gflops=%.1f sgemm_peak_gflops=%.1f peak_fraction=%.2f fma_peak_gflops=%.1f "
+         "fma_kind=%s fma256_gflops=%.1f fma512_gflops=%.1f fma_fraction=%.2f rss_mb=%.0f allocs_per_step=%.3f test_acc=%.4f "
+         "epochs=%d gemm=%s\n",
+         model_name, threads, batch, med, (double)n / med, gflops, peak,
+         peak > 0 ? gflops / peak : 0.0, fpeak, fma_kind, fma256_gflops, fma512_gflops, fpeak > 0 ? gflops / fpeak : 0.0,
          (double)ru.ru_maxrss / 1024.0,
          epochs > 1 ? (double)allocs_after_first /
                           (double)(steps_per_epoch * (size_t)(epochs - 1))
@@ -242,6 +598,7 @@ int main(int argc, char **argv)
   nnkit_optimizer_free(opt);
   nnkit_net_free(net);
   nnkit_dataset_free(train);
+  nnkit_dataset_free(val);
   nnkit_dataset_free(test);
   return 0;
 }
