@@ -618,7 +618,8 @@ void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const floa
 int nnkit__direct_available(void);
 /* Tests: 0 makes nnkit__direct_available() return 0, -1 restores it. */
 void nnkit__direct_force(int mode);
-/* 1 when a conv2d layer runs the direct kernels (tests). */
+/* 1 when a conv2d layer ran the direct kernels in its last forward (before
+ * any: when the kernel mode lets it); tests. */
 int nnkit__conv_is_direct(const nnkit__layer *l);
 
 /* out[r][q] = init[r] (0 when init is NULL) + sum_t W[r][t] in[toff[t] + q]

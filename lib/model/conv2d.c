@@ -56,11 +56,11 @@ typedef struct conv_state {
   size_t ph, pw;      /* padding as requested (NNKIT_PAD_SAME kept) */
   int bias;
   int direct;         /* 1: the direct path can run for this geometry */
-  /* The path nnkit__choose measured faster (1 direct, 0 im2col) at
-   * pick_threads threads; pick_threads 0 until the first forward. Both
-   * written atomically: threads owning slices pick at the same time. */
-  int use_direct, pick_threads;
-  size_t last_batch;  /* of the last forward (profiles) */
+  /* The path the last forward ran (1 direct, 0 im2col; -1 none yet),
+   * which backward follows, and the thread count nnkit__choose measured
+   * at (0: none). Written atomically: threads owning slices pick at the
+   * same time (and pick the same). */
+  int use_direct, pick_threads, measured_direct;
   conv_direct d;
   int nws;            /* per-thread workspaces allocated (0 = none yet) */
   conv_ws *ws;
@@ -163,8 +163,12 @@ int nnkit__conv_is_direct(const nnkit__layer *l)
   if (l->ops != &nnkit__conv2d_kind)
     return 0;
   const conv_state *s = l->state;
-  return s->direct && (__atomic_load_n(&s->pick_threads, __ATOMIC_ACQUIRE) == 0 ||
-                       __atomic_load_n(&s->use_direct, __ATOMIC_RELAXED));
+  if (!s->direct)
+    return 0;
+  int use = __atomic_load_n(&s->use_direct, __ATOMIC_ACQUIRE);
+  if (use < 0) /* no forward yet: what the mode promises */
+    return nnkit_get_kernels() != NNKIT_KERNELS_BLAS;
+  return use;
 }
 
 /* ---- im2col / col2im --------------------------------------------------- */
@@ -361,6 +365,8 @@ static nnkit_status direct_setup(conv_state *s, size_t index)
   const nnkit__conv_geom *g = &s->g;
   free_direct(&s->d);
   s->direct = 0;
+  s->use_direct = -1;
+  s->pick_threads = 0;
   size_t hp = g->oh + g->kh - 1, wp = g->ow + g->kw - 1;
   if (g->sh != 1 || g->sw != 1 || !nnkit__direct_available() ||
       g->pt >= g->kh || g->pl >= g->kw || hp < g->h + g->pt ||
@@ -748,11 +754,18 @@ static const char *const conv_paths[] = {"direct", "im2col"};
 static int pick_direct(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
   conv_state *s = l->state;
-  if (!s->direct)
-    return 0;
+  int mode = nnkit_get_kernels(), use;
+  if (!s->direct || mode != NNKIT_KERNELS_MEASURE) {
+    use = s->direct && mode != NNKIT_KERNELS_BLAS;
+    __atomic_store_n(&s->use_direct, use, __ATOMIC_RELEASE);
+    return use;
+  }
   int threads = nnkit__num_threads();
-  if (__atomic_load_n(&s->pick_threads, __ATOMIC_ACQUIRE) == threads)
-    return __atomic_load_n(&s->use_direct, __ATOMIC_RELAXED);
+  if (__atomic_load_n(&s->pick_threads, __ATOMIC_ACQUIRE) == threads) {
+    use = __atomic_load_n(&s->measured_direct, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->use_direct, use, __ATOMIC_RELEASE);
+    return use;
+  }
   const nnkit__conv_geom *g = &s->g;
   size_t m = batch < PICK_SAMPLES ? batch : PICK_SAMPLES;
   float *dx = l->index ? nnkit__malloc(m * g->c * g->h * g->w * sizeof(float)) : NULL;
@@ -762,15 +775,14 @@ static int pick_direct(nnkit__layer *l, const float *x, float *y, size_t batch)
   int k = nnkit__choose(key, 2, conv_paths, conv_candidate, &c);
   nnkit__free(dx);
   memset(s->ws[nnkit__task_slot(0)].part, 0, l->num_params * sizeof(float));
-  __atomic_store_n(&s->use_direct, k == 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->measured_direct, k == 0, __ATOMIC_RELAXED);
   __atomic_store_n(&s->pick_threads, threads, __ATOMIC_RELEASE);
+  __atomic_store_n(&s->use_direct, k == 0, __ATOMIC_RELEASE);
   return k == 0;
 }
 
 static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
-  conv_state *s = l->state;
-  s->last_batch = batch;
   conv_job j = {l, x, NULL, y, NULL, batch, 0, 0};
   nnkit__parallel(pick_direct(l, x, y, batch) ? direct_forward_task : forward_task, &j,
                   conv_tasks(l, batch));
@@ -780,7 +792,6 @@ static void conv_backward(nnkit__layer *l, const float *x, const float *y,
                           const float *dy, float *dx, size_t batch)
 {
   (void)y;
-  conv_state *s = l->state;
   conv_job j = {l, x, dy, NULL, dx, batch, 0, nnkit__in_task()};
   nnkit__parallel(nnkit__conv_is_direct(l) ? direct_backward_task : backward_task, &j,
                   conv_tasks(l, batch));
