@@ -157,6 +157,35 @@ static inline void nnkit__split(size_t total, int t, int n, size_t *lo, size_t *
   *hi = total * (size_t)(t + 1) / (size_t)n;
 }
 
+/* ---- kernels chosen by measurement (lib/model/choose.c) --------------- */
+#define NNKIT__MAX_CANDIDATES 4
+/* Runs candidate k of a choice once on the real operands. */
+typedef void (*nnkit__candidate_fn)(void *ctx, int k);
+/* The candidate (0..ncand-1) to run for `key` (a text naming the
+ * operation, its shape and the thread count: "dense NT 128x512x784 t2").
+ * The first call on a key times every candidate with run (a warm-up run
+ * and 3 timed rounds each, in turns) and keeps the fastest; later calls,
+ * from any thread, return that verdict (one waits while another measures
+ * the same key). Candidate 0 must be nnkit's own kernel and ncand - 1 the
+ * BLAS path: NNKIT_KERNELS_OWN and NNKIT_KERNELS_BLAS return those without
+ * measuring. run must leave no effect the caller's next real call does
+ * not overwrite. Never fails: with no room left it returns 0. */
+int nnkit__choose(const char *key, int ncand, const char *const *names,
+                  nnkit__candidate_fn run, void *ctx);
+/* The measured times of `key` ("nnkit 0.41 ms (chosen), cblas 0.45 ms")
+ * into buf; returns the text's length (0: not measured). */
+size_t nnkit__choice_text(const char *key, char *buf, size_t cap);
+/* What runs for `key` and why, into buf: the measured times, or the
+ * mode that fixed the choice, or "names[last] (the CPU cannot run
+ * names[0])" when available is 0. */
+void nnkit__choice_explain(const char *key, int ncand, const char *const *names,
+                           int available, char *buf, size_t cap);
+/* Every choice so far, one line each ("key: times"); returns the length
+ * the whole report has (like snprintf). */
+size_t nnkit__kernel_report(char *buf, size_t cap);
+/* Tests: forgets every verdict (when no measurement is under way). */
+void nnkit__choices_forget(void);
+
 /* ---- time (lib/core/threads.c) ---------------------------------------- */
 double nnkit__now(void); /* monotonic seconds */
 
@@ -466,6 +495,13 @@ typedef struct nnkit__layer_kind {
    * thread's slot; after all slices the net calls gather, which adds the
    * slots' partials into l->grads in slot order and zeroes them. */
   void (*gather)(nnkit__layer *l);
+  /* Optional, for profiles: forward multiply-adds per sample (backward
+   * does as many for the weight gradient and as many again for dx).
+   * NULL: the layer does no multiply-adds worth counting. */
+  double (*macs)(const nnkit__layer *l);
+  /* Optional, for profiles: writes which kernels the layer runs and why
+   * (after the first forward); NULL: the layer has no choice to make. */
+  void (*kernel)(const nnkit__layer *l, char *buf, size_t len);
 } nnkit__layer_kind;
 
 struct nnkit__layer {
@@ -566,12 +602,15 @@ void nnkit__conv2d_backward_naive(const float *x, const float *w,
  * -DNNKIT_NO_DIRECT builds) cblas_sgemm runs either way. */
 typedef enum { NNKIT__GEMM_NT, NNKIT__GEMM_TN, NNKIT__GEMM_NN } nnkit__gemm_form;
 size_t nnkit__gemm_ws_floats(size_t M, size_t K);
-/* 1 when the dense GEMMs run nnkit's kernel: AVX2+FMA without AVX-512F
- * (there OpenBLAS's 16-lane kernels win), unless forced. */
+/* 1 when nnkit's GEMM kernel can run here (AVX2 + FMA, not forced off);
+ * each product then runs it or cblas_sgemm as nnkit__choose measured. */
 int nnkit__gemm_fast(void);
-/* Tests and benchmarks: 1 uses nnkit's kernel whenever the CPU has AVX2 and
- * FMA (AVX-512 or not), 0 always cblas_sgemm, -1 restores the choice. */
+/* Tests and benchmarks: 1 runs nnkit's kernel whenever the CPU can, 0
+ * always cblas_sgemm, -1 restores the measured choice. */
 void nnkit__gemm_force(int mode);
+/* The nnkit__choose key of a product ("gemm NT 128x512x784 t1"). */
+void nnkit__gemm_key(char *buf, size_t len, nnkit__gemm_form form, size_t M, size_t N,
+                     size_t K);
 void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const float *A,
                  size_t lda, const float *B, size_t ldb, float beta, float *C,
                  size_t ldc, const float *bias, float *ws);
@@ -579,7 +618,8 @@ void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const floa
 int nnkit__direct_available(void);
 /* Tests: 0 makes nnkit__direct_available() return 0, -1 restores it. */
 void nnkit__direct_force(int mode);
-/* 1 when a conv2d layer runs the direct kernels (tests). */
+/* 1 when a conv2d layer ran the direct kernels in its last forward (before
+ * any: when the kernel mode lets it); tests. */
 int nnkit__conv_is_direct(const nnkit__layer *l);
 
 /* out[r][q] = init[r] (0 when init is NULL) + sum_t W[r][t] in[toff[t] + q]
@@ -684,7 +724,30 @@ struct nnkit_net {
    * pointer array followed by the strings, or NULL. */
   char **class_names;
   size_t num_names;
+  /* Per-layer profile (nnkit__profile_enable), or NULL: prof_n entries. */
+  struct nnkit__layer_profile *prof;
+  size_t prof_n;
 };
+
+/* ---- profiles (lib/model/exec.c; benchmarks: bench/perf --layers 1) -- */
+/* A layer's time and work since nnkit__profile_enable. With several
+ * threads owning slices, the times are those of the thread that runs
+ * the first share (about the wall time) and the FLOPs are the whole
+ * batch's (2 per multiply-add). */
+typedef struct nnkit__layer_profile {
+  const char *kind;    /* the kind's name (static) */
+  double fwd_s, bwd_s; /* seconds in forward, backward */
+  double fwd_flop, bwd_flop;
+  size_t fwd_calls, bwd_calls;
+  char kernel[320];    /* the layer's kernel choice ("" when none) */
+} nnkit__layer_profile;
+/* on: (re)starts the profile of every layer from zero (NNKIT_E_NOMEM when
+ * its table cannot be allocated); 0: stops and frees it. */
+nnkit_status nnkit__profile_enable(nnkit_net *net, int on);
+/* Copies layer `layer`'s profile to *out and returns 1; 0 past the last
+ * layer or when profiling is off. */
+size_t nnkit__profile_get(const nnkit_net *net, size_t layer,
+                          nnkit__layer_profile *out);
 
 /* Appends a layer whose kind-specific fields (ops, state, ...) are in
  * *proto; runs ops->setup with l->in, l->index and l->seed set. The net

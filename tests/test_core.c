@@ -91,9 +91,22 @@ typedef struct par_rec {
 static void par_task(void *ctx, int t, int n)
 {
   par_rec *r = ctx;
-  r->ran[t]++;
   r->n[t] = n;
   r->who[t] = pthread_self();
+  __atomic_fetch_add(&r->ran[t], 1, __ATOMIC_SEQ_CST);
+}
+
+/* par_task, but task 0 waits (up to 5 s) until task 1 has run: the caller
+ * is busy meanwhile, so a worker must have claimed task 1. */
+static void par_task_wait(void *ctx, int t, int n)
+{
+  par_rec *r = ctx;
+  if (t == 0 && n > 1) {
+    double t0 = nnkit__now();
+    while (!__atomic_load_n(&r->ran[1], __ATOMIC_SEQ_CST) && nnkit__now() - t0 < 5.0)
+      ;
+  }
+  par_task(ctx, t, n);
 }
 
 START_TEST(parallel_runs_every_task_once)
@@ -103,7 +116,7 @@ START_TEST(parallel_runs_every_task_once)
       ck_ok(nnkit_set_num_threads(threads));
       par_rec r;
       memset(&r, 0, sizeof r);
-      nnkit__parallel(par_task, &r, cap);
+      nnkit__parallel(par_task_wait, &r, cap);
       int n = threads < cap ? threads : cap;
       for (int t = 0; t < 8; t++) {
         ck_assert_int_eq(r.ran[t], t < n);
@@ -182,7 +195,7 @@ START_TEST(parallel_after_fork)
     alarm(20); /* a hang fails the test instead of blocking it */
     par_rec c;
     memset(&c, 0, sizeof c);
-    nnkit__parallel(par_task, &c, 2);
+    nnkit__parallel(par_task_wait, &c, 2);
     _exit(c.ran[0] == 1 && c.ran[1] == 1 && !pthread_equal(c.who[0], c.who[1]) ? 0 : 1);
   }
   int status = 0;

@@ -312,7 +312,15 @@ END_TEST
 
 START_TEST(conv2d_direct_matches_naive_twin)
 {
+  /* Each path pinned in turn: nnkit's own (direct where it can run),
+   * then the BLAS path on the same geometries, then the direct path
+   * unavailable altogether. */
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_OWN));
   direct_cases(nnkit__direct_available());
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_BLAS));
+  direct_cases(0);
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_MEASURE));
+  direct_cases(-1); /* whichever was measured faster */
   /* Geometries the direct path does not take. */
   check_conv_path(3, 9, 9, 4, 3, 3, 2, 2, 1, 1, 1, 2, 0); /* stride 2 */
   check_conv_path(2, 5, 5, 3, 3, 3, 1, 1, 3, 3, 1, 2, 0); /* padding >= kernel */

@@ -1,6 +1,8 @@
 /* Model: initializers, dense and activation layers, losses, the net's
  * forward/backward/predict/evaluate, with finite-difference gradient
  * checks and closed-form references; the input normalizer a net carries. */
+#include <pthread.h>
+
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------ */
@@ -220,6 +222,188 @@ START_TEST(gemm_matches_definition)
   if (_i)
     nnkit__direct_force(-1);
   nnkit__gemm_force(-1);
+}
+END_TEST
+
+/* ---- kernels chosen by measurement -------------------------------- */
+
+typedef struct slow_pair {
+  double secs[2]; /* how long each candidate takes */
+  int runs[2];
+} slow_pair;
+
+static void sleepy_candidate(void *ctx, int k)
+{
+  slow_pair *p = ctx;
+  __atomic_fetch_add(&p->runs[k], 1, __ATOMIC_SEQ_CST);
+  double t0 = nnkit__now();
+  while (nnkit__now() - t0 < p->secs[k])
+    ;
+}
+
+static const char *const pair_names[] = {"own", "blas"};
+
+START_TEST(kernels_mode_is_public_and_checked)
+{
+  ck_assert_int_eq(nnkit_get_kernels(), NNKIT_KERNELS_MEASURE); /* the default */
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_OWN));
+  ck_assert_int_eq(nnkit_get_kernels(), NNKIT_KERNELS_OWN);
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_BLAS));
+  ck_assert_int_eq(nnkit_get_kernels(), NNKIT_KERNELS_BLAS);
+  ck_fails(nnkit_set_kernels((nnkit_kernels)7), NNKIT_E_INVALID, "NNKIT_KERNELS_OWN");
+  ck_assert_int_eq(nnkit_get_kernels(), NNKIT_KERNELS_BLAS); /* unchanged */
+  /* pinned modes decide without measuring */
+  slow_pair p = {{0.001, 0.0}, {0, 0}};
+  ck_assert_int_eq(nnkit__choose("test pinned", 2, pair_names, sleepy_candidate, &p), 1);
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_OWN));
+  ck_assert_int_eq(nnkit__choose("test pinned", 2, pair_names, sleepy_candidate, &p), 0);
+  ck_assert_int_eq(p.runs[0] + p.runs[1], 0);
+  char why[128];
+  nnkit__choice_explain("test pinned", 2, pair_names, 1, why, sizeof why);
+  ck_assert_str_eq(why, "own (NNKIT_KERNELS_OWN)");
+  nnkit__choice_explain("test pinned", 2, pair_names, 0, why, sizeof why);
+  ck_assert_str_eq(why, "blas (the CPU cannot run own)");
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_MEASURE));
+}
+END_TEST
+
+START_TEST(choose_measures_once_and_keeps_the_faster)
+{
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_MEASURE));
+  nnkit__choices_forget();
+  slow_pair p = {{0.004, 0.0005}, {0, 0}};
+  ck_assert_int_eq(nnkit__choose("test slow-own", 2, pair_names, sleepy_candidate, &p), 1);
+  ck_assert_int_eq(p.runs[0], 4); /* a warm-up and three timed runs each */
+  ck_assert_int_eq(p.runs[1], 4);
+  /* cached: no more runs, even when the times would now say otherwise */
+  p.secs[0] = 0.0;
+  ck_assert_int_eq(nnkit__choose("test slow-own", 2, pair_names, sleepy_candidate, &p), 1);
+  ck_assert_int_eq(p.runs[0] + p.runs[1], 8);
+  /* another key is measured on its own */
+  slow_pair q = {{0.0, 0.003}, {0, 0}};
+  ck_assert_int_eq(nnkit__choose("test fast-own", 2, pair_names, sleepy_candidate, &q), 0);
+  char text[256];
+  ck_assert_uint_gt(nnkit__choice_text("test slow-own", text, sizeof text), 0);
+  ck_assert_msg(strncmp(text, "blas 0.", 7) == 0 && strstr(text, " < own 4."),
+                "choice text: %s", text);
+  ck_assert_uint_eq(nnkit__choice_text("test never asked", text, sizeof text), 0);
+  char report[1024];
+  size_t n = nnkit__kernel_report(report, sizeof report);
+  ck_assert_uint_eq(n, strlen(report));
+  ck_assert_ptr_nonnull(strstr(report, "test slow-own: blas "));
+  ck_assert_ptr_nonnull(strstr(report, "test fast-own: own "));
+  char tiny[8]; /* truncated like snprintf, the full length returned */
+  ck_assert_uint_eq(nnkit__kernel_report(tiny, sizeof tiny), n);
+  ck_assert_uint_eq(strlen(tiny), sizeof tiny - 1);
+  nnkit__choices_forget();
+  ck_assert_uint_eq(nnkit__kernel_report(report, sizeof report), 0);
+}
+END_TEST
+
+typedef struct choose_race {
+  slow_pair *p;
+  int verdict;
+} choose_race;
+
+static void *choose_thread(void *arg)
+{
+  choose_race *r = arg;
+  r->verdict = nnkit__choose("test race", 2, pair_names, sleepy_candidate, r->p);
+  return NULL;
+}
+
+/* Threads asking for one key together: it is measured once, and all of
+ * them get its verdict (a thread never guesses while another measures). */
+START_TEST(choose_from_threads_gives_one_verdict)
+{
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_MEASURE));
+  nnkit__choices_forget();
+  slow_pair p = {{0.002, 0.0002}, {0, 0}};
+  choose_race r[4];
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) {
+    r[i].p = &p;
+    r[i].verdict = -1;
+    ck_assert_int_eq(pthread_create(&th[i], NULL, choose_thread, &r[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    ck_assert_int_eq(r[i].verdict, 1);
+  }
+  ck_assert_int_eq(p.runs[0], 4);
+  ck_assert_int_eq(p.runs[1], 4);
+  nnkit__choices_forget();
+}
+END_TEST
+
+/* Every dense product and convolution asks nnkit__choose; the profile
+ * counts each layer's calls and FLOPs (2 per multiply-add; backward's
+ * weight gradient and dx each as many as forward) and says what ran. */
+START_TEST(profile_counts_layers_and_names_kernels)
+{
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_MEASURE));
+  ck_ok(nnkit_set_num_threads(1));
+  nnkit__choices_forget();
+  size_t shape[3] = {2, 8, 8};
+  nnkit_net *net = NULL;
+  ck_ok(nnkit_net_create(&net, shape, 3, 3));
+  ck_ok(nnkit_net_add_conv2d(net, 4, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1));
+  ck_ok(nnkit_net_add_activation(net, NNKIT_ACT_RELU));
+  ck_ok(nnkit_net_add_conv2d(net, 5, 3, 3, 1, 1, NNKIT_PAD_SAME, NNKIT_PAD_SAME, 1));
+  ck_ok(nnkit_net_add_flatten(net));
+  ck_ok(nnkit_net_add_dense(net, 7));
+  nnkit__layer_profile lp;
+  ck_assert_uint_eq(nnkit__profile_get(net, 0, &lp), 0); /* off */
+  ck_ok(nnkit__profile_enable(net, 1));
+  enum { B = 6 };
+  float x[B * 128];
+  int32_t y[B] = {0, 1, 2, 3, 4, 5};
+  tu_fill_uniform(x, B * 128, 4, -1, 1);
+  for (int step = 0; step < 2; step++) {
+    ck_ok(nnkit_net_forward(net, x, B, NULL, 0));
+    ck_ok(nnkit_net_backward(net, y, NULL, NULL));
+  }
+  const double macs[5] = {2.0 * 9 * 4 * 64, 0, 4.0 * 9 * 5 * 64, 0, 320.0 * 7};
+  for (size_t i = 0; i < 5; i++) {
+    ck_assert_uint_eq(nnkit__profile_get(net, i, &lp), 1);
+    ck_assert_uint_eq(lp.fwd_calls, 2);
+    ck_assert_uint_eq(lp.bwd_calls, 2);
+    ck_assert(lp.fwd_s >= 0 && lp.bwd_s >= 0);
+    ck_assert_double_eq_tol(lp.fwd_flop, 2 * 2.0 * macs[i] * B, 1e-6);
+    /* the first layer computes no dx */
+    ck_assert_double_eq_tol(lp.bwd_flop, 2 * 2.0 * macs[i] * B * (i ? 2 : 1), 1e-6);
+  }
+  ck_assert_uint_eq(nnkit__profile_get(net, 5, &lp), 0); /* past the end */
+  ck_assert(nnkit__profile_get(net, 0, &lp) && !strcmp(lp.kind, "conv2d"));
+  if (nnkit__direct_available())
+    ck_assert_msg(strstr(lp.kernel, "direct ") && strstr(lp.kernel, " < im2col "),
+                  "conv kernel: %s", lp.kernel);
+  else
+    ck_assert_ptr_nonnull(strstr(lp.kernel, "im2col (the direct path needs"));
+  ck_assert(nnkit__profile_get(net, 1, &lp) && lp.kernel[0] == '\0'); /* a ReLU */
+  ck_assert(nnkit__profile_get(net, 4, &lp) && !strcmp(lp.kind, "dense"));
+  ck_assert_msg(strstr(lp.kernel, "fwd 6x7x320: ") && strstr(lp.kernel, "; dW 7x320x6: ") &&
+                    strstr(lp.kernel, "; dX 6x320x7: "),
+                "dense kernel: %s", lp.kernel);
+  char report[4096];
+  nnkit__kernel_report(report, sizeof report);
+  if (nnkit__gemm_fast()) {
+    ck_assert_ptr_nonnull(strstr(report, "gemm NT 6x7x320 t1: "));
+    ck_assert_ptr_nonnull(strstr(report, "conv2d 2x8x8->4x8x8 k3x3 t1: "));
+  }
+  /* pinned, the choices are explained by the mode */
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_BLAS));
+  ck_ok(nnkit_net_forward(net, x, B, NULL, 0));
+  ck_assert(nnkit__profile_get(net, 4, &lp));
+  if (nnkit__gemm_fast())
+    ck_assert_msg(strstr(lp.kernel, "fwd 6x7x320: cblas (NNKIT_KERNELS_BLAS)"), "%s",
+                  lp.kernel);
+  ck_assert(!nnkit__conv_is_direct(&net->layers[0]));
+  ck_ok(nnkit_set_kernels(NNKIT_KERNELS_MEASURE));
+  ck_ok(nnkit__profile_enable(net, 0));
+  ck_assert_uint_eq(nnkit__profile_get(net, 0, &lp), 0);
+  nnkit_net_free(net);
+  ck_ok(nnkit_set_num_threads(0));
 }
 END_TEST
 
@@ -1111,6 +1295,13 @@ static Suite *model_suite(void)
   tcase_add_test(tn, net_tensors_by_role);
   tcase_add_test(tn, net_refuses_batches_beyond_memory);
   suite_add_tcase(s, tn);
+  TCase *tk = tcase_create("kernel choice");
+  tcase_add_test(tk, kernels_mode_is_public_and_checked);
+  tcase_add_test(tk, choose_measures_once_and_keeps_the_faster);
+  tcase_add_test(tk, choose_from_threads_gives_one_verdict);
+  tcase_add_test(tk, profile_counts_layers_and_names_kernels);
+  suite_add_tcase(s, tk);
+
   TCase *tp = tcase_create("preprocessing");
   tcase_add_test(tp, net_normalizer_raw_input_calls);
   tcase_add_test(tp, net_normalizer_allocates_nothing_per_call);

@@ -84,6 +84,32 @@ NNKIT_API nnkit_status nnkit_set_num_threads(int n);
 /** Threads currently used by nnkit's math (>= 1). */
 NNKIT_API int nnkit_get_num_threads(void);
 
+/** How nnkit picks between its own kernels and the BLAS library's where
+ *  both can compute a product (a dense layer's GEMMs; a convolution's
+ *  direct path against im2col + sgemm). */
+typedef enum nnkit_kernels {
+  /** Default: the first call on a shape, at a thread count, times each
+   *  candidate on the real operands and keeps the fastest for the rest of
+   *  the process (a few milliseconds, once). Runs in one process are
+   *  bitwise reproducible; two processes may rank two close candidates
+   *  differently and then differ in the last bits. */
+  NNKIT_KERNELS_MEASURE = 0,
+  /** nnkit's own kernels wherever the CPU can run them (AVX2 and FMA):
+   *  bitwise-identical results from one process to the next. */
+  NNKIT_KERNELS_OWN = 1,
+  /** cblas_sgemm for dense layers, im2col + sgemm for convolutions. */
+  NNKIT_KERNELS_BLAS = 2
+} nnkit_kernels;
+
+/** Sets how kernels are chosen, process-wide (see nnkit_kernels); it
+ *  applies to products computed after the call. The environment variable
+ *  NNKIT_KERNELS=measure|own|blas sets the starting mode.
+ *  @return NNKIT_E_INVALID for a value outside the enum. */
+NNKIT_API nnkit_status nnkit_set_kernels(nnkit_kernels mode);
+
+/** The current kernel mode. */
+NNKIT_API nnkit_kernels nnkit_get_kernels(void);
+
 /** Flags describing a hyperparameter's range, from the *_bounds() calls.
  *  Without flags the range is the closed interval [lo, hi]. */
 typedef enum nnkit_bound_flag {

@@ -60,8 +60,12 @@ static struct {
 
 static atomic_int busy; /* 1 while a parallel call runs */
 static atomic_ulong agen;    /* pool.gen, readable without the lock */
-static atomic_int apending;  /* workers still running the current call */
+static atomic_int apending;  /* tasks of the current call not finished yet */
 static atomic_int aquit;
+/* The next unclaimed task of the current call, tagged with the call's
+ * generation in the high 32 bits: a worker that wakes late can never
+ * claim a task of a later call with an earlier call's function. */
+static _Atomic unsigned long long aclaim;
 
 /* The task the calling thread runs (-1: none) and, inside a nested call,
  * the slot that call's single task uses. */
@@ -114,6 +118,31 @@ static int new_call(const void *seen)
   return atomic_load(&agen) != *(const unsigned long *)seen || atomic_load(&aquit);
 }
 
+/* Claims the next task of call `gen` (n tasks): its index, or -1 when
+ * they are all taken or the call is over. */
+static int claim(unsigned long gen, int n)
+{
+  unsigned long long cur = atomic_load(&aclaim);
+  for (;;) {
+    if ((unsigned long)(cur >> 32) != (gen & 0xffffffffUL) || (int)(cur & 0xffffffffU) >= n)
+      return -1;
+    if (atomic_compare_exchange_weak(&aclaim, &cur, cur + 1))
+      return (int)(cur & 0xffffffffU);
+  }
+}
+
+/* Runs task t of the current call and counts it done; the last one wakes
+ * the caller if it sleeps. */
+static void run_claimed(nnkit__task_fn fn, void *ctx, int t, int n)
+{
+  run_task(fn, ctx, t, n);
+  if (atomic_fetch_sub(&apending, 1) == 1) {
+    pthread_mutex_lock(&pool.lock);
+    pthread_cond_signal(&pool.done);
+    pthread_mutex_unlock(&pool.lock);
+  }
+}
+
 static int workers_done(const void *unused)
 {
   (void)unused;
@@ -136,7 +165,7 @@ static void child_after_fork(void)
 
 static void *worker(void *arg)
 {
-  int t = (int)(intptr_t)arg; /* this worker runs task t (1..) */
+  (void)arg;
   unsigned long seen = 0;
   for (;;) {
     spin_until(new_call, &seen);
@@ -148,20 +177,12 @@ static void *worker(void *arg)
       break;
     }
     seen = pool.gen;
-    if (t >= pool.n) {
-      pthread_mutex_unlock(&pool.lock);
-      continue;
-    }
     nnkit__task_fn fn = pool.fn;
     void *ctx = pool.ctx;
     int n = pool.n;
     pthread_mutex_unlock(&pool.lock);
-    run_task(fn, ctx, t, n);
-    if (atomic_fetch_sub(&apending, 1) == 1) { /* the last one wakes the caller */
-      pthread_mutex_lock(&pool.lock);
-      pthread_cond_signal(&pool.done);
-      pthread_mutex_unlock(&pool.lock);
-    }
+    for (int t; (t = claim(seen, n)) >= 0;)
+      run_claimed(fn, ctx, t, n);
   }
   return NULL;
 }
@@ -264,15 +285,24 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
     pool.started++;
   }
   int workers = pool.started < n - 1 ? pool.started : n - 1;
+  n = workers + 1; /* fewer tasks when a worker could not start */
   pool.fn = fn;
   pool.ctx = ctx;
-  pool.n = workers + 1;
-  atomic_store(&apending, workers);
+  pool.n = n;
+  atomic_store(&apending, n);
   pool.gen++;
-  atomic_store(&agen, pool.gen);
+  unsigned long gen = pool.gen;
+  atomic_store(&aclaim, ((unsigned long long)(gen & 0xffffffffUL) << 32) | 1ULL);
+  atomic_store(&agen, gen);
   pthread_cond_broadcast(&pool.go);
   pthread_mutex_unlock(&pool.lock);
-  run_task(fn, ctx, 0, workers + 1); /* fewer tasks when a worker could not start */
+  /* Task 0 is the caller's; then it takes every task no worker has
+   * claimed yet: a worker that a busy core keeps off the CPU costs at
+   * most the task it started, never a whole share of the batch. Task t
+   * is the same share whoever runs it, so results do not change. */
+  run_claimed(fn, ctx, 0, n);
+  for (int t; (t = claim(gen, n)) >= 0;)
+    run_claimed(fn, ctx, t, n);
   if (!spin_until(workers_done, NULL)) {
     pthread_mutex_lock(&pool.lock);
     while (atomic_load(&apending) > 0)

@@ -55,7 +55,12 @@ typedef struct conv_state {
   nnkit__conv_geom g; /* first member: nnkit__layer_geom() relies on it */
   size_t ph, pw;      /* padding as requested (NNKIT_PAD_SAME kept) */
   int bias;
-  int direct;         /* 1: this layer runs the direct path */
+  int direct;         /* 1: the direct path can run for this geometry */
+  /* The path the last forward ran (1 direct, 0 im2col; -1 none yet),
+   * which backward follows, and the thread count nnkit__choose measured
+   * at (0: none). Written atomically: threads owning slices pick at the
+   * same time (and pick the same). */
+  int use_direct, pick_threads, measured_direct;
   conv_direct d;
   int nws;            /* per-thread workspaces allocated (0 = none yet) */
   conv_ws *ws;
@@ -155,7 +160,15 @@ const nnkit__conv_geom *nnkit__layer_geom(const nnkit__layer *l)
 
 int nnkit__conv_is_direct(const nnkit__layer *l)
 {
-  return l->ops == &nnkit__conv2d_kind && ((const conv_state *)l->state)->direct;
+  if (l->ops != &nnkit__conv2d_kind)
+    return 0;
+  const conv_state *s = l->state;
+  if (!s->direct)
+    return 0;
+  int use = __atomic_load_n(&s->use_direct, __ATOMIC_ACQUIRE);
+  if (use < 0) /* no forward yet: what the mode promises */
+    return nnkit_get_kernels() != NNKIT_KERNELS_BLAS;
+  return use;
 }
 
 /* ---- im2col / col2im --------------------------------------------------- */
@@ -352,6 +365,8 @@ static nnkit_status direct_setup(conv_state *s, size_t index)
   const nnkit__conv_geom *g = &s->g;
   free_direct(&s->d);
   s->direct = 0;
+  s->use_direct = -1;
+  s->pick_threads = 0;
   size_t hp = g->oh + g->kh - 1, wp = g->ow + g->kw - 1;
   if (g->sh != 1 || g->sw != 1 || !nnkit__direct_available() ||
       g->pt >= g->kh || g->pl >= g->kw || hp < g->h + g->pt ||
@@ -511,7 +526,10 @@ static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
     conv_ws *w = &s->ws[t];
     s->nws = t + 1;
     w->part = nnkit__calloc(l->num_params, sizeof(float));
-    if (s->direct) {
+    w->col = nnkit__malloc(kp); /* im2col: the fallback, and a candidate */
+    w->dcol = nnkit__malloc(kp);
+    ok = w->part && w->col && w->dcol;
+    if (ok && s->direct) {
       const conv_direct *d = &s->d;
       size_t k = g->c * g->kh * g->kw, k2 = g->oc * g->kh * g->kw;
       w->xp = nnkit__calloc(d->xp_len, sizeof(float));
@@ -521,13 +539,8 @@ static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
       w->dxf = nnkit__calloc(g->c * d->q2r, sizeof(float));
       w->wpk = nnkit__malloc(round_up(g->oc, NNKIT__DIRECT_MR) * k * sizeof(float));
       w->wpk2 = nnkit__malloc(round_up(g->c, NNKIT__DIRECT_MR) * k2 * sizeof(float));
-      ok = w->part && w->xp && w->yf && w->dyf && w->dyp && w->dxf && w->wpk &&
-           w->wpk2;
-      continue;
+      ok = w->xp && w->yf && w->dyf && w->dyp && w->dxf && w->wpk && w->wpk2;
     }
-    w->col = nnkit__malloc(kp);
-    w->dcol = nnkit__malloc(kp);
-    ok = w->part && w->col && w->dcol;
   }
   if (!ok) {
     free_ws(s);
@@ -698,11 +711,80 @@ static int conv_tasks(const nnkit__layer *l, size_t batch)
   return n < s->nws ? n : s->nws;
 }
 
-static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+/* ---- choosing the path by measurement ------------------------------------
+ * Where the direct path can run, the first forward at a thread count times
+ * it against im2col + sgemm (nnkit__choose) on up to PICK_SAMPLES of the
+ * real samples, forward and backward (dx too, unless the layer is the
+ * first), in the calling thread's slot: the real shapes and working
+ * memory, one thread's share. The trial writes y (the real forward
+ * overwrites it next), its own dx scratch and the slot's gradient
+ * partial, which it zeroes again (partials are zero between passes). */
+#define PICK_SAMPLES 8
+
+typedef struct conv_trial {
+  nnkit__layer *l;
+  const float *x;
+  float *y, *dx;
+  size_t m;
+} conv_trial;
+
+static void conv_candidate(void *ctx, int k)
+{
+  const conv_trial *c = ctx;
+  conv_job f = {c->l, c->x, NULL, c->y, NULL, c->m, 0, 1};
+  conv_job b = {c->l, c->x, c->y, NULL, c->dx, c->m, 0, 1};
+  if (k == 0) {
+    direct_forward_task(&f, 0, 1);
+    direct_backward_task(&b, 0, 1);
+  } else {
+    forward_task(&f, 0, 1);
+    backward_task(&b, 0, 1);
+  }
+}
+
+static void conv_key(const nnkit__layer *l, char *buf, size_t len)
+{
+  const nnkit__conv_geom *g = &((const conv_state *)l->state)->g;
+  snprintf(buf, len, "conv2d %zux%zux%zu->%zux%zux%zu k%zux%zu t%d", g->c, g->h, g->w,
+           g->oc, g->oh, g->ow, g->kh, g->kw, nnkit__num_threads());
+}
+
+static const char *const conv_paths[] = {"direct", "im2col"};
+
+static int pick_direct(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
   conv_state *s = l->state;
+  int mode = nnkit_get_kernels(), use;
+  if (!s->direct || mode != NNKIT_KERNELS_MEASURE) {
+    use = s->direct && mode != NNKIT_KERNELS_BLAS;
+    __atomic_store_n(&s->use_direct, use, __ATOMIC_RELEASE);
+    return use;
+  }
+  int threads = nnkit__num_threads();
+  if (__atomic_load_n(&s->pick_threads, __ATOMIC_ACQUIRE) == threads) {
+    use = __atomic_load_n(&s->measured_direct, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->use_direct, use, __ATOMIC_RELEASE);
+    return use;
+  }
+  const nnkit__conv_geom *g = &s->g;
+  size_t m = batch < PICK_SAMPLES ? batch : PICK_SAMPLES;
+  float *dx = l->index ? nnkit__malloc(m * g->c * g->h * g->w * sizeof(float)) : NULL;
+  conv_trial c = {l, x, y, dx, m};
+  char key[128];
+  conv_key(l, key, sizeof key);
+  int k = nnkit__choose(key, 2, conv_paths, conv_candidate, &c);
+  nnkit__free(dx);
+  memset(s->ws[nnkit__task_slot(0)].part, 0, l->num_params * sizeof(float));
+  __atomic_store_n(&s->measured_direct, k == 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->pick_threads, threads, __ATOMIC_RELEASE);
+  __atomic_store_n(&s->use_direct, k == 0, __ATOMIC_RELEASE);
+  return k == 0;
+}
+
+static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+{
   conv_job j = {l, x, NULL, y, NULL, batch, 0, 0};
-  nnkit__parallel(s->direct ? direct_forward_task : forward_task, &j,
+  nnkit__parallel(pick_direct(l, x, y, batch) ? direct_forward_task : forward_task, &j,
                   conv_tasks(l, batch));
 }
 
@@ -710,9 +792,8 @@ static void conv_backward(nnkit__layer *l, const float *x, const float *y,
                           const float *dy, float *dx, size_t batch)
 {
   (void)y;
-  conv_state *s = l->state;
   conv_job j = {l, x, dy, NULL, dx, batch, 0, nnkit__in_task()};
-  nnkit__parallel(s->direct ? direct_backward_task : backward_task, &j,
+  nnkit__parallel(nnkit__conv_is_direct(l) ? direct_backward_task : backward_task, &j,
                   conv_tasks(l, batch));
   if (!j.owned)
     add_parts(l, j.tasks); /* partials in thread order */
@@ -740,6 +821,24 @@ static void conv_describe(const nnkit__layer *l, char *buf, size_t len)
   snprintf(buf, len, "conv2d %s -> %s, kernel %zux%zu, stride %s, pad %s%s (%zu params)",
            ins, outs, g->kh, g->kw, strides, pads, s->bias ? "" : ", no bias",
            l->num_params);
+}
+
+static double conv_macs(const nnkit__layer *l)
+{
+  const nnkit__conv_geom *g = &((const conv_state *)l->state)->g;
+  return (double)(g->c * g->kh * g->kw) * (double)g->oc * (double)(g->oh * g->ow);
+}
+
+static void conv_kernel(const nnkit__layer *l, char *buf, size_t len)
+{
+  const conv_state *s = l->state;
+  char key[128];
+  conv_key(l, key, sizeof key);
+  if (s->direct)
+    nnkit__choice_explain(key, 2, conv_paths, 1, buf, len);
+  else
+    snprintf(buf, len, "im2col (the direct path needs stride 1, padding below the "
+                       "kernel size and a CPU with AVX2 and FMA)");
 }
 
 static void conv_destroy(nnkit__layer *l)
@@ -938,6 +1037,8 @@ const nnkit__layer_kind nnkit__conv2d_kind = {
   .describe = conv_describe,
   .destroy = conv_destroy,
   .reserve = conv_reserve,
+  .macs = conv_macs,
+  .kernel = conv_kernel,
   .slice_ok = 1,
   .gather = conv_gather,
   .backward_ignores_y = 1,

@@ -12,6 +12,8 @@ extern const nnkit__layer_kind nnkit__dense_kind; /* below */
 
 typedef struct dense_state {
   size_t units;     /* outputs */
+  size_t last_batch; /* of the last forward (profiles) */
+  int last_dx;       /* 1: the last backward computed dx */
   int nws;          /* per-thread workspaces */
   size_t ws_floats; /* floats in each */
   float **ws;
@@ -175,6 +177,7 @@ static int dense_tasks(const nnkit__layer *l, size_t batch)
 
 static void dense_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
+  ((dense_state *)l->state)->last_batch = batch;
   dense_job j = {l, x, NULL, y, NULL, batch};
   nnkit__parallel(forward_task, &j, dense_tasks(l, batch));
 }
@@ -183,8 +186,45 @@ static void dense_backward(nnkit__layer *l, const float *x, const float *y,
                            const float *dy, float *dx, size_t batch)
 {
   (void)y;
+  ((dense_state *)l->state)->last_dx = dx != NULL;
   dense_job j = {l, x, dy, NULL, dx, batch};
   nnkit__parallel(backward_task, &j, dense_tasks(l, batch));
+}
+
+static double dense_macs(const nnkit__layer *l)
+{
+  return (double)nnkit__shape_size(&l->in) * (double)units_of(l);
+}
+
+/* The kernels of the first thread's share of the last batch's products. */
+static void dense_kernel(const nnkit__layer *l, char *buf, size_t len)
+{
+  static const char *const names[] = {"nnkit", "cblas"};
+  size_t in = nnkit__shape_size(&l->in), out = units_of(l);
+  size_t batch = ((const dense_state *)l->state)->last_batch, lo, hi, lo2, hi2, n = 0;
+  int tasks = nnkit__num_threads(), most = dense_tasks(l, batch);
+  if (tasks > most)
+    tasks = most;
+  nnkit__split(out, 0, tasks, &lo, &hi);
+  nnkit__split(in, 0, tasks, &lo2, &hi2);
+  const struct {
+    const char *what;
+    nnkit__gemm_form form;
+    size_t m, n, k;
+  } p[3] = {{"fwd", NNKIT__GEMM_NT, batch, hi - lo, in},
+            {"dW", NNKIT__GEMM_TN, hi - lo, in, batch},
+            {"dX", NNKIT__GEMM_NN, batch, hi2 - lo2, out}};
+  if (len)
+    buf[0] = '\0';
+  int parts = ((const dense_state *)l->state)->last_dx ? 3 : 2; /* no dX: first layer */
+  for (int i = 0; i < parts && batch && n < len; i++) {
+    char key[96], why[128];
+    nnkit__gemm_key(key, sizeof key, p[i].form, p[i].m, p[i].n, p[i].k);
+    nnkit__choice_explain(key, 2, names, nnkit__gemm_fast(), why, sizeof why);
+    int w = snprintf(buf + n, len - n, "%s%s %zux%zux%zu: %s", i ? "; " : "", p[i].what,
+                     p[i].m, p[i].n, p[i].k, why);
+    n += w > 0 ? (size_t)w : 0;
+  }
 }
 
 static void dense_describe(const nnkit__layer *l, char *buf, size_t len)
@@ -215,6 +255,8 @@ const nnkit__layer_kind nnkit__dense_kind = {
   .describe = dense_describe,
   .destroy = dense_destroy,
   .reserve = dense_reserve,
+  .macs = dense_macs,
+  .kernel = dense_kernel,
   .grads_overwrite = 1,
   .backward_ignores_y = 1,
 };

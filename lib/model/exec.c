@@ -63,6 +63,68 @@ static size_t max_width(const nnkit_net *net)
 
 static _Thread_local size_t tl_slice0;
 
+/* ---- profiles ------------------------------------------------------------
+ * With net->prof set, every layer call is timed. Inside slices owned by
+ * several threads only the thread of the first share (tl_lead) records,
+ * its samples counted once per owning thread: its time is about the
+ * layer's wall time, and its FLOPs about the whole batch's. */
+static _Thread_local int tl_lag; /* 1: a thread other than the first share's */
+
+static inline double prof_t0(const nnkit_net *net)
+{
+  return net->prof ? nnkit__now() : 0.0;
+}
+
+static void prof_add(nnkit_net *net, size_t i, int bwd, double t0, size_t m, int dx)
+{
+  if (!net->prof || i >= net->prof_n || tl_lag)
+    return;
+  double dt = nnkit__now() - t0;
+  nnkit__layer_profile *p = &net->prof[i];
+  const nnkit__layer *l = &net->layers[i];
+  double share = net->slice_threads > 1 && i < net->slice_layers
+                     ? (double)net->slice_threads
+                     : 1.0;
+  double f = l->ops->macs ? 2.0 * l->ops->macs(l) * (double)m * share : 0.0;
+  if (bwd) {
+    p->bwd_s += dt;
+    p->bwd_flop += f * ((l->num_params && !l->frozen ? 1 : 0) + (dx ? 1 : 0));
+    p->bwd_calls++;
+  } else {
+    p->fwd_s += dt;
+    p->fwd_flop += f;
+    p->fwd_calls++;
+  }
+}
+
+nnkit_status nnkit__profile_enable(nnkit_net *net, int on)
+{
+  nnkit__free(net->prof);
+  net->prof = NULL;
+  net->prof_n = 0;
+  if (!on || net->num_layers == 0)
+    return NNKIT_OK;
+  net->prof = nnkit__calloc(net->num_layers, sizeof *net->prof);
+  if (!net->prof)
+    return nnkit__err(NNKIT_E_NOMEM, "net: out of memory for a profile of %zu layers",
+                      net->num_layers);
+  net->prof_n = net->num_layers;
+  return NNKIT_OK;
+}
+
+size_t nnkit__profile_get(const nnkit_net *net, size_t layer, nnkit__layer_profile *out)
+{
+  if (!net->prof || layer >= net->prof_n)
+    return 0;
+  *out = net->prof[layer];
+  const nnkit__layer *l = &net->layers[layer];
+  out->kind = l->ops->name;
+  out->kernel[0] = '\0';
+  if (l->ops->kernel)
+    l->ops->kernel(l, out->kernel, sizeof out->kernel);
+  return 1;
+}
+
 size_t nnkit__net_slice0(void)
 {
   return tl_slice0;
@@ -186,7 +248,9 @@ static void slices_forward(nnkit_net *net, size_t top, size_t lo, size_t hi)
       float *sy = net->acts[i] + a * nnkit__shape_size(&l->out);
       if (i && net->layers[i - 1].out_stale) /* in place: see fold_relus() */
         sy = (float *)sx;
+      double t0 = prof_t0(net);
       l->ops->forward(l, sx, sy, m);
+      prof_add(net, i, 0, t0, m, 0);
       sx = sy;
     }
   }
@@ -216,7 +280,9 @@ static void slices_backward(nnkit_net *net, size_t top, const float *dy,
         dx = net->want_dinput ? net->dinput + a * inw : NULL;
       else
         dx = buf[f];
+      double t0 = prof_t0(net);
       l->ops->backward(l, x, net->acts[k] + a * outw, sdy, dx, m);
+      prof_add(net, k, 1, t0, m, dx != NULL);
       sdy = dx;
       f ^= 1;
     }
@@ -235,10 +301,12 @@ static void slice_task(void *ctx, int t, int n)
   const slice_job *j = ctx;
   size_t lo, hi;
   nnkit__split(j->batch, t, n, &lo, &hi);
+  tl_lag = t > 0;
   if (j->dy)
     slices_backward(j->net, j->top, j->dy, lo, hi, nnkit__task_slot(t));
   else
     slices_forward(j->net, j->top, lo, hi);
+  tl_lag = 0;
 }
 
 /* Layers [0, top) on the whole batch, slice-wise: on the calling thread,
@@ -333,7 +401,9 @@ static nnkit_status forward(nnkit_net *net, const float *x, size_t batch, float 
     nnkit__layer *l = &net->layers[i];
     l->training = net->training;
     float *y = i && net->layers[i - 1].out_stale ? (float *)cur : net->acts[i];
+    double t0 = prof_t0(net);
     l->ops->forward(l, cur, y, batch);
+    prof_add(net, i, 0, t0, batch, 0);
     cur = y;
   }
   unfold_relus(net);
@@ -407,7 +477,9 @@ void nnkit__net_backprop(nnkit_net *net, size_t first)
       dx = net->want_dinput ? net->dinput : NULL;
     else
       dx = net->dbuf[flip];
+    double t0 = prof_t0(net);
     l->ops->backward(l, x, net->acts[k], dy, dx, batch);
+    prof_add(net, k, 1, t0, batch, dx != NULL);
     dy = dx;
     flip ^= 1;
   }

@@ -1,6 +1,7 @@
-/* Dense-layer GEMMs: packed 4 x 24 AVX2 + FMA kernel, chosen at run time
- * on CPUs with AVX2 and FMA but no AVX-512; cblas_sgemm on other CPUs and
- * targets (with AVX-512, OpenBLAS's 16-lane kernels are twice as wide).
+/* Dense-layer GEMMs: a packed 4 x 24 AVX2 + FMA kernel, or cblas_sgemm,
+ * whichever nnkit__choose measured faster on the product's shape at the
+ * current thread count (choose.c); cblas_sgemm on CPUs and targets
+ * without AVX2 and FMA.
  *
  * A dense layer needs three products per step, all row-major:
  *
@@ -35,6 +36,7 @@
  * equal the plain-loop definitions up to float rounding (tests/test_model.c
  * holds every form, edge and block count against double-precision sums). */
 #include <cblas.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -326,16 +328,77 @@ void nnkit__gemm_force(int mode)
 int nnkit__gemm_fast(void)
 {
 #if HAVE_KERNELS
-  if (gemm_override == 0 || !nnkit__direct_available())
-    return 0;
-  if (gemm_override == 1)
-    return 1;
-  /* A CPU with AVX-512 gets OpenBLAS's 16-lane sgemm kernels, twice this
-   * 8-lane kernel's width: there cblas_sgemm is the faster path. */
-  __builtin_cpu_init();
-  return !__builtin_cpu_supports("avx512f");
+  return gemm_override != 0 && nnkit__direct_available();
 #else
   return 0;
+#endif
+}
+
+static void gemm_blas(nnkit__gemm_form form, size_t M, size_t N, size_t K,
+                      const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                      float *C, size_t ldc, const float *bias)
+{
+  if (bias) {
+    for (size_t i = 0; i < M; i++)
+      memcpy(C + i * ldc, bias, N * sizeof(float));
+    beta = 1.0f;
+  }
+  cblas_sgemm(CblasRowMajor, form == NNKIT__GEMM_TN ? CblasTrans : CblasNoTrans,
+              form == NNKIT__GEMM_NT ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
+              1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+#if HAVE_KERNELS
+typedef struct gemm_call {
+  nnkit__gemm_form form;
+  size_t M, N, K, lda, ldb, ldc;
+  const float *A, *B, *bias;
+  float *C, *ws;
+} gemm_call;
+
+static void gemm_candidate(void *ctx, int k)
+{
+  const gemm_call *g = ctx;
+  if (k == 0)
+    gemm_avx2(g->form, g->M, g->N, g->K, g->A, g->lda, g->B, g->ldb, 0.0f, g->C, g->ldc,
+              g->bias, g->ws);
+  else
+    gemm_blas(g->form, g->M, g->N, g->K, g->A, g->lda, g->B, g->ldb, 0.0f, g->C, g->ldc,
+              g->bias);
+}
+
+static const char *const gemm_names[] = {"nnkit", "cblas"};
+#endif
+
+void nnkit__gemm_key(char *buf, size_t len, nnkit__gemm_form form, size_t M, size_t N,
+                     size_t K)
+{
+  static const char *const form_names[] = {"NT", "TN", "NN"}; /* enum order */
+  snprintf(buf, len, "gemm %s %zux%zux%zu t%d", form_names[form], M, N, K,
+           nnkit__num_threads());
+}
+
+/* Which of nnkit's GEMM (0) and cblas_sgemm (1) runs this product: forced
+ * by nnkit__gemm_force, else nnkit__choose's measured verdict for the
+ * shape. A product that adds to C (beta != 0) cannot be run twice to time
+ * it, and keeps nnkit's kernel. */
+static int gemm_pick(nnkit__gemm_form form, size_t M, size_t N, size_t K, const float *A,
+                     size_t lda, const float *B, size_t ldb, float beta, float *C,
+                     size_t ldc, const float *bias, float *ws)
+{
+#if HAVE_KERNELS
+  if (!ws || K == 0 || !nnkit__gemm_fast())
+    return 1;
+  if (gemm_override == 1 || beta != 0.0f)
+    return 0;
+  char key[96];
+  nnkit__gemm_key(key, sizeof key, form, M, N, K);
+  gemm_call g = {form, M, N, K, lda, ldb, ldc, A, B, bias, C, ws};
+  return nnkit__choose(key, 2, gemm_names, gemm_candidate, &g);
+#else
+  (void)form, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb;
+  (void)beta, (void)C, (void)ldc, (void)bias, (void)ws;
+  return 1;
 #endif
 }
 
@@ -348,17 +411,10 @@ void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const floa
   if (bias)
     beta = 0.0f; /* C = bias + A.B */
 #if HAVE_KERNELS
-  if (ws && K > 0 && nnkit__gemm_fast()) {
+  if (gemm_pick(form, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, ws) == 0) {
     gemm_avx2(form, M, N, K, A, lda, B, ldb, beta, C, ldc, bias, ws);
     return;
   }
 #endif
-  if (bias) {
-    for (size_t i = 0; i < M; i++)
-      memcpy(C + i * ldc, bias, N * sizeof(float));
-    beta = 1.0f;
-  }
-  cblas_sgemm(CblasRowMajor, form == NNKIT__GEMM_TN ? CblasTrans : CblasNoTrans,
-              form == NNKIT__GEMM_NT ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-              1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+  gemm_blas(form, M, N, K, A, lda, B, ldb, beta, C, ldc, bias);
 }

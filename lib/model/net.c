@@ -81,6 +81,7 @@ NNKIT_API void nnkit_net_free(nnkit_net *net)
   nnkit__free(net->params);
   nnkit__free(net->grads);
   nnkit__net_free_preprocess(net); /* the normalizer and class names */
+  nnkit__free(net->prof);
   nnkit__free(net);
 }
 
