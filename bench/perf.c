@@ -29,13 +29,23 @@
  *                                   a profiler)
  *                    [--slice N]   (N samples per slice of the leading conv/
  *                                   ReLU/pool layers; 0 = whole batch)
+ *                    [--layers 1]  (per-layer figures of the last epoch, see
+ *                                   below, and the kernel choices made)
  *                    [--ab 1]      (alternate epochs with and without the AVX2
  *                                   kernels, i.e. gemm.c / direct convolution
  *                                   against cblas_sgemm / im2col, and print
  *                                   the best epoch of each: an A/B in one
  *                                   process, less exposed to a noisy machine)
  *
- * Training prints one line of key=value figures; predict prints
+ * Training prints one line of key=value figures; with --layers 1 it is
+ * preceded by one line per layer of the last epoch ("layer=3 kind=conv2d
+ * fwd_ms=.. bwd_ms=.. fwd_gflops=.. bwd_gflops=.. fwd_calls=.. bwd_calls=..
+ * kernel=<the rest of the line>", times and FLOPs summed over the epoch's
+ * batches, its validation batches included; epoch_s then includes the
+ * profile's own timers) and by the process's kernel choices ("kernel:
+ * <key>: <measured times>"); the final line then also has
+ * kernels=<kind_winner:count,...> (e.g. gemm_nnkit:4,gemm_cblas:6). Predict
+ * prints
  * "peer=nnkit task=predict model=.. threads=.. batch=B latency_us=..
  * samples_s=..": the median over --calls calls after 10 warm-up calls, each
  * call on the next B test samples (so a different sample every call for
@@ -428,11 +438,79 @@ static void run_predict(const char *model_name, int model, nnkit_net *net,
   free(t);
 }
 
+/* perf --layers 1: one line per layer of the profile that ran since
+ * nnkit__profile_enable (called before the last epoch). */
+static void print_layers(const nnkit_net *net)
+{
+  nnkit__layer_profile p;
+  for (size_t i = 0; nnkit__profile_get(net, i, &p); i++) {
+    printf("layer=%zu kind=%s fwd_ms=%.1f bwd_ms=%.1f fwd_gflops=%.1f bwd_gflops=%.1f "
+           "fwd_calls=%zu bwd_calls=%zu kernel=%s\n",
+           i, p.kind, p.fwd_s * 1e3, p.bwd_s * 1e3,
+           p.fwd_s > 0 ? p.fwd_flop / p.fwd_s / 1e9 : 0.0,
+           p.bwd_s > 0 ? p.bwd_flop / p.bwd_s / 1e9 : 0.0, p.fwd_calls, p.bwd_calls,
+           p.kernel[0] ? p.kernel : "-");
+  }
+}
+
+/* The process's kernel choices, each line as "kernel: <line>"; *summary
+ * gets how often each kind of product went to each kernel
+ * ("conv2d_direct:1,gemm_nnkit:4,gemm_cblas:6"), or "" when that does not
+ * fit in cap. A line reads "<kind> <shape...>: <winner> <time> < <other>
+ * <time>". */
+static void print_kernels(char *summary, size_t cap)
+{
+  struct {
+    char name[48];
+    int n;
+  } tally[16];
+  int nt = 0, fits = 1;
+  size_t need = nnkit__kernel_report(NULL, 0);
+  char *rep = malloc(need + 1);
+  summary[0] = 0;
+  if (!rep)
+    return;
+  nnkit__kernel_report(rep, need + 1);
+  for (char *line = strtok(rep, "\n"); line; line = strtok(NULL, "\n")) {
+    printf("kernel: %s\n", line);
+    char *colon = strstr(line, ": ");
+    if (!colon)
+      continue;
+    char name[48];
+    snprintf(name, sizeof name, "%.*s_%.*s", (int)strcspn(line, " "), line,
+             (int)strcspn(colon + 2, " "), colon + 2);
+    int i = 0;
+    while (i < nt && strcmp(tally[i].name, name))
+      i++;
+    if (i == nt) {
+      if (nt == (int)(sizeof tally / sizeof tally[0])) {
+        fits = 0;
+        continue;
+      }
+      snprintf(tally[nt].name, sizeof tally[nt].name, "%s", name);
+      tally[nt++].n = 0;
+    }
+    tally[i].n++;
+  }
+  size_t used = 0;
+  for (int i = 0; i < nt && fits; i++) {
+    int w = snprintf(summary + used, cap - used, "%s%s:%d", i ? "," : "", tally[i].name,
+                     tally[i].n);
+    if (w < 0 || (size_t)w >= cap - used)
+      fits = 0;
+    else
+      used += (size_t)w;
+  }
+  if (!fits)
+    summary[0] = 0;
+  free(rep);
+}
+
 static void usage(FILE *f)
 {
   fprintf(f, "usage: perf [--model mlp|cnn|digits_cnn] [--task train|predict] "
              "[--threads N] [--epochs N] [--batch N] [--calls N] [--data DIR] "
-             "[--peak 0|1] [--slice N] [--ab 0|1]\n"
+             "[--peak 0|1] [--slice N] [--layers 0|1] [--ab 0|1]\n"
              "(see the comment at the top of bench/perf.c)\n");
 }
 
@@ -451,6 +529,7 @@ int main(int argc, char **argv)
 {
   const char *data = NULL, *model_name = "mlp", *task = "train";
   int threads = 1, epochs = 3, batch = 0, measure_peak = 1, slice = -1, ab = 0, calls = 0;
+  int layers = 0;
   double lr = 0.01;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -481,6 +560,8 @@ int main(int argc, char **argv)
       measure_peak = int_arg(o, v, 0);
     else if (!strcmp(o, "--slice"))
       slice = int_arg(o, v, 0);
+    else if (!strcmp(o, "--layers"))
+      layers = int_arg(o, v, 0);
     else if (!strcmp(o, "--ab"))
       ab = int_arg(o, v, 0);
     else {
@@ -557,6 +638,8 @@ int main(int argc, char **argv)
       nnkit__direct_force((e & 1) ? 0 : -1);
       nnkit__gemm_force((e & 1) ? 0 : 1); /* even: nnkit's GEMM, even on AVX-512 */
     }
+    if (layers && e == epochs - 1) /* the last epoch's profile */
+      CHECK(nnkit__profile_enable(net, 1));
     uint64_t a0 = nnkit__alloc_count();
     double t0 = nnkit__now();
     CHECK(nnkit_trainer_fit(tr, train, val));
@@ -567,6 +650,12 @@ int main(int argc, char **argv)
       printf("ab epoch %d %s %.3f s\n", e, (e & 1) ? "cblas" : "kernels", secs[e]);
     if (e > 0)
       allocs_after_first += nnkit__alloc_count() - a0;
+  }
+  char kernels[256] = "";
+  if (layers) {
+    print_layers(net);
+    CHECK(nnkit__profile_enable(net, 0));
+    print_kernels(kernels, sizeof kernels);
   }
   qsort(secs, (size_t)epochs, sizeof *secs, cmp_double);
   double med = secs[epochs / 2];
@@ -582,14 +671,19 @@ int main(int argc, char **argv)
   printf("peer=nnkit task=train model=%s threads=%d batch=%d epoch_s=%.3f samples_s=%.0f "
          "gflops=%.1f sgemm_peak_gflops=%.1f peak_fraction=%.2f fma_peak_gflops=%.1f "
          "fma_kind=%s fma256_gflops=%.1f fma512_gflops=%.1f fma_fraction=%.2f rss_mb=%.0f allocs_per_step=%.3f test_acc=%.4f "
-         "epochs=%d gemm=%s\n",
+         "epochs=%d kernel_mode=%s%s%s\n",
          model_name, threads, batch, med, (double)n / med, gflops, peak,
          peak > 0 ? gflops / peak : 0.0, fpeak, fma_kind, fma256_gflops, fma512_gflops, fpeak > 0 ? gflops / fpeak : 0.0,
          (double)ru.ru_maxrss / 1024.0,
          epochs > 1 ? (double)allocs_after_first /
                           (double)(steps_per_epoch * (size_t)(epochs - 1))
                     : 0.0,
-         acc, epochs, ab ? "alternating" : nnkit__gemm_fast() ? "nnkit" : "cblas");
+         acc, epochs,
+         ab                                       ? "alternating"
+         : nnkit_get_kernels() == NNKIT_KERNELS_OWN  ? "own"
+         : nnkit_get_kernels() == NNKIT_KERNELS_BLAS ? "blas"
+                                                     : "measure",
+         kernels[0] ? " kernels=" : "", kernels);
   if (ab)
     printf("ab best epoch: kernels %.3f s, cblas %.3f s, ratio %.3f\n", abmin[0],
            abmin[1], abmin[0] / abmin[1]);
