@@ -8,7 +8,7 @@ call and samples/s, at each --batches size).
   /usr/bin/python3 bench/run.py [--build build] [--epochs 3]
                                 [--models mlp,cnn,digits_cnn] [--threads 1,2]
                                 [--tasks train,predict] [--batches 1,256]
-                                [--rounds 1]
+                                [--rounds 1] [--layers]
 
 mlp and cnn run on --data (Fashion-MNIST), digits_cnn (the net, split,
 optimizer and schedule of examples/digits_cnn.c, batch 32) on
@@ -35,11 +35,17 @@ def figures(line):
     return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
 
 
-def run(cmd):
+def run(cmd, echo=False):
+    """The key=value figures of cmd's last line; echo: print the lines
+    before it (perf --layers 1's per-layer and kernel lines)."""
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit("bench/run.py: %s failed:\n%s%s" % (" ".join(cmd), out.stdout, out.stderr))
-    return figures(out.stdout.strip().splitlines()[-1])
+    lines = out.stdout.strip().splitlines()
+    if echo:
+        for line in lines[:-1]:
+            print("       ", line)
+    return figures(lines[-1])
 
 
 def show(who, got):
@@ -60,6 +66,9 @@ def main():
     ap.add_argument("--digits-data", default=os.path.join(ROOT, "data", "digits"),
                     help="data of digits_cnn")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--layers", action="store_true",
+                    help="nnkit's training runs print their per-layer profile and "
+                         "kernel choices (perf --layers 1)")
     a = ap.parse_args()
     if a.rounds < 1 or a.epochs < 1:
         ap.error("--rounds and --epochs must be at least 1")
@@ -104,7 +113,7 @@ def main():
         mine, best = None, None
         for _ in range(a.rounds):
             got = run([perf, "--model", model, "--threads", str(t), "--data", data_of(model)]
-                      + nnkit_args)
+                      + nnkit_args, echo=a.layers)
             show("nnkit", got)
             mine = faster(mine, got, key)
             for tt in range(1, t + 1):
@@ -121,7 +130,8 @@ def main():
         for model in models:
             for t in threads:
                 ep = ["--epochs", str(a.epochs)]
-                train_rows.append((model, t) + compare(model, t, ep, ep, "epoch_s"))
+                mine_args = ep + (["--layers", "1"] if a.layers else [])
+                train_rows.append((model, t) + compare(model, t, mine_args, ep, "epoch_s"))
     if "predict" in tasks:
         for model in models:
             for t in threads:
