@@ -71,8 +71,14 @@ def parse():
 ARGS = parse()
 os.environ["NNKIT_LIBRARY"] = ARGS.library
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
-import numpy as np  # noqa: E402
-import nnkit  # noqa: E402
+try:
+    import numpy as np  # noqa: E402
+    import nnkit  # noqa: E402
+except ImportError as e:
+    sys.exit("python_overhead.py: %s; run it with a Python that has NumPy (Debian's "
+             "/usr/bin/python3 here)" % e)
+except OSError as e:  # the library would not load
+    sys.exit("python_overhead.py: %s" % e)
 
 
 def digits_net():

@@ -76,8 +76,12 @@ ARGS = parse()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.blas_threads)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+try:
+    import numpy as np  # noqa: E402
+    import torch  # noqa: E402
+except ImportError as e:
+    sys.exit("pytorch_peer.py: %s; run it with a Python that has NumPy and PyTorch "
+             "(Debian's /usr/bin/python3 here)" % e)
 
 
 def read_idx(path):
