@@ -42,7 +42,10 @@
  * fwd_ms=.. bwd_ms=.. fwd_gflops=.. bwd_gflops=.. fwd_calls=.. bwd_calls=..
  * kernel=<the rest of the line>", times and FLOPs summed over the epoch's
  * batches, its validation batches included; epoch_s then includes the
- * profile's own timers) and by the process's kernel choices ("kernel:
+ * profile's own timers), then "layers=all fwd_ms=.. bwd_ms=.. epoch_ms=..
+ * rest_ms=.." (rest: what the layers leave of the epoch: loss, optimizer
+ * steps, batch gathering; with several threads the layer times are those of
+ * the thread running the first share) and by the process's kernel choices ("kernel:
  * <key>: <measured times>"); the final line then also has
  * kernels=<kind_winner:count,...> (e.g. gemm_nnkit:4,gemm_cblas:6). Predict
  * prints
@@ -439,11 +442,16 @@ static void run_predict(const char *model_name, int model, nnkit_net *net,
 }
 
 /* perf --layers 1: one line per layer of the profile that ran since
- * nnkit__profile_enable (called before the last epoch). */
-static void print_layers(const nnkit_net *net)
+ * nnkit__profile_enable (called before the last epoch, which took
+ * epoch_s), then the sums and what the layers leave of the epoch
+ * (rest_ms: loss, optimizer steps, batch gathering, shuffling). */
+static void print_layers(const nnkit_net *net, double epoch_s)
 {
   nnkit__layer_profile p;
+  double fwd = 0, bwd = 0;
   for (size_t i = 0; nnkit__profile_get(net, i, &p); i++) {
+    fwd += p.fwd_s;
+    bwd += p.bwd_s;
     printf("layer=%zu kind=%s fwd_ms=%.1f bwd_ms=%.1f fwd_gflops=%.1f bwd_gflops=%.1f "
            "fwd_calls=%zu bwd_calls=%zu kernel=%s\n",
            i, p.kind, p.fwd_s * 1e3, p.bwd_s * 1e3,
@@ -451,6 +459,8 @@ static void print_layers(const nnkit_net *net)
            p.bwd_s > 0 ? p.bwd_flop / p.bwd_s / 1e9 : 0.0, p.fwd_calls, p.bwd_calls,
            p.kernel[0] ? p.kernel : "-");
   }
+  printf("layers=all fwd_ms=%.1f bwd_ms=%.1f epoch_ms=%.1f rest_ms=%.1f\n", fwd * 1e3,
+         bwd * 1e3, epoch_s * 1e3, (epoch_s - fwd - bwd) * 1e3);
 }
 
 /* The process's kernel choices, each line as "kernel: <line>"; *summary
@@ -653,7 +663,7 @@ int main(int argc, char **argv)
   }
   char kernels[256] = "";
   if (layers) {
-    print_layers(net);
+    print_layers(net, secs[epochs - 1]);
     CHECK(nnkit__profile_enable(net, 0));
     print_kernels(kernels, sizeof kernels);
   }
