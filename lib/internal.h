@@ -126,20 +126,36 @@ void nnkit__set_thread_limit(int n);
 /* Sets OpenBLAS's thread count, returning the previous one. */
 int nnkit__blas_threads(int n);
 
-/* Task t of n: fn(ctx, t, n) runs on the pool's thread t (t = 0 is the
- * caller) and nnkit__parallel returns when all n have; n = min(thread
- * count, max_tasks). While another parallel call runs (a second
- * application thread), the n tasks run one after the other in the caller
- * instead: same n, same results. BLAS called inside is single-threaded.
- * A call made inside a task (nested) runs inline as the single task
- * fn(ctx, 0, 1) of the calling thread: the net uses this to let each
- * thread own whole slices of a batch. Code that keeps per-thread working
- * memory indexes it with nnkit__task_slot(t), not t. */
+/* Tasks 0..n-1: fn(ctx, t, n) runs once for each t, on whichever of the
+ * pool's threads claims it first (the caller runs task 0, then claims
+ * like the workers), and nnkit__parallel returns when all n have; n =
+ * min(nnkit__max_tasks(), max_tasks). Task t computes the same share
+ * whoever runs it, so results depend on n only, and a thread that a busy
+ * core keeps off the CPU delays one task, not a fixed share of the work.
+ * While another parallel call runs (a second application thread), the n
+ * tasks run one after the other in the caller instead: same n, same
+ * results. BLAS called inside is single-threaded. A call made inside a
+ * task (nested) runs inline as the single task fn(ctx, 0, 1) of the
+ * calling thread: the net uses this to let each task own whole slices of
+ * a batch. Per-thread scratch memory is indexed by nnkit__task_slot(t),
+ * per-task results (partial sums) by nnkit__task_part(t). */
+/* 1: measured on 2 vCPUs, 2 and 4 tasks per thread were 3-10% slower on
+ * a quiet machine (each task packs its own operands, and a dense layer's
+ * GEMMs get narrower) and no better beside a busy neighbour; the claims
+ * alone let the caller take over a task a descheduled worker has not
+ * started. */
+#define NNKIT__TASKS_PER_THREAD 1
 typedef void (*nnkit__task_fn)(void *ctx, int t, int n);
 void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks);
-/* The per-thread slot of task t: t itself, or, inside a nested call, the
- * slot of the enclosing task (always < nnkit__num_threads()). */
+/* The most tasks a parallel call splits into: 1 at one thread, else
+ * NNKIT__TASKS_PER_THREAD per thread. */
+int nnkit__max_tasks(void);
+/* The scratch slot of the thread running task t: 0 for the caller, i for
+ * worker i (always < nnkit__num_threads()). */
 int nnkit__task_slot(int t);
+/* The index of task t for per-task results: t itself, or, inside a
+ * nested call, the enclosing task's (always < nnkit__max_tasks()). */
+int nnkit__task_part(int t);
 /* 1 while the calling thread runs a task of nnkit__parallel. */
 int nnkit__in_task(void);
 

@@ -1446,7 +1446,9 @@ START_TEST(fit_pipeline_equals_fit)
     ck_assert(x == y);
     ck_ok(nnkit_trainer_metric(&x, ta, e, NNKIT_METRIC_VAL_LOSS));
     ck_ok(nnkit_trainer_metric(&y, tb, e, NNKIT_METRIC_VAL_LOSS));
-    ck_assert_double_eq_tol(x, y, 1e-9);
+    /* validation in chunks of 256 against batches of 16: products of
+     * other shapes, whose kernels are chosen apart (lib/model/choose.c) */
+    ck_assert_double_eq_tol(x, y, 1e-6);
     ck_ok(nnkit_trainer_metric(&x, ta, e, NNKIT_METRIC_VAL_ACC));
     ck_ok(nnkit_trainer_metric(&y, tb, e, NNKIT_METRIC_VAL_ACC));
     ck_assert_double_eq(x, y);

@@ -54,6 +54,7 @@ static struct {
   nnkit__task_fn fn;
   void *ctx;
   int n;                /* tasks of the current call */
+  int workers;          /* workers 1..workers take part in it */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
             .go = PTHREAD_COND_INITIALIZER,
             .done = PTHREAD_COND_INITIALIZER};
@@ -68,11 +69,25 @@ static atomic_int aquit;
 static _Atomic unsigned long long aclaim;
 
 /* The task the calling thread runs (-1: none) and, inside a nested call,
- * the slot that call's single task uses. */
+ * the index that call's single task stands for (the enclosing task's);
+ * the thread's slot: 0 for a caller, i for worker i. */
 static _Thread_local int tl_task = -1;
 static _Thread_local int tl_base;
+static _Thread_local int tl_slot;
 
-int nnkit__task_slot(int t) { return tl_base + t; }
+int nnkit__task_slot(int t)
+{
+  (void)t;
+  return tl_slot;
+}
+
+int nnkit__task_part(int t) { return tl_base + t; }
+
+int nnkit__max_tasks(void)
+{
+  int n = nnkit__num_threads();
+  return n <= 1 ? 1 : n * NNKIT__TASKS_PER_THREAD;
+}
 
 int nnkit__in_task(void) { return tl_task >= 0; }
 
@@ -165,7 +180,7 @@ static void child_after_fork(void)
 
 static void *worker(void *arg)
 {
-  (void)arg;
+  tl_slot = (int)(intptr_t)arg;
   unsigned long seen = 0;
   for (;;) {
     spin_until(new_call, &seen);
@@ -177,6 +192,10 @@ static void *worker(void *arg)
       break;
     }
     seen = pool.gen;
+    if (tl_slot > pool.workers) { /* the thread count went down since */
+      pthread_mutex_unlock(&pool.lock);
+      continue;
+    }
     nnkit__task_fn fn = pool.fn;
     void *ctx = pool.ctx;
     int n = pool.n;
@@ -261,7 +280,7 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
     tl_task = saved_task;
     return;
   }
-  int n = nnkit__num_threads();
+  int threads = nnkit__num_threads(), n = nnkit__max_tasks();
   if (n > max_tasks)
     n = max_tasks > 1 ? max_tasks : 1;
   int expect = 0;
@@ -272,20 +291,30 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
   }
   pthread_mutex_lock(&pool.lock);
   if (pool.want == 0) { /* first use without nnkit_set_num_threads() */
-    pool.want = n;
+    pool.want = threads;
     openblas_set_num_threads(1);
   }
   static int atfork_done;
   if (!atfork_done)
     atfork_done = pthread_atfork(NULL, NULL, child_after_fork) == 0;
-  while (pool.started < n - 1) {
+  while (pool.started < threads - 1) {
     if (pthread_create(&pool.tid[pool.started], NULL, worker,
                        (void *)(intptr_t)(pool.started + 1)) != 0)
       break;
     pool.started++;
   }
-  int workers = pool.started < n - 1 ? pool.started : n - 1;
-  n = workers + 1; /* fewer tasks when a worker could not start */
+  /* Workers past threads - 1 (a larger count set before) see the call but
+   * claim nothing: the slots stay below nnkit__num_threads(). A worker
+   * that could not start leaves its share to the others, the same n. */
+  int workers = pool.started < threads - 1 ? pool.started : threads - 1;
+  if (workers == 0) {
+    pthread_mutex_unlock(&pool.lock);
+    atomic_store(&busy, 0);
+    for (int t = 0; t < n; t++)
+      run_task(fn, ctx, t, n);
+    return;
+  }
+  pool.workers = workers;
   pool.fn = fn;
   pool.ctx = ctx;
   pool.n = n;

@@ -33,7 +33,6 @@ extern const nnkit__layer_kind nnkit__conv2d_kind; /* below */
 typedef struct conv_ws {
   float *col;  /* [K, P] */
   float *dcol; /* [K, P] */
-  float *part; /* [OC K + OC]: this thread's dW/db partial */
   /* Direct path (see "direct path" below); zero borders written once. */
   float *xp;   /* padded input [C, HP, WP] + slack */
   float *yf;   /* flat output [OC, QR] */
@@ -64,6 +63,8 @@ typedef struct conv_state {
   conv_direct d;
   int nws;            /* per-thread workspaces allocated (0 = none yet) */
   conv_ws *ws;
+  int nparts;         /* per-task dW/db partials [OC K + OC] (nnkit__task_part) */
+  float **parts;
 } conv_state;
 
 /* ---- geometry, shared with pooling ------------------------------------ */
@@ -490,7 +491,6 @@ static void free_ws(conv_state *s)
   for (int t = 0; t < s->nws; t++) {
     nnkit__free(s->ws[t].col);
     nnkit__free(s->ws[t].dcol);
-    nnkit__free(s->ws[t].part);
     nnkit__free(s->ws[t].xp);
     nnkit__free(s->ws[t].yf);
     nnkit__free(s->ws[t].dyf);
@@ -502,16 +502,22 @@ static void free_ws(conv_state *s)
   nnkit__free(s->ws);
   s->ws = NULL;
   s->nws = 0;
+  for (int t = 0; t < s->nparts; t++)
+    nnkit__free(s->parts[t]);
+  nnkit__free(s->parts);
+  s->parts = NULL;
+  s->nparts = 0;
 }
 
-/* One workspace per thread; the batch size does not matter. */
+/* One workspace per thread and one gradient partial per task; the batch
+ * size does not matter. */
 static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
 {
   (void)batch;
   conv_state *s = l->state;
   const nnkit__conv_geom *g = &s->g;
-  int n = nnkit__num_threads();
-  if (s->nws >= n)
+  int n = nnkit__num_threads(), tasks = nnkit__max_tasks();
+  if (s->nws >= n && s->nparts >= tasks)
     return NNKIT_OK;
   free_ws(s);
   int ovf = 0;
@@ -521,14 +527,19 @@ static nnkit_status conv_reserve(nnkit__layer *l, size_t batch)
   if (ovf)
     kp = SIZE_MAX; /* the allocations fail: NNKIT_E_NOMEM below */
   s->ws = nnkit__calloc((size_t)n, sizeof *s->ws);
-  int ok = s->ws != NULL;
+  s->parts = nnkit__calloc((size_t)tasks, sizeof *s->parts);
+  int ok = s->ws != NULL && s->parts != NULL;
+  for (int t = 0; ok && t < tasks; t++) {
+    s->nparts = t + 1;
+    s->parts[t] = nnkit__calloc(l->num_params, sizeof(float));
+    ok = s->parts[t] != NULL;
+  }
   for (int t = 0; ok && t < n; t++) {
     conv_ws *w = &s->ws[t];
     s->nws = t + 1;
-    w->part = nnkit__calloc(l->num_params, sizeof(float));
     w->col = nnkit__malloc(kp); /* im2col: the fallback, and a candidate */
     w->dcol = nnkit__malloc(kp);
-    ok = w->part && w->col && w->dcol;
+    ok = w->col && w->dcol;
     if (ok && s->direct) {
       const conv_direct *d = &s->d;
       size_t k = g->c * g->kh * g->kw, k2 = g->oc * g->kh * g->kw;
@@ -561,23 +572,24 @@ typedef struct conv_job {
               * gradient partials stay in the slot until conv_gather */
 } conv_job;
 
-/* A backward task's dW/db partial. Partials are zero between backward
- * calls; a slot that owns slices keeps accumulating until conv_gather. */
+/* A backward task's dW/db partial, one per task whichever thread runs it.
+ * Partials are zero between backward calls; a task that owns slices
+ * keeps accumulating until conv_gather. */
 static float *task_part(conv_job *j, int t, int n)
 {
   conv_state *s = j->l->state;
   if (t == 0)
     j->tasks = n;
-  return s->ws[nnkit__task_slot(t)].part;
+  return s->parts[nnkit__task_part(t)];
 }
 
-/* Adds the partials of slots [0, tasks) into l->grads in slot order and
+/* Adds the partials of tasks [0, tasks) into l->grads in task order and
  * zeroes them. */
 static void add_parts(nnkit__layer *l, int tasks)
 {
   conv_state *s = l->state;
   for (int t = 0; t < tasks; t++) {
-    float *part = s->ws[t].part;
+    float *part = s->parts[t];
     for (size_t k = 0; k < l->num_params; k++)
       l->grads[k] += part[k];
     memset(part, 0, l->num_params * sizeof *part);
@@ -774,7 +786,7 @@ static int pick_direct(nnkit__layer *l, const float *x, float *y, size_t batch)
   conv_key(l, key, sizeof key);
   int k = nnkit__choose(key, 2, conv_paths, conv_candidate, &c);
   nnkit__free(dx);
-  memset(s->ws[nnkit__task_slot(0)].part, 0, l->num_params * sizeof(float));
+  memset(s->parts[nnkit__task_part(0)], 0, l->num_params * sizeof(float));
   __atomic_store_n(&s->measured_direct, k == 0, __ATOMIC_RELAXED);
   __atomic_store_n(&s->pick_threads, threads, __ATOMIC_RELEASE);
   __atomic_store_n(&s->use_direct, k == 0, __ATOMIC_RELEASE);
@@ -796,14 +808,14 @@ static void conv_backward(nnkit__layer *l, const float *x, const float *y,
   nnkit__parallel(nnkit__conv_is_direct(l) ? direct_backward_task : backward_task, &j,
                   conv_tasks(l, batch));
   if (!j.owned)
-    add_parts(l, j.tasks); /* partials in thread order */
+    add_parts(l, j.tasks); /* partials in task order */
 }
 
-/* After threads owned slices: every slot's partial, in slot order. */
+/* After tasks owned slices: every task's partial, in task order. */
 static void conv_gather(nnkit__layer *l)
 {
   conv_state *s = l->state;
-  add_parts(l, s->nws);
+  add_parts(l, s->nparts);
 }
 
 static void conv_describe(const nnkit__layer *l, char *buf, size_t len)

@@ -4,6 +4,7 @@
  * evaluate. The container and parameter arena are net.c; the loss on the
  * last layer's output is loss.c. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,11 +65,11 @@ static size_t max_width(const nnkit_net *net)
 static _Thread_local size_t tl_slice0;
 
 /* ---- profiles ------------------------------------------------------------
- * With net->prof set, every layer call is timed. Inside slices owned by
- * several threads only the thread of the first share (tl_lead) records,
- * its samples counted once per owning thread: its time is about the
- * layer's wall time, and its FLOPs about the whole batch's. */
-static _Thread_local int tl_lag; /* 1: a thread other than the first share's */
+ * With net->prof set, every layer call is timed and its FLOPs counted.
+ * Slices run as tasks on several threads at once: their calls add their
+ * thread's seconds divided by the threads sharing the batch (about the
+ * layer's wall time when the threads keep busy), under a lock. */
+static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static inline double prof_t0(const nnkit_net *net)
 {
@@ -77,15 +78,15 @@ static inline double prof_t0(const nnkit_net *net)
 
 static void prof_add(nnkit_net *net, size_t i, int bwd, double t0, size_t m, int dx)
 {
-  if (!net->prof || i >= net->prof_n || tl_lag)
+  if (!net->prof || i >= net->prof_n)
     return;
   double dt = nnkit__now() - t0;
-  nnkit__layer_profile *p = &net->prof[i];
   const nnkit__layer *l = &net->layers[i];
-  double share = net->slice_threads > 1 && i < net->slice_layers
-                     ? (double)net->slice_threads
-                     : 1.0;
-  double f = l->ops->macs ? 2.0 * l->ops->macs(l) * (double)m * share : 0.0;
+  if (net->slice_threads > 1 && i < net->slice_layers)
+    dt /= (double)net->slice_threads;
+  double f = l->ops->macs ? 2.0 * l->ops->macs(l) * (double)m : 0.0;
+  pthread_mutex_lock(&prof_lock);
+  nnkit__layer_profile *p = &net->prof[i];
   if (bwd) {
     p->bwd_s += dt;
     p->bwd_flop += f * ((l->num_params && !l->frozen ? 1 : 0) + (dx ? 1 : 0));
@@ -95,6 +96,7 @@ static void prof_add(nnkit_net *net, size_t i, int bwd, double t0, size_t m, int
     p->fwd_flop += f;
     p->fwd_calls++;
   }
+  pthread_mutex_unlock(&prof_lock);
 }
 
 nnkit_status nnkit__profile_enable(nnkit_net *net, int on)
@@ -296,17 +298,22 @@ typedef struct slice_job {
   const float *dy; /* NULL: forward */
 } slice_job;
 
+/* Task t of n owns whole slices [t ns / n, (t + 1) ns / n) of the ns
+ * slices of the batch. */
 static void slice_task(void *ctx, int t, int n)
 {
   const slice_job *j = ctx;
-  size_t lo, hi;
-  nnkit__split(j->batch, t, n, &lo, &hi);
-  tl_lag = t > 0;
+  size_t ns = (j->batch + j->net->slice - 1) / j->net->slice, a, b;
+  nnkit__split(ns, t, n, &a, &b);
+  size_t lo = a * j->net->slice, hi = b * j->net->slice;
+  if (hi > j->batch)
+    hi = j->batch;
+  if (lo >= hi)
+    return;
   if (j->dy)
     slices_backward(j->net, j->top, j->dy, lo, hi, nnkit__task_slot(t));
   else
     slices_forward(j->net, j->top, lo, hi);
-  tl_lag = 0;
 }
 
 /* Layers [0, top) on the whole batch, slice-wise: on the calling thread,
@@ -322,7 +329,8 @@ static void run_slices(nnkit_net *net, size_t batch, size_t top, const float *dy
     return;
   }
   slice_job j = {net, batch, top, dy};
-  nnkit__parallel(slice_task, &j, net->slice_threads);
+  size_t ns = (batch + net->slice - 1) / net->slice;
+  nnkit__parallel(slice_task, &j, ns < 1024 ? (int)ns : 1024);
   if (dy)
     for (size_t k = 0; k < top; k++)
       if (net->layers[k].ops->gather)
