@@ -762,6 +762,55 @@ START_TEST(golden_batchnorm_vs_pytorch)
 }
 END_TEST
 
+/* Batch norm splits its channels over the threads: outputs, dx, the
+ * parameter gradients and the running statistics are bitwise those of
+ * one thread at 2 and 3 threads. */
+_Static_assert(4.0 * 10 * 13 * 18 * 18 >= 1.5e5, "3 tasks' worth (nnkit__tasks_for)");
+static void bn_run(int threads, float *y, float *dx, float *g, float *run)
+{
+  enum { B = 10, C = 13, H = 18, W = 18 }; /* enough work for 3 tasks */
+  ck_ok(nnkit_set_num_threads(threads));
+  nnkit_net *net = make_net3(C, H, W, 21);
+  ck_ok(nnkit_net_add_batchnorm(net, 0.1, 1e-5));
+  ck_ok(nnkit_net_add_flatten(net));
+  ck_ok(nnkit_net_add_dense(net, 4));
+  static float x[B * C * H * W];
+  int32_t lab[B] = {0, 1, 2, 3, 1, 0, 3, 2, 2, 1};
+  tu_fill_uniform(x, B * C * H * W, 22, -2, 3);
+  tu_fill_uniform(nnkit_net_params(net) + 2 * C, nnkit_net_num_params(net) - 2 * C, 23,
+                  -0.3f, 0.3f);
+  net->want_dinput = 1;
+  nnkit_net_set_training(net, 1);
+  ck_ok(nnkit_net_forward(net, x, B, NULL, 0));
+  ck_ok(nnkit_net_backward(net, lab, NULL, NULL));
+  memcpy(y, net->acts[0], sizeof(float) * B * C * H * W);
+  memcpy(dx, net->dinput, sizeof(float) * B * C * H * W);
+  memcpy(g, nnkit_net_grads(net), sizeof(float) * 2 * C);
+  nnkit__tensor t[4];
+  size_t n = net->layers[0].ops->tensors(&net->layers[0], t);
+  ck_assert_uint_eq(n, 4); /* gamma, beta, running mean, running var */
+  memcpy(run, t[2].data, sizeof(float) * C);
+  memcpy(run + C, t[3].data, sizeof(float) * C);
+  nnkit_net_free(net);
+}
+
+START_TEST(batchnorm_threads_bitwise)
+{
+  enum { N = 10 * 13 * 18 * 18 };
+  static float y1[N], dx1[N], y2[N], dx2[N];
+  float g1[26], g2[26], r1[26], r2[26];
+  bn_run(1, y1, dx1, g1, r1);
+  for (int t = 2; t <= 3; t++) {
+    bn_run(t, y2, dx2, g2, r2);
+    ck_assert_mem_eq(y1, y2, sizeof y1);
+    ck_assert_mem_eq(dx1, dx2, sizeof dx1);
+    ck_assert_mem_eq(g1, g2, sizeof g1);
+    ck_assert_mem_eq(r1, r2, sizeof r1);
+  }
+  ck_ok(nnkit_set_num_threads(0));
+}
+END_TEST
+
 START_TEST(batchnorm_running_stats_closed_form)
 {
   /* N batches through a per-channel batch norm with momentum m; the
@@ -1472,6 +1521,7 @@ static Suite *layers_suite(void)
   tcase_add_test(tb, gradcheck_batchnorm_train);
   tcase_add_test(tb, golden_batchnorm_vs_pytorch);
   tcase_add_test(tb, batchnorm_running_stats_closed_form);
+  tcase_add_test(tb, batchnorm_threads_bitwise);
   tcase_add_test(tb, batchnorm_stats_api);
   suite_add_tcase(s, tb);
   TCase *tl = tcase_create("layernorm");

@@ -148,28 +148,49 @@ static void bn_init(nnkit__layer *l)
   }
 }
 
-static void bn_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
+/* Channels are independent: forward and backward split them over the
+ * pool's threads (task t takes channels [lo, hi)), each channel's sums
+ * running over the batch in the same order whatever the split, so the
+ * results do not depend on the thread count. */
+typedef struct bn_job {
+  nnkit__layer *l;
+  const float *x, *dy;
+  float *y, *dx;
+  size_t batch;
+} bn_job;
+
+static int bn_tasks(const nnkit__layer *l, size_t batch)
 {
+  const bn_state *s = l->state;
+  /* about 4 passes over the batch's values */
+  return nnkit__tasks_for(4.0 * (double)batch * (double)(s->channels * s->spatial));
+}
+
+static void bn_forward_task(void *ctx, int t, int nt)
+{
+  const bn_job *j = ctx;
+  nnkit__layer *l = j->l;
   bn_state *s = l->state;
-  const size_t C = s->channels, S = s->spatial, n = batch * S;
-  const float *gamma = l->params, *beta = l->params + C;
-  s->fwd_training = l->training;
+  const size_t C = s->channels, S = s->spatial, batch = j->batch, n = batch * S;
+  const float *gamma = l->params, *beta = l->params + C, *x = j->x;
+  size_t lo, hi;
+  nnkit__split(C, t, nt, &lo, &hi);
   if (l->training) {
-    for (size_t c = 0; c < C; c++)
+    for (size_t c = lo; c < hi; c++)
       s->acc1[c] = s->acc2[c] = 0.0;
     for (size_t b = 0; b < batch; b++)
-      for (size_t c = 0; c < C; c++)
+      for (size_t c = lo; c < hi; c++)
         s->acc1[c] += row_sum(x + (b * C + c) * S, S);
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = lo; c < hi; c++) {
       s->acc1[c] /= (double)n;
       s->mean[c] = (float)s->acc1[c];
     }
     /* two-pass variance around the (float) mean */
     for (size_t b = 0; b < batch; b++)
-      for (size_t c = 0; c < C; c++)
+      for (size_t c = lo; c < hi; c++)
         s->acc2[c] += row_sqdev(x + (b * C + c) * S, S, s->mean[c]);
     const double mo = s->momentum;
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = lo; c < hi; c++) {
       double mean = s->mean[c], var = s->acc2[c] / (double)n;
       double unbiased = n > 1 ? var * (double)n / (double)(n - 1) : var;
       s->mean[c] = (float)mean;
@@ -178,50 +199,60 @@ static void bn_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
       s->run_var[c] = (float)((1.0 - mo) * s->run_var[c] + mo * unbiased);
     }
   } else {
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = lo; c < hi; c++) {
       s->mean[c] = s->run_mean[c];
       s->invstd[c] = (float)(1.0 / sqrt((double)s->run_var[c] + s->eps));
     }
   }
   for (size_t b = 0; b < batch; b++)
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = lo; c < hi; c++) {
       const float *xc = x + (b * C + c) * S;
-      float *yc = y + (b * C + c) * S;
+      float *yc = j->y + (b * C + c) * S;
       float scale = gamma[c] * s->invstd[c], m = s->mean[c], sh = beta[c];
       for (size_t k = 0; k < S; k++)
         yc[k] = (xc[k] - m) * scale + sh;
     }
 }
 
-static void bn_backward(nnkit__layer *l, const float *x, const float *y,
-                        const float *dy, float *dx, size_t batch)
+static void bn_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
-  (void)y;
   bn_state *s = l->state;
-  const size_t C = s->channels, S = s->spatial, n = batch * S;
-  const float *gamma = l->params;
+  s->fwd_training = l->training;
+  bn_job j = {l, x, NULL, y, NULL, batch};
+  nnkit__parallel(bn_forward_task, &j, bn_tasks(l, batch));
+}
+
+static void bn_backward_task(void *ctx, int t, int nt)
+{
+  const bn_job *j = ctx;
+  nnkit__layer *l = j->l;
+  bn_state *s = l->state;
+  const size_t C = s->channels, S = s->spatial, batch = j->batch, n = batch * S;
+  const float *gamma = l->params, *x = j->x, *dy = j->dy;
   float *dgamma = l->grads, *dbeta = l->grads + C;
+  size_t lo, hi;
+  nnkit__split(C, t, nt, &lo, &hi);
   /* acc1 = sum(dy), acc2 = sum(dy xhat) per channel */
-  for (size_t c = 0; c < C; c++)
+  for (size_t c = lo; c < hi; c++)
     s->acc1[c] = s->acc2[c] = 0.0;
   for (size_t b = 0; b < batch; b++)
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = lo; c < hi; c++) {
       double s1, s2;
       row_grad_sums(dy + (b * C + c) * S, x + (b * C + c) * S, S, s->mean[c],
                     s->invstd[c], &s1, &s2);
       s->acc1[c] += s1;
       s->acc2[c] += s2;
     }
-  for (size_t c = 0; c < C; c++) {
+  for (size_t c = lo; c < hi; c++) {
     dgamma[c] += (float)s->acc2[c];
     dbeta[c] += (float)s->acc1[c];
   }
-  if (!dx)
+  if (!j->dx)
     return;
   for (size_t b = 0; b < batch; b++)
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = lo; c < hi; c++) {
       const float *xc = x + (b * C + c) * S, *gc = dy + (b * C + c) * S;
-      float *dc = dx + (b * C + c) * S;
+      float *dc = j->dx + (b * C + c) * S;
       float m = s->mean[c], is = s->invstd[c], k1 = gamma[c] * is;
       if (s->fwd_training) {
         float mdy = (float)(s->acc1[c] / (double)n);
@@ -233,6 +264,14 @@ static void bn_backward(nnkit__layer *l, const float *x, const float *y,
           dc[k] = k1 * gc[k];
       }
     }
+}
+
+static void bn_backward(nnkit__layer *l, const float *x, const float *y,
+                        const float *dy, float *dx, size_t batch)
+{
+  (void)y;
+  bn_job j = {l, x, dy, NULL, dx, batch};
+  nnkit__parallel(bn_backward_task, &j, bn_tasks(l, batch));
 }
 
 static void bn_describe(const nnkit__layer *l, char *buf, size_t len)
