@@ -245,7 +245,13 @@ static const char *const pair_names[] = {"own", "blas"};
 
 START_TEST(kernels_mode_is_public_and_checked)
 {
-  ck_assert_int_eq(nnkit_get_kernels(), NNKIT_KERNELS_MEASURE); /* the default */
+  /* the starting mode: NNKIT_KERNELS from the environment, else measured */
+  const char *env = getenv("NNKIT_KERNELS");
+  nnkit_kernels start = !env                   ? NNKIT_KERNELS_MEASURE
+                        : !strcmp(env, "own")  ? NNKIT_KERNELS_OWN
+                        : !strcmp(env, "blas") ? NNKIT_KERNELS_BLAS
+                                               : NNKIT_KERNELS_MEASURE;
+  ck_assert_int_eq(nnkit_get_kernels(), start);
   ck_ok(nnkit_set_kernels(NNKIT_KERNELS_OWN));
   ck_assert_int_eq(nnkit_get_kernels(), NNKIT_KERNELS_OWN);
   ck_ok(nnkit_set_kernels(NNKIT_KERNELS_BLAS));
