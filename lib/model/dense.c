@@ -12,7 +12,7 @@ extern const nnkit__layer_kind nnkit__dense_kind; /* below */
 
 typedef struct dense_state {
   size_t units;     /* outputs */
-  size_t last_batch; /* of the last forward (profiles) */
+  size_t last_batch; /* the largest forward batch so far (profiles) */
   int last_dx;       /* 1: the last backward computed dx */
   int nws;          /* per-thread workspaces */
   size_t ws_floats; /* floats in each */
@@ -177,7 +177,9 @@ static int dense_tasks(const nnkit__layer *l, size_t batch)
 
 static void dense_forward(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
-  ((dense_state *)l->state)->last_batch = batch;
+  dense_state *s = l->state;
+  if (batch > s->last_batch) /* the profile names the full batch's products */
+    s->last_batch = batch;
   dense_job j = {l, x, NULL, y, NULL, batch};
   nnkit__parallel(forward_task, &j, dense_tasks(l, batch));
 }
@@ -196,7 +198,7 @@ static double dense_macs(const nnkit__layer *l)
   return (double)nnkit__shape_size(&l->in) * (double)units_of(l);
 }
 
-/* The kernels of the first thread's share of the last batch's products. */
+/* The kernels of the first task's share of the largest batch's products. */
 static void dense_kernel(const nnkit__layer *l, char *buf, size_t len)
 {
   static const char *const names[] = {"nnkit", "cblas"};

@@ -72,6 +72,23 @@ def get_num_threads() -> int:
     return lib.nnkit_get_num_threads()
 
 
+KERNELS = _table("nnkit_kernels")
+
+
+def set_kernels(mode: str) -> None:
+    """How nnkit picks between its own kernels and BLAS, process-wide:
+    'measure' (the default: each shape's first call times both and keeps
+    the faster), 'own' (nnkit's kernels wherever the CPU runs them:
+    bit-for-bit the same results from one process to the next) or 'blas'.
+    The environment variable NNKIT_KERNELS sets the starting mode."""
+    lib.nnkit_set_kernels(_lookup(KERNELS, mode, "kernel mode"))
+
+
+def get_kernels() -> str:
+    """The current kernel mode: 'measure', 'own' or 'blas'."""
+    return _name_of(KERNELS, lib.nnkit_get_kernels())
+
+
 __all__ = [
     "Error", "InvalidArgument", "InvalidType", "OutOfMemory", "IOFailure", "FormatError", "ShapeError",
     "StateError", "Diverged", "Aborted", "OK", "E_INVALID", "E_NOMEM", "E_IO", "E_FORMAT",
@@ -86,7 +103,8 @@ __all__ = [
     "SCHED_KEYS", "REGULARIZERS", "REG_KEYS", "BOUND_FLAGS",
     "Trainer", "History", "LRFinder", "TRAIN_KEYS", "METRICS", "HISTORY_TABLES",
     "Diagnosis", "Monitor", "VERDICTS", "verdict_name",
-    "plot", "version", "set_num_threads", "get_num_threads", "__version__", "__library__",
+    "plot", "version", "set_num_threads", "get_num_threads", "set_kernels", "get_kernels",
+    "KERNELS", "__version__", "__library__",
 ]
 
 from .search import search, uniform, log_uniform, integer, choice  # noqa: E402  (hyperparameter search)

@@ -37,6 +37,8 @@ PROTOTYPES = {
     "nnkit_clear_error": (None, []),
     "nnkit_set_num_threads": (cint, [cint]),
     "nnkit_get_num_threads": (cint, []),
+    "nnkit_set_kernels": (cint, [cint]),
+    "nnkit_get_kernels": (cint, []),
     "nnkit_dataset_from_buffers": (cint, [c_void_pp, c_float_p, c_int32_p, sz, c_size_p, sz, u32]),
     "nnkit_dataset_from_bytes": (cint, [c_void_pp, ctypes.POINTER(ctypes.c_uint8), c_int32_p, sz, c_size_p, sz, u32]),
     "nnkit_dataset_from_targets": (cint, [c_void_pp, c_float_p, c_float_p, sz, c_size_p, sz, sz]),
@@ -308,6 +310,7 @@ PROTOTYPES = {
 # The functions returning nnkit_status.
 STATUS_FUNCTIONS = frozenset([
     "nnkit_set_num_threads",
+    "nnkit_set_kernels",
     "nnkit_dataset_from_buffers",
     "nnkit_dataset_from_bytes",
     "nnkit_dataset_from_targets",
@@ -490,6 +493,11 @@ ENUMS = {
         "e_state": -6,
         "e_diverged": -7,
         "e_user": -8,
+    },
+    "nnkit_kernels": {
+        "measure": 0,
+        "own": 1,
+        "blas": 2,
     },
     "nnkit_bound_flag": {
         "lo_open": 1,

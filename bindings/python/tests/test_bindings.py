@@ -75,6 +75,38 @@ class TableTest(unittest.TestCase):
     def test_version(self):
         self.assertEqual(nnkit.version(), nnkit.__version__)
 
+    def test_kernel_modes(self):
+        start = nnkit.get_kernels()
+        self.assertEqual(start, os.environ.get("NNKIT_KERNELS", "measure"))
+        try:
+            for mode in ("own", "blas", "measure"):
+                nnkit.set_kernels(mode)
+                self.assertEqual(nnkit.get_kernels(), mode)
+            nnkit.set_kernels(nnkit.KERNELS["own"])  # the value works too
+            self.assertEqual(nnkit.get_kernels(), "own")
+            with self.assertRaises(nnkit.InvalidArgument) as cm:
+                nnkit.set_kernels("fastest")
+            self.assertIn("measure", str(cm.exception))
+            self.assertEqual(nnkit.get_kernels(), "own")
+            # a net trains and predicts the same way under each mode
+            x = [[0.1 * i, 1.0 - 0.1 * i] for i in range(8)]
+            outs = []
+            for mode in ("own", "blas", "measure"):
+                nnkit.set_kernels(mode)
+                net = nnkit.Net(2, [nnkit.Dense(3)], seed=3)
+                outs.append(net.forward(x))
+            for o in outs[1:]:
+                for a, b in zip(_rows(outs[0]), _rows(o)):
+                    for u, v in zip(a, b):
+                        self.assertAlmostEqual(u, v, places=5)
+        finally:
+            nnkit.set_kernels(start)
+
+
+def _rows(a):
+    """Rows of a NumPy array or of a list of lists."""
+    return a.tolist() if hasattr(a, "tolist") else a
+
 
 class ErrorTest(unittest.TestCase):
     def test_errors_carry_status_and_sentence(self):
