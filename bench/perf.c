@@ -22,7 +22,10 @@
  *   build/bench/perf --model mlp|cnn|digits_cnn --threads 1 [--epochs 3]
  *                    [--data DIR]  (default fashion-mnist; data/digits for
  *                                   digits_cnn)
- *                    [--task train|predict] [--batch B]
+ *                    [--task train|predict|handoff] [--batch B]
+ *                                  (handoff: the pool's fork-join cost in us
+ *                                   for tasks of 5 us, workers spinning and
+ *                                   asleep; --calls N)
  *                    [--calls N]   (predict: timed calls; default 2000 for
  *                                   batch 1, 50 otherwise)
  *                    [--peak 0]    (skip the sgemm and FMA peaks, e.g. under
@@ -445,6 +448,61 @@ static void run_predict(const char *model_name, int model, nnkit_net *net,
  * nnkit__profile_enable (called before the last epoch, which took
  * epoch_s), then the sums and what the layers leave of the epoch
  * (rest_ms: loss, optimizer steps, batch gathering, shuffling). */
+/* perf --task handoff: the fixed cost of one fork-join of nnkit's pool,
+ * the price each layer's parallel call pays per batch. Each of the
+ * `threads` tasks works 5 us (a clock loop); a call's time beyond that is
+ * the hand-off (when a worker joins; tasks a worker did not take the
+ * caller runs too, so a call takes up to threads x 5 us). Back to back,
+ * the workers are still spinning from the previous call, as between a
+ * step's layers; 1 ms apart they have gone to sleep (a futex wake-up). */
+#define HANDOFF_TASK_S 5e-6
+
+typedef struct handoff_rec {
+  int worker_tasks; /* tasks run by a worker thread */
+} handoff_rec;
+
+static void busy_task(void *ctx, int t, int n)
+{
+  (void)t, (void)n;
+  double t0 = nnkit__now();
+  while (nnkit__now() - t0 < HANDOFF_TASK_S)
+    ;
+  if (nnkit__task_slot(t) != 0)
+    __atomic_fetch_add(&((handoff_rec *)ctx)->worker_tasks, 1, __ATOMIC_RELAXED);
+}
+
+static void run_handoff(int threads, int calls)
+{
+  handoff_rec r = {0};
+  for (int i = 0; i < 100; i++)
+    nnkit__parallel(busy_task, &r, threads);
+  r.worker_tasks = 0;
+  double t0 = nnkit__now();
+  for (int i = 0; i < calls; i++)
+    nnkit__parallel(busy_task, &r, threads);
+  double hot = (nnkit__now() - t0) / calls;
+  int hot_workers = r.worker_tasks;
+  int cold_calls = calls / 20 > 10 ? calls / 20 : 10;
+  double cold = 0;
+  r.worker_tasks = 0;
+  for (int i = 0; i < cold_calls; i++) {
+    double w = nnkit__now();
+    while (nnkit__now() - w < 1e-3) /* the workers give up spinning */
+      ;
+    double c0 = nnkit__now();
+    nnkit__parallel(busy_task, &r, threads);
+    cold += nnkit__now() - c0;
+  }
+  cold /= cold_calls;
+  printf("peer=nnkit task=handoff threads=%d calls=%d task_us=%.0f spinning_call_us=%.2f "
+         "spinning_overhead_us=%.2f spinning_worker_share=%.2f asleep_call_us=%.2f "
+         "asleep_overhead_us=%.2f asleep_worker_share=%.2f\n",
+         threads, calls, HANDOFF_TASK_S * 1e6, hot * 1e6, (hot - HANDOFF_TASK_S) * 1e6,
+         threads > 1 ? (double)hot_workers / ((double)calls * (threads - 1)) : 0.0,
+         cold * 1e6, (cold - HANDOFF_TASK_S) * 1e6,
+         threads > 1 ? (double)r.worker_tasks / ((double)cold_calls * (threads - 1)) : 0.0);
+}
+
 static void print_layers(const nnkit_net *net, double epoch_s)
 {
   nnkit__layer_profile p;
@@ -518,7 +576,7 @@ static void print_kernels(char *summary, size_t cap)
 
 static void usage(FILE *f)
 {
-  fprintf(f, "usage: perf [--model mlp|cnn|digits_cnn] [--task train|predict] "
+  fprintf(f, "usage: perf [--model mlp|cnn|digits_cnn] [--task train|predict|handoff] "
              "[--threads N] [--epochs N] [--batch N] [--calls N] [--data DIR] "
              "[--peak 0|1] [--slice N] [--layers 0|1] [--ab 0|1]\n"
              "(see the comment at the top of bench/perf.c)\n");
@@ -585,6 +643,11 @@ int main(int argc, char **argv)
               : !strcmp(model_name, "digits_cnn") ? DIGITS_CNN
                                                   : -1;
   int predict = !strcmp(task, "predict");
+  if (!strcmp(task, "handoff")) {
+    CHECK(nnkit_set_num_threads(threads));
+    run_handoff(threads, calls ? calls : 20000);
+    return 0;
+  }
   if (model < 0 || (!predict && strcmp(task, "train"))) {
     fprintf(stderr, "perf: unknown %s '%s'\n", model < 0 ? "model" : "task",
             model < 0 ? model_name : task);
