@@ -6,11 +6,16 @@
                                           [--rounds 2] [--epochs 1]
 
 Runs bench/perf --threads 1 and --threads 2 (each model, --epochs epochs,
-no peak measurement) twice over: once on a quiet machine and once while a
-`nice -n 19` shell busy loop (`while :; do :; done`) runs beside it, taking
-a core whenever the scheduler lets it. The runs alternate (model, quiet /
-loaded, 1 / 2 threads) for --rounds rounds and each keeps its fastest
-epoch. Prints one key=value line per run, then per model and condition
+no peak measurement) three times over: on a quiet machine; while a
+`nice -n 19` shell busy loop (`while :; do :; done`) runs beside it in
+this session ("loaded"); and while the same loop runs in a session of its
+own ("other_session"). With the kernel's autogroups
+(/proc/sys/kernel/sched_autogroup_enabled = 1, Debian's default) the
+scheduler first shares the CPUs between sessions and applies nice only
+within one, so the third loop is a neighbour of equal weight whatever its
+nice: another program on the machine, as a user's second terminal would
+run it. The runs alternate (model, condition, 1 / 2 threads) for --rounds
+rounds and each keeps its fastest epoch. Prints one key=value line per run, then per model and condition
 `t2_over_t1=` (2-thread time / 1-thread time; at most 1.0 is the target
 under load). On a machine with more than two cores one loop takes one
 core out of many: the figure is meant for small machines (or pin the run
@@ -24,6 +29,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+
+CONDITIONS = ("quiet", "loaded", "other_session")
 
 
 def figures(line):
@@ -64,11 +72,15 @@ def main():
     try:
         for r in range(a.rounds):
             for model in models:
-                for cond in ("quiet", "loaded"):
-                    if cond == "loaded":
+                for cond in CONDITIONS:
+                    if cond != "quiet":
+                        # its own process group (killed whole below); its
+                        # own session too for other_session
                         loop = subprocess.Popen(["nice", "-n", "19", "sh", "-c",
                                                  "while :; do :; done"],
-                                                start_new_session=True)
+                                                start_new_session=cond == "other_session",
+                                                preexec_fn=None if cond == "other_session"
+                                                else os.setpgrp)
                     try:
                         for t in (1, 2):
                             s = perf_run(model, t)
@@ -86,7 +98,7 @@ def main():
     except KeyboardInterrupt:
         sys.exit("busy_neighbour.py: interrupted")
     for model in models:
-        for cond in ("quiet", "loaded"):
+        for cond in CONDITIONS:
             t1, t2 = best[(cond, model, 1)], best[(cond, model, 2)]
             print("condition=%s model=%s t1_epoch_s=%.3f t2_epoch_s=%.3f t2_over_t1=%.2f"
                   % (cond, model, t1, t2, t2 / t1))
