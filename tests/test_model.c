@@ -290,8 +290,10 @@ START_TEST(choose_measures_once_and_keeps_the_faster)
   ck_assert_int_eq(nnkit__choose("test fast-own", 2, pair_names, sleepy_candidate, &q), 0);
   char text[256];
   ck_assert_uint_gt(nnkit__choice_text("test slow-own", text, sizeof text), 0);
-  ck_assert_msg(strncmp(text, "blas 0.", 7) == 0 && strstr(text, " < own 4."),
+  double fast = 0, slow = 0;
+  ck_assert_msg(sscanf(text, "blas %lf ms < own %lf ms", &fast, &slow) == 2,
                 "choice text: %s", text);
+  ck_assert(fast >= 0.5 && slow >= 4.0 && fast < slow); /* each its best time */
   ck_assert_uint_eq(nnkit__choice_text("test never asked", text, sizeof text), 0);
   char report[1024];
   size_t n = nnkit__kernel_report(report, sizeof report);
@@ -381,8 +383,9 @@ START_TEST(profile_counts_layers_and_names_kernels)
   }
   ck_assert_uint_eq(nnkit__profile_get(net, 5, &lp), 0); /* past the end */
   ck_assert(nnkit__profile_get(net, 0, &lp) && !strcmp(lp.kind, "conv2d"));
-  if (nnkit__direct_available())
-    ck_assert_msg(strstr(lp.kernel, "direct ") && strstr(lp.kernel, " < im2col "),
+  if (nnkit__direct_available()) /* either may be faster (a debug build) */
+    ck_assert_msg((!strncmp(lp.kernel, "direct ", 7) && strstr(lp.kernel, " < im2col ")) ||
+                      (!strncmp(lp.kernel, "im2col ", 7) && strstr(lp.kernel, " < direct ")),
                   "conv kernel: %s", lp.kernel);
   else
     ck_assert_ptr_nonnull(strstr(lp.kernel, "im2col (the direct path needs"));
