@@ -188,6 +188,11 @@ typedef void (*nnkit__candidate_fn)(void *ctx, int k);
  * not overwrite. Never fails: with no room left it returns 0. */
 int nnkit__choose(const char *key, int ncand, const char *const *names,
                   nnkit__candidate_fn run, void *ctx);
+/* What nnkit__choose would return for `key` without measuring: the
+ * cached verdict or the pinned mode's candidate; -1 when the key has not
+ * been measured yet (a caller then prepares a trial and calls
+ * nnkit__choose). */
+int nnkit__choice_known(const char *key, int ncand);
 /* The measured times of `key` ("nnkit 0.41 ms (chosen), cblas 0.45 ms")
  * into buf; returns the text's length (0: not measured). */
 size_t nnkit__choice_text(const char *key, char *buf, size_t cap);
@@ -624,9 +629,10 @@ int nnkit__gemm_fast(void);
 /* Tests and benchmarks: 1 runs nnkit's kernel whenever the CPU can, 0
  * always cblas_sgemm, -1 restores the measured choice. */
 void nnkit__gemm_force(int mode);
-/* The nnkit__choose key of a product ("gemm NT 128x512x784 t1"). */
-void nnkit__gemm_key(char *buf, size_t len, nnkit__gemm_form form, size_t M, size_t N,
-                     size_t K);
+/* Which kernel runs a product of this shape at the current thread count,
+ * and why (nnkit__choice_explain's text), into buf: profiles. */
+void nnkit__gemm_explain(char *buf, size_t len, nnkit__gemm_form form, size_t M, size_t N,
+                         size_t K);
 void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const float *A,
                  size_t lda, const float *B, size_t ldb, float beta, float *C,
                  size_t ldc, const float *bias, float *ws);

@@ -118,6 +118,21 @@ static void measure(choice *c, nnkit__candidate_fn run, void *ctx)
       c->chosen = k;
 }
 
+int nnkit__choice_known(const char *key, int ncand)
+{
+  pthread_mutex_lock(&cache.lock);
+  int mode = mode_locked(), k = -1;
+  if (mode != NNKIT_KERNELS_MEASURE) {
+    k = mode == NNKIT_KERNELS_BLAS ? ncand - 1 : 0;
+  } else {
+    const choice *c = find(key);
+    if (c && !c->pending)
+      k = c->chosen < ncand ? c->chosen : 0;
+  }
+  pthread_mutex_unlock(&cache.lock);
+  return k;
+}
+
 int nnkit__choose(const char *key, int ncand, const char *const *names,
                   nnkit__candidate_fn run, void *ctx)
 {

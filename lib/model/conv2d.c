@@ -56,10 +56,9 @@ typedef struct conv_state {
   int bias;
   int direct;         /* 1: the direct path can run for this geometry */
   /* The path the last forward ran (1 direct, 0 im2col; -1 none yet),
-   * which backward follows, and the thread count nnkit__choose measured
-   * at (0: none). Written atomically: threads owning slices pick at the
-   * same time (and pick the same). */
-  int use_direct, pick_threads, measured_direct;
+   * which backward follows. Written atomically: threads owning slices
+   * pick at the same time (and pick the same). */
+  int use_direct;
   conv_direct d;
   int nws;            /* per-thread workspaces allocated (0 = none yet) */
   conv_ws *ws;
@@ -367,7 +366,6 @@ static nnkit_status direct_setup(conv_state *s, size_t index)
   free_direct(&s->d);
   s->direct = 0;
   s->use_direct = -1;
-  s->pick_threads = 0;
   size_t hp = g->oh + g->kh - 1, wp = g->ow + g->kw - 1;
   if (g->sh != 1 || g->sw != 1 || !nnkit__direct_available() ||
       g->pt >= g->kh || g->pl >= g->kw || hp < g->h + g->pt ||
@@ -766,31 +764,24 @@ static const char *const conv_paths[] = {"direct", "im2col"};
 static int pick_direct(nnkit__layer *l, const float *x, float *y, size_t batch)
 {
   conv_state *s = l->state;
-  int mode = nnkit_get_kernels(), use;
-  if (!s->direct || mode != NNKIT_KERNELS_MEASURE) {
-    use = s->direct && mode != NNKIT_KERNELS_BLAS;
-    __atomic_store_n(&s->use_direct, use, __ATOMIC_RELEASE);
-    return use;
+  int use = 0;
+  if (s->direct) {
+    char key[128];
+    conv_key(l, key, sizeof key);
+    int k = nnkit__choice_known(key, 2);
+    if (k < 0) { /* the first forward on this geometry and thread count */
+      const nnkit__conv_geom *g = &s->g;
+      size_t m = batch < PICK_SAMPLES ? batch : PICK_SAMPLES;
+      float *dx = l->index ? nnkit__malloc(m * g->c * g->h * g->w * sizeof(float)) : NULL;
+      conv_trial c = {l, x, y, dx, m};
+      k = nnkit__choose(key, 2, conv_paths, conv_candidate, &c);
+      nnkit__free(dx);
+      memset(s->parts[nnkit__task_part(0)], 0, l->num_params * sizeof(float));
+    }
+    use = k == 0;
   }
-  int threads = nnkit__num_threads();
-  if (__atomic_load_n(&s->pick_threads, __ATOMIC_ACQUIRE) == threads) {
-    use = __atomic_load_n(&s->measured_direct, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->use_direct, use, __ATOMIC_RELEASE);
-    return use;
-  }
-  const nnkit__conv_geom *g = &s->g;
-  size_t m = batch < PICK_SAMPLES ? batch : PICK_SAMPLES;
-  float *dx = l->index ? nnkit__malloc(m * g->c * g->h * g->w * sizeof(float)) : NULL;
-  conv_trial c = {l, x, y, dx, m};
-  char key[128];
-  conv_key(l, key, sizeof key);
-  int k = nnkit__choose(key, 2, conv_paths, conv_candidate, &c);
-  nnkit__free(dx);
-  memset(s->parts[nnkit__task_part(0)], 0, l->num_params * sizeof(float));
-  __atomic_store_n(&s->measured_direct, k == 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&s->pick_threads, threads, __ATOMIC_RELEASE);
-  __atomic_store_n(&s->use_direct, k == 0, __ATOMIC_RELEASE);
-  return k == 0;
+  __atomic_store_n(&s->use_direct, use, __ATOMIC_RELEASE);
+  return use;
 }
 
 static void conv_forward(nnkit__layer *l, const float *x, float *y, size_t batch)

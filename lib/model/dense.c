@@ -201,7 +201,6 @@ static double dense_macs(const nnkit__layer *l)
 /* The kernels of the first task's share of the largest batch's products. */
 static void dense_kernel(const nnkit__layer *l, char *buf, size_t len)
 {
-  static const char *const names[] = {"nnkit", "cblas"};
   size_t in = nnkit__shape_size(&l->in), out = units_of(l);
   size_t batch = ((const dense_state *)l->state)->last_batch, lo, hi, lo2, hi2, n = 0;
   int tasks = nnkit__num_threads(), most = dense_tasks(l, batch);
@@ -220,9 +219,8 @@ static void dense_kernel(const nnkit__layer *l, char *buf, size_t len)
     buf[0] = '\0';
   int parts = ((const dense_state *)l->state)->last_dx ? 3 : 2; /* no dX: first layer */
   for (int i = 0; i < parts && batch && n < len; i++) {
-    char key[96], why[128];
-    nnkit__gemm_key(key, sizeof key, p[i].form, p[i].m, p[i].n, p[i].k);
-    nnkit__choice_explain(key, 2, names, nnkit__gemm_fast(), why, sizeof why);
+    char why[128];
+    nnkit__gemm_explain(why, sizeof why, p[i].form, p[i].m, p[i].n, p[i].k);
     int w = snprintf(buf + n, len - n, "%s%s %zux%zux%zu: %s", i ? "; " : "", p[i].what,
                      p[i].m, p[i].n, p[i].k, why);
     n += w > 0 ? (size_t)w : 0;

@@ -127,6 +127,24 @@ size_t nnkit__profile_get(const nnkit_net *net, size_t layer, nnkit__layer_profi
   return 1;
 }
 
+/* Layer i's forward / backward, timed into the profile when it is on. */
+static void layer_forward(nnkit_net *net, size_t i, const float *x, float *y, size_t m)
+{
+  nnkit__layer *l = &net->layers[i];
+  double t0 = prof_t0(net);
+  l->ops->forward(l, x, y, m);
+  prof_add(net, i, 0, t0, m, 0);
+}
+
+static void layer_backward(nnkit_net *net, size_t k, const float *x, const float *y,
+                           const float *dy, float *dx, size_t m)
+{
+  nnkit__layer *l = &net->layers[k];
+  double t0 = prof_t0(net);
+  l->ops->backward(l, x, y, dy, dx, m);
+  prof_add(net, k, 1, t0, m, dx != NULL);
+}
+
 size_t nnkit__net_slice0(void)
 {
   return tl_slice0;
@@ -250,9 +268,7 @@ static void slices_forward(nnkit_net *net, size_t top, size_t lo, size_t hi)
       float *sy = net->acts[i] + a * nnkit__shape_size(&l->out);
       if (i && net->layers[i - 1].out_stale) /* in place: see fold_relus() */
         sy = (float *)sx;
-      double t0 = prof_t0(net);
-      l->ops->forward(l, sx, sy, m);
-      prof_add(net, i, 0, t0, m, 0);
+      layer_forward(net, i, sx, sy, m);
       sx = sy;
     }
   }
@@ -282,9 +298,7 @@ static void slices_backward(nnkit_net *net, size_t top, const float *dy,
         dx = net->want_dinput ? net->dinput + a * inw : NULL;
       else
         dx = buf[f];
-      double t0 = prof_t0(net);
-      l->ops->backward(l, x, net->acts[k] + a * outw, sdy, dx, m);
-      prof_add(net, k, 1, t0, m, dx != NULL);
+      layer_backward(net, k, x, net->acts[k] + a * outw, sdy, dx, m);
       sdy = dx;
       f ^= 1;
     }
@@ -294,7 +308,7 @@ static void slices_backward(nnkit_net *net, size_t top, const float *dy,
 
 typedef struct slice_job {
   nnkit_net *net;
-  size_t batch, top;
+  size_t batch, top, slices; /* slices: of net->slice samples (the last may be short) */
   const float *dy; /* NULL: forward */
 } slice_job;
 
@@ -303,8 +317,8 @@ typedef struct slice_job {
 static void slice_task(void *ctx, int t, int n)
 {
   const slice_job *j = ctx;
-  size_t ns = (j->batch + j->net->slice - 1) / j->net->slice, a, b;
-  nnkit__split(ns, t, n, &a, &b);
+  size_t a, b;
+  nnkit__split(j->slices, t, n, &a, &b);
   size_t lo = a * j->net->slice, hi = b * j->net->slice;
   if (hi > j->batch)
     hi = j->batch;
@@ -328,9 +342,8 @@ static void run_slices(nnkit_net *net, size_t batch, size_t top, const float *dy
       slices_forward(net, top, 0, batch);
     return;
   }
-  slice_job j = {net, batch, top, dy};
-  size_t ns = (batch + net->slice - 1) / net->slice;
-  nnkit__parallel(slice_task, &j, ns < 1024 ? (int)ns : 1024);
+  slice_job j = {net, batch, top, (batch + net->slice - 1) / net->slice, dy};
+  nnkit__parallel(slice_task, &j, j.slices < 1024 ? (int)j.slices : 1024);
   if (dy)
     for (size_t k = 0; k < top; k++)
       if (net->layers[k].ops->gather)
@@ -409,9 +422,7 @@ static nnkit_status forward(nnkit_net *net, const float *x, size_t batch, float 
     nnkit__layer *l = &net->layers[i];
     l->training = net->training;
     float *y = i && net->layers[i - 1].out_stale ? (float *)cur : net->acts[i];
-    double t0 = prof_t0(net);
-    l->ops->forward(l, cur, y, batch);
-    prof_add(net, i, 0, t0, batch, 0);
+    layer_forward(net, i, cur, y, batch);
     cur = y;
   }
   unfold_relus(net);
@@ -478,16 +489,13 @@ void nnkit__net_backprop(nnkit_net *net, size_t first)
   const float *dy = net->probs;
   int flip = 0;
   for (size_t k = first; k-- > top;) {
-    nnkit__layer *l = &net->layers[k];
     const float *x = k ? net->acts[k - 1] : net->x0;
     float *dx;
     if (k == 0)
       dx = net->want_dinput ? net->dinput : NULL;
     else
       dx = net->dbuf[flip];
-    double t0 = prof_t0(net);
-    l->ops->backward(l, x, net->acts[k], dy, dx, batch);
-    prof_add(net, k, 1, t0, batch, dx != NULL);
+    layer_backward(net, k, x, net->acts[k], dy, dx, batch);
     dy = dx;
     flip ^= 1;
   }

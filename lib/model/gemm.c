@@ -348,6 +348,25 @@ static void gemm_blas(nnkit__gemm_form form, size_t M, size_t N, size_t K,
               1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/* The nnkit__choose key of a product ("gemm NT 128x512x784 t1"). */
+static void gemm_key(char *buf, size_t len, nnkit__gemm_form form, size_t M, size_t N,
+                     size_t K)
+{
+  static const char *const form_names[] = {"NT", "TN", "NN"}; /* enum order */
+  snprintf(buf, len, "gemm %s %zux%zux%zu t%d", form_names[form], M, N, K,
+           nnkit__num_threads());
+}
+
+static const char *const gemm_names[] = {"nnkit", "cblas"};
+
+void nnkit__gemm_explain(char *buf, size_t len, nnkit__gemm_form form, size_t M, size_t N,
+                         size_t K)
+{
+  char key[96];
+  gemm_key(key, sizeof key, form, M, N, K);
+  nnkit__choice_explain(key, 2, gemm_names, nnkit__gemm_fast(), buf, len);
+}
+
 #if HAVE_KERNELS
 typedef struct gemm_call {
   nnkit__gemm_form form;
@@ -367,17 +386,6 @@ static void gemm_candidate(void *ctx, int k)
               g->bias);
 }
 
-static const char *const gemm_names[] = {"nnkit", "cblas"};
-#endif
-
-void nnkit__gemm_key(char *buf, size_t len, nnkit__gemm_form form, size_t M, size_t N,
-                     size_t K)
-{
-  static const char *const form_names[] = {"NT", "TN", "NN"}; /* enum order */
-  snprintf(buf, len, "gemm %s %zux%zux%zu t%d", form_names[form], M, N, K,
-           nnkit__num_threads());
-}
-
 /* Which of nnkit's GEMM (0) and cblas_sgemm (1) runs this product: forced
  * by nnkit__gemm_force, else nnkit__choose's measured verdict for the
  * shape. A product that adds to C (beta != 0) cannot be run twice to time
@@ -386,21 +394,16 @@ static int gemm_pick(nnkit__gemm_form form, size_t M, size_t N, size_t K, const 
                      size_t lda, const float *B, size_t ldb, float beta, float *C,
                      size_t ldc, const float *bias, float *ws)
 {
-#if HAVE_KERNELS
   if (!ws || K == 0 || !nnkit__gemm_fast())
     return 1;
   if (gemm_override == 1 || beta != 0.0f)
     return 0;
   char key[96];
-  nnkit__gemm_key(key, sizeof key, form, M, N, K);
+  gemm_key(key, sizeof key, form, M, N, K);
   gemm_call g = {form, M, N, K, lda, ldb, ldc, A, B, bias, C, ws};
   return nnkit__choose(key, 2, gemm_names, gemm_candidate, &g);
-#else
-  (void)form, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb;
-  (void)beta, (void)C, (void)ldc, (void)bias, (void)ws;
-  return 1;
-#endif
 }
+#endif
 
 void nnkit__gemm(nnkit__gemm_form form, size_t M, size_t N, size_t K, const float *A,
                  size_t lda, const float *B, size_t ldb, float beta, float *C,
