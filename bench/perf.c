@@ -467,7 +467,7 @@ static void busy_task(void *ctx, int t, int n)
   double t0 = nnkit__now();
   while (nnkit__now() - t0 < HANDOFF_TASK_S)
     ;
-  if (nnkit__task_slot(t) != 0)
+  if (nnkit__task_slot() != 0)
     __atomic_fetch_add(&((handoff_rec *)ctx)->worker_tasks, 1, __ATOMIC_RELAXED);
 }
 

@@ -137,7 +137,7 @@ int nnkit__blas_threads(int n);
  * results. BLAS called inside is single-threaded. A call made inside a
  * task (nested) runs inline as the single task fn(ctx, 0, 1) of the
  * calling thread: the net uses this to let each task own whole slices of
- * a batch. Per-thread scratch memory is indexed by nnkit__task_slot(t),
+ * a batch. Per-thread scratch memory is indexed by nnkit__task_slot(),
  * per-task results (partial sums) by nnkit__task_part(t). */
 /* 1: measured on 2 vCPUs, 2 and 4 tasks per thread were 3-10% slower on
  * a quiet machine (each task packs its own operands, and a dense layer's
@@ -150,9 +150,9 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks);
 /* The most tasks a parallel call splits into: 1 at one thread, else
  * NNKIT__TASKS_PER_THREAD per thread. */
 int nnkit__max_tasks(void);
-/* The scratch slot of the thread running task t: 0 for the caller, i for
- * worker i (always < nnkit__num_threads()). */
-int nnkit__task_slot(int t);
+/* The scratch slot of the calling thread: 0 for a caller, i for worker i
+ * (always < nnkit__num_threads()). */
+int nnkit__task_slot(void);
 /* The index of task t for per-task results: t itself, or, inside a
  * nested call, the enclosing task's (always < nnkit__max_tasks()). */
 int nnkit__task_part(int t);

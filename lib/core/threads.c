@@ -75,19 +75,18 @@ static _Thread_local int tl_task = -1;
 static _Thread_local int tl_base;
 static _Thread_local int tl_slot;
 
-int nnkit__task_slot(int t)
-{
-  (void)t;
-  return tl_slot;
-}
+int nnkit__task_slot(void) { return tl_slot; }
 
 int nnkit__task_part(int t) { return tl_base + t; }
 
-int nnkit__max_tasks(void)
+/* The task count of a call at `threads` threads, before max_tasks. */
+static int tasks_at(int threads)
 {
-  int n = nnkit__num_threads();
-  return n <= 1 ? 1 : n * NNKIT__TASKS_PER_THREAD;
+  return threads <= 1 ? 1 : threads * NNKIT__TASKS_PER_THREAD;
 }
+
+int nnkit__max_tasks(void) { return tasks_at(nnkit__num_threads()); }
+
 
 int nnkit__in_task(void) { return tl_task >= 0; }
 
@@ -98,6 +97,13 @@ static void run_task(nnkit__task_fn fn, void *ctx, int t, int n)
   tl_task = t;
   fn(ctx, t, n);
   tl_task = saved;
+}
+
+/* The n tasks one after the other on the calling thread. */
+static void run_inline(nnkit__task_fn fn, void *ctx, int n)
+{
+  for (int t = 0; t < n; t++)
+    run_task(fn, ctx, t, n);
 }
 
 #define SPIN_SECONDS 200e-6
@@ -280,13 +286,12 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
     tl_task = saved_task;
     return;
   }
-  int threads = nnkit__num_threads(), n = nnkit__max_tasks();
+  int threads = nnkit__num_threads(), n = tasks_at(threads);
   if (n > max_tasks)
     n = max_tasks > 1 ? max_tasks : 1;
   int expect = 0;
   if (n <= 1 || !atomic_compare_exchange_strong(&busy, &expect, 1)) {
-    for (int t = 0; t < n; t++) /* the same tasks, one after the other */
-      run_task(fn, ctx, t, n);
+    run_inline(fn, ctx, n); /* the same tasks, one after the other */
     return;
   }
   pthread_mutex_lock(&pool.lock);
@@ -310,8 +315,7 @@ void nnkit__parallel(nnkit__task_fn fn, void *ctx, int max_tasks)
   if (workers == 0) {
     pthread_mutex_unlock(&pool.lock);
     atomic_store(&busy, 0);
-    for (int t = 0; t < n; t++)
-      run_task(fn, ctx, t, n);
+    run_inline(fn, ctx, n);
     return;
   }
   pool.workers = workers;

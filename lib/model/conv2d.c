@@ -602,7 +602,7 @@ static void forward_task(void *ctx, int t, int n)
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
   const float *w = j->l->params, *bias = s->bias ? j->l->params + OC * K : NULL;
-  float *col = s->ws[nnkit__task_slot(t)].col;
+  float *col = s->ws[nnkit__task_slot()].col;
   size_t lo, hi;
   nnkit__split(j->batch, t, n, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
@@ -629,7 +629,7 @@ static void backward_task(void *ctx, int t, int n)
   const float *w = l->params;
   float *dw = task_part(j, t, n);
   float *db = s->bias ? dw + OC * K : NULL;
-  conv_ws *ws = &s->ws[nnkit__task_slot(t)];
+  conv_ws *ws = &s->ws[nnkit__task_slot()];
   float *col = ws->col, *dcol = ws->dcol;
   size_t lo, hi;
   nnkit__split(j->batch, t, n, &lo, &hi);
@@ -660,7 +660,7 @@ static void direct_forward_task(void *ctx, int t, int n)
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
   const float *bias = s->bias ? j->l->params + OC * K : NULL;
-  conv_ws *w = &s->ws[nnkit__task_slot(t)];
+  conv_ws *w = &s->ws[nnkit__task_slot()];
   size_t lo, hi;
   nnkit__split(j->batch, t, n, &lo, &hi);
   pack_forward(s, j->l->params, w->wpk);
@@ -682,7 +682,7 @@ static void direct_backward_task(void *ctx, int t, int n)
   const conv_direct *d = &s->d;
   const size_t K = g->c * g->kh * g->kw, P = g->oh * g->ow, OC = g->oc;
   const size_t in = g->c * g->h * g->w, out = OC * P;
-  conv_ws *w = &s->ws[nnkit__task_slot(t)];
+  conv_ws *w = &s->ws[nnkit__task_slot()];
   float *dw = task_part(j, t, n);
   if (j->dx)
     pack_backward(s, j->l->params, w->wpk2);

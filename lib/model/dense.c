@@ -85,10 +85,10 @@ static nnkit_status dense_reserve(nnkit__layer *l, size_t batch)
 
 /* This thread's workspace for products of up to `need` floats, or NULL
  * (cblas_sgemm). */
-static float *dense_ws(const nnkit__layer *l, int t, size_t need)
+static float *dense_ws(const nnkit__layer *l, size_t need)
 {
   const dense_state *s = l->state;
-  int slot = nnkit__task_slot(t);
+  int slot = nnkit__task_slot();
   if (slot >= s->nws || need > s->ws_floats)
     return NULL;
   return s->ws[slot];
@@ -139,7 +139,7 @@ static void forward_task(void *ctx, int t, int n)
   /* Y[:, lo:hi] = X W[lo:hi, :]^T + b[lo:hi] */
   nnkit__gemm(NNKIT__GEMM_NT, j->batch, hi - lo, in, j->x, in, w + lo * in, in, 0.0f,
               j->y + lo, out, b + lo,
-              dense_ws(j->l, t, nnkit__gemm_ws_floats(j->batch, in)));
+              dense_ws(j->l, nnkit__gemm_ws_floats(j->batch, in)));
 }
 
 static void backward_task(void *ctx, int t, int n)
@@ -154,7 +154,7 @@ static void backward_task(void *ctx, int t, int n)
   if (hi > lo) {
     nnkit__gemm(NNKIT__GEMM_TN, hi - lo, in, batch, j->dy + lo, out, j->x, in, 0.0f,
                 dw + lo * in, in, NULL,
-                dense_ws(j->l, t, nnkit__gemm_ws_floats(hi - lo, batch)));
+                dense_ws(j->l, nnkit__gemm_ws_floats(hi - lo, batch)));
     memset(db + lo, 0, (hi - lo) * sizeof(float));
     for (size_t i = 0; i < batch; i++) {
       const float *r = j->dy + i * out;
@@ -166,7 +166,7 @@ static void backward_task(void *ctx, int t, int n)
   nnkit__split(in, t, n, &lo, &hi);
   if (j->dx && hi > lo)
     nnkit__gemm(NNKIT__GEMM_NN, batch, hi - lo, out, j->dy, out, w + lo, in, 0.0f,
-                j->dx + lo, in, NULL, dense_ws(j->l, t, nnkit__gemm_ws_floats(batch, out)));
+                j->dx + lo, in, NULL, dense_ws(j->l, nnkit__gemm_ws_floats(batch, out)));
 }
 
 static int dense_tasks(const nnkit__layer *l, size_t batch)

@@ -325,7 +325,7 @@ static void slice_task(void *ctx, int t, int n)
   if (lo >= hi)
     return;
   if (j->dy)
-    slices_backward(j->net, j->top, j->dy, lo, hi, nnkit__task_slot(t));
+    slices_backward(j->net, j->top, j->dy, lo, hi, nnkit__task_slot());
   else
     slices_forward(j->net, j->top, lo, hi);
 }
