@@ -54,6 +54,14 @@ size_t nnkit__mul_size(size_t a, size_t b, int *overflow);
  * files open through this. */
 nnkit_status nnkit__open_regular(int *fd_out, uint64_t *size_out, const char *path,
                                  const char *what);
+/* The whole regular file at path (opened as nnkit__open_regular does) in a
+ * new buffer of *len_out bytes plus a NUL after them (freed with
+ * nnkit__free); `what` names the file in sentences. NNKIT_E_IO when it
+ * cannot be opened or read in full (it got shorter meanwhile),
+ * NNKIT_E_FORMAT when it is larger than max_size bytes (0: no limit),
+ * NNKIT_E_NOMEM. On failure *buf_out is NULL. */
+nnkit_status nnkit__read_file(unsigned char **buf_out, size_t *len_out, const char *path,
+                             const char *what, uint64_t max_size);
 /* Atomic writes (every save of the library goes through here):
  * - The file replaced is path's final target: a symbolic link (or a chain
  *   of them) is followed, its target replaced and the link kept; a

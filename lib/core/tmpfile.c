@@ -57,6 +57,55 @@ nnkit_status nnkit__open_regular(int *fd_out, uint64_t *size_out, const char *pa
   return NNKIT_OK;
 }
 
+nnkit_status nnkit__read_file(unsigned char **buf_out, size_t *len_out, const char *path,
+                             const char *what, uint64_t max_size)
+{
+  *buf_out = NULL;
+  *len_out = 0;
+  int fd;
+  uint64_t size;
+  nnkit_status st = nnkit__open_regular(&fd, &size, path, what);
+  if (st != NNKIT_OK)
+    return st;
+  if ((max_size && size > max_size) || size >= SIZE_MAX) {
+    close(fd);
+    return nnkit__err(NNKIT_E_FORMAT, "%s: the %s is %llu bytes, more than the %llu "
+                      "nnkit reads at once; shrink or remove it", path, what,
+                      (unsigned long long)size,
+                      (unsigned long long)(max_size ? max_size : SIZE_MAX - 1));
+  }
+  size_t n = (size_t)size;
+  unsigned char *b = nnkit__malloc(n + 1);
+  if (!b) {
+    close(fd);
+    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for the %zu bytes of the %s",
+                      path, n, what);
+  }
+  /* read(2), not stdio: no hidden buffer allocation to fail. */
+  size_t got = 0;
+  int e = 0;
+  while (got < n) {
+    ssize_t k = read(fd, b + got, n - got);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      e = k < 0 ? errno : 0;
+      break;
+    }
+    got += (size_t)k;
+  }
+  close(fd);
+  if (got != n) {
+    nnkit__free(b);
+    return nnkit__err(NNKIT_E_IO, "%s: reading the %s failed: %s", path, what,
+                      e ? strerror(e) : "it got shorter while being read");
+  }
+  b[n] = '\0';
+  *buf_out = b;
+  *len_out = n;
+  return NNKIT_OK;
+}
+
 /* ---- atomic writes: where, with which mode, and stale temporaries -------------------------- */
 
 /* Follows path through symbolic links (at most 40, as the kernel) to the

@@ -180,44 +180,8 @@ typedef struct image_bytes {
 
 static nnkit_status read_image_file(image_bytes *out, const char *path)
 {
-  out->b = NULL;
-  out->n = 0;
-  int fd;
-  uint64_t size;
-  nnkit_status st = nnkit__open_regular(&fd, &size, path, "image");
-  if (st != NNKIT_OK)
-    return st;
-  if (size > (uint64_t)INT_MAX) { /* stb_image takes an int length */
-    close(fd);
-    return nnkit__err(NNKIT_E_FORMAT, "%s: the file is %llu bytes, more than "
-                      "the 2 GiB nnkit reads as one image; shrink or remove it",
-                      path, (unsigned long long)size);
-  }
-  out->n = (size_t)size;
-  out->b = nnkit__malloc(out->n);
-  if (!out->b) {
-    close(fd);
-    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory reading %zu bytes", path,
-                      out->n);
-  }
-  size_t got = 0;
-  while (got < out->n) {
-    ssize_t r = read(fd, out->b + got, out->n - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0) {
-      st = r < 0 ? nnkit__err(NNKIT_E_IO, "%s: cannot read: %s", path, strerror(errno))
-                 : nnkit__err(NNKIT_E_IO, "%s: the file shrank while it was read", path);
-      break;
-    }
-    got += (size_t)r;
-  }
-  close(fd);
-  if (st != NNKIT_OK) {
-    nnkit__free(out->b);
-    out->b = NULL;
-  }
-  return st;
+  /* at most INT_MAX bytes: stb_image takes an int length */
+  return nnkit__read_file(&out->b, &out->n, path, "image", (uint64_t)INT_MAX);
 }
 
 /* JPEG through libjpeg-turbo (stb_image 2.27's JPEG decoder writes past

@@ -473,40 +473,11 @@ cJSON *nnkit__st_meta_json(const nnkit__st_reader *r, const char *key,
 
 nnkit_status nnkit__st_read_file(nnkit__st_reader *r)
 {
-  const char *path = r->path;
-  int fd;
-  uint64_t size;
-  nnkit_status st = nnkit__open_regular(&fd, &size, path, r->what);
-  if (st != NNKIT_OK)
-    return st;
-  size_t n = (size_t)size;
-  unsigned char *b = nnkit__malloc(n ? n : 1);
-  if (!b) {
-    close(fd);
-    return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory for %zu bytes", path, n);
-  }
-  /* read(2), not stdio: no hidden buffer allocation to fail. */
-  size_t got = 0;
-  int e = 0;
-  while (got < n) {
-    ssize_t k = read(fd, b + got, n - got);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0) {
-      e = k < 0 ? errno : 0;
-      break;
-    }
-    got += (size_t)k;
-  }
-  close(fd);
-  if (got != n) {
-    nnkit__free(b);
-    return nnkit__err(NNKIT_E_IO, "%s: reading the %s failed: %s", path, r->what,
-                      e ? strerror(e) : "it got shorter while being read");
-  }
-  r->buf = b;
-  r->len = n;
-  return NNKIT_OK;
+  unsigned char *b;
+  nnkit_status st = nnkit__read_file(&b, &r->len, r->path, r->what, 0);
+  if (st == NNKIT_OK)
+    r->buf = b;
+  return st;
 }
 
 nnkit_status nnkit__st_parse_header(nnkit__st_reader *r)

@@ -358,30 +358,6 @@ void nnkit__recs_free(nnkit__file_rec *recs, size_t n)
   nnkit__free(recs);
 }
 
-/* The whole file into a buffer (NUL-terminated); *len its size. */
-static nnkit_status slurp(char **out, size_t *len, const char *path)
-{
-  int fd;
-  uint64_t size;
-  nnkit_status st = nnkit__open_regular(&fd, &size, path, "search results file");
-  if (st != NNKIT_OK)
-    return st;
-  char *buf = size < SIZE_MAX ? nnkit__malloc((size_t)size + 1) : NULL;
-  size_t got = 0;
-  while (buf && got < size) {
-    ssize_t k = read(fd, buf + got, (size_t)size - got);
-    if (k <= 0)
-      break;
-    got += (size_t)k;
-  }
-  close(fd);
-  if (!buf)
-    return nnkit__err(NNKIT_E_NOMEM, "search results file %s: out of memory", path);
-  buf[got] = '\0';
-  *out = buf;
-  *len = got;
-  return NNKIT_OK;
-}
 
 nnkit_status nnkit__results_read(nnkit__file_rec **recs_out, size_t *n_out,
                                  const nnkit_search *s)
@@ -391,11 +367,12 @@ nnkit_status nnkit__results_read(nnkit__file_rec **recs_out, size_t *n_out,
   const char *path = s->results_path;
   if (access(path, F_OK) != 0)
     return NNKIT_OK; /* a new search */
-  char *buf = NULL;
+  unsigned char *bytes = NULL;
   size_t len = 0;
-  nnkit_status st = slurp(&buf, &len, path);
+  nnkit_status st = nnkit__read_file(&bytes, &len, path, "search results file", 0);
   if (st != NNKIT_OK)
     return st;
+  char *buf = (char *)bytes; /* NUL-terminated */
   size_t lines = 0;
   for (size_t i = 0; i < len; i++)
     lines += buf[i] == '\n';
