@@ -25,11 +25,7 @@ void nnkit__average_free(nnkit_trainer *tr)
 {
   drop_snapshots(tr);
   nnkit__free(tr->avg);
-  nnkit__free(tr->ohem_each);
-  nnkit__free(tr->ohem_pairs);
   tr->avg = NULL;
-  tr->ohem_each = NULL;
-  tr->ohem_pairs = NULL;
 }
 
 void nnkit__average_setting_changed(nnkit_trainer *tr, nnkit_train_param key)
@@ -40,7 +36,7 @@ void nnkit__average_setting_changed(nnkit_trainer *tr, nnkit_train_param key)
     tr->avg_valid = 0;
 }
 
-nnkit_status nnkit__average_fit_begin(nnkit_trainer *tr, size_t batch)
+nnkit_status nnkit__average_fit_begin(nnkit_trainer *tr)
 {
   nnkit_net *net = tr->net;
   if (tr->snapshot_files && !tr->ckpt_dir)
@@ -84,18 +80,6 @@ nnkit_status nnkit__average_fit_begin(nnkit_trainer *tr, size_t batch)
       tr->avg_valid = 1;
     }
   }
-  if (tr->ohem_k && batch > tr->ohem_cap) {
-    double *each = nnkit__realloc(tr->ohem_each, batch * sizeof *each);
-    if (each)
-      tr->ohem_each = each;
-    nnkit__scored *pairs = each ? nnkit__realloc(tr->ohem_pairs, batch * sizeof *pairs)
-                                : NULL;
-    if (!pairs)
-      return nnkit__err(NNKIT_E_NOMEM, "nnkit_trainer_fit: out of memory for hard "
-                        "example mining over batches of %zu", batch);
-    tr->ohem_pairs = pairs;
-    tr->ohem_cap = batch;
-  }
   return NNKIT_OK;
 }
 
@@ -127,10 +111,7 @@ nnkit_status nnkit__average_cycle_check(nnkit_trainer *tr)
   char path[4096];
   snprintf(path, sizeof path, "%s/snapshot-%06llu.safetensors", tr->ckpt_dir,
            (unsigned long long)tr->opt->steps);
-  int mode = tr->net->training;
-  nnkit_status st = nnkit_net_save(tr->net, NULL, path);
-  tr->net->training = mode;
-  return st;
+  return nnkit_net_save(tr->net, NULL, path);
 }
 
 NNKIT_API size_t nnkit_trainer_num_snapshots(const nnkit_trainer *tr)
@@ -197,7 +178,6 @@ static nnkit_status recompute_stats(nnkit_net *net, const nnkit_dataset *train,
     return nnkit__err(NNKIT_E_NOMEM, "nnkit_trainer_apply_average: out of memory");
   }
   for (size_t i = 0; i < L; i++) {
-    mom[i] = NAN;
     if (nnkit__layer_opt(&net->layers[i], NNKIT_LAYER_MOMENTUM) &&
         nnkit_net_layer_get(&mom[i], net, i, NNKIT_LAYER_MOMENTUM) == NNKIT_OK)
       have++;

@@ -151,6 +151,32 @@ NNKIT_API nnkit_status nnkit_mining_subset(nnkit_dataset **out, const nnkit_data
   return st;
 }
 
+nnkit_status nnkit__ohem_fit_begin(nnkit_trainer *tr, size_t batch)
+{
+  if (!tr->ohem_k || batch <= tr->ohem_cap)
+    return NNKIT_OK;
+  double *each = nnkit__realloc(tr->ohem_each, batch * sizeof *each);
+  if (each)
+    tr->ohem_each = each;
+  nnkit__scored *pairs = each ? nnkit__realloc(tr->ohem_pairs, batch * sizeof *pairs)
+                              : NULL;
+  if (!pairs)
+    return nnkit__err(NNKIT_E_NOMEM, "nnkit_trainer_fit: out of memory for hard "
+                      "example mining over batches of %zu", batch);
+  tr->ohem_pairs = pairs;
+  tr->ohem_cap = batch;
+  return NNKIT_OK;
+}
+
+void nnkit__ohem_free(nnkit_trainer *tr)
+{
+  nnkit__free(tr->ohem_each);
+  nnkit__free(tr->ohem_pairs);
+  tr->ohem_each = NULL;
+  tr->ohem_pairs = NULL;
+  tr->ohem_cap = 0;
+}
+
 void nnkit__ohem_mask(float *grad, size_t batch, size_t outw, const double *each,
                       size_t k, nnkit__scored *pairs)
 {

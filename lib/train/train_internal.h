@@ -230,12 +230,16 @@ void nnkit__rank_scores(nnkit__scored *pairs, const double *scores, size_t n);
  * scratch of batch entries. */
 void nnkit__ohem_mask(float *grad, size_t batch, size_t outw, const double *each,
                       size_t k, nnkit__scored *pairs);
-/* Hooks of the fit loop: at its start (snapshot ring, average, OHEM memory
- * for batches of up to `batch`; NNKIT_E_STATE for snapshot files without a
- * folder); after every optimizer step (the average); after each schedule
+/* OHEM's memory (tr->ohem_each, ohem_pairs) for batches of up to `batch`
+ * when NNKIT_TRAIN_OHEM_K is set, at a fit's start (NNKIT_E_NOMEM); freed
+ * with the trainer. */
+nnkit_status nnkit__ohem_fit_begin(nnkit_trainer *tr, size_t batch);
+void nnkit__ohem_free(nnkit_trainer *tr);
+/* Hooks of the fit loop: at its start (snapshot ring, average;
+ * NNKIT_E_STATE for snapshot files without a folder); after every optimizer step (the average); after each schedule
  * step (a snapshot when a cycle ended; NNKIT_E_IO when its file cannot be
  * written). */
-nnkit_status nnkit__average_fit_begin(nnkit_trainer *tr, size_t batch);
+nnkit_status nnkit__average_fit_begin(nnkit_trainer *tr);
 void nnkit__average_after_step(nnkit_trainer *tr);
 nnkit_status nnkit__average_cycle_check(nnkit_trainer *tr);
 /* A key of the block changed: SNAPSHOTS drops the snapshots, EMA_DECAY

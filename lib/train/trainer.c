@@ -106,6 +106,7 @@ NNKIT_API void nnkit_trainer_free(nnkit_trainer *tr)
   nnkit_pipeline_free(tr->own);
   nnkit__free(tr->ckpt_dir);
   nnkit__average_free(tr);
+  nnkit__ohem_free(tr);
   nnkit__monitor_free(tr);
   nnkit__free(tr);
 }
@@ -249,20 +250,17 @@ static nnkit_status run_epoch(nnkit_trainer *tr, const nnkit_dataset *train,
      * behind (so that every layer's output can be inspected afterwards). */
     int last = batches + 1 == per_epoch;
     st = nnkit__net_forward_fit(net, bx, b, borrow, !last);
-    if (st == NNKIT_OK && tr->ohem_k && (size_t)tr->ohem_k < b) {
-      /* Online hard example mining: only the k largest losses flow back. */
-      size_t first;
-      st = nnkit__net_loss_each(net, by, bt, &loss, &first, tr->ohem_each);
-      if (st == NNKIT_OK) {
-        nnkit__ohem_mask(net->probs, b, nnkit_net_output_size(net), tr->ohem_each,
-                         (size_t)tr->ohem_k, tr->ohem_pairs);
-        nnkit__net_backprop(net, first);
-      }
-    } else if (st == NNKIT_OK) {
-      st = nnkit_net_backward(net, by, bt, &loss);
-    }
+    /* Online hard example mining: only the k largest losses flow back. */
+    int ohem = tr->ohem_k && (size_t)tr->ohem_k < b;
+    size_t first = 0;
+    if (st == NNKIT_OK)
+      st = nnkit__net_loss_each(net, by, bt, &loss, &first, ohem ? tr->ohem_each : NULL);
     if (st != NNKIT_OK)
       return st;
+    if (ohem)
+      nnkit__ohem_mask(net->probs, b, nnkit_net_output_size(net), tr->ohem_each,
+                       (size_t)tr->ohem_k, tr->ohem_pairs);
+    nnkit__net_backprop(net, first);
     if (!isfinite(loss))
       return nnkit__monitor_diverged(tr, epoch, batches, loss);
     nnkit__monitor_before_step(tr, last);
@@ -359,7 +357,9 @@ static nnkit_status fit(nnkit_trainer *tr, const nnkit_dataset *train,
                       "nnkit_trainer_fit: checkpoints at the best epoch need a folder "
                       "(nnkit_trainer_set_checkpoint_dir()) and early stopping's "
                       "metric (nnkit_trainer_set_early_stopping())");
-  st = nnkit__average_fit_begin(tr, (size_t)pbs);
+  st = nnkit__average_fit_begin(tr);
+  if (st == NNKIT_OK)
+    st = nnkit__ohem_fit_begin(tr, (size_t)pbs);
   if (st != NNKIT_OK)
     return st;
   tr->resuming = resumed;
