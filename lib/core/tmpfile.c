@@ -351,10 +351,9 @@ nnkit_status nnkit__tfile_commit(nnkit__tfile *t, int ok)
 nnkit_status nnkit__mkdirs(const char *dir, const char *fn)
 {
   size_t n = strlen(dir);
-  char *path = nnkit__malloc(n + 1);
+  char *path = nnkit__strdup(dir);
   if (!path)
     return nnkit__err(NNKIT_E_NOMEM, "%s: out of memory", fn);
-  memcpy(path, dir, n + 1);
   nnkit_status st = NNKIT_OK;
   for (size_t i = 1; i <= n && st == NNKIT_OK; i++) {
     if (path[i] != '/' && path[i] != '\0')

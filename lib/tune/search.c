@@ -420,7 +420,9 @@ static nnkit_status grid(run_ctx *rc)
   size_t total = 1, maxn = points;
   for (size_t j = 0; j < nd; j++)
     maxn = sp->dims[j].n > maxn ? sp->dims[j].n : maxn;
-  double *axes = nnkit__malloc(nd * maxn * sizeof *axes);
+  int ovf = 0;
+  size_t cells = nnkit__mul_size(nd, maxn, &ovf);
+  double *axes = ovf ? NULL : nnkit__calloc(cells, sizeof *axes);
   size_t *len = nnkit__malloc(nd * sizeof *len);
   nnkit_status st = NNKIT_OK;
   if (!axes || !len)
@@ -592,7 +594,7 @@ static void edge_warnings(nnkit_search *s)
     const nnkit__dim *d = &s->space->dims[j];
     if (d->kind == NNKIT_DIM_CHOICE)
       continue;
-    int lg = d->kind == NNKIT_DIM_LOG_UNIFORM || d->kind == NNKIT_DIM_INT_LOG;
+    int lg = nnkit__dim_log(d->kind);
     double v = s->trials[best].values[j];
     double t = lg ? (log(v) - log(d->lo)) / (log(d->hi) - log(d->lo))
                   : (v - d->lo) / (d->hi - d->lo);

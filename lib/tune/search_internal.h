@@ -26,6 +26,18 @@ typedef struct nnkit__dim {
   int target_kind, key;
 } nnkit__dim;
 
+/* A dimension drawn on a log scale (LOG_UNIFORM, INT_LOG); one of whole
+ * numbers (INT, INT_LOG). */
+static inline int nnkit__dim_log(nnkit_dim_kind k)
+{
+  return k == NNKIT_DIM_LOG_UNIFORM || k == NNKIT_DIM_INT_LOG;
+}
+
+static inline int nnkit__dim_int(nnkit_dim_kind k)
+{
+  return k == NNKIT_DIM_INT || k == NNKIT_DIM_INT_LOG;
+}
+
 struct nnkit_space {
   nnkit__dim *dims;
   size_t num_dims, cap_dims;

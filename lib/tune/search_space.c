@@ -226,7 +226,7 @@ NNKIT_API nnkit_status nnkit_space_add(nnkit_space *sp, const char *name,
     return nnkit__err(NNKIT_E_INVALID,
                       "search space dimension '%s': range [%g, %g] is empty; give "
                       "lo < hi (a fixed value needs no dimension)", name, lo, hi);
-  int integer = kind == NNKIT_DIM_INT || kind == NNKIT_DIM_INT_LOG;
+  int integer = nnkit__dim_int(kind);
   if (integer && (lo != floor(lo) || hi != floor(hi) || fabs(lo) > 9e15 || fabs(hi) > 9e15))
     return nnkit__err(NNKIT_E_INVALID,
                       "search space dimension '%s': an integer range needs whole "
@@ -355,7 +355,7 @@ size_t nnkit__space_grid_axis(const nnkit__dim *d, size_t points, double *out)
   for (size_t i = 0; i < points; i++) {
     double t = points == 1 ? 0.5 : (double)i / (double)(points - 1);
     double v;
-    if (d->kind == NNKIT_DIM_LOG_UNIFORM || d->kind == NNKIT_DIM_INT_LOG)
+    if (nnkit__dim_log(d->kind))
       v = exp(log(d->lo) + t * (log(d->hi) - log(d->lo)));
     else
       v = d->lo + t * (d->hi - d->lo);
@@ -363,7 +363,7 @@ size_t nnkit__space_grid_axis(const nnkit__dim *d, size_t points, double *out)
       v = d->lo;
     if (i == points - 1 && points > 1)
       v = d->hi;
-    if (d->kind == NNKIT_DIM_INT || d->kind == NNKIT_DIM_INT_LOG) {
+    if (nnkit__dim_int(d->kind)) {
       v = floor(v + 0.5);
       if (n > 0 && out[n - 1] == v)
         continue;
@@ -371,11 +371,6 @@ size_t nnkit__space_grid_axis(const nnkit__dim *d, size_t points, double *out)
     out[n++] = v;
   }
   return n;
-}
-
-static int log_scaled(const nnkit__dim *d)
-{
-  return d->kind == NNKIT_DIM_LOG_UNIFORM || d->kind == NNKIT_DIM_INT_LOG;
 }
 
 void nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k)
@@ -396,7 +391,7 @@ void nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k)
         d->n = m;
       continue;
     }
-    int lg = log_scaled(d);
+    int lg = nnkit__dim_log(d->kind);
     double olo = lg ? log(d->lo) : d->lo, ohi = lg ? log(d->hi) : d->hi;
     double a = INFINITY, b = -INFINITY;
     for (size_t i = 0; i < k; i++) {
@@ -411,7 +406,7 @@ void nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k)
     double lo = lg ? exp(a) : a, hi = lg ? exp(b) : b;
     lo = lo < d->lo ? d->lo : lo; /* exp(log(x)) may round past the ends */
     hi = hi > d->hi ? d->hi : hi;
-    if (d->kind == NNKIT_DIM_INT || d->kind == NNKIT_DIM_INT_LOG) {
+    if (nnkit__dim_int(d->kind)) {
       lo = floor(lo);
       hi = ceil(hi);
       if (lo == hi) { /* keep a range of two values inside the original */
@@ -430,7 +425,7 @@ void nnkit__space_narrow(nnkit_space *sp, const double *top, size_t k)
 
 void nnkit__dim_format(const nnkit__dim *d, double v, char *buf, size_t len)
 {
-  if (d->kind == NNKIT_DIM_INT || d->kind == NNKIT_DIM_INT_LOG)
+  if (nnkit__dim_int(d->kind))
     snprintf(buf, len, "%.0f", v);
   else if (d->kind == NNKIT_DIM_CHOICE)
     snprintf(buf, len, "%g", v);
