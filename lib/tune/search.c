@@ -218,11 +218,6 @@ static void plan(nnkit_search *s, size_t i, size_t phase, size_t config, size_t 
   r->score = r->score_std = NAN;
 }
 
-static int better(const nnkit_search *s, double a, double b)
-{
-  return S(NNKIT_SEARCH_MAXIMIZE) != 0 ? a > b : a < b;
-}
-
 /* Runs trial i on the calling worker. */
 static void run_trial(run_ctx *rc, size_t i)
 {
@@ -344,6 +339,9 @@ static nnkit_status take_resumed(run_ctx *rc, size_t lo, size_t hi)
 static nnkit_status run_phase(run_ctx *rc, size_t lo, size_t hi, const char *what)
 {
   nnkit_search *s = rc->s;
+  nnkit_status st = take_resumed(rc, lo, hi); /* those bring their curves */
+  if (st != NNKIT_OK)
+    return st;
   for (size_t i = lo; i < hi; i++) {
     if (!s->trials[i].curve && s->trials[i].epochs > 0) {
       s->trials[i].curve = nnkit__calloc(s->trials[i].epochs, sizeof(double));
@@ -351,9 +349,6 @@ static nnkit_status run_phase(run_ctx *rc, size_t lo, size_t hi, const char *wha
         return nnkit__err(NNKIT_E_NOMEM, "search: out of memory");
     }
   }
-  nnkit_status st = take_resumed(rc, lo, hi);
-  if (st != NNKIT_OK)
-    return st;
   char line[256];
   snprintf(line, sizeof line, "%s: %zu trial(s)", what, hi - lo);
   emit(s, line);
@@ -386,7 +381,7 @@ static size_t ranked(const nnkit_search *s, size_t lo, size_t hi, size_t *idx)
     if (!s->trials[i].done || s->trials[i].status != NNKIT_TRIAL_OK)
       continue;
     size_t k = n++; /* insertion: stable, so ties keep index order */
-    while (k > 0 && better(s, s->trials[i].score, s->trials[idx[k - 1]].score)) {
+    while (k > 0 && nnkit__search_better(s, s->trials[i].score, s->trials[idx[k - 1]].score)) {
       idx[k] = idx[k - 1];
       k--;
     }
@@ -395,11 +390,11 @@ static size_t ranked(const nnkit_search *s, size_t lo, size_t hi, size_t *idx)
   return n;
 }
 
-static nnkit_status random_phase(run_ctx *rc, const nnkit_space *sp, size_t *n,
-                                 size_t count, size_t phase, size_t epochs,
-                                 const char *what)
+/* Plans `count` new trials after the *n planned so far, drawn from sp,
+ * `epochs` each, in `phase`; *n grows by count. */
+static nnkit_status draw_trials(nnkit_search *s, const nnkit_space *sp, size_t *n,
+                                size_t count, size_t phase, size_t epochs)
 {
-  nnkit_search *s = rc->s;
   size_t lo = *n;
   nnkit_status st = nnkit__search_reserve(s, lo + count);
   if (st != NNKIT_OK)
@@ -409,7 +404,16 @@ static nnkit_status random_phase(run_ctx *rc, const nnkit_space *sp, size_t *n,
     plan(s, i, phase, i, epochs);
   }
   *n = lo + count;
-  return run_phase(rc, lo, lo + count, what);
+  return NNKIT_OK;
+}
+
+static nnkit_status random_phase(run_ctx *rc, const nnkit_space *sp, size_t *n,
+                                 size_t count, size_t phase, size_t epochs,
+                                 const char *what)
+{
+  size_t lo = *n;
+  nnkit_status st = draw_trials(rc->s, sp, n, count, phase, epochs);
+  return st != NNKIT_OK ? st : run_phase(rc, lo, *n, what);
 }
 
 static nnkit_status grid(run_ctx *rc)
@@ -517,14 +521,9 @@ static nnkit_status bracket(run_ctx *rc, size_t *n, size_t *phase, size_t count,
   r = r < rmax ? r : rmax;
   r = r ? r : 1;
   size_t lo = *n;
-  nnkit_status st = nnkit__search_reserve(s, lo + count);
+  nnkit_status st = draw_trials(s, s->space, n, count, *phase, r);
   if (st != NNKIT_OK)
     return st;
-  for (size_t i = lo; i < lo + count; i++) {
-    nnkit__space_draw(s->space, (uint64_t)S(NNKIT_SEARCH_SEED), i, s->trials[i].values);
-    plan(s, i, *phase, i, r);
-  }
-  *n = lo + count;
   for (;;) {
     char what[64];
     snprintf(what, sizeof what, "rung %zu (%zu epochs)", *phase, r);
@@ -748,7 +747,7 @@ NNKIT_API int nnkit_trial_report(nnkit_trial *t, size_t epoch, double score)
     if (n >= PRUNE_MIN) {
       qsort(vals, n, sizeof vals[0], cmp_double);
       double med = n % 2 ? vals[n / 2] : 0.5 * (vals[n / 2 - 1] + vals[n / 2]);
-      if (better(s, med, score)) {
+      if (nnkit__search_better(s, med, score)) {
         stop = 1;
         t->pruned = 1;
       }

@@ -96,6 +96,12 @@ struct nnkit_search {
   int builtin;    /* the run uses the built-in objective (default names) */
 };
 
+/* 1 when score a beats score b (NNKIT_SEARCH_MAXIMIZE says which way). */
+static inline int nnkit__search_better(const nnkit_search *s, double a, double b)
+{
+  return s->set[NNKIT_SEARCH_MAXIMIZE] != 0 ? a > b : a < b;
+}
+
 /* Makes room for trials [0, n) (zeroed records with value rows). */
 nnkit_status nnkit__search_reserve(nnkit_search *s, size_t n);
 void nnkit__search_clear(nnkit_search *s);
@@ -109,8 +115,7 @@ void nnkit__search_line(const nnkit_search *s, size_t i, size_t pos, size_t tota
 
 /* The results file: read (resume) and append. */
 typedef struct nnkit__results_file {
-  FILE *f;      /* open for appending, or NULL */
-  int fd;
+  FILE *f; /* open for appending, or NULL */
 } nnkit__results_file;
 /* Reads s->results_path into pending records (file order) and rewrites it
  * without a torn last line. *recs_out gets an array of n_out records

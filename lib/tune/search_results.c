@@ -190,14 +190,12 @@ NNKIT_API nnkit_status nnkit_search_best(size_t *out, const nnkit_search *s)
     return nnkit__err(NNKIT_E_STATE,
                       "nnkit_search_best: no trial finished; run the search (and "
                       "look at nnkit_search_reason() for why trials failed)");
-  int max = s->set[NNKIT_SEARCH_MAXIMIZE] != 0;
   size_t best = SIZE_MAX;
   for (size_t i = 0; i < s->num_trials; i++) {
     const nnkit__trial_rec *r = &s->trials[i];
     if (!r->done || r->status != NNKIT_TRIAL_OK || r->epochs != most)
       continue;
-    if (best == SIZE_MAX || (max ? r->score > s->trials[best].score
-                                 : r->score < s->trials[best].score))
+    if (best == SIZE_MAX || nnkit__search_better(s, r->score, s->trials[best].score))
       best = i;
   }
   *out = best;
@@ -231,8 +229,8 @@ static int add_exact(cJSON *o, const char *key, double v)
   return 0;
 }
 
-/* Record i as one line of JSON (NaN as null), newline included; NULL on
- * OOM. */
+/* Record i as one line of JSON (NaN as null), without the newline, freed
+ * with cJSON_free; NULL on OOM. */
 static char *record_json(const nnkit_search *s, size_t i)
 {
   const nnkit__trial_rec *r = &s->trials[i];
@@ -258,17 +256,7 @@ static char *record_json(const nnkit_search *s, size_t i)
   ok = ok && cJSON_AddStringToObject(o, "reason", r->reason);
   char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
-  if (!text)
-    return NULL;
-  size_t n = strlen(text);
-  char *line = nnkit__malloc(n + 2);
-  if (line) {
-    memcpy(line, text, n);
-    line[n] = '\n';
-    line[n + 1] = '\0';
-  }
-  cJSON_free(text);
-  return line;
+  return text;
 }
 
 static double num_or_nan(const cJSON *o, const char *key)
@@ -438,7 +426,6 @@ nnkit_status nnkit__results_open(nnkit__results_file *rf, const char *path)
   if (!rf->f)
     return nnkit__err(NNKIT_E_IO, "search results file %s: cannot open it for "
                                   "appending (%s)", path, strerror(errno));
-  rf->fd = fileno(rf->f);
   return NNKIT_OK;
 }
 
@@ -447,13 +434,13 @@ nnkit_status nnkit__results_append(nnkit__results_file *rf, const nnkit_search *
 {
   if (!rf->f)
     return NNKIT_OK;
-  char *line = record_json(s, i);
-  if (!line)
+  char *text = record_json(s, i);
+  if (!text)
     return nnkit__err(NNKIT_E_NOMEM, "search results file: out of memory");
-  size_t n = strlen(line);
-  int ok = fwrite(line, 1, n, rf->f) == n && fflush(rf->f) == 0 &&
-           fdatasync(rf->fd) == 0;
-  nnkit__free(line);
+  size_t n = strlen(text);
+  int ok = fwrite(text, 1, n, rf->f) == n && fputc('\n', rf->f) != EOF &&
+           fflush(rf->f) == 0 && fdatasync(fileno(rf->f)) == 0;
+  cJSON_free(text);
   if (!ok)
     return nnkit__err(NNKIT_E_IO, "search results file %s: cannot write trial %zu "
                                   "(%s)", s->results_path, i, strerror(errno));
@@ -491,9 +478,9 @@ static nnkit_status save_table(const nnkit_search *s, const char *path, int json
     if (!r->done)
       continue;
     if (json) {
-      char *line = record_json(s, i);
-      ok = line && fputs(line, t.f) >= 0;
-      nnkit__free(line);
+      char *text = record_json(s, i);
+      ok = text && fputs(text, t.f) >= 0 && fputc('\n', t.f) != EOF;
+      cJSON_free(text);
       continue;
     }
     fprintf(t.f, "%zu,%zu,%zu,%zu,%s,%.17g,%.17g,%.17g,%llu", i, r->phase, r->config,
