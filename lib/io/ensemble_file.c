@@ -148,12 +148,9 @@ static nnkit_status load(nnkit__st_reader *r, nnkit_ensemble **out)
     nnkit_normalizer_free(nz);
     cJSON_Delete(m);
     if (st == NNKIT_OK) {
-      st = nnkit__ensemble_take(ens, net, weight);
-      if (st == NNKIT_E_SHAPE || st == NNKIT_E_INVALID) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", nnkit_last_error());
-        st = BAD("%s: member %lu: %s", r->path, i, msg);
-      }
+      char what[48];
+      snprintf(what, sizeof what, "member %lu", i);
+      st = nnkit__st_relabel(nnkit__ensemble_take(ens, net, weight), r->path, what);
     }
   }
   cJSON_Delete(w);

@@ -90,6 +90,10 @@ typedef struct nnkit__st_reader {
   const char *prefix;
 } nnkit__st_reader;
 
+/* The last error of a call a reader made for the file (a public call that
+ * refused a value read from it) re-labelled as NNKIT_E_FORMAT:
+ * "path: what: sentence"; OK and NNKIT_E_NOMEM pass unchanged. */
+nnkit_status nnkit__st_relabel(nnkit_status st, const char *path, const char *what);
 /* Reads path whole into r->buf: NNKIT_E_IO naming it, NNKIT_E_NOMEM. */
 nnkit_status nnkit__st_read_file(nnkit__st_reader *r);
 /* Parses r->buf: the header length, the JSON object (padding spaces

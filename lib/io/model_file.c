@@ -266,15 +266,6 @@ typedef nnkit__st_reader loader;
 #define BAD(...) nnkit__err(NNKIT_E_FORMAT, __VA_ARGS__)
 #define meta_string nnkit__st_meta_string
 
-/* Re-labels the last error of a public call as a format error of the file. */
-static nnkit_status relabel(nnkit_status st, const char *path, const char *what)
-{
-  if (st == NNKIT_E_NOMEM || st == NNKIT_OK)
-    return st;
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s", nnkit_last_error());
-  return BAD("%s: %s: %s", path, what, msg);
-}
 
 /* No layer may need more parameter bytes than the whole file has. */
 static nnkit_status check_layer_size(const loader *l, const nnkit__layer *ly, size_t i)
@@ -311,7 +302,7 @@ static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t 
                  k->opts[a].name, real ? "a finite number" : "a whole number >= -1");
     v[a] = d;
   }
-  nnkit_status st = relabel(k->add(net, v), l->path, what);
+  nnkit_status st = nnkit__st_relabel(k->add(net, v), l->path, what);
   if (st != NNKIT_OK)
     return st;
   /* At once, before the next layer is added: a layer that declares more
@@ -329,7 +320,7 @@ static nnkit_status add_layer(loader *l, nnkit_net *net, const cJSON *o, size_t 
   st = nnkit_net_set_trainable(net, i, cJSON_IsTrue(tr));
   if (st == NNKIT_OK)
     st = nnkit_net_set_lr_multiplier(net, i, lr->valuedouble);
-  return relabel(st, l->path, what);
+  return nnkit__st_relabel(st, l->path, what);
 }
 
 /* Before anything as large as the parameters is allocated (the layers
@@ -402,7 +393,7 @@ static nnkit_status build_net(loader *l, const cJSON *meta, nnkit_net **out)
     st = BAD("%s: the architecture must be a non-empty array of layers", l->path);
     goto done;
   }
-  st = relabel(nnkit_net_create(&net, dims, ndim, (uint64_t)seed), l->path,
+  st = nnkit__st_relabel(nnkit_net_create(&net, dims, ndim, (uint64_t)seed), l->path,
                "input shape");
   if (st == NNKIT_OK)
     st = nnkit_net_set_loss(net, loss);
@@ -494,7 +485,7 @@ static nnkit_status build_normalizer(loader *l, const cJSON *meta,
         NNKIT_OK)
       goto done;
   }
-  st = relabel(nnkit_normalizer_from_arrays(&nz, (nnkit_norm_kind)k, dims, ndim,
+  st = nnkit__st_relabel(nnkit_normalizer_from_arrays(&nz, (nnkit_norm_kind)k, dims, ndim,
                                             out_size, arr[1], len[1], arr[2], len[2],
                                             arr[3], len[3]),
                l->path, "normalizer");
@@ -510,7 +501,7 @@ static nnkit_status build_normalizer(loader *l, const cJSON *meta,
       st = BAD("%s: the normalizer has an unknown or non-numeric setting \"%s\"",
                l->path, s->string);
     else
-      st = relabel(nnkit_normalizer_set(nz, (nnkit_norm_param)key, s->valuedouble),
+      st = nnkit__st_relabel(nnkit_normalizer_set(nz, (nnkit_norm_param)key, s->valuedouble),
                    l->path, "normalizer");
   }
 done:
@@ -554,7 +545,7 @@ static nnkit_status read_class_names(const loader *l, const cJSON *meta,
       names[i++] = v->valuestring;
   }
   if (st == NNKIT_OK)
-    st = relabel(nnkit_net_set_class_names(net, names, n), l->path, "class names");
+    st = nnkit__st_relabel(nnkit_net_set_class_names(net, names, n), l->path, "class names");
   nnkit__free(names);
   cJSON_Delete(a);
   return st;

@@ -471,6 +471,15 @@ cJSON *nnkit__st_meta_json(const nnkit__st_reader *r, const char *key,
   return j;
 }
 
+nnkit_status nnkit__st_relabel(nnkit_status st, const char *path, const char *what)
+{
+  if (st == NNKIT_E_NOMEM || st == NNKIT_OK)
+    return st;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", nnkit_last_error());
+  return BAD("%s: %s: %s", path, what, msg);
+}
+
 nnkit_status nnkit__st_read_file(nnkit__st_reader *r)
 {
   unsigned char *b;

@@ -143,10 +143,11 @@ static nnkit_status check_member(const nnkit_ensemble *ens, const nnkit_net *net
   return NNKIT_OK;
 }
 
-nnkit_status nnkit__ensemble_take(nnkit_ensemble *ens, nnkit_net *net, double weight)
+/* Appends net (owned from here; freed on NNKIT_E_NOMEM) with weight. */
+static nnkit_status append(nnkit_ensemble *ens, nnkit_net *net, double weight)
 {
-  nnkit_status st = check_member(ens, net, weight);
-  if (st == NNKIT_OK && ens->n == ens->cap) {
+  nnkit_status st = NNKIT_OK;
+  if (ens->n == ens->cap) {
     size_t cap = ens->cap ? 2 * ens->cap : 4;
     nnkit_net **nets = nnkit__realloc(ens->nets, cap * sizeof *nets);
     if (nets)
@@ -168,6 +169,16 @@ nnkit_status nnkit__ensemble_take(nnkit_ensemble *ens, nnkit_net *net, double we
   return NNKIT_OK;
 }
 
+nnkit_status nnkit__ensemble_take(nnkit_ensemble *ens, nnkit_net *net, double weight)
+{
+  nnkit_status st = check_member(ens, net, weight);
+  if (st != NNKIT_OK) {
+    nnkit_net_free(net);
+    return st;
+  }
+  return append(ens, net, weight);
+}
+
 NNKIT_API nnkit_status nnkit_ensemble_add(nnkit_ensemble *ens, const nnkit_net *net,
                                           double weight)
 {
@@ -178,7 +189,7 @@ NNKIT_API nnkit_status nnkit_ensemble_add(nnkit_ensemble *ens, const nnkit_net *
   nnkit_net *copy = NULL;
   if (st == NNKIT_OK)
     st = nnkit__net_clone(&copy, net);
-  return st == NNKIT_OK ? nnkit__ensemble_take(ens, copy, weight) : st;
+  return st == NNKIT_OK ? append(ens, copy, weight) : st; /* checked above */
 }
 
 NNKIT_API size_t nnkit_ensemble_size(const nnkit_ensemble *ens)
