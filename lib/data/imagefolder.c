@@ -247,9 +247,8 @@ static nnkit_status check_size(const char *path, int ih, int iw)
   return NNKIT_OK;
 }
 
-/* Reads a JPEG's header (*ih, *iw) and, when px is given and the size
- * passes check_size, decodes it to RGB bytes (*px, nnkit__malloc'ed). */
-
+/* Reads a JPEG's header (*ih, *iw), checks the size (check_size) and,
+ * when px is given, decodes it to RGB bytes (*px, nnkit__malloc'ed). */
 static nnkit_status jpeg_decode(const image_bytes *in, const char *path, int *ih,
                                 int *iw, unsigned char **px)
 {
@@ -277,8 +276,7 @@ static nnkit_status jpeg_decode(const image_bytes *in, const char *path, int *ih
   jpeg_read_header(&cinfo, TRUE);
   *ih = cinfo.image_height > INT_MAX ? INT_MAX : (int)cinfo.image_height;
   *iw = cinfo.image_width > INT_MAX ? INT_MAX : (int)cinfo.image_width;
-  if (px)
-    st = check_size(path, *ih, *iw);
+  st = check_size(path, *ih, *iw);
   if (px && st == NNKIT_OK) {
     cinfo.out_color_space = JCS_RGB; /* gray is repeated; CMYK is an error */
     jpeg_start_decompress(&cinfo);
@@ -368,8 +366,6 @@ static nnkit_status decode_image(const char *path, size_t channels, int *ih,
   if (st == NNKIT_OK && !is_png_name(path)) {
     unsigned char *rgb = NULL;
     st = jpeg_decode(&in, path, ih, iw, px ? &rgb : NULL);
-    if (st == NNKIT_OK && !px)
-      st = check_size(path, *ih, *iw);
     if (st == NNKIT_OK && px && channels == 1) {
       size_t n = (size_t)*ih * (size_t)*iw;
       for (size_t i = 0; i < n; i++)
