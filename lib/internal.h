@@ -443,6 +443,15 @@ typedef struct nnkit__tensor {
   uint64_t *count;  /* the COUNTER role's value (data is NULL) */
 } nnkit__tensor;
 
+/* The number of values of t (the product of its dims). */
+static inline size_t nnkit__tensor_floats(const nnkit__tensor *t)
+{
+  size_t n = 1;
+  for (size_t d = 0; d < t->ndim; d++)
+    n *= t->dims[d];
+  return n;
+}
+
 /* A layer kind's descriptor: one file defines one (or a few sharing
  * code) and registry.c lists it. It holds the kind's ops, its options (the
  * add call's arguments, as nnkit_layer_param keys with bounds) and its

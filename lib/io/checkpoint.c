@@ -680,11 +680,8 @@ static nnkit_status check_net(nnkit__st_reader *r, nnkit_net *net, staged *s)
         static const size_t one = 1;
         st = nnkit__st_take_u64(r, name, &s->counts[ac++], &one, 1, need);
       } else {
-        size_t cnt = 1;
-        for (size_t d = 0; d < t[j].ndim; d++)
-          cnt *= t[j].dims[d];
         st = nnkit__st_take_f32(r, name, s->net + at, t[j].dims, t[j].ndim, need);
-        at += cnt;
+        at += nnkit__tensor_floats(&t[j]);
       }
     }
   }

@@ -51,10 +51,7 @@ nnkit_status nnkit__net_clone(nnkit_net **out, const nnkit_net *csrc)
         *b[j].count = *a[j].count;
         continue;
       }
-      size_t n = 1;
-      for (size_t d = 0; d < a[j].ndim; d++)
-        n *= a[j].dims[d];
-      memcpy(b[j].data, a[j].data, n * sizeof(float));
+      memcpy(b[j].data, a[j].data, nnkit__tensor_floats(&a[j]) * sizeof(float));
     }
   }
   if (st == NNKIT_OK && src->nz)

@@ -452,14 +452,6 @@ NNKIT_API nnkit_status nnkit_net_layer_bounds(double *lo_out, double *hi_out,
 
 /* ---- tensors by role ----------------------------------------------------- */
 
-static size_t tensor_floats(const nnkit__tensor *t)
-{
-  size_t n = 1;
-  for (size_t d = 0; d < t->ndim; d++)
-    n *= t->dims[d];
-  return n;
-}
-
 size_t nnkit__net_role_floats(nnkit_net *net, int roles)
 {
   size_t n = 0;
@@ -469,7 +461,7 @@ size_t nnkit__net_role_floats(nnkit_net *net, int roles)
     size_t nt = l->ops->tensors ? l->ops->tensors(l, t) : 0;
     for (size_t k = 0; k < nt; k++)
       if ((t[k].role & roles) && t[k].data)
-        n += tensor_floats(&t[k]);
+        n += nnkit__tensor_floats(&t[k]);
   }
   return n;
 }
@@ -483,7 +475,7 @@ void nnkit__net_role_copy(nnkit_net *net, int roles, float *buf, int to_net)
     for (size_t k = 0; k < nt; k++) {
       if (!(t[k].role & roles) || !t[k].data)
         continue;
-      size_t n = tensor_floats(&t[k]);
+      size_t n = nnkit__tensor_floats(&t[k]);
       if (to_net)
         memcpy(t[k].data, buf, n * sizeof(float));
       else

@@ -249,9 +249,7 @@ double nnkit__regularizer_apply(const nnkit_regularizer *r, nnkit_net *net,
     for (size_t j = 0; j < nt; j++) {
       if (!(t[j].role & roles) || !t[j].data)
         continue;
-      size_t seg = 1;
-      for (size_t d = 0; d < t[j].ndim; d++)
-        seg *= t[j].dims[d];
+      size_t seg = nnkit__tensor_floats(&t[j]);
       const float *w = t[j].data;
       float *g = l->grads + (t[j].data - l->params);
       for (size_t k = 0; k < seg; k++) {
